@@ -1,0 +1,173 @@
+using System.Text.RegularExpressions;
+using DataOps.Engine.Logging;
+using Npgsql;
+
+namespace DataOps.Engine.Connections;
+
+/// <summary>Where a connection came from.</summary>
+public enum ConnectionSource
+{
+    ConnectionString,
+    Environment,
+    Sandbox,
+}
+
+/// <summary>
+/// A PostgreSQL connection profile. The password is held privately and handed only to the driver;
+/// no property, ToString() or error carries it.
+/// </summary>
+public sealed partial class DataOpsConnection
+{
+    private readonly string _connectionString;
+
+    private DataOpsConnection(string connectionString, string name, ConnectionSource source, bool isProduction)
+    {
+        _connectionString = connectionString;
+        var b = new NpgsqlConnectionStringBuilder(connectionString);
+        Name = name;
+        Source = source;
+        IsProduction = isProduction;
+        Host = b.Host ?? "localhost";
+        Port = b.Port;
+        Database = b.Database ?? b.Username ?? "postgres";
+        Username = b.Username ?? Environment.UserName;
+        HasPassword = !string.IsNullOrEmpty(b.Password);
+    }
+
+    public string Name { get; }
+
+    public ConnectionSource Source { get; }
+
+    /// <summary>Writes through a production connection always ask for confirmation unless -Force or -Confirm:$false.</summary>
+    public bool IsProduction { get; }
+
+    public string Host { get; }
+
+    public int Port { get; }
+
+    public string Database { get; }
+
+    public string Username { get; }
+
+    public bool HasPassword { get; }
+
+    /// <summary>Server version, filled in once the connection has been tested.</summary>
+    public string? ServerVersion { get; internal set; }
+
+    /// <summary>The connection string with the password masked.</summary>
+    public string SafeConnectionString => SecretRedactor.RedactConnectionString(_connectionString);
+
+    internal string ConnectionString => _connectionString;
+
+    public override string ToString() => $"{Username}@{Host}:{Port}/{Database}";
+
+    /// <summary>
+    /// Builds a profile from a connection string, with an optional user name and password that
+    /// override the string's own (they come from a PSCredential).
+    /// </summary>
+    public static DataOpsConnection FromConnectionString(
+        string connectionString,
+        string? userName = null,
+        string? password = null,
+        bool isProduction = false,
+        string? name = null,
+        ConnectionSource source = ConnectionSource.ConnectionString)
+    {
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new DataOpsException("ConnectionStringInvalid", DataOpsErrorKind.InvalidArgument,
+                "The connection string is empty. Pass a PostgreSQL connection string such as 'Host=db1;Port=5432;Database=app;Username=admin'.");
+        }
+
+        NpgsqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new NpgsqlConnectionStringBuilder(connectionString);
+            if (string.IsNullOrWhiteSpace(builder.Host))
+            {
+                throw new ArgumentException("it names no Host");
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException)
+        {
+            var safe = SecretRedactor.RedactConnectionString(connectionString);
+            var reason = new SecretRedactor().Redact(SecretRedactor.RedactConnectionString(ex.Message));
+            throw new DataOpsException("ConnectionStringInvalid", DataOpsErrorKind.InvalidArgument,
+                $"The connection string '{safe}' is not valid: {reason}. Use key=value pairs separated by ';', for example 'Host=db1;Port=5432;Database=app;Username=admin'.",
+                safe, null);
+        }
+
+        if (!string.IsNullOrEmpty(userName))
+        {
+            builder.Username = userName;
+        }
+
+        if (password is not null)
+        {
+            builder.Password = password;
+        }
+
+        builder.ApplicationName ??= "DataOps.PowerShell";
+        var full = builder.ConnectionString;
+        return new DataOpsConnection(full, name ?? $"{builder.Host}:{builder.Port}/{builder.Database}", source, isProduction);
+    }
+
+    /// <summary>The variable that holds an environment's connection string: DATAOPS_&lt;NAME&gt;_CONNECTION.</summary>
+    public static string EnvironmentVariableName(string environment) =>
+        $"DATAOPS_{NonWord().Replace(environment.Trim().ToUpperInvariant(), "_")}_CONNECTION";
+
+    /// <summary>Environment names that have a DATAOPS_&lt;NAME&gt;_CONNECTION variable set.</summary>
+    public static IReadOnlyList<string> AvailableEnvironments()
+    {
+        var names = new List<string>();
+        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables())
+        {
+            var m = EnvVar().Match((string)e.Key);
+            if (m.Success && !string.IsNullOrWhiteSpace(e.Value as string))
+            {
+                names.Add(m.Groups[1].Value);
+            }
+        }
+
+        names.Sort(StringComparer.OrdinalIgnoreCase);
+        return names;
+    }
+
+    /// <summary>
+    /// Reads an environment's profile from DATAOPS_&lt;NAME&gt;_CONNECTION. Environments named PROD or
+    /// PRODUCTION are production even without <paramref name="isProduction"/>.
+    /// </summary>
+    public static DataOpsConnection FromEnvironment(string environment, string? userName = null, string? password = null, bool isProduction = false)
+    {
+        var variable = EnvironmentVariableName(environment);
+        var value = Environment.GetEnvironmentVariable(variable);
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            var known = AvailableEnvironments();
+            var hint = known.Count == 0 ? "No DATAOPS_<NAME>_CONNECTION variables are set." : $"Environments that are set: {string.Join(", ", known)}.";
+            throw new DataOpsException("EnvironmentNotFound", DataOpsErrorKind.ObjectNotFound,
+                $"The environment '{environment}' has no connection: the variable {variable} is not set. {hint} Set {variable} to a PostgreSQL connection string.",
+                environment);
+        }
+
+        var upper = environment.Trim().ToUpperInvariant();
+        var production = isProduction || upper is "PROD" or "PRODUCTION";
+        return FromConnectionString(value, userName, password, production, environment, ConnectionSource.Environment);
+    }
+
+    /// <summary>The same server and credentials, another database.</summary>
+    public DataOpsConnection WithDatabase(string database)
+    {
+        var b = new NpgsqlConnectionStringBuilder(_connectionString) { Database = database };
+        return new DataOpsConnection(b.ConnectionString, Name, Source, IsProduction) { ServerVersion = ServerVersion };
+    }
+
+    internal static DataOpsConnection ForSandbox(string connectionString, string sandboxName) =>
+        new(connectionString, sandboxName, ConnectionSource.Sandbox, false);
+
+    [GeneratedRegex(@"[^A-Za-z0-9]+")]
+    private static partial Regex NonWord();
+
+    [GeneratedRegex(@"^DATAOPS_(.+)_CONNECTION$", RegexOptions.IgnoreCase)]
+    private static partial Regex EnvVar();
+}

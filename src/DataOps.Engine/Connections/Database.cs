@@ -1,0 +1,68 @@
+using System.Net.Sockets;
+using DataOps.Engine.Logging;
+using Npgsql;
+
+namespace DataOps.Engine.Connections;
+
+/// <summary>Opens driver connections and turns driver failures into DataOpsExceptions without secrets.</summary>
+internal static class Database
+{
+    public static async Task<NpgsqlConnection> OpenAsync(DataOpsConnection profile, CancellationToken ct)
+    {
+        var connection = new NpgsqlConnection(profile.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(ct).ConfigureAwait(false);
+            return connection;
+        }
+        catch (Exception ex)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            if (ex is OperationCanceledException && ct.IsCancellationRequested)
+            {
+                throw;
+            }
+
+            throw Translate(ex, profile);
+        }
+    }
+
+    /// <summary>Maps a driver or socket failure onto a stable ErrorId and kind; the message is redacted.</summary>
+    public static DataOpsException Translate(Exception ex, DataOpsConnection profile)
+    {
+        if (ex is DataOpsException d)
+        {
+            return d;
+        }
+
+        var redactor = new SecretRedactor();
+        redactor.Add(new NpgsqlConnectionStringBuilder(profile.ConnectionString).Password);
+        var where = profile.ToString();
+        var detail = redactor.Redact(ex.Message);
+
+        switch (ex)
+        {
+            case PostgresException { SqlState: "28P01" or "28000" }:
+                return new DataOpsException("AuthenticationFailed", DataOpsErrorKind.AuthenticationError,
+                    $"PostgreSQL at {where} refused the login for user '{profile.Username}': {detail}. Check the user name and password (pass them with -Credential).",
+                    where, null);
+            case PostgresException { SqlState: "3D000" }:
+                return new DataOpsException("DatabaseNotFound", DataOpsErrorKind.ObjectNotFound,
+                    $"The database '{profile.Database}' does not exist on {profile.Host}:{profile.Port}: {detail}.", profile.Database, null);
+            case PostgresException pg:
+                return new DataOpsException("DatabaseError", DataOpsErrorKind.InvalidOperation,
+                    $"PostgreSQL at {where} reported {pg.SqlState}: {detail}", where, null);
+            case NpgsqlException or SocketException or TimeoutException:
+                {
+                    var inner = ex.InnerException is null ? string.Empty : $" ({redactor.Redact(ex.InnerException.Message)})";
+                    return new DataOpsException("ConnectionFailed", DataOpsErrorKind.ConnectionError,
+                        $"Could not reach PostgreSQL at {profile.Host}:{profile.Port}: {detail}{inner}. Check that the server is running and that host and port are right.",
+                        where, null);
+                }
+
+            default:
+                return new DataOpsException("DatabaseError", DataOpsErrorKind.InvalidOperation,
+                    $"Unexpected failure talking to {where}: {ex.GetType().Name}: {detail}", where, null);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using DataOps.Engine.Connections;
+
+namespace DataOps.Engine.Sandbox;
+
+/// <summary>Whether a sandbox's server is up.</summary>
+public enum SandboxStatus
+{
+    Running,
+    Stopped,
+    Removed,
+}
+
+/// <summary>What Start did to get the sandbox running.</summary>
+public enum SandboxStartAction
+{
+    /// <summary>A new cluster was made from the cached template.</summary>
+    Created,
+
+    /// <summary>An existing, stopped cluster was started again (after Stop or a crash).</summary>
+    Resumed,
+
+    /// <summary>The cluster was already running, left by another or an earlier session, and is reused.</summary>
+    Reused,
+
+    None,
+}
+
+/// <summary>A private PostgreSQL cluster on 127.0.0.1, made from local binaries.</summary>
+public sealed class DataOpsSandbox
+{
+    public required string Name { get; init; }
+
+    public required SandboxStatus Status { get; init; }
+
+    public SandboxStartAction Action { get; init; } = SandboxStartAction.None;
+
+    public int Port { get; init; }
+
+    public int ProcessId { get; init; }
+
+    public required string DataDirectory { get; init; }
+
+    public required string LogPath { get; init; }
+
+    public string? PostgresVersion { get; init; }
+
+    public string? BinDirectory { get; init; }
+
+    public DateTimeOffset? StartedAt { get; init; }
+
+    /// <summary>The connection to the sandbox's 'dataops' database; null when it is not running.</summary>
+    public DataOpsConnection? Connection { get; init; }
+
+    public override string ToString() => Status == SandboxStatus.Running ? $"{Name} (127.0.0.1:{Port})" : $"{Name} ({Status})";
+}

@@ -1,0 +1,460 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using DataOps.Engine.Connections;
+using DataOps.Engine.Logging;
+
+namespace DataOps.Engine.Sandbox;
+
+/// <summary>
+/// Starts, finds and stops sandbox clusters. Layout under the root folder:
+/// templates/pg&lt;major&gt;/ (an initdb'd cluster and its password, copied for each new sandbox),
+/// &lt;name&gt;/data, &lt;name&gt;/run (socket), &lt;name&gt;/postgres.log, &lt;name&gt;/sandbox.json, &lt;name&gt;.lock.
+/// </summary>
+public sealed partial class SandboxManager
+{
+    public const string DefaultName = "default";
+    public const string DatabaseName = "dataops";
+    private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
+    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    private readonly IOperationObserver _observer;
+    private readonly PgSearchOptions _search;
+
+    public SandboxManager(string? root = null, IOperationObserver? observer = null, PgSearchOptions? search = null)
+    {
+        Root = root ?? DefaultRoot();
+        _observer = observer ?? NullObserver.Instance;
+        _search = search ?? new PgSearchOptions();
+    }
+
+    public string Root { get; }
+
+    /// <summary>
+    /// $DATAOPS_SANDBOX_ROOT, else a folder the postgres OS user can reach: under /tmp for root
+    /// (root's home is closed to other users), the per-user data folder otherwise.
+    /// </summary>
+    public static string DefaultRoot()
+    {
+        var fromEnv = Environment.GetEnvironmentVariable("DATAOPS_SANDBOX_ROOT");
+        if (!string.IsNullOrWhiteSpace(fromEnv))
+        {
+            return Path.GetFullPath(fromEnv);
+        }
+
+        if (ProcessRunner.IsRoot)
+        {
+            return Path.Combine(Path.GetTempPath(), "dataops-sandboxes");
+        }
+
+        var data = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create);
+        return Path.Combine(string.IsNullOrEmpty(data) ? Path.GetTempPath() : data, "DataOps", "sandboxes");
+    }
+
+    public static void ValidateName(string name)
+    {
+        if (!NamePattern().IsMatch(name))
+        {
+            throw new DataOpsException("SandboxNameInvalid", DataOpsErrorKind.InvalidArgument,
+                $"The sandbox name '{name}' is not valid: use 1-40 letters, digits, '-' or '_', starting with a letter or digit.", name);
+        }
+    }
+
+    /// <summary>Starts the named sandbox: reuses a running one, resumes a stopped one, or creates it from the template.</summary>
+    public DataOpsSandbox Start(string name = DefaultName, bool reset = false, CancellationToken ct = default)
+    {
+        ValidateName(name);
+        var bins = PgBinaryLocator.Locate(_search);
+        _observer.Verbose($"Using PostgreSQL {bins.Version} from {bins.Directory}.");
+        if (ProcessRunner.IsRoot && !ProcessRunner.ServiceUserExists())
+        {
+            throw new DataOpsException("SandboxPermission", DataOpsErrorKind.PermissionDenied,
+                $"Running as root, the sandbox runs PostgreSQL as the '{ProcessRunner.ServiceUser}' OS user, which does not exist. Install the postgresql package (it creates the user) or run as a normal user.",
+                ProcessRunner.ServiceUser);
+        }
+
+        EnsureRoot();
+        using var _ = AcquireLock(name, ct);
+        var dir = SandboxDir(name);
+        var data = Path.Combine(dir, "data");
+
+        if (reset && Directory.Exists(dir))
+        {
+            _observer.Verbose($"Resetting sandbox '{name}': stopping it and deleting {dir}.");
+            StopServer(bins, data);
+            Directory.Delete(dir, recursive: true);
+        }
+
+        var running = ReadPostmasterPid(data);
+        if (running is { } live && ProcessRunner.IsProcessAlive(live.Pid))
+        {
+            _observer.Warning($"Sandbox '{name}' was already running (pid {live.Pid}, port {live.Port}), probably left by an earlier session; reusing it. Stop it with Stop-DataOpsSandbox -Name {name}.");
+            return Describe(name, bins, SandboxStartAction.Reused);
+        }
+
+        SandboxStartAction action;
+        if (Directory.Exists(data))
+        {
+            if (running is not null)
+            {
+                _observer.Warning($"Sandbox '{name}' did not shut down cleanly (a stale postmaster.pid for pid {running.Value.Pid} was left); PostgreSQL will recover it on start.");
+            }
+
+            action = SandboxStartAction.Resumed;
+        }
+        else
+        {
+            var template = EnsureTemplate(bins, ct);
+            _observer.Verbose($"Creating sandbox '{name}' from template {template}.");
+            Directory.CreateDirectory(dir);
+            CopyDirectory(Path.Combine(template, "data"), data);
+            File.Copy(Path.Combine(template, "password"), PasswordFile(name), overwrite: true);
+            RestrictToOwner(PasswordFile(name));
+            action = SandboxStartAction.Created;
+        }
+
+        var runDir = Path.Combine(dir, "run");
+        Directory.CreateDirectory(runDir);
+        ProcessRunner.GiveToServiceUser(dir);
+        var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct);
+        File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+        _observer.Verbose($"Sandbox '{name}' is listening on 127.0.0.1:{port}.");
+        return Describe(name, bins, action);
+    }
+
+    /// <summary>Stops the named sandbox's server; with <paramref name="remove"/> also deletes its files.</summary>
+    public DataOpsSandbox Stop(string name = DefaultName, bool remove = false, CancellationToken ct = default)
+    {
+        ValidateName(name);
+        var dir = SandboxDir(name);
+        if (!Directory.Exists(dir))
+        {
+            throw new DataOpsException("SandboxNotFound", DataOpsErrorKind.ObjectNotFound,
+                $"There is no sandbox named '{name}' under {Root}. Get-DataOpsSandbox lists the sandboxes.", name);
+        }
+
+        using var _ = AcquireLock(name, ct);
+        var data = Path.Combine(dir, "data");
+        var record = ReadRecord(name);
+        var bins = record?.BinDirectory is { } bin && File.Exists(Path.Combine(bin, PgBinaries.Exe("pg_ctl")))
+            ? new PgBinaries(bin, record.PostgresVersion ?? "?", 0)
+            : PgBinaryLocator.Locate(_search);
+        StopServer(bins, data);
+        if (remove)
+        {
+            Directory.Delete(dir, recursive: true);
+            _observer.Verbose($"Removed sandbox '{name}' ({dir}).");
+            return new DataOpsSandbox
+            {
+                Name = name, Status = SandboxStatus.Removed, DataDirectory = data, LogPath = Path.Combine(dir, "postgres.log"),
+                PostgresVersion = record?.PostgresVersion, BinDirectory = bins.Directory,
+            };
+        }
+
+        return Describe(name, bins, SandboxStartAction.None);
+    }
+
+    /// <summary>All sandboxes under the root, running or not.</summary>
+    public IReadOnlyList<DataOpsSandbox> List(string? name = null)
+    {
+        if (!Directory.Exists(Root))
+        {
+            return [];
+        }
+
+        var result = new List<DataOpsSandbox>();
+        foreach (var dir in Directory.GetDirectories(Root).OrderBy(d => d, StringComparer.Ordinal))
+        {
+            var n = Path.GetFileName(dir);
+            if (n == "templates" || !File.Exists(Path.Combine(dir, "sandbox.json")) && !Directory.Exists(Path.Combine(dir, "data")))
+            {
+                continue;
+            }
+
+            if (name is not null && !string.Equals(n, name, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var record = ReadRecord(n);
+            result.Add(Describe(n, record is null ? null : new PgBinaries(record.BinDirectory, record.PostgresVersion, 0), SandboxStartAction.None));
+        }
+
+        return result;
+    }
+
+    private DataOpsSandbox Describe(string name, PgBinaries? bins, SandboxStartAction action)
+    {
+        var dir = SandboxDir(name);
+        var data = Path.Combine(dir, "data");
+        var pid = ReadPostmasterPid(data);
+        var alive = pid is { } p && ProcessRunner.IsProcessAlive(p.Pid);
+        var record = ReadRecord(name);
+        DataOpsConnection? connection = null;
+        if (alive && File.Exists(PasswordFile(name)))
+        {
+            var password = File.ReadAllText(PasswordFile(name)).Trim();
+            connection = DataOpsConnection.ForSandbox(
+                $"Host=127.0.0.1;Port={pid!.Value.Port};Username=postgres;Password={password};Database={DatabaseName};Application Name=DataOps.PowerShell",
+                name);
+        }
+
+        return new DataOpsSandbox
+        {
+            Name = name,
+            Status = alive ? SandboxStatus.Running : SandboxStatus.Stopped,
+            Action = action,
+            Port = alive ? pid!.Value.Port : record?.Port ?? 0,
+            ProcessId = alive ? pid!.Value.Pid : 0,
+            DataDirectory = data,
+            LogPath = Path.Combine(dir, "postgres.log"),
+            PostgresVersion = bins?.Version ?? record?.PostgresVersion,
+            BinDirectory = bins?.Directory ?? record?.BinDirectory,
+            StartedAt = alive ? pid!.Value.Started : null,
+            Connection = connection,
+        };
+    }
+
+    private string EnsureTemplate(PgBinaries bins, CancellationToken ct)
+    {
+        var templates = Path.Combine(Root, "templates");
+        var template = Path.Combine(templates, $"pg{bins.MajorVersion}");
+        if (File.Exists(Path.Combine(template, "password")) && File.Exists(Path.Combine(template, "data", "PG_VERSION")))
+        {
+            return template;
+        }
+
+        using var _ = AcquireLock("templates", ct);
+        if (File.Exists(Path.Combine(template, "password")))
+        {
+            return template;
+        }
+
+        _observer.Verbose($"No cached template for PostgreSQL {bins.MajorVersion}; running initdb once (later sandboxes copy it).");
+        Directory.CreateDirectory(templates);
+        MakeTraversable(templates);
+        var staging = Path.Combine(templates, $"pg{bins.MajorVersion}.tmp-{Environment.ProcessId}");
+        if (Directory.Exists(staging))
+        {
+            Directory.Delete(staging, recursive: true);
+        }
+
+        Directory.CreateDirectory(staging);
+        var password = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(24)).ToLowerInvariant();
+        var pwfile = Path.Combine(staging, "initdb.pw");
+        File.WriteAllText(pwfile, password + "\n");
+        RestrictToOwner(pwfile);
+        ProcessRunner.GiveToServiceUser(staging);
+
+        var data = Path.Combine(staging, "data");
+        var init = ProcessRunner.Run(bins.InitDb,
+            ["-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256", $"--pwfile={pwfile}"],
+            asServiceUser: true, ToolTimeout, ct);
+        File.Delete(pwfile);
+        if (init.ExitCode != 0)
+        {
+            throw new DataOpsException("SandboxInitFailed", DataOpsErrorKind.ResourceUnavailable,
+                $"initdb failed (exit {init.ExitCode}): {init.Combined}", bins.InitDb);
+        }
+
+        // Loopback only, password auth over TCP, trust only on the private socket folder. fsync off loses
+        // data only if the machine itself crashes; commits still survive a killed server.
+        File.AppendAllText(Path.Combine(data, "postgresql.conf"),
+            "\n# DataOps sandbox\nlisten_addresses = '127.0.0.1'\nfsync = off\nfull_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\n");
+        File.WriteAllText(Path.Combine(data, "pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
+
+        // Create the working database once, in the template, so each start is only a copy.
+        var runDir = Path.Combine(staging, "run");
+        Directory.CreateDirectory(runDir);
+        ProcessRunner.GiveToServiceUser(staging);
+        var log = Path.Combine(staging, "template.log");
+        var port = StartServer(bins, data, runDir, log, ct);
+        try
+        {
+            var psql = Path.Combine(bins.Directory, PgBinaries.Exe("psql"));
+            var create = ProcessRunner.Run(psql, ["-X", "-q", "-h", runDir, "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", "-d", "postgres", "-c", $"CREATE DATABASE {DatabaseName}"],
+                asServiceUser: true, ToolTimeout, ct);
+            if (create.ExitCode != 0)
+            {
+                throw new DataOpsException("SandboxInitFailed", DataOpsErrorKind.ResourceUnavailable,
+                    $"Creating the '{DatabaseName}' database in the template failed: {create.Combined}", data);
+            }
+        }
+        finally
+        {
+            StopServer(bins, data);
+        }
+
+        File.Delete(log);
+        Directory.Delete(runDir, recursive: true);
+        File.WriteAllText(Path.Combine(staging, "password"), password);
+        RestrictToOwner(Path.Combine(staging, "password"));
+        if (Directory.Exists(template))
+        {
+            Directory.Delete(template, recursive: true);
+        }
+
+        Directory.Move(staging, template);
+        return template;
+    }
+
+    /// <summary>Starts the server on a free loopback port, retrying with another port if one is taken meanwhile.</summary>
+    private int StartServer(PgBinaries bins, string data, string runDir, string logPath, CancellationToken ct)
+    {
+        ProcessResult? last = null;
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var port = FreePort();
+            var options = $"-p {port} -k {runDir} -c listen_addresses=127.0.0.1";
+            last = ProcessRunner.Run(bins.PgCtl, ["-D", data, "-l", logPath, "-w", "-t", "60", "-o", options, "start"], asServiceUser: true, ToolTimeout, ct);
+            if (last.ExitCode == 0)
+            {
+                return port;
+            }
+        }
+
+        var tail = File.Exists(logPath) ? string.Join(Environment.NewLine, File.ReadLines(logPath).TakeLast(8)) : string.Empty;
+        throw new DataOpsException("SandboxStartFailed", DataOpsErrorKind.ResourceUnavailable,
+            $"PostgreSQL did not start from {data}: {last?.Combined} {tail}".Trim(), data);
+    }
+
+    private static void StopServer(PgBinaries bins, string data)
+    {
+        if (!File.Exists(Path.Combine(data, "postmaster.pid")))
+        {
+            return;
+        }
+
+        var r = ProcessRunner.Run(bins.PgCtl, ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"], asServiceUser: true, ToolTimeout);
+        if (r.ExitCode != 0 && File.Exists(Path.Combine(data, "postmaster.pid")) && ReadPostmasterPid(data) is { } pid && ProcessRunner.IsProcessAlive(pid.Pid))
+        {
+            throw new DataOpsException("SandboxStopFailed", DataOpsErrorKind.ResourceUnavailable,
+                $"PostgreSQL in {data} did not stop: {r.Combined}", data);
+        }
+    }
+
+    private readonly record struct PostmasterInfo(int Pid, int Port, DateTimeOffset? Started);
+
+    /// <summary>postmaster.pid lines: pid, data dir, start epoch, port, socket dir, listen address, ...</summary>
+    private static PostmasterInfo? ReadPostmasterPid(string data)
+    {
+        var file = Path.Combine(data, "postmaster.pid");
+        try
+        {
+            if (!File.Exists(file))
+            {
+                return null;
+            }
+
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            var lines = reader.ReadToEnd().Split('\n');
+            var pid = lines.Length > 0 && int.TryParse(lines[0].Trim(), out var p) ? p : 0;
+            var port = lines.Length > 3 && int.TryParse(lines[3].Trim(), out var q) ? q : 0;
+            DateTimeOffset? started = lines.Length > 2 && long.TryParse(lines[2].Trim(), out var s) ? DateTimeOffset.FromUnixTimeSeconds(s) : null;
+            return new PostmasterInfo(pid, port, started);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private string SandboxDir(string name) => Path.Combine(Root, name);
+
+    private string PasswordFile(string name) => Path.Combine(SandboxDir(name), "password");
+
+    private SandboxRecord? ReadRecord(string name)
+    {
+        var file = Path.Combine(SandboxDir(name), "sandbox.json");
+        try
+        {
+            return File.Exists(file) ? JsonSerializer.Deserialize<SandboxRecord>(File.ReadAllText(file)) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private void EnsureRoot()
+    {
+        Directory.CreateDirectory(Root);
+        MakeTraversable(Root);
+    }
+
+    /// <summary>The postgres OS user must be able to walk into our folders when we run it as root.</summary>
+    private static void MakeTraversable(string dir)
+    {
+        if (ProcessRunner.IsRoot && !OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(dir, File.GetUnixFileMode(dir) | UnixFileMode.OtherExecute | UnixFileMode.GroupExecute);
+        }
+    }
+
+    private static void RestrictToOwner(string file)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        }
+    }
+
+    private static void CopyDirectory(string source, string destination)
+    {
+        Directory.CreateDirectory(destination);
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(destination, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        foreach (var file in Directory.GetFiles(source))
+        {
+            File.Copy(file, Path.Combine(destination, Path.GetFileName(file)));
+        }
+
+        foreach (var dir in Directory.GetDirectories(source))
+        {
+            CopyDirectory(dir, Path.Combine(destination, Path.GetFileName(dir)));
+        }
+    }
+
+    /// <summary>One process at a time per sandbox name, so two sessions never start duplicates.</summary>
+    private IDisposable AcquireLock(string name, CancellationToken ct)
+    {
+        var path = Path.Combine(Root, $"{name}.lock");
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (true)
+        {
+            try
+            {
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            }
+            catch (IOException) when (DateTime.UtcNow < deadline)
+            {
+                ct.WaitHandle.WaitOne(100);
+                ct.ThrowIfCancellationRequested();
+            }
+            catch (IOException ex)
+            {
+                throw new DataOpsException("SandboxBusy", DataOpsErrorKind.ResourceUnavailable,
+                    $"Sandbox '{name}' is being started or stopped by another process (lock {path} held for 2 minutes).", name, ex);
+            }
+        }
+    }
+
+    private sealed record SandboxRecord(string Name, int Port, string BinDirectory, string PostgresVersion, DateTimeOffset StartedAt);
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
+    private static partial Regex NamePattern();
+}

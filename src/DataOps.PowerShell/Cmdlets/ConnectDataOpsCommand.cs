@@ -1,0 +1,74 @@
+using System.Management.Automation;
+using DataOps.Engine.Connections;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Connects to a PostgreSQL database and makes the connection the session's default.</para>
+/// <para type="description">Connect-DataOps builds a connection from a connection string or from a named environment, whose
+/// connection string is read from $env:DATAOPS_&lt;NAME&gt;_CONNECTION. It opens the connection once to check it and to read the
+/// server version. Pass credentials with -Credential; a password never appears in output, logs or errors. A connection
+/// marked -Production (and any environment named PROD or PRODUCTION) makes every write ask for confirmation unless -Force
+/// or -Confirm:$false is given.</para>
+/// </summary>
+/// <example>
+///   <code>Connect-DataOps -ConnectionString 'Host=db1;Port=5432;Database=app' -Credential (Get-Credential admin)</code>
+///   <para>Connects to the app database on db1 as admin.</para>
+/// </example>
+/// <example>
+///   <code>$env:DATAOPS_STAGING_CONNECTION = 'Host=stg;Database=app;Username=ops'; $stg = Connect-DataOps -Environment staging</code>
+///   <para>Connects to the staging environment; $stg can be passed to -Connection of any DataOps cmdlet.</para>
+/// </example>
+[Cmdlet(VerbsCommunications.Connect, "DataOps", DefaultParameterSetName = ByConnectionString)]
+[OutputType(typeof(DataOpsConnection))]
+public sealed class ConnectDataOpsCommand : DataOpsCmdlet
+{
+    private const string ByConnectionString = "ConnectionString";
+    private const string ByEnvironment = "Environment";
+
+    /// <summary>A PostgreSQL connection string (key=value pairs separated by ';').</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByConnectionString, ValueFromPipelineByPropertyName = true)]
+    public string ConnectionString { get; set; } = string.Empty;
+
+    /// <summary>An environment name; its connection string is read from $env:DATAOPS_&lt;NAME&gt;_CONNECTION.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = ByEnvironment, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(EnvironmentNameCompleter))]
+    public string Environment { get; set; } = string.Empty;
+
+    /// <summary>User name and password; they replace any in the connection string.</summary>
+    [Parameter]
+    [Credential]
+    public PSCredential? Credential { get; set; }
+
+    /// <summary>Marks the connection as production: every write asks for confirmation.</summary>
+    [Parameter]
+    public SwitchParameter Production { get; set; }
+
+    /// <summary>Do not make this connection the session's default.</summary>
+    [Parameter]
+    public SwitchParameter NoDefault { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var user = Credential?.UserName;
+        var password = Credential?.GetNetworkCredential().Password;
+        var connection = RunEngine(async (observer, ct) =>
+        {
+            var c = ParameterSetName == ByEnvironment
+                ? DataOpsConnection.FromEnvironment(Environment, user, password, Production)
+                : DataOpsConnection.FromConnectionString(ConnectionString, user, password, Production);
+            observer.Verbose($"Connecting to {c}{(c.IsProduction ? " (production)" : string.Empty)}.");
+            var probe = await ConnectionTester.ProbeAsync(c, ct).ConfigureAwait(false);
+            observer.Verbose($"Connected: PostgreSQL {probe.ServerVersion}, database {probe.Database}, user {probe.User}, {probe.Latency.TotalMilliseconds:0} ms.");
+            return c;
+        });
+
+        if (!NoDefault)
+        {
+            SessionDefaults.Connection = connection;
+        }
+
+        WriteObject(connection);
+    }
+}
