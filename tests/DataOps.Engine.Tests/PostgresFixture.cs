@@ -23,6 +23,7 @@ internal static class TestCluster
 
     private static (SandboxManager, DataOpsSandbox) StartCluster()
     {
+        RemoveStaleRoots();
         var manager = new SandboxManager(Root);
         var sandbox = manager.Start("engine-tests");
         AppDomain.CurrentDomain.ProcessExit += (_, _) =>
@@ -38,6 +39,33 @@ internal static class TestCluster
             }
         };
         return (manager, sandbox);
+    }
+
+    /// <summary>Roots left by earlier test runs whose process is gone: stop their servers, delete them.</summary>
+    private static void RemoveStaleRoots()
+    {
+        foreach (var dir in Directory.GetDirectories(Path.GetTempPath(), "dataops-engine-tests-*"))
+        {
+            if (!int.TryParse(dir[(dir.LastIndexOf('-') + 1)..], out var pid) || Directory.Exists($"/proc/{pid}"))
+            {
+                continue;
+            }
+
+            try
+            {
+                var stale = new SandboxManager(dir);
+                foreach (var sandbox in stale.List().Where(s => s.Status == SandboxStatus.Running))
+                {
+                    stale.Stop(sandbox.Name);
+                }
+
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or DataOpsException)
+            {
+                // Another run may be cleaning it up at the same moment.
+            }
+        }
     }
 
     /// <summary>A new empty database in the shared cluster (CREATE DATABASE from template0 takes tens of ms).</summary>

@@ -198,6 +198,7 @@ public sealed partial class SandboxManager
             connection = DataOpsConnection.ForSandbox(
                 $"Host=127.0.0.1;Port={pid!.Value.Port};Username=postgres;Password={password};Database={DatabaseName};Application Name=DataOps.PowerShell",
                 name);
+            connection.ServerVersion = bins?.Version ?? record?.PostgresVersion;
         }
 
         return new DataOpsSandbox

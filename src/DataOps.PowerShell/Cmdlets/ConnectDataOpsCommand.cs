@@ -11,6 +11,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// server version. Pass credentials with -Credential; a password never appears in output, logs or errors. A connection
 /// marked -Production (and any environment named PROD or PRODUCTION) makes every write ask for confirmation unless -Force
 /// or -Confirm:$false is given.</para>
+/// <para type="link">Get-DataOpsConnection</para>
+/// <para type="link">Start-DataOpsSandbox</para>
+/// <para type="link">about_DataOps</para>
 /// </summary>
 /// <example>
 ///   <code>Connect-DataOps -ConnectionString 'Host=db1;Port=5432;Database=app' -Credential (Get-Credential admin)</code>

@@ -8,6 +8,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="synopsis">Gets the session's default DataOps connection.</para>
 /// <para type="description">Get-DataOpsConnection returns the connection that DataOps cmdlets use when -Connection is not given:
 /// the last one made by Connect-DataOps or Start-DataOpsSandbox in this session. It returns nothing when there is none.</para>
+/// <para type="link">Connect-DataOps</para>
+/// <para type="link">Start-DataOpsSandbox</para>
 /// </summary>
 /// <example>
 ///   <code>Get-DataOpsConnection</code>

@@ -8,6 +8,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="synopsis">Lists PostgreSQL sandboxes on this machine, running or stopped.</para>
 /// <para type="description">Get-DataOpsSandbox reads the sandbox root folder and reports each sandbox's status, port and data
 /// directory, including clusters left running by sessions that ended without stopping them.</para>
+/// <para type="link">Start-DataOpsSandbox</para>
+/// <para type="link">Stop-DataOpsSandbox</para>
 /// </summary>
 /// <example>
 ///   <code>Get-DataOpsSandbox</code>

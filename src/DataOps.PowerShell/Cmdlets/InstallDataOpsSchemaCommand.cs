@@ -12,6 +12,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// wait. Running it again applies only what is new. Core (the module's bookkeeping) is always included. Without
 /// -Component every component is installed. It returns one object per script with its status: Applied or AlreadyApplied
 /// (Pending with -WhatIf).</para>
+/// <para type="link">Connect-DataOps</para>
+/// <para type="link">Start-DataOpsSandbox</para>
+/// <para type="link">about_DataOps</para>
 /// </summary>
 /// <example>
 ///   <code>Install-DataOpsSchema</code>

@@ -11,6 +11,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// runs initdb once and caches the result; later starts copy it, so a new sandbox is up in about a second. The server
 /// listens on a free loopback port only. As root it runs as the 'postgres' OS user. A sandbox that is already running
 /// (for example left by a session that was killed) is reused and reported, never duplicated; a stopped one is resumed.</para>
+/// <para type="link">Stop-DataOpsSandbox</para>
+/// <para type="link">Get-DataOpsSandbox</para>
+/// <para type="link">Install-DataOpsSchema</para>
+/// <para type="link">about_DataOps</para>
 /// </summary>
 /// <example>
 ///   <code>Start-DataOpsSandbox</code>

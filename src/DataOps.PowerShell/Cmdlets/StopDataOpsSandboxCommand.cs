@@ -10,6 +10,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">Stop-DataOpsSandbox shuts the sandbox's server down cleanly (pg_ctl stop -m fast). The data stays
 /// for the next Start-DataOpsSandbox unless -Remove is given. If the session's default connection points at the sandbox,
 /// the default is cleared.</para>
+/// <para type="link">Start-DataOpsSandbox</para>
+/// <para type="link">Get-DataOpsSandbox</para>
 /// </summary>
 /// <example>
 ///   <code>Stop-DataOpsSandbox</code>

@@ -1,0 +1,150 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Net;
+using System.Net.Sockets;
+using System.Security;
+
+namespace DataOps.PowerShell.Tests;
+
+public sealed class ConnectTests
+{
+    private const string Secret = "Wr0ng-Pa55-zq9";
+
+    private static PSCredential Credential(string user, string password)
+    {
+        var secure = new SecureString();
+        foreach (var c in password)
+        {
+            secure.AppendChar(c);
+        }
+
+        return new PSCredential(user, secure);
+    }
+
+    private static void AssertNoSecret(ErrorRecord error, string secret)
+    {
+        Assert.DoesNotContain(secret, error.ToString());
+        Assert.DoesNotContain(secret, error.Exception.ToString());
+        Assert.DoesNotContain(secret, error.TargetObject?.ToString() ?? string.Empty);
+        Assert.DoesNotContain(secret, error.ErrorDetails?.Message ?? string.Empty);
+    }
+
+    [Fact]
+    public void Connects_and_becomes_the_session_default_without_exposing_the_password()
+    {
+        using var s = new PsSession();
+        var result = s.Run("Connect-DataOps -ConnectionString $cs -Verbose; Get-DataOpsConnection", new Hashtable
+        {
+            ["cs"] = $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops;Username=postgres;Password={TestCluster.Password}",
+        });
+
+        Assert.False(result.HadErrors, string.Join("\n", result.Errors));
+        Assert.Equal(2, result.Output.Count);
+        var connection = result.Output[0];
+        Assert.Same(connection.BaseObject, result.Output[1].BaseObject);
+        Assert.Equal("DataOps.Engine.Connections.DataOpsConnection", connection.TypeNames[0]);
+        Assert.NotNull(connection.Properties["ServerVersion"].Value);
+        Assert.Contains(result.Verbose, v => v.Contains("Connected: PostgreSQL"));
+        foreach (var p in connection.Properties)
+        {
+            Assert.DoesNotContain(TestCluster.Password, p.Value?.ToString() ?? string.Empty);
+        }
+
+        Assert.DoesNotContain(TestCluster.Password, connection.ToString());
+        Assert.DoesNotContain(result.Verbose, v => v.Contains(TestCluster.Password));
+    }
+
+    [Fact]
+    public void Wrong_password_is_an_authentication_error_without_the_password()
+    {
+        using var s = new PsSession();
+        var error = s.Terminating("Connect-DataOps", new Hashtable
+        {
+            ["ConnectionString"] = $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops",
+            ["Credential"] = Credential("postgres", Secret),
+        });
+
+        Assert.StartsWith("AuthenticationFailed,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.AuthenticationError, error.CategoryInfo.Category);
+        Assert.Contains("postgres", error.Exception.Message);
+        AssertNoSecret(error, Secret);
+        Assert.Empty(s.Run("Get-DataOpsConnection").Output);
+    }
+
+    [Fact]
+    public void Bad_connection_string_is_invalid_argument()
+    {
+        using var s = new PsSession();
+        var error = s.Terminating("Connect-DataOps", new Hashtable { ["ConnectionString"] = $"Host=x;Bogus=1;Password={Secret}" });
+
+        Assert.StartsWith("ConnectionStringInvalid,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
+        Assert.Contains("Password=********", error.TargetObject?.ToString());
+        AssertNoSecret(error, Secret);
+    }
+
+    [Fact]
+    public void Unreachable_server_is_a_connection_error()
+    {
+        int port;
+        using (var l = new TcpListener(IPAddress.Loopback, 0))
+        {
+            l.Start();
+            port = ((IPEndPoint)l.LocalEndpoint).Port;
+        }
+
+        using var s = new PsSession();
+        var error = s.Terminating("Connect-DataOps", new Hashtable { ["ConnectionString"] = $"Host=127.0.0.1;Port={port};Username=u;Password={Secret};Timeout=3" });
+
+        Assert.StartsWith("ConnectionFailed,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ConnectionError, error.CategoryInfo.Category);
+        Assert.Contains($"127.0.0.1:{port}", error.Exception.Message);
+        AssertNoSecret(error, Secret);
+    }
+
+    [Fact]
+    public void Environment_reads_its_variable_completes_and_reports_a_missing_one()
+    {
+        var name = "pst" + Guid.NewGuid().ToString("N")[..6];
+        var variable = $"DATAOPS_{name.ToUpperInvariant()}_CONNECTION";
+        Environment.SetEnvironmentVariable(variable, $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops;Username=postgres;Password={TestCluster.Password}");
+        try
+        {
+            using var s = new PsSession();
+            var result = s.Run($"Connect-DataOps -Environment {name}");
+            Assert.False(result.HadErrors, string.Join("\n", result.Errors));
+            Assert.Equal("Environment", result.Output.Single().Properties["Source"].Value.ToString());
+            Assert.Equal(name, result.Output.Single().Properties["Name"].Value);
+
+            var line = "Connect-DataOps -Environment " + name[..4];
+            var completions = s.Run("(TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches | ForEach-Object CompletionText", new Hashtable { ["line"] = line });
+            Assert.Contains(completions.Output, c => string.Equals(c.ToString(), name, StringComparison.OrdinalIgnoreCase));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+
+        using var s2 = new PsSession();
+        var error = s2.Terminating("Connect-DataOps", new Hashtable { ["Environment"] = name });
+        Assert.StartsWith("EnvironmentNotFound,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ObjectNotFound, error.CategoryInfo.Category);
+        Assert.Contains(variable, error.Exception.Message);
+    }
+
+    [Fact]
+    public void Production_environment_names_are_production()
+    {
+        Environment.SetEnvironmentVariable("DATAOPS_PRODUCTION_CONNECTION", $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops;Username=postgres;Password={TestCluster.Password}");
+        try
+        {
+            using var s = new PsSession();
+            var c = s.Run("Connect-DataOps -Environment production").Output.Single();
+            Assert.True((bool)c.Properties["IsProduction"].Value);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("DATAOPS_PRODUCTION_CONNECTION", null);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Runtime.Loader;
+
+namespace DataOps.PowerShell.Tests;
+
+public sealed class ModuleTests
+{
+    private static readonly string[] FoundationCmdlets =
+        ["Start-DataOpsSandbox", "Stop-DataOpsSandbox", "Get-DataOpsSandbox", "Connect-DataOps", "Get-DataOpsConnection", "Install-DataOpsSchema"];
+
+    [Fact]
+    public void Manifest_is_valid_and_exports_explicit_lists()
+    {
+        using var s = new PsSession();
+        var info = (PSModuleInfo)s.Invoke("Test-ModuleManifest", new Hashtable { ["Path"] = Repo.Manifest }).Single().BaseObject;
+
+        Assert.Equal(new Version(7, 4), info.PowerShellVersion);
+        Assert.Equal(["Core"], info.CompatiblePSEditions);
+        Assert.Empty(info.ExportedFunctions);
+        var manifestText = File.ReadAllText(Repo.Manifest);
+        Assert.DoesNotContain("'*'", manifestText);
+        Assert.Contains("DataOps.Format.ps1xml", manifestText);
+    }
+
+    [Fact]
+    public void Get_Command_lists_the_foundation_cmdlets_with_help()
+    {
+        using var s = new PsSession();
+        var names = s.Run("Get-Command -Module DataOps").Output.Select(o => ((CommandInfo)o.BaseObject).Name).ToList();
+
+        foreach (var name in FoundationCmdlets)
+        {
+            Assert.Contains(name, names);
+        }
+
+        foreach (var name in names)
+        {
+            var help = Assert.Single(s.Run($"Get-Help {name} -Full").Output);
+            var synopsis = help.Properties["Synopsis"].Value?.ToString()?.Trim() ?? string.Empty;
+            Assert.False(synopsis.Length == 0 || synopsis.StartsWith(name, StringComparison.Ordinal), $"{name} has no help synopsis (got '{synopsis}')");
+            Assert.True(s.Run($"(Get-Help {name}).examples.example.Count").Output.Single().BaseObject is int count && count >= 2, $"{name} needs two examples");
+            var undocumented = s.Run($"@((Get-Help {name}).parameters.parameter) | Where-Object {{ $_ -and -not $_.description }} | ForEach-Object name").Output;
+            Assert.True(undocumented.Count == 0, $"{name}: parameters without help: {string.Join(", ", undocumented)}");
+        }
+    }
+
+    [Fact]
+    public void About_topic_is_shipped()
+    {
+        using var s = new PsSession();
+        var text = string.Join('\n', s.Run("Get-Help about_DataOps").Output.Select(o => o.ToString()));
+
+        Assert.Contains("Start-DataOpsSandbox", text);
+        Assert.Contains("ConnectionMissing", text);
+    }
+
+    [Fact]
+    public void Module_assemblies_are_not_in_the_test_host_folder()
+    {
+        Assert.False(File.Exists(Path.Combine(AppContext.BaseDirectory, "DataOps.Engine.dll")));
+        Assert.False(File.Exists(Path.Combine(AppContext.BaseDirectory, "DataOps.PowerShell.dll")));
+        Assert.True(File.Exists(Path.Combine(Repo.ModuleDirectory, "Dependencies", "DataOps.Engine.dll")));
+        Assert.False(File.Exists(Path.Combine(Repo.ModuleDirectory, "Dependencies", "System.Management.Automation.dll")));
+    }
+
+    [Fact]
+    public void Module_uses_its_own_Npgsql_and_Serilog_when_the_host_has_older_ones()
+    {
+        // Load the host's older versions into the default context first.
+        var hostNpgsql = typeof(Npgsql.NpgsqlConnection).Assembly;
+        Assert.Equal(8, Sql.Scalar(TestCluster.AdminConnectionString(), "SELECT 8") is int eight ? eight : 0);
+        var hostSerilog = typeof(Serilog.Log).Assembly;
+        Serilog.Log.Logger = new Serilog.LoggerConfiguration().CreateLogger();
+        Assert.Equal(8, hostNpgsql.GetName().Version!.Major);
+        Assert.Equal(2, hostSerilog.GetName().Version!.Major);
+
+        using var s = new PsSession();
+        var db = TestCluster.CreateDatabase();
+        var result = s.Run("Connect-DataOps -ConnectionString $cs | Out-Null; Install-DataOpsSchema -Component Core", new Hashtable { ["cs"] = db });
+
+        Assert.False(result.HadErrors, string.Join("\n", result.Errors));
+        Assert.NotEmpty(result.Output);
+        var engine = result.Output[0].BaseObject.GetType().Assembly;
+        var context = AssemblyLoadContext.GetLoadContext(engine)!;
+        Assert.Equal("DataOps.Dependencies", context.Name);
+        var npgsql = context.Assemblies.Single(a => a.GetName().Name == "Npgsql");
+        var serilog = context.Assemblies.Single(a => a.GetName().Name == "Serilog");
+        Assert.Equal(10, npgsql.GetName().Version!.Major);
+        Assert.Equal(4, serilog.GetName().Version!.Major);
+        Assert.Same(AssemblyLoadContext.Default, AssemblyLoadContext.GetLoadContext(hostNpgsql));
+        Assert.Equal(1L, Sql.Scalar(db, "SELECT count(*) FROM dataops.schema_versions"));
+    }
+}
