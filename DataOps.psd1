@@ -16,6 +16,8 @@
         'Connect-DataOps'
         'Get-DataOpsConnection'
         'Install-DataOpsSchema'
+        'New-ScriptExecutionSeed'
+        'Remove-ScriptExecutionSeed'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -119,11 +119,38 @@ internal static class TestCluster
     /// <summary>The sandbox's password (read from its folder) for tests that check it never leaks.</summary>
     public static string Password => Cluster.Value.Password;
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<string>> Templates = new();
+
     /// <summary>A new empty database; returns its connection string.</summary>
-    public static string CreateDatabase()
+    public static string CreateDatabase() => CreateDatabaseFrom("template0");
+
+    /// <summary>
+    /// A new database with these schema components installed (through the module, once per set:
+    /// later databases are copies of that template).
+    /// </summary>
+    public static string CreateDatabaseWith(params string[] components)
+    {
+        var key = string.Join(",", components.OrderBy(c => c, StringComparer.Ordinal));
+        var template = Templates.GetOrAdd(key, k => new Lazy<string>(() =>
+        {
+            var name = "tpl_" + Guid.NewGuid().ToString("N")[..12];
+            Sql.Execute(AdminConnectionString(), $"CREATE DATABASE {name} TEMPLATE template0");
+            using var s = new PsSession();
+            var r = s.Run("Install-DataOpsSchema -Connection (Connect-DataOps -ConnectionString $cs -NoDefault) -Component $c", new Hashtable { ["cs"] = AdminConnectionString(name), ["c"] = components });
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            return name;
+        })).Value;
+        lock (Templates)
+        {
+            // CREATE DATABASE ... TEMPLATE needs the template to have no other sessions; one copy at a time.
+            return CreateDatabaseFrom(template);
+        }
+    }
+
+    private static string CreateDatabaseFrom(string template)
     {
         var name = "ps_" + Guid.NewGuid().ToString("N")[..12];
-        Sql.Execute(AdminConnectionString(), $"CREATE DATABASE {name} TEMPLATE template0");
+        Sql.Execute(AdminConnectionString(), $"CREATE DATABASE {name} TEMPLATE {template}");
         return AdminConnectionString(name);
     }
 

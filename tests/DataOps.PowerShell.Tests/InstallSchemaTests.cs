@@ -29,7 +29,8 @@ public sealed class InstallSchemaTests
 
         Assert.False(first.HadErrors, string.Join("\n", first.Errors));
         Assert.All(first.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
-        Assert.Equal(4, first.Output.Count());
+        Assert.Equal(["Core", "ScriptExecution", "WorkflowExecution", "Prism"], first.Output.Select(o => o.Properties["Component"].Value.ToString()).Distinct());
+        Assert.Equal((long)first.Output.Count, Sql.Scalar(cs, "SELECT count(*) FROM dataops.schema_versions"));
         Assert.All(second.Output, o => Assert.Equal("AlreadyApplied", o.Properties["Status"].Value.ToString()));
         Assert.True((bool)Sql.Scalar(cs, "SELECT to_regclass('public.script_execution') IS NOT NULL")!);
         Assert.True((bool)Sql.Scalar(cs, "SELECT to_regclass('prism.sessions') IS NOT NULL")!);
@@ -52,7 +53,9 @@ public sealed class InstallSchemaTests
         var result = s.Run("Connect-DataOps -ConnectionString $cs | Out-Null; Install-DataOpsSchema -Component WorkflowExecution -WhatIf", new Hashtable { ["cs"] = cs });
 
         Assert.False(result.HadErrors, string.Join("\n", result.Errors));
-        Assert.Equal(["Core/0001_bookkeeping.sql", "WorkflowExecution/0001_workflow_execution.sql"], result.Output.Select(o => o.Properties["Script"].Value.ToString()));
+        Assert.Equal(["Core", "WorkflowExecution"], result.Output.Select(o => o.Properties["Component"].Value.ToString()).Distinct());
+        Assert.Contains("Core/0001_bookkeeping.sql", result.Output.Select(o => o.Properties["Script"].Value.ToString()));
+        Assert.Contains("WorkflowExecution/0001_workflow_execution.sql", result.Output.Select(o => o.Properties["Script"].Value.ToString()));
         Assert.All(result.Output, o => Assert.Equal("Pending", o.Properties["Status"].Value.ToString()));
         Assert.False(SchemaExists(cs));
     }

@@ -51,7 +51,7 @@ internal static class Database
                     $"The database '{profile.Database}' does not exist on {profile.Host}:{profile.Port}: {detail}.", profile.Database, null);
             case PostgresException pg:
                 return new DataOpsException("DatabaseError", DataOpsErrorKind.InvalidOperation,
-                    $"PostgreSQL at {where} reported {pg.SqlState}: {detail}", where, null);
+                    $"PostgreSQL at {where} reported {pg.SqlState}: {redactor.Redact(pg.MessageText)}{(pg.Detail is { Length: > 0 } pgDetail ? " (" + redactor.Redact(pgDetail) + ")" : string.Empty)}", where, null);
             case NpgsqlException or SocketException or TimeoutException:
                 {
                     var inner = ex.InnerException is null ? string.Empty : $" ({redactor.Redact(ex.InnerException.Message)})";

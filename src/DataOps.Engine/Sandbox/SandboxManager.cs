@@ -16,6 +16,9 @@ public sealed partial class SandboxManager
 {
     public const string DefaultName = "default";
     public const string DatabaseName = "dataops";
+
+    /// <summary>Bumped whenever the template's settings change, so an old cached template is not reused.</summary>
+    private const int TemplateVersion = 2;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -220,7 +223,7 @@ public sealed partial class SandboxManager
     private string EnsureTemplate(PgBinaries bins, CancellationToken ct)
     {
         var templates = Path.Combine(Root, "templates");
-        var template = Path.Combine(templates, $"pg{bins.MajorVersion}");
+        var template = Path.Combine(templates, $"pg{bins.MajorVersion}-t{TemplateVersion}");
         if (File.Exists(Path.Combine(template, "password")) && File.Exists(Path.Combine(template, "data", "PG_VERSION")))
         {
             return template;
@@ -235,7 +238,7 @@ public sealed partial class SandboxManager
         _observer.Verbose($"No cached template for PostgreSQL {bins.MajorVersion}; running initdb once (later sandboxes copy it).");
         Directory.CreateDirectory(templates);
         MakeTraversable(templates);
-        var staging = Path.Combine(templates, $"pg{bins.MajorVersion}.tmp-{Environment.ProcessId}");
+        var staging = template + $".tmp-{Environment.ProcessId}";
         if (Directory.Exists(staging))
         {
             Directory.Delete(staging, recursive: true);
@@ -262,7 +265,7 @@ public sealed partial class SandboxManager
         // Loopback only, password auth over TCP, trust only on the private socket folder. fsync off loses
         // data only if the machine itself crashes; commits still survive a killed server.
         File.AppendAllText(Path.Combine(data, "postgresql.conf"),
-            "\n# DataOps sandbox\nlisten_addresses = '127.0.0.1'\nfsync = off\nfull_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\n");
+            "\n# DataOps sandbox\nlisten_addresses = '127.0.0.1'\nfsync = off\nfull_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\nmax_wal_size = 4GB\ncheckpoint_timeout = 30min\n");
         File.WriteAllText(Path.Combine(data, "pg_hba.conf"),
             "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
 

@@ -32,7 +32,7 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
     [Parameter(Position = 0)]
     public SchemaComponent[]? Component { get; set; }
 
-    /// <summary>Skips the extra confirmation that production connections ask for.</summary>
+    /// <summary>Skips confirmation prompts, including the one production connections ask for.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -48,7 +48,7 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
 
         if (!ShouldWrite(connection, $"database {connection}", description, Force))
         {
-            if (MyInvocation.BoundParameters.ContainsKey("WhatIf"))
+            if (WhatIfRequested)
             {
                 WriteObject(plan, enumerateCollection: true);
             }

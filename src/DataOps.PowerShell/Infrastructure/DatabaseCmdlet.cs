@@ -25,17 +25,32 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
     }
 
     /// <summary>
-    /// ShouldProcess, and for a production connection a confirmation on top that only -Force or an
-    /// explicit -Confirm:$false skips: every write to production has ConfirmImpact High in effect.
+    /// ShouldProcess with production raised to ConfirmImpact High: on a production connection the
+    /// user is asked whenever $ConfirmPreference would ask for a High-impact command, even if this
+    /// cmdlet's own impact is lower. -Force skips every prompt (never -WhatIf); -Confirm:$false skips them too.
     /// </summary>
     protected bool ShouldWrite(DataOpsConnection connection, string target, string action, bool force)
     {
+        if (force && !WhatIfRequested)
+        {
+            WriteVerbose($"{action} on {target} (confirmation skipped by -Force).");
+            return true;
+        }
+
         if (!ShouldProcess(target, action))
         {
             return false;
         }
 
-        if (!connection.IsProduction || force || ConfirmExplicitlyOff())
+        if (!connection.IsProduction || MyInvocation.BoundParameters.ContainsKey("Confirm"))
+        {
+            return true;
+        }
+
+        var preference = SessionState.PSVariable.GetValue("ConfirmPreference") is ConfirmImpact p ? p : ConfirmImpact.High;
+        var declared = ((CmdletAttribute)Attribute.GetCustomAttribute(GetType(), typeof(CmdletAttribute))!).ConfirmImpact;
+        var alreadyAsked = declared >= preference && preference != ConfirmImpact.None;
+        if (preference == ConfirmImpact.None || alreadyAsked)
         {
             return true;
         }
@@ -45,6 +60,8 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
             "Confirm production write");
     }
 
-    private bool ConfirmExplicitlyOff() =>
-        MyInvocation.BoundParameters.TryGetValue("Confirm", out var value) && value is SwitchParameter { IsPresent: false };
+    protected bool WhatIfRequested =>
+        (MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) && w is SwitchParameter { IsPresent: true }) ||
+        (SessionState.PSVariable.GetValue("WhatIfPreference") is bool b && b) ||
+        (SessionState.PSVariable.GetValue("WhatIfPreference") is SwitchParameter { IsPresent: true });
 }

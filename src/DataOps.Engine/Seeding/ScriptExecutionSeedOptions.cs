@@ -1,0 +1,87 @@
+namespace DataOps.Engine.Seeding;
+
+/// <summary>What to seed into script_execution. Defaults follow the original plan: 1M rows, half scheduled.</summary>
+public sealed record ScriptExecutionSeedOptions
+{
+    public long Count { get; init; } = 1_000_000;
+
+    /// <summary>Share of scheduled rows in [0, 1]; exactly round(Count x ratio) rows are scheduled.</summary>
+    public double ScheduledRatio { get; init; } = 0.5;
+
+    /// <summary>Seed of the row generator; the same seed and options give the same rows. Null picks one (recorded in the result).</summary>
+    public int? Seed { get; init; }
+
+    /// <summary>Start of the time window (inclusive). Default: Until minus 365 days.</summary>
+    public DateTimeOffset? Since { get; init; }
+
+    /// <summary>End of the time window (exclusive). Default: now.</summary>
+    public DateTimeOffset? Until { get; init; }
+
+    public int ScriptReferences { get; init; } = 10;
+
+    public int ScriptVersions { get; init; } = 10;
+
+    public int TaskSchedules { get; init; } = 100;
+
+    public int EventTriggers { get; init; } = 100;
+}
+
+/// <summary>What one seed run did.</summary>
+public sealed class ScriptExecutionSeedResult
+{
+    public long SeedRunId { get; init; }
+
+    public long Count { get; init; }
+
+    public long Scheduled { get; init; }
+
+    public long Triggered { get; init; }
+
+    /// <summary>Rows of this run that break chk_execution_source or a foreign key, counted by query after the load. Always 0 on success.</summary>
+    public long ConstraintViolations { get; init; }
+
+    public TimeSpan Elapsed { get; init; }
+
+    public double RowsPerSecond { get; init; }
+
+    public int Seed { get; init; }
+
+    public long FirstId { get; init; }
+
+    public long LastId { get; init; }
+
+    public DateTimeOffset Since { get; init; }
+
+    public DateTimeOffset Until { get; init; }
+
+    public required string Database { get; init; }
+
+    public override string ToString() => $"Seed run {SeedRunId}: {Count:N0} rows ({Scheduled:N0} scheduled, {Triggered:N0} triggered) in {Elapsed.TotalSeconds:0.0} s";
+}
+
+/// <summary>A recorded seed run, as listed or removed.</summary>
+public sealed class SeedRun
+{
+    public long SeedRunId { get; init; }
+
+    public required string Status { get; init; }
+
+    public long RequestedCount { get; init; }
+
+    public long? InsertedCount { get; init; }
+
+    public long? FirstId { get; init; }
+
+    public long? LastId { get; init; }
+
+    public int? Seed { get; init; }
+
+    public DateTimeOffset StartedAt { get; init; }
+
+    public DateTimeOffset? FinishedAt { get; init; }
+
+    /// <summary>Rows deleted by Remove-ScriptExecutionSeed (null until removed; with -WhatIf, the rows that would be).</summary>
+    public long? Removed { get; init; }
+
+    public override string ToString() => $"Seed run {SeedRunId} ({Status})";
+}

@@ -1,0 +1,446 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Dapper;
+using DataOps.Engine.Connections;
+using DataOps.Engine.Logging;
+using DataOps.Engine.Schema;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DataOps.Engine.Seeding;
+
+/// <summary>
+/// Loads script_execution at close to bulk-load speed. One transaction: lock the table, make the
+/// prerequisites, reserve an id range, drop the foreign keys (and, for a load larger than the
+/// table, its secondary indexes), stream rows by binary COPY, re-add everything validated, count
+/// violations, record the run, commit. Any failure or Ctrl+C rolls all of it back; readers wait on
+/// the lock and never see a half-loaded table.
+/// </summary>
+public static class ScriptExecutionSeeder
+{
+    public const string ReferencePrefix = "dataops-seed-script-";
+    private const string Table = "script_execution";
+    private const int ProgressEvery = 1 << 15;
+
+    private static readonly (string Column, string Type, bool Nullable)[] V97Columns =
+    [
+        ("id", "bigint", false),
+        ("script_reference_id", "bigint", false),
+        ("script_version_id", "bigint", false),
+        ("schedule_id", "bigint", true),
+        ("planned", "timestamp with time zone", true),
+        ("triggering_event_id", "bigint", true),
+        ("created_at", "timestamp with time zone", false),
+    ];
+
+    /// <summary>Checks the options alone; throws before anything touches the database.</summary>
+    public static (DateTimeOffset Since, DateTimeOffset Until, long Scheduled) Validate(ScriptExecutionSeedOptions o, DateTimeOffset now)
+    {
+        if (o.Count <= 0)
+        {
+            throw new DataOpsException("SeedCountInvalid", DataOpsErrorKind.InvalidArgument, $"-Count must be at least 1; got {o.Count}.", o.Count);
+        }
+
+        if (double.IsNaN(o.ScheduledRatio) || o.ScheduledRatio is < 0 or > 1)
+        {
+            throw new DataOpsException("SeedRatioInvalid", DataOpsErrorKind.InvalidArgument,
+                $"-ScheduledRatio must be between 0 and 1 (the share of scheduled rows); got {o.ScheduledRatio}.", o.ScheduledRatio);
+        }
+
+        var until = o.Until ?? now;
+        var since = o.Since ?? until.AddDays(-365);
+        if (since >= until)
+        {
+            throw new DataOpsException("SeedWindowInvalid", DataOpsErrorKind.InvalidArgument,
+                $"-Since ({since:u}) must be before -Until ({until:u}).", $"{since:u} >= {until:u}");
+        }
+
+        if ((until - since).TotalMilliseconds < 10)
+        {
+            throw new DataOpsException("SeedWindowInvalid", DataOpsErrorKind.InvalidArgument,
+                $"The window from {since:u} to {until:u} is too short; give it at least a second.", $"{since:u}..{until:u}");
+        }
+
+        foreach (var (name, value) in new[] { ("ScriptReferences", o.ScriptReferences), ("ScriptVersions", o.ScriptVersions), ("TaskSchedules", o.TaskSchedules), ("EventTriggers", o.EventTriggers) })
+        {
+            if (value < 1)
+            {
+                throw new DataOpsException("SeedParentCountInvalid", DataOpsErrorKind.InvalidArgument, $"-{name} must be at least 1; got {value}.", value);
+            }
+        }
+
+        var scheduled = (long)Math.Round(o.Count * o.ScheduledRatio, MidpointRounding.AwayFromZero);
+        return (since, until, scheduled);
+    }
+
+    public static async Task<ScriptExecutionSeedResult> RunAsync(DataOpsConnection connection, ScriptExecutionSeedOptions options, RunLog log, IOperationObserver observer, CancellationToken ct)
+    {
+        var (since, until, scheduledTotal) = Validate(options, DateTimeOffset.UtcNow);
+        var seed = options.Seed ?? Random.Shared.Next();
+        await EnsureSchemaAsync(connection, ct).ConfigureAwait(false);
+        var watch = Stopwatch.StartNew();
+        var seedRunId = await RecordStartAsync(connection, options, seed, since, until, ct).ConfigureAwait(false);
+        log.Information("Seed run {SeedRunId}: {Count} rows, {Scheduled} scheduled, seed {Seed}, window {Since:u} to {Until:u}",
+            seedRunId, options.Count, scheduledTotal, seed, since, until);
+
+        try
+        {
+            var result = await LoadAsync(connection, options, seedRunId, seed, since, until, scheduledTotal, log, observer, watch, ct).ConfigureAwait(false);
+            log.Information("Seed run {SeedRunId} committed {Count} rows in {ElapsedMs} ms ({RowsPerSecond:0} rows/s)",
+                seedRunId, result.Count, (long)result.Elapsed.TotalMilliseconds, result.RowsPerSecond);
+            return result;
+        }
+        catch (Exception ex)
+        {
+            var cancelled = ex is OperationCanceledException;
+            log.Error(cancelled ? null : ex, "Seed run {SeedRunId} {Outcome}; every change of the run was rolled back", seedRunId, cancelled ? "was cancelled" : "failed");
+            await RecordEndAsync(connection, seedRunId, cancelled ? "cancelled" : "failed", ex.Message).ConfigureAwait(false);
+            if (ex is DataOpsException or OperationCanceledException)
+            {
+                throw;
+            }
+
+            throw Database.Translate(ex, connection);
+        }
+        finally
+        {
+            observer.Progress(new OperationProgress("Seeding script_execution", "Done", Completed: true));
+        }
+    }
+
+    private static async Task<ScriptExecutionSeedResult> LoadAsync(
+        DataOpsConnection connection, ScriptExecutionSeedOptions options, long seedRunId, int seed, DateTimeOffset since, DateTimeOffset until,
+        long scheduledTotal, RunLog log, IOperationObserver observer, Stopwatch watch, CancellationToken ct)
+    {
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition(
+            $"SET LOCAL synchronous_commit = off; SET LOCAL maintenance_work_mem = '512MB'; SET LOCAL lock_timeout = '30s'; LOCK TABLE {Table} IN ACCESS EXCLUSIVE MODE",
+            transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+
+        var parents = await EnsurePrerequisitesAsync(conn, tx, options, log, ct).ConfigureAwait(false);
+
+        // Reserve ids: nobody else can insert while we hold the lock, so the range is ours alone.
+        var firstId = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"SELECT nextval(pg_get_serial_sequence('{Table}', 'id'))", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        var lastId = firstId + options.Count - 1;
+        await conn.ExecuteAsync(new CommandDefinition(
+            $"SELECT setval(pg_get_serial_sequence('{Table}', 'id'), @lastId)", new { lastId }, tx, cancellationToken: ct)).ConfigureAwait(false);
+
+        // pg_restore's order: data first, then indexes and constraints, each checked in one pass.
+        var foreignKeys = (await conn.QueryAsync<(string Name, string Definition)>(new CommandDefinition(
+            $"SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{Table}'::regclass AND contype = 'f' ORDER BY conname",
+            transaction: tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        var existingRows = await conn.ExecuteScalarAsync<double>(new CommandDefinition(
+            $"SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = '{Table}'::regclass", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        // Rebuilding an index costs a sort of the whole table; maintaining it costs a random insert per row.
+        var indexes = options.Count * 4 >= existingRows
+            ? (await conn.QueryAsync<(string Name, string Definition)>(new CommandDefinition(
+                $"""
+                SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                WHERE x.indrelid = '{Table}'::regclass AND NOT x.indisprimary AND NOT x.indisunique
+                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) ORDER BY 1
+                """, transaction: tx, cancellationToken: ct)).ConfigureAwait(false)).ToList()
+            : [];
+        foreach (var fk in foreignKeys)
+        {
+            await conn.ExecuteAsync(new CommandDefinition($"ALTER TABLE {Table} DROP CONSTRAINT {Quote(fk.Name)}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        foreach (var index in indexes)
+        {
+            await conn.ExecuteAsync(new CommandDefinition($"DROP INDEX {Quote(index.Name)}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        log.Information("Dropped {ForeignKeys} foreign keys and {Indexes} indexes for the load; ids {FirstId}..{LastId}", foreignKeys.Count, indexes.Count, firstId, lastId);
+
+        var sinceMicros = (since.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
+        var untilMicros = (until.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
+        var generator = new SeedRowGenerator(options.Count, scheduledTotal, seed, sinceMicros, untilMicros, parents);
+        var phase = Stopwatch.StartNew();
+        await CopyAsync(conn, generator, firstId, options.Count, observer, watch, ct).ConfigureAwait(false);
+        log.Information("COPY of {Count} rows took {Ms} ms", options.Count, phase.ElapsedMilliseconds);
+        phase.Restart();
+
+        observer.Progress(new OperationProgress("Seeding script_execution", "Re-adding indexes and validating foreign keys", 99));
+        foreach (var index in indexes)
+        {
+            await conn.ExecuteAsync(new CommandDefinition(index.Definition, transaction: tx, commandTimeout: 0, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        log.Information("Rebuilding {Indexes} indexes took {Ms} ms", indexes.Count, phase.ElapsedMilliseconds);
+        phase.Restart();
+        if (foreignKeys.Count > 0)
+        {
+            var add = string.Join(", ", foreignKeys.Select(fk => $"ADD CONSTRAINT {Quote(fk.Name)} {fk.Definition}"));
+            await conn.ExecuteAsync(new CommandDefinition($"ALTER TABLE {Table} {add}", transaction: tx, commandTimeout: 0, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        log.Information("Re-adding and validating {ForeignKeys} foreign keys took {Ms} ms", foreignKeys.Count, phase.ElapsedMilliseconds);
+        phase.Restart();
+        var violations = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"""
+            SELECT count(*) FROM {Table} e
+            LEFT JOIN script_reference r ON r.id = e.script_reference_id
+            LEFT JOIN script_version v ON v.id = e.script_version_id
+            LEFT JOIN task_schedule s ON s.id = e.schedule_id
+            LEFT JOIN event_trigger t ON t.id = e.triggering_event_id
+            WHERE e.id BETWEEN @firstId AND @lastId
+              AND (NOT ((e.schedule_id IS NOT NULL AND e.triggering_event_id IS NULL) OR (e.schedule_id IS NULL AND e.triggering_event_id IS NOT NULL))
+                   OR r.id IS NULL OR v.id IS NULL
+                   OR (e.schedule_id IS NOT NULL AND s.id IS NULL)
+                   OR (e.triggering_event_id IS NOT NULL AND t.id IS NULL))
+            """, new { firstId, lastId }, tx, commandTimeout: 0, cancellationToken: ct)).ConfigureAwait(false);
+        log.Information("Violation check took {Ms} ms", phase.ElapsedMilliseconds);
+        if (violations != 0)
+        {
+            throw new DataOpsException("SeedConstraintViolation", DataOpsErrorKind.InvalidData,
+                $"{violations} seeded rows break a constraint of {Table}; the seed was rolled back.", violations);
+        }
+
+        await conn.ExecuteAsync(new CommandDefinition(
+            """
+            UPDATE dataops.seed_run SET status = 'completed', finished_at = clock_timestamp(), inserted_count = @count,
+                   first_id = @firstId, last_id = @lastId, scheduled_count = @scheduled, triggered_count = @triggered
+            WHERE seed_run_id = @seedRunId
+            """,
+            new { count = options.Count, firstId, lastId, scheduled = scheduledTotal, triggered = options.Count - scheduledTotal, seedRunId }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+
+        observer.Progress(new OperationProgress("Seeding script_execution", "ANALYZE", 100));
+        phase.Restart();
+        await conn.ExecuteAsync(new CommandDefinition($"ANALYZE {Table}", commandTimeout: 0, cancellationToken: CancellationToken.None)).ConfigureAwait(false);
+        log.Information("ANALYZE took {Ms} ms", phase.ElapsedMilliseconds);
+        watch.Stop();
+
+        return new ScriptExecutionSeedResult
+        {
+            SeedRunId = seedRunId,
+            Count = options.Count,
+            Scheduled = scheduledTotal,
+            Triggered = options.Count - scheduledTotal,
+            ConstraintViolations = violations,
+            Elapsed = watch.Elapsed,
+            RowsPerSecond = options.Count / Math.Max(watch.Elapsed.TotalSeconds, 1e-6),
+            Seed = seed,
+            FirstId = firstId,
+            LastId = lastId,
+            Since = since,
+            Until = until,
+            Database = connection.ToString(),
+        };
+    }
+
+    private static async Task CopyAsync(NpgsqlConnection conn, SeedRowGenerator generator, long firstId, long count, IOperationObserver observer, Stopwatch watch, CancellationToken ct)
+    {
+        var raw = await conn.BeginRawBinaryCopyAsync(
+            $"COPY {Table} (id, script_reference_id, script_version_id, schedule_id, planned, triggering_event_id, created_at) FROM STDIN (FORMAT BINARY)", ct).ConfigureAwait(false);
+        try
+        {
+            await Task.Run(() => BinaryCopyWriter.WriteRows(raw, generator, firstId, count, observer, watch, ct), ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await raw.CancelAsync().ConfigureAwait(false);
+            await raw.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        await raw.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Creates the missing prerequisites (named dataops-seed-script-N) and returns the ones to use.</summary>
+    private static async Task<SeedParents> EnsurePrerequisitesAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ScriptExecutionSeedOptions o, RunLog log, CancellationToken ct)
+    {
+        var created = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            """
+            WITH wanted AS (SELECT @prefix || g AS name FROM generate_series(1, @refs) g),
+                 added AS (INSERT INTO script_reference (name, description)
+                           SELECT name, 'Created by New-ScriptExecutionSeed' FROM wanted
+                           WHERE NOT EXISTS (SELECT 1 FROM script_reference r WHERE r.name = wanted.name)
+                           RETURNING 1)
+            SELECT count(*) FROM added
+            """, new { prefix = ReferencePrefix, refs = o.ScriptReferences }, tx, cancellationToken: ct)).ConfigureAwait(false);
+
+        var references = (await conn.QueryAsync<long>(new CommandDefinition(
+            "SELECT id FROM script_reference WHERE name LIKE @pattern ORDER BY id LIMIT @refs",
+            new { pattern = ReferencePrefix + "%", refs = o.ScriptReferences }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToArray();
+
+        // Versions, schedules and triggers hang off the seed references; top each up to its count, round-robin over the references.
+        var versions = await TopUpAsync(conn, tx, "script_version", o.ScriptVersions, references,
+            "INSERT INTO script_version (script_reference_id, version, content) SELECT r, 'seed-' || n, '-- seeded' FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
+        var schedules = await TopUpAsync(conn, tx, "task_schedule", o.TaskSchedules, references,
+            "INSERT INTO task_schedule (script_reference_id, robot_id, cron) SELECT r, n, (n % 60) || ' * * * *' FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
+        var triggers = await TopUpAsync(conn, tx, "event_trigger", o.EventTriggers, references,
+            "INSERT INTO event_trigger (script_reference_id, robot_id, event_type) SELECT r, n, 'seed-event-' || (n % 7) FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
+
+        var versionsByReference = versions.GroupBy(v => v.ReferenceId).ToDictionary(g => g.Key, g => g.Select(v => v.Id).ToArray());
+        foreach (var r in references.Where(r => !versionsByReference.ContainsKey(r)))
+        {
+            // Fewer versions than references: a reference without its own version gets one, so every row is consistent.
+            var id = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+                "INSERT INTO script_version (script_reference_id, version, content) VALUES (@r, 'seed-extra', '-- seeded') RETURNING id", new { r }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            versionsByReference[r] = [id];
+        }
+
+        log.Information("Prerequisites: {References} references ({Created} new), {Versions} versions, {Schedules} schedules, {Triggers} triggers",
+            references.Length, created, versions.Count, schedules.Count, triggers.Count);
+        return new SeedParents(schedules, triggers, versionsByReference);
+    }
+
+    private static async Task<List<(long Id, long ReferenceId)>> TopUpAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string table, int wanted, long[] references, string insert, CancellationToken ct)
+    {
+        var select = $"SELECT id, script_reference_id FROM {table} WHERE script_reference_id = ANY(@references) ORDER BY id LIMIT @wanted";
+        var existing = (await conn.QueryAsync<(long, long)>(new CommandDefinition(select, new { references, wanted }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        var missing = wanted - existing.Count;
+        if (missing > 0)
+        {
+            var ns = Enumerable.Range(existing.Count, missing).ToArray();
+            var refIds = ns.Select(n => references[n % references.Length]).ToArray();
+            await conn.ExecuteAsync(new CommandDefinition(insert, new { refIds, ns }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            existing = (await conn.QueryAsync<(long, long)>(new CommandDefinition(select, new { references, wanted }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        }
+
+        return existing;
+    }
+
+    /// <summary>Core and ScriptExecution must be installed and script_execution must have its V97 shape.</summary>
+    internal static async Task EnsureSchemaAsync(DataOpsConnection connection, CancellationToken ct)
+    {
+        // Core must be installed by us; script_execution may also be an application's own V97 table.
+        var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var tableExists = await conn.ExecuteScalarAsync<bool>(new CommandDefinition($"SELECT to_regclass('{Table}') IS NOT NULL", cancellationToken: ct)).ConfigureAwait(false);
+        var missing = new List<SchemaComponent>();
+        if (!installed.Contains(SchemaComponent.Core))
+        {
+            missing.Add(SchemaComponent.Core);
+        }
+
+        if (!tableExists)
+        {
+            missing.Add(SchemaComponent.ScriptExecution);
+        }
+
+        if (missing.Count > 0)
+        {
+            var list = string.Join(",", missing);
+            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
+                $"The database {connection} lacks the schema component(s) {list}. Install them first: Install-DataOpsSchema -Component {list}",
+                list)
+            { RecommendedAction = $"Install-DataOpsSchema -Component {list}" };
+        }
+
+        var columns = (await conn.QueryAsync<(string Column, string Type, string Nullable, bool HasDefault)>(new CommandDefinition(
+            "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM information_schema.columns WHERE table_name = @Table AND table_schema = current_schema()",
+            new { Table }, cancellationToken: ct)).ConfigureAwait(false)).ToDictionary(c => c.Column);
+        var problems = new List<string>();
+        foreach (var (column, type, nullable) in V97Columns)
+        {
+            if (!columns.TryGetValue(column, out var actual))
+            {
+                problems.Add($"column {column} is missing");
+            }
+            else if (actual.Type != type || (actual.Nullable == "YES") != nullable)
+            {
+                problems.Add($"column {column} is {actual.Type} {(actual.Nullable == "YES" ? "NULL" : "NOT NULL")}, expected {type} {(nullable ? "NULL" : "NOT NULL")}");
+            }
+        }
+
+        foreach (var extra in columns.Values.Where(c => V97Columns.All(v => v.Column != c.Column) && c.Nullable == "NO" && !c.HasDefault))
+        {
+            problems.Add($"extra column {extra.Column} is NOT NULL without a default");
+        }
+
+        var hasCheck = await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
+            $"SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{Table}'::regclass AND conname = 'chk_execution_source')", cancellationToken: ct)).ConfigureAwait(false);
+        if (!hasCheck)
+        {
+            problems.Add("the CHECK constraint chk_execution_source is missing");
+        }
+
+        if (problems.Count > 0)
+        {
+            throw new DataOpsException("SchemaMismatch", DataOpsErrorKind.InvalidData,
+                $"{Table} in {connection} does not have the V97 shape the seeder writes: {string.Join("; ", problems)}. Nothing was written.",
+                string.Join("; ", problems));
+        }
+    }
+
+    private static async Task<long> RecordStartAsync(DataOpsConnection connection, ScriptExecutionSeedOptions o, int seed, DateTimeOffset since, DateTimeOffset until, CancellationToken ct)
+    {
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var parameters = JsonSerializer.Serialize(new { o.ScheduledRatio, since, until, o.ScriptReferences, o.ScriptVersions, o.TaskSchedules, o.EventTriggers });
+        return await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            "INSERT INTO dataops.seed_run (target_table, seed, requested_count, parameters) VALUES (@Table, @seed, @count, @parameters::jsonb) RETURNING seed_run_id",
+            new { Table, seed, count = o.Count, parameters }, cancellationToken: ct)).ConfigureAwait(false);
+    }
+
+    private static async Task RecordEndAsync(DataOpsConnection connection, long seedRunId, string status, string error)
+    {
+        try
+        {
+            await using var conn = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
+            await conn.ExecuteAsync(
+                "UPDATE dataops.seed_run SET status = @status, finished_at = clock_timestamp(), error_message = @error WHERE seed_run_id = @seedRunId AND status = 'running'",
+                new { status, error, seedRunId }).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or DataOpsException)
+        {
+            // The run itself is already rolled back; a missing end mark only leaves it 'running' in the history.
+        }
+    }
+
+    /// <summary>Completed seed runs (and, with all, every recorded run).</summary>
+    public static async Task<IReadOnlyList<SeedRun>> ListAsync(DataOpsConnection connection, long? seedRunId, bool all, CancellationToken ct)
+    {
+        await EnsureSchemaAsync(connection, ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var rows = await conn.QueryAsync<SeedRunRow>(new CommandDefinition(
+            """
+            SELECT seed_run_id AS SeedRunId, status AS Status, requested_count AS RequestedCount, inserted_count AS InsertedCount,
+                   first_id AS FirstId, last_id AS LastId, seed AS Seed, started_at AS StartedAt, finished_at AS FinishedAt, removed_count AS Removed
+            FROM dataops.seed_run
+            WHERE target_table = 'script_execution' AND (@seedRunId::bigint IS NULL OR seed_run_id = @seedRunId) AND (@all OR status = 'completed')
+            ORDER BY seed_run_id
+            """, new { seedRunId, all }, cancellationToken: ct)).ConfigureAwait(false);
+        return [.. rows.Select(r => r.ToSeedRun())];
+    }
+
+    /// <summary>Deletes the rows of completed seed runs, by the id range each recorded, and marks them removed.</summary>
+    public static async Task<SeedRun> RemoveAsync(DataOpsConnection connection, SeedRun run, RunLog log, CancellationToken ct)
+    {
+        if (run.Status != "completed" || run.FirstId is null || run.LastId is null)
+        {
+            throw new DataOpsException("SeedRunNotRemovable", DataOpsErrorKind.InvalidOperation,
+                $"Seed run {run.SeedRunId} is {run.Status}; only completed runs have rows to remove.", run.SeedRunId);
+        }
+
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        var removed = await conn.ExecuteAsync(new CommandDefinition(
+            $"DELETE FROM {Table} WHERE id BETWEEN @FirstId AND @LastId", new { run.FirstId, run.LastId }, tx, commandTimeout: 0, cancellationToken: ct)).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition(
+            "UPDATE dataops.seed_run SET status = 'removed', removed_count = @removed WHERE seed_run_id = @SeedRunId",
+            new { removed = (long)removed, run.SeedRunId }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        log.Information("Removed {Removed} rows of seed run {SeedRunId} (ids {FirstId}..{LastId})", removed, run.SeedRunId, run.FirstId, run.LastId);
+        return new SeedRun
+        {
+            SeedRunId = run.SeedRunId, Status = "removed", RequestedCount = run.RequestedCount, InsertedCount = run.InsertedCount,
+            FirstId = run.FirstId, LastId = run.LastId, Seed = run.Seed, StartedAt = run.StartedAt, FinishedAt = run.FinishedAt, Removed = removed,
+        };
+    }
+
+    private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+    private sealed record SeedRunRow(long SeedRunId, string Status, long RequestedCount, long? InsertedCount, long? FirstId, long? LastId, int? Seed, DateTime StartedAt, DateTime? FinishedAt, long? Removed)
+    {
+        public SeedRun ToSeedRun() => new()
+        {
+            SeedRunId = SeedRunId, Status = Status, RequestedCount = RequestedCount, InsertedCount = InsertedCount, FirstId = FirstId, LastId = LastId,
+            Seed = Seed, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(StartedAt, DateTimeKind.Utc)),
+            FinishedAt = FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null, Removed = Removed,
+        };
+    }
+}
