@@ -13,6 +13,9 @@ internal readonly record struct SeedRow(long ReferenceId, long VersionId, long? 
 /// Streams rows one at a time (nothing proportional to Count is held). Row k is scheduled when
 /// floor((k+1)S/N) &gt; floor(kS/N), which spreads exactly S scheduled rows evenly through the N.
 /// Parents are taken round-robin, times from a SplitMix64 stream, so a seed fixes every row.
+/// Times come out in ascending order, as in a real table whose ids follow insertion time: the N
+/// uniform order statistics are drawn one by one in O(1) memory (Bentley and Saxe, "Generating
+/// sorted lists of random numbers"), which also lets the created_at index be built from sorted input.
 /// </summary>
 internal sealed class SeedRowGenerator(long count, long scheduled, int seed, long sinceMicros, long untilMicros, SeedParents parents)
 {
@@ -22,6 +25,7 @@ internal sealed class SeedRowGenerator(long count, long scheduled, int seed, lon
     private long _k;
     private long _scheduledSoFar;
     private long _triggeredSoFar;
+    private double _runningMax = 1.0;
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public bool TryNext(out SeedRow row)
@@ -40,7 +44,7 @@ internal sealed class SeedRowGenerator(long count, long scheduled, int seed, lon
             var (scheduleId, referenceId) = parents.Schedules[(int)(_scheduledSoFar % parents.Schedules.Count)];
             var version = Version(referenceId, _scheduledSoFar / parents.Schedules.Count);
             _scheduledSoFar++;
-            var planned = sinceMicros + (long)(NextDouble() * (span - 1));
+            var planned = Math.Min(sinceMicros + (long)(NextSortedPosition() * (span - 1)), untilMicros - 2);
             var created = planned + MinDelayMicros + (long)(NextDouble() * (MaxDelayMicros - MinDelayMicros));
             if (created >= untilMicros)
             {
@@ -54,7 +58,7 @@ internal sealed class SeedRowGenerator(long count, long scheduled, int seed, lon
             var (triggerId, referenceId) = parents.Triggers[(int)(_triggeredSoFar % parents.Triggers.Count)];
             var version = Version(referenceId, _triggeredSoFar / parents.Triggers.Count);
             _triggeredSoFar++;
-            var created = sinceMicros + (long)(NextDouble() * span);
+            var created = Math.Min(sinceMicros + (long)(NextSortedPosition() * span), untilMicros - 1);
             row = new SeedRow(referenceId, version, null, null, triggerId, created);
         }
 
@@ -66,6 +70,17 @@ internal sealed class SeedRowGenerator(long count, long scheduled, int seed, lon
     {
         var versions = parents.VersionsByReference[referenceId];
         return versions[(int)(pass % versions.Length)];
+    }
+
+    /// <summary>
+    /// The next of N sorted uniforms in [0, 1), ascending: the maximum of the remaining i uniforms is
+    /// the previous maximum times U^(1/i), so 1 - that maximum walks upwards through the sample.
+    /// </summary>
+    private double NextSortedPosition()
+    {
+        var remaining = count - _k + 1;
+        _runningMax *= Math.Exp(Math.Log(1.0 - NextDouble()) / remaining);
+        return 1.0 - _runningMax;
     }
 
     private double NextDouble() => (NextUInt64() >> 11) * (1.0 / (1UL << 53));

@@ -1,0 +1,14 @@
+using DataOps.Bench;
+
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed [--repeats N] [--big N] [--skip-insert]
+var mode = args.FirstOrDefault() ?? "help";
+int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
+switch (mode)
+{
+    case "seed":
+        SeedBenchmark.Run(Option("--repeats", 3), Option("--big", 10_000_000), args.Contains("--skip-insert"));
+        return 0;
+    default:
+        Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
+        return mode == "help" ? 0 : 64;
+}
