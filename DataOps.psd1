@@ -18,6 +18,11 @@
         'Install-DataOpsSchema'
         'New-ScriptExecutionSeed'
         'Remove-ScriptExecutionSeed'
+        'New-WorkflowExecution'
+        'Get-WorkflowExecution'
+        'Set-WorkflowExecution'
+        'Remove-WorkflowExecution'
+        'Get-ExecutionStats'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -31,6 +31,9 @@ var shouldProcessText = new Dictionary<string, string>(StringComparer.OrdinalIgn
 {
     ["WhatIf"] = "Shows what would happen if the cmdlet runs. The cmdlet is not run and nothing is changed.",
     ["Confirm"] = "Prompts you for confirmation before running the cmdlet. -Confirm:$false also skips the extra confirmation for production connections.",
+    ["First"] = "Returns only the first N objects (applied in SQL).",
+    ["Skip"] = "Skips the first N objects, then returns the rest (applied in SQL).",
+    ["IncludeTotalCount"] = "Writes the total number of matching objects first, then the objects.",
 };
 
 XElement Paras(IEnumerable<string> paras) => new(maml + "description", paras.Select(p => new XElement(maml + "para", p)));

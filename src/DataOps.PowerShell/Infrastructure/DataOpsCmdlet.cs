@@ -30,32 +30,108 @@ public abstract class DataOpsCmdlet : PSCmdlet
     /// <summary>Runs an engine operation, relaying its reports, and returns its result.</summary>
     protected T RunEngine<T>(Func<IOperationObserver, CancellationToken, Task<T>> operation)
     {
-        using var observer = new PumpObserver();
-        var task = Task.Run(() => operation(observer, _stop.Token));
-        task.ContinueWith(_ => observer.Complete(), TaskScheduler.Default);
-        foreach (var record in observer.Records.GetConsumingEnumerable())
-        {
-            record(this);
-        }
-
+        T result = default!;
         try
         {
-            return task.GetAwaiter().GetResult();
-        }
-        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
-        {
-            throw new PipelineStoppedException();
+            Pump(async (observer, ct) => result = await operation(observer, ct).ConfigureAwait(false));
         }
         catch (DataOpsException ex)
         {
             ThrowTerminatingError(ToErrorRecord(ex));
-            throw; // not reached: ThrowTerminatingError always throws
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Runs an engine operation for one item of several: a failure is written as a non-terminating
+    /// error and the cmdlet goes on with the next item.
+    /// </summary>
+    protected bool TryRunEngine<T>(Func<IOperationObserver, CancellationToken, Task<T>> operation, out T result)
+    {
+        T value = default!;
+        try
+        {
+            Pump(async (observer, ct) => value = await operation(observer, ct).ConfigureAwait(false));
+            result = value;
+            return true;
+        }
+        catch (DataOpsException ex)
+        {
+            WriteError(ToErrorRecord(ex));
+            result = default!;
+            return false;
         }
     }
 
     /// <summary>Runs a synchronous engine operation the same way.</summary>
     protected T RunEngine<T>(Func<IOperationObserver, CancellationToken, T> operation) =>
         RunEngine((o, ct) => Task.FromResult(operation(o, ct)));
+
+    /// <summary>
+    /// Writes each item of an engine stream to the pipeline as it arrives. The hand-over queue is
+    /// bounded, so a slow pipeline slows the reader instead of buffering the whole result.
+    /// </summary>
+    protected void StreamEngine<T>(Func<IOperationObserver, CancellationToken, IAsyncEnumerable<T>> source)
+    {
+        try
+        {
+            Pump(async (observer, ct) =>
+            {
+                await foreach (var item in source(observer, ct).WithCancellation(ct).ConfigureAwait(false))
+                {
+                    observer.Emit(c => c.WriteObject(item), ct);
+                }
+            });
+        }
+        catch (DataOpsException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
+        }
+    }
+
+    /// <summary>
+    /// Runs work off the pipeline thread while this thread writes what it reports. If the pipeline
+    /// stops early (Ctrl+C, or a downstream command that needs no more input) the work is cancelled.
+    /// </summary>
+    private void Pump(Func<PumpObserver, CancellationToken, Task> work)
+    {
+        using var call = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+        using var observer = new PumpObserver(call.Token);
+        var task = Task.Run(() => work(observer, call.Token));
+        task.ContinueWith(_ => observer.Complete(), TaskScheduler.Default);
+        try
+        {
+            foreach (var record in observer.Records.GetConsumingEnumerable())
+            {
+                record(this);
+            }
+        }
+        finally
+        {
+            if (!task.IsCompleted)
+            {
+                call.Cancel();
+                try
+                {
+                    task.Wait();
+                }
+                catch (AggregateException)
+                {
+                    // The pipeline is already failing or stopping; its own exception is the one to report.
+                }
+            }
+        }
+
+        try
+        {
+            task.GetAwaiter().GetResult();
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+            throw new PipelineStoppedException();
+        }
+    }
 
     protected static ErrorRecord ToErrorRecord(DataOpsException ex)
     {
@@ -89,9 +165,12 @@ public abstract class DataOpsCmdlet : PSCmdlet
     };
 
     /// <summary>Queues the engine's reports so only the pipeline thread writes to the streams.</summary>
-    private sealed class PumpObserver : IOperationObserver, IDisposable
+    private sealed class PumpObserver(CancellationToken stopped) : IOperationObserver, IDisposable
     {
-        public BlockingCollection<Action<Cmdlet>> Records { get; } = new();
+        public BlockingCollection<Action<Cmdlet>> Records { get; } = new(boundedCapacity: 512);
+
+        /// <summary>Queues an output record, waiting while the queue is full.</summary>
+        public void Emit(Action<Cmdlet> record, CancellationToken ct) => Records.Add(record, ct);
 
         public void Verbose(string message) => Add(c => c.WriteVerbose(message));
 
@@ -117,11 +196,11 @@ public abstract class DataOpsCmdlet : PSCmdlet
         {
             try
             {
-                Records.Add(record);
+                Records.Add(record, stopped);
             }
-            catch (InvalidOperationException)
+            catch (Exception ex) when (ex is InvalidOperationException or OperationCanceledException)
             {
-                // The operation finished and the pump stopped; late reports have nowhere to go.
+                // The operation finished or the pipeline stopped; late reports have nowhere to go.
             }
         }
     }

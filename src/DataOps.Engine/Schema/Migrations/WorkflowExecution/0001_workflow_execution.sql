@@ -33,7 +33,8 @@ CREATE TABLE workflow_executions (
     created_by           text REFERENCES users (id) ON DELETE CASCADE
 );
 CREATE INDEX idx_workflow_executions_created_by ON workflow_executions (created_by);
-CREATE INDEX idx_workflow_executions_user_status ON workflow_executions (created_by, status);
+-- Covering: per-user statistics (counts by status, durations) are answered from the index alone.
+CREATE INDEX idx_workflow_executions_user_status ON workflow_executions (created_by, status) INCLUDE (duration_ms);
 CREATE INDEX idx_workflow_executions_temporal_workflow_id ON workflow_executions (temporal_workflow_id);
 CREATE INDEX idx_workflow_executions_workflow_started ON workflow_executions (workflow_id, started_at DESC);
 CREATE INDEX idx_workflow_executions_started ON workflow_executions (started_at DESC);
