@@ -34,7 +34,7 @@ internal sealed class BenchSession : IDisposable
     public string SandboxName { get; }
 
     public string ConnectionString(string database) =>
-        $"Host=127.0.0.1;Port={Port};Username=postgres;Password={Password};Database={database};Pooling=false;Command Timeout=0";
+        $"Host=127.0.0.1;Port={Port};Username=postgres;Password={Password};Database={database};Command Timeout=0";
 
     public List<PSObject> Invoke(string script, IDictionary? variables = null)
     {

@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed [--repeats N] [--big N] [--skip-insert]
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -8,7 +8,11 @@ switch (mode)
     case "seed":
         SeedBenchmark.Run(Option("--repeats", 3), Option("--big", 10_000_000), args.Contains("--skip-insert"));
         return 0;
+    case "stats":
+        StatsBenchmark.Run(Option("--repeats", 5), args.Contains("--list-all"));
+        return 0;
     default:
         Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
+        Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
         return mode == "help" ? 0 : 64;
 }

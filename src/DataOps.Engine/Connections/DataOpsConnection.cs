@@ -59,6 +59,22 @@ public sealed partial class DataOpsConnection
 
     internal string ConnectionString => _connectionString;
 
+    /// <summary>
+    /// The same connection with Npgsql's automatic preparation on: statements that run again and
+    /// again (execution tracking from runbooks) skip parsing after their second use. Plans stay
+    /// custom (planned with the actual values): a generic plan for "created_by = $1" cannot see how
+    /// selective the user is. Kept off the default string because prepared statements and the DDL
+    /// of migrations or backfills do not mix.
+    /// </summary>
+    internal string PreparedConnectionString => _prepared ??= new NpgsqlConnectionStringBuilder(_connectionString)
+    {
+        MaxAutoPrepare = 32,
+        AutoPrepareMinUsages = 2,
+        Options = "-c plan_cache_mode=force_custom_plan",
+    }.ConnectionString;
+
+    private string? _prepared;
+
     public override string ToString() => $"{Username}@{Host}:{Port}/{Database}";
 
     /// <summary>

@@ -7,9 +7,9 @@ namespace DataOps.Engine.Connections;
 /// <summary>Opens driver connections and turns driver failures into DataOpsExceptions without secrets.</summary>
 internal static class Database
 {
-    public static async Task<NpgsqlConnection> OpenAsync(DataOpsConnection profile, CancellationToken ct)
+    public static async Task<NpgsqlConnection> OpenAsync(DataOpsConnection profile, CancellationToken ct, bool prepared = false)
     {
-        var connection = new NpgsqlConnection(profile.ConnectionString);
+        var connection = new NpgsqlConnection(prepared ? profile.PreparedConnectionString : profile.ConnectionString);
         try
         {
             await connection.OpenAsync(ct).ConfigureAwait(false);

@@ -58,7 +58,7 @@ public static class ExecutionStore
         parameters.Add("skip", skip);
         parameters.Add("first", first);
         var sql = $"{SelectColumns} {where} ORDER BY e.started_at DESC, e.id DESC OFFSET @skip LIMIT @first";
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct, prepared: true).ConfigureAwait(false);
         await using var reader = await Guarded(connection, () => conn.ExecuteReaderAsync(new CommandDefinition(sql, parameters, cancellationToken: ct)), null).ConfigureAwait(false);
         var parser = reader.GetRowParser<ExecutionRow>();
         while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -162,11 +162,12 @@ public static class ExecutionStore
     }
 
     /// <summary>Statistics in one SQL statement: one row per group.</summary>
-    public static async Task<IReadOnlyList<ExecutionStats>> StatsAsync(DataOpsConnection connection, ExecutionFilter filter, StatsGrouping grouping, CancellationToken ct)
+    public static async Task<IReadOnlyList<ExecutionStats>> StatsAsync(DataOpsConnection connection, ExecutionFilter filter, StatsGrouping grouping, CancellationToken ct, Logging.IOperationObserver? observer = null)
     {
         filter = filter.Validated();
         var (where, parameters) = Where(filter);
         var sql = StatsSql(where, grouping);
+        observer?.Verbose("SQL: " + string.Join(' ', sql.Split((char[])['\n', '\r'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)));
         var rows = await WithConnection(connection, conn => conn.QueryAsync<StatsRow>(new CommandDefinition(sql, parameters, cancellationToken: ct)), null, ct).ConfigureAwait(false);
         return [.. rows.Select(r => r.ToStats(grouping))];
     }
@@ -249,7 +250,7 @@ public static class ExecutionStore
 
     private static async Task<T> WithConnection<T>(DataOpsConnection connection, Func<NpgsqlConnection, Task<T>> work, object? subject, CancellationToken ct = default)
     {
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct, prepared: true).ConfigureAwait(false);
         return await Guarded(connection, () => work(conn), subject).ConfigureAwait(false);
     }
 

@@ -56,7 +56,7 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
             Since = Since is { } s ? new DateTimeOffset(s) : null,
             Until = Until is { } u ? new DateTimeOffset(u) : null,
         };
-        WriteObject(RunEngine((_, ct) => ExecutionStore.StatsAsync(connection, filter, (StatsGrouping)(int)GroupBy, ct)), enumerateCollection: true);
+        WriteObject(RunEngine((observer, ct) => ExecutionStore.StatsAsync(connection, filter, (StatsGrouping)(int)GroupBy, ct, observer)), enumerateCollection: true);
     }
 }
 
