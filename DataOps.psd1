@@ -23,6 +23,10 @@
         'Set-WorkflowExecution'
         'Remove-WorkflowExecution'
         'Get-ExecutionStats'
+        'Invoke-Backfill'
+        'Undo-Backfill'
+        'Get-BackfillRun'
+        'New-PrismSampleData'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -1,0 +1,82 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>One table whose rows an item may touch, selected by a predicate on @key.</summary>
+public sealed record CaptureSpec(string Table, string Where, string Path);
+
+/// <summary>One SQL step of an item.</summary>
+public sealed record StepSpec(string Name, string Sql, string Path);
+
+/// <summary>A parsed, structurally valid job file (version 1). Database checks come later (<see cref="JobValidator"/>).</summary>
+public sealed partial class BackfillJob
+{
+    public const int CurrentVersion = 1;
+
+    public required string Name { get; init; }
+
+    public string? Description { get; init; }
+
+    public required string SourcePath { get; init; }
+
+    /// <summary>Parameter values by name (string, number, boolean or null), bound as SQL parameters.</summary>
+    public required IReadOnlyDictionary<string, object?> Parameters { get; init; }
+
+    public IReadOnlyList<string>? Keys { get; init; }
+
+    public string? DiscoverSql { get; init; }
+
+    public int ItemsPerMinute { get; init; } = 20;
+
+    public int BatchSize { get; init; } = 10;
+
+    public required IReadOnlyList<CaptureSpec> Capture { get; init; }
+
+    public required IReadOnlyList<StepSpec> Steps { get; init; }
+
+    public required string VerifySql { get; init; }
+
+    /// <summary>The soak section, kept as JSON for Watch-StagingSoak.</summary>
+    public JsonElement? Soak { get; init; }
+
+    /// <summary>The health section, kept as JSON for Test-ProdHealth.</summary>
+    public JsonElement? Health { get; init; }
+
+    /// <summary>A plan's fingerprint (set by Test-ProdHealth), kept as JSON.</summary>
+    public JsonElement? Fingerprint { get; init; }
+
+    /// <summary>Every SQL text of the job with its JSON path, for checks.</summary>
+    public IEnumerable<(string Path, string Sql)> AllSql()
+    {
+        if (DiscoverSql is not null)
+        {
+            yield return ("$.items.discover", DiscoverSql);
+        }
+
+        foreach (var c in Capture)
+        {
+            yield return (c.Path + ".where", $"SELECT 1 FROM {c.Table} WHERE {c.Where}");
+        }
+
+        foreach (var s in Steps)
+        {
+            yield return (s.Path + ".sql", s.Sql);
+        }
+
+        yield return ("$.verify", VerifySql);
+    }
+
+    /// <summary>The @names a SQL text uses (outside quotes, comments and the @&gt; / &lt;@ operators).</summary>
+    public static IReadOnlyList<string> ParameterNames(string sql)
+    {
+        var stripped = QuotedOrComment().Replace(sql, " ");
+        return [.. NamedParameter().Matches(stripped).Select(m => m.Groups[1].Value).Distinct(StringComparer.Ordinal)];
+    }
+
+    [GeneratedRegex(@"'(?:[^']|'')*'|""(?:[^""]|"""")*""|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", RegexOptions.Singleline)]
+    private static partial Regex QuotedOrComment();
+
+    [GeneratedRegex(@"(?<![\w@:<])@([A-Za-z_][A-Za-z0-9_]*)")]
+    private static partial Regex NamedParameter();
+}

@@ -1,0 +1,103 @@
+namespace DataOps.Engine.Backfill;
+
+public enum BackfillItemStatus
+{
+    Applied,
+    Skipped,
+    Failed,
+
+    /// <summary>-DryRun: the steps ran and were rolled back.</summary>
+    WouldApply,
+
+    /// <summary>Undo-Backfill put the before-image back.</summary>
+    Restored,
+
+    /// <summary>Undo-Backfill found a row changed since the run and restored nothing of the item.</summary>
+    Drifted,
+
+    /// <summary>A fingerprinted plan's rows changed since the plan was made; the item was not applied.</summary>
+    Stale,
+}
+
+public enum BackfillErrorCategory
+{
+    None,
+    Constraint,
+    Timeout,
+    VerifyFailed,
+    ConnectionLost,
+    Drift,
+    Other,
+}
+
+/// <summary>What happened to one item.</summary>
+public sealed class BackfillItemResult
+{
+    public Guid RunId { get; init; }
+
+    public required string Job { get; init; }
+
+    public required string Key { get; init; }
+
+    public BackfillItemStatus Status { get; init; }
+
+    /// <summary>Rows the steps reported as changed (for Undo: rows restored).</summary>
+    public int RowsChanged { get; init; }
+
+    public TimeSpan Duration { get; init; }
+
+    public int Attempts { get; init; }
+
+    public BackfillErrorCategory ErrorCategory { get; init; }
+
+    public string? Error { get; init; }
+
+    public override string ToString() => $"{Key}: {Status}{(Error is null ? string.Empty : " - " + Error)}";
+}
+
+/// <summary>Options of one Invoke-Backfill run.</summary>
+public sealed record BackfillOptions
+{
+    /// <summary>Overrides the job's throttle; 0 runs unthrottled.</summary>
+    public int? ItemsPerMinute { get; init; }
+
+    public required string OutputDirectory { get; init; }
+
+    public int MaxFailures { get; init; } = 5;
+
+    /// <summary>Re-apply items the ledger shows as applied.</summary>
+    public bool Force { get; init; }
+
+    public bool DryRun { get; init; }
+
+    /// <summary>The keys to run, when the caller has already resolved them (-WhatIf listing, plans).</summary>
+    public IReadOnlyList<string>? Keys { get; init; }
+}
+
+/// <summary>A recorded run (backfill, dry run or undo) with its ledger counts.</summary>
+public sealed class BackfillRun
+{
+    public Guid RunId { get; init; }
+
+    public required string Kind { get; init; }
+
+    public required string Job { get; init; }
+
+    public required string Status { get; init; }
+
+    public DateTimeOffset StartedAt { get; init; }
+
+    public DateTimeOffset? FinishedAt { get; init; }
+
+    public long Applied { get; init; }
+
+    public long Failed { get; init; }
+
+    public long Undone { get; init; }
+
+    public long Skipped { get; init; }
+
+    public string? OutputDirectory { get; init; }
+
+    public override string ToString() => $"{Job} {Kind} {RunId} ({Status})";
+}

@@ -1,0 +1,325 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>
+/// Reads a job file and checks its structure: every problem is collected with its JSON path
+/// ($.steps[1].sql ...), and the whole list is reported at once as JobFileInvalid.
+/// </summary>
+public static partial class JobFile
+{
+    private static readonly string[] TopLevel = ["$schema", "version", "name", "description", "parameters", "items", "throttle", "capture", "steps", "verify", "soak", "health", "fingerprint"];
+
+    public static BackfillJob Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new DataOpsException("JobFileNotFound", DataOpsErrorKind.ObjectNotFound, $"The job file '{path}' does not exist.", path);
+        }
+
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException ex)
+        {
+            throw Invalid(path, [$"$: not valid JSON (line {ex.LineNumber + 1}, position {ex.BytePositionInLine + 1}): {ex.Message}"]);
+        }
+
+        using (doc)
+        {
+            var problems = new List<string>();
+            var job = Parse(doc.RootElement, Path.GetFullPath(path), problems);
+            if (problems.Count > 0 || job is null)
+            {
+                throw Invalid(path, problems);
+            }
+
+            return job;
+        }
+    }
+
+    internal static DataOpsException Invalid(string path, IReadOnlyList<string> problems) =>
+        new("JobFileInvalid", DataOpsErrorKind.InvalidData,
+            $"The job file '{path}' is not valid ({problems.Count} problem{(problems.Count == 1 ? string.Empty : "s")}):{Environment.NewLine}  " +
+            string.Join(Environment.NewLine + "  ", problems),
+            path)
+        { RecommendedAction = "Fix each listed JSON path; Get-Help about_DataOps_JobFile describes the format." };
+
+    private static BackfillJob? Parse(JsonElement root, string path, List<string> problems)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add("$: the job must be a JSON object.");
+            return null;
+        }
+
+        Unknown(root, "$", TopLevel, problems);
+        if (!root.TryGetProperty("version", out var version) || version.ValueKind != JsonValueKind.Number || !version.TryGetInt32(out var v) || v != BackfillJob.CurrentVersion)
+        {
+            problems.Add($"$.version: required, and must be {BackfillJob.CurrentVersion}.");
+        }
+
+        var name = String(root, "name", "$", problems, required: true);
+        if (name is not null && !JobName().IsMatch(name))
+        {
+            problems.Add($"$.name: '{name}' must be 1-100 letters, digits, '.', '-' or '_'.");
+        }
+
+        var description = String(root, "description", "$", problems, required: false);
+
+        var parameters = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (root.TryGetProperty("parameters", out var ps))
+        {
+            if (ps.ValueKind != JsonValueKind.Object)
+            {
+                problems.Add("$.parameters: must be an object of name: value.");
+            }
+            else
+            {
+                foreach (var p in ps.EnumerateObject())
+                {
+                    var at = $"$.parameters.{p.Name}";
+                    if (!Identifier().IsMatch(p.Name) || p.Name == "key")
+                    {
+                        problems.Add($"{at}: '{p.Name}' is not a usable parameter name (letters, digits and '_', not 'key').");
+                        continue;
+                    }
+
+                    parameters[p.Name] = p.Value.ValueKind switch
+                    {
+                        JsonValueKind.String => p.Value.GetString(),
+                        JsonValueKind.Number => p.Value.TryGetInt64(out var l) ? l : p.Value.GetDecimal(),
+                        JsonValueKind.True => true,
+                        JsonValueKind.False => false,
+                        JsonValueKind.Null => null,
+                        _ => Problem<object?>(problems, $"{at}: must be a string, number, boolean or null."),
+                    };
+                }
+            }
+        }
+
+        IReadOnlyList<string>? keys = null;
+        string? discover = null;
+        if (!root.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add("$.items: required: an object with either \"keys\" (a list) or \"discover\" (a query returning a column named key).");
+        }
+        else
+        {
+            Unknown(items, "$.items", ["keys", "discover"], problems);
+            var hasKeys = items.TryGetProperty("keys", out var k);
+            var hasDiscover = items.TryGetProperty("discover", out _);
+            if (hasKeys == hasDiscover)
+            {
+                problems.Add("$.items: give exactly one of \"keys\" or \"discover\".");
+            }
+            else if (hasKeys)
+            {
+                if (k.ValueKind != JsonValueKind.Array)
+                {
+                    problems.Add("$.items.keys: must be a list of strings or numbers.");
+                }
+                else
+                {
+                    var list = new List<string>();
+                    var i = 0;
+                    foreach (var e in k.EnumerateArray())
+                    {
+                        if (e.ValueKind is JsonValueKind.String or JsonValueKind.Number)
+                        {
+                            list.Add(e.ValueKind == JsonValueKind.String ? e.GetString()! : e.GetRawText());
+                        }
+                        else
+                        {
+                            problems.Add($"$.items.keys[{i}]: must be a string or a number.");
+                        }
+
+                        i++;
+                    }
+
+                    if (list.Count != list.Distinct(StringComparer.Ordinal).Count())
+                    {
+                        problems.Add("$.items.keys: contains duplicates.");
+                    }
+
+                    keys = list;
+                }
+            }
+            else
+            {
+                discover = String(items, "discover", "$.items", problems, required: true);
+            }
+        }
+
+        var itemsPerMinute = 20;
+        var batchSize = 10;
+        if (root.TryGetProperty("throttle", out var throttle))
+        {
+            Unknown(throttle, "$.throttle", ["itemsPerMinute", "batchSize"], problems);
+            itemsPerMinute = Int(throttle, "itemsPerMinute", "$.throttle", 0, 1_000_000, 20, problems);
+            batchSize = Int(throttle, "batchSize", "$.throttle", 1, 100_000, 10, problems);
+        }
+
+        var capture = new List<CaptureSpec>();
+        if (!root.TryGetProperty("capture", out var cs) || cs.ValueKind != JsonValueKind.Array || cs.GetArrayLength() == 0)
+        {
+            problems.Add("$.capture: required: a non-empty list of { \"table\": ..., \"where\": ... } that selects the rows an item may touch.");
+        }
+        else
+        {
+            var i = 0;
+            foreach (var c in cs.EnumerateArray())
+            {
+                var at = $"$.capture[{i++}]";
+                Unknown(c, at, ["table", "where"], problems);
+                var table = String(c, "table", at, problems, required: true);
+                var where = String(c, "where", at, problems, required: true);
+                if (table is not null && !TableName().IsMatch(table))
+                {
+                    problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table).");
+                }
+                else if (table is not null && where is not null)
+                {
+                    capture.Add(new CaptureSpec(table, where, at));
+                }
+            }
+        }
+
+        var steps = new List<StepSpec>();
+        if (!root.TryGetProperty("steps", out var ss) || ss.ValueKind != JsonValueKind.Array || ss.GetArrayLength() == 0)
+        {
+            problems.Add("$.steps: required: a non-empty list of { \"name\": ..., \"sql\": ... }.");
+        }
+        else
+        {
+            var i = 0;
+            foreach (var s in ss.EnumerateArray())
+            {
+                var at = $"$.steps[{i++}]";
+                Unknown(s, at, ["name", "sql", "kind"], problems);
+                if (s.TryGetProperty("kind", out var kind) && kind.GetString() != "sql")
+                {
+                    problems.Add($"{at}.kind: only \"sql\" steps are supported in this version.");
+                }
+
+                var sql = String(s, "sql", at, problems, required: true);
+                var stepName = String(s, "name", at, problems, required: false) ?? $"step {i}";
+                if (sql is not null)
+                {
+                    steps.Add(new StepSpec(stepName, sql, at));
+                }
+            }
+        }
+
+        var verify = String(root, "verify", "$", problems, required: true);
+
+        if (problems.Count > 0)
+        {
+            return null;
+        }
+
+        var job = new BackfillJob
+        {
+            Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, Capture = capture, Steps = steps, VerifySql = verify!,
+            Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
+            Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
+            Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
+        };
+
+        // Every @name must be @key or a defined parameter; the discover query has no item, so no @key there.
+        foreach (var (at, sql) in job.AllSql())
+        {
+            foreach (var used in BackfillJob.ParameterNames(sql))
+            {
+                if (used == "key" && at == "$.items.discover")
+                {
+                    problems.Add($"{at}: @key is not available in the discover query (it finds the keys).");
+                }
+                else if (used != "key" && !parameters.ContainsKey(used))
+                {
+                    problems.Add($"{at}: uses @{used}, which $.parameters does not define.");
+                }
+            }
+        }
+
+        foreach (var (at, sql) in job.AllSql().Where(x => x.Path != "$.items.discover"))
+        {
+            if (!BackfillJob.ParameterNames(sql).Contains("key"))
+            {
+                problems.Add($"{at}: does not use @key, so it would act on every item's rows at once.");
+            }
+        }
+
+        return job;
+    }
+
+    private static void Unknown(JsonElement e, string at, string[] known, List<string> problems)
+    {
+        if (e.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add($"{at}: must be an object.");
+            return;
+        }
+
+        foreach (var p in e.EnumerateObject().Where(p => !known.Contains(p.Name)))
+        {
+            problems.Add($"{at}.{p.Name}: unknown field (known: {string.Join(", ", known)}).");
+        }
+    }
+
+    private static string? String(JsonElement e, string name, string at, List<string> problems, bool required)
+    {
+        if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty(name, out var v))
+        {
+            if (required)
+            {
+                problems.Add($"{at}.{name}: required.");
+            }
+
+            return null;
+        }
+
+        if (v.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(v.GetString()))
+        {
+            problems.Add($"{at}.{name}: must be a non-empty string.");
+            return null;
+        }
+
+        return v.GetString();
+    }
+
+    private static int Int(JsonElement e, string name, string at, int min, int max, int fallback, List<string> problems)
+    {
+        if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty(name, out var v))
+        {
+            return fallback;
+        }
+
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i) || i < min || i > max)
+        {
+            problems.Add($"{at}.{name}: must be a whole number from {min} to {max}; got {v.GetRawText()}.");
+            return fallback;
+        }
+
+        return i;
+    }
+
+    private static T? Problem<T>(List<string> problems, string message)
+    {
+        problems.Add(message);
+        return default;
+    }
+
+    [GeneratedRegex(@"^[A-Za-z0-9._-]{1,100}$")]
+    private static partial Regex JobName();
+
+    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*$")]
+    private static partial Regex Identifier();
+
+    [GeneratedRegex(@"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")]
+    private static partial Regex TableName();
+}

@@ -1,0 +1,80 @@
+using Dapper;
+using DataOps.Engine.Connections;
+using Npgsql;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>A capture table as the database describes it.</summary>
+public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string RowReference, IReadOnlyList<string> PrimaryKey);
+
+/// <summary>A job checked against a database: tables exist, have primary keys, and every statement parses.</summary>
+public sealed record ValidatedJob(BackfillJob Job, IReadOnlyList<CaptureTable> Capture);
+
+public static class JobValidator
+{
+    /// <summary>
+    /// Checks the job against the database without changing anything: every statement is prepared
+    /// (parsed and analysed, never executed) inside a transaction that is rolled back.
+    /// </summary>
+    public static async Task<ValidatedJob> ValidateAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
+    {
+        var problems = new List<string>();
+        var tables = new List<CaptureTable>();
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        foreach (var c in job.Capture)
+        {
+            var oid = await conn.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT to_regclass(@t)::oid::bigint", new { t = c.Table }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            if (oid is null)
+            {
+                problems.Add($"{c.Path}.table: the table '{c.Table}' does not exist.");
+                continue;
+            }
+
+            var pk = (await conn.QueryAsync<string>(new CommandDefinition(
+                """
+                SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                WHERE i.indrelid = @oid::oid AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
+                """, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            if (pk.Count == 0)
+            {
+                problems.Add($"{c.Path}.table: '{c.Table}' has no primary key; rows without a stable identity cannot be restored, so the job is refused (as pt-online-schema-change does).");
+                continue;
+            }
+
+            var qualified = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT @oid::oid::regclass::text", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            tables.Add(new CaptureTable(c, qualified!, c.Table.Split('.')[^1], pk));
+        }
+
+        var i = 0;
+        foreach (var (path, sql) in job.AllSql())
+        {
+            var savepoint = $"check_{i++}";
+            await using (var sp = new NpgsqlCommand($"SAVEPOINT {savepoint}", conn, tx))
+            {
+                await sp.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+
+            try
+            {
+                await using var cmd = BackfillSql.Command(conn, tx, sql, job.Parameters, key: "0");
+                await cmd.PrepareAsync(ct).ConfigureAwait(false);
+                await cmd.UnprepareAsync(ct).ConfigureAwait(false);
+            }
+            catch (PostgresException ex)
+            {
+                problems.Add($"{path}: PostgreSQL rejects the statement: {ex.SqlState}: {ex.MessageText}{(ex.Position > 0 ? $" (at character {ex.Position})" : string.Empty)}.");
+                await using var back = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {savepoint}", conn, tx);
+                await back.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+        }
+
+        await tx.RollbackAsync(ct).ConfigureAwait(false);
+        if (problems.Count > 0)
+        {
+            throw JobFile.Invalid(job.SourcePath, problems);
+        }
+
+        return new ValidatedJob(job, tables);
+    }
+}

@@ -1,0 +1,209 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapper;
+using Npgsql;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>The captured rows of one item: table name to rows (each row the JSON of to_jsonb(row)).</summary>
+public sealed class ItemImage
+{
+    public Dictionary<string, List<string>> Tables { get; } = new(StringComparer.Ordinal);
+
+    public string ToJson()
+    {
+        var root = new JsonObject();
+        foreach (var (table, rows) in Tables)
+        {
+            root[table] = new JsonArray([.. rows.Select(r => JsonNode.Parse(r))]);
+        }
+
+        return root.ToJsonString();
+    }
+
+    public static ItemImage FromJson(string? json)
+    {
+        var image = new ItemImage();
+        if (string.IsNullOrEmpty(json))
+        {
+            return image;
+        }
+
+        foreach (var (table, rows) in JsonNode.Parse(json)!.AsObject())
+        {
+            image.Tables[table] = [.. rows!.AsArray().Select(r => r!.ToJsonString())];
+        }
+
+        return image;
+    }
+}
+
+/// <summary>Reads before- and after-images of an item's captured rows.</summary>
+internal static class RowImages
+{
+    /// <summary>The rows the capture predicates select, locked FOR UPDATE, in primary-key order.</summary>
+    public static async Task<ItemImage> BeforeAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ValidatedJob job, string key, CancellationToken ct)
+    {
+        var image = new ItemImage();
+        foreach (var t in job.Capture)
+        {
+            var sql = $"SELECT to_jsonb({BackfillSql.Quote(t.RowReference)})::text FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {PkList(t)} FOR UPDATE";
+            image.Tables[t.QualifiedName] = await ReadAsync(conn, tx, sql, job, key, null, ct).ConfigureAwait(false);
+        }
+
+        return image;
+    }
+
+    /// <summary>
+    /// The rows the predicates select now, plus the before-image rows that no longer match (a step
+    /// may change a column the predicate reads): so every touched row has both images.
+    /// </summary>
+    public static async Task<ItemImage> AfterAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ValidatedJob job, string key, ItemImage before, CancellationToken ct)
+    {
+        var image = new ItemImage();
+        foreach (var t in job.Capture)
+        {
+            var beforeRows = before.Tables.GetValueOrDefault(t.QualifiedName) ?? [];
+            var sql = $"""
+                SELECT to_jsonb({BackfillSql.Quote(t.RowReference)})::text FROM {t.QualifiedName}
+                WHERE ({t.Spec.Where})
+                   OR ({PkList(t)}) IN (SELECT {PkList(t)} FROM jsonb_populate_recordset(NULL::{t.QualifiedName}, @dataops_before::jsonb))
+                ORDER BY {PkList(t)}
+                """;
+            image.Tables[t.QualifiedName] = await ReadAsync(conn, tx, sql, job, key, "[" + string.Join(",", beforeRows) + "]", ct).ConfigureAwait(false);
+        }
+
+        return image;
+    }
+
+    private static async Task<List<string>> ReadAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string sql, ValidatedJob job, string key, string? beforeJson, CancellationToken ct)
+    {
+        await using var cmd = BackfillSql.Command(conn, tx, sql, job.Job.Parameters, key);
+        if (beforeJson is not null)
+        {
+            cmd.Parameters.Add(new NpgsqlParameter("dataops_before", NpgsqlTypes.NpgsqlDbType.Text) { Value = beforeJson });
+        }
+
+        var rows = new List<string>();
+        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            rows.Add(reader.GetString(0));
+        }
+
+        return rows;
+    }
+
+    public static string PkList(CaptureTable t) => string.Join(", ", t.PrimaryKey.Select(BackfillSql.Quote));
+}
+
+public enum RestoreKind
+{
+    /// <summary>The backfill inserted the row: delete it.</summary>
+    Delete,
+
+    /// <summary>The backfill changed the row: put the old values back.</summary>
+    Update,
+
+    /// <summary>The backfill deleted the row: insert it again.</summary>
+    Insert,
+}
+
+/// <summary>
+/// One row to put back. It applies only if the row still equals its after-image (for Insert: if
+/// no row with its key exists), otherwise it is drift and nothing of the item is restored.
+/// </summary>
+public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, string RowReference, IReadOnlyList<string> PrimaryKey, string? Before, string? After)
+{
+    private string Ref => BackfillSql.Quote(RowReference);
+
+    private string Pk => string.Join(", ", PrimaryKey.Select(BackfillSql.Quote));
+
+    private IReadOnlyList<string> Columns => [.. JsonNode.Parse(Before!)!.AsObject().Select(p => p.Key)];
+
+    /// <summary>A short description of the row, by primary key.</summary>
+    public string RowLabel
+    {
+        get
+        {
+            var row = JsonNode.Parse(Before ?? After!)!.AsObject();
+            return $"{Table} ({string.Join(", ", PrimaryKey.Select(k => $"{k}={row[k]?.ToJsonString()}"))})";
+        }
+    }
+
+    /// <summary>The parameterized statement (@before, @after); exactly one row must be affected.</summary>
+    public string Sql => Kind switch
+    {
+        RestoreKind.Delete => $"DELETE FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @after::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
+        RestoreKind.Update => $"UPDATE {Table} SET ({string.Join(", ", Columns.Select(BackfillSql.Quote))}) = (SELECT {string.Join(", ", Columns.Select(BackfillSql.Quote))} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) " +
+                              $"WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
+        _ => $"INSERT INTO {Table} SELECT * FROM jsonb_populate_record(NULL::{Table}, @before::jsonb) ON CONFLICT DO NOTHING",
+    };
+
+    /// <summary>The same as a psql-runnable block with the images inlined as literals, raising on drift and checking the result.</summary>
+    public string ToScript(string runId)
+    {
+        var sql = Sql.Replace("@before::jsonb", Literal(Before), StringComparison.Ordinal).Replace("@after::jsonb", Literal(After), StringComparison.Ordinal);
+        var check = Kind == RestoreKind.Delete
+            ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(After)})); IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {Text(RowLabel)}; END IF;"
+            : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(Before)})) AND to_jsonb({Ref}) = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {Text(RowLabel)}; END IF;";
+        var tag = "$dataops$";
+        var body = new StringBuilder()
+            .AppendLine($"-- item {ItemKey}: {Kind.ToString().ToLowerInvariant()} {RowLabel}")
+            .AppendLine($"DO {tag} BEGIN")
+            .AppendLine($"  {sql};")
+            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % changed since the backfill (it no longer equals the after-image); nothing was restored', {Text(RowLabel)}; END IF;")
+            .AppendLine($"  {check}")
+            .AppendLine($"END {tag};")
+            .ToString();
+        return body.Contains(tag + " BEGIN", StringComparison.Ordinal) && body.Split(tag).Length == 3
+            ? body
+            : throw new DataOpsException("RollbackScriptUnsafe", DataOpsErrorKind.InvalidData, $"A row image of {RowLabel} contains the quoting tag {tag}; the rollback script cannot quote it safely.", RowLabel);
+    }
+
+    private static string Literal(string? json) => json is null ? "NULL" : Text(json) + "::jsonb";
+
+    private static string Text(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+
+    /// <summary>The operations that undo one item, in a safe order: inserted rows go first (children before parents), then updates and re-inserts.</summary>
+    public static IReadOnlyList<RestoreOp> ForItem(string key, ItemImage before, ItemImage after, IReadOnlyList<CaptureTable> tables)
+    {
+        var ops = new List<RestoreOp>();
+        string PkOf(CaptureTable t, string row)
+        {
+            var o = JsonNode.Parse(row)!.AsObject();
+            return string.Join("\u001f", t.PrimaryKey.Select(k => o[k]?.ToJsonString() ?? "null"));
+        }
+
+        foreach (var t in tables.Reverse())
+        {
+            var beforeRows = (before.Tables.GetValueOrDefault(t.QualifiedName) ?? []).ToDictionary(r => PkOf(t, r));
+            foreach (var row in after.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
+            {
+                if (!beforeRows.ContainsKey(PkOf(t, row)))
+                {
+                    ops.Add(new RestoreOp(key, RestoreKind.Delete, t.QualifiedName, t.RowReference, t.PrimaryKey, null, row));
+                }
+            }
+        }
+
+        foreach (var t in tables)
+        {
+            var afterRows = (after.Tables.GetValueOrDefault(t.QualifiedName) ?? []).ToDictionary(r => PkOf(t, r));
+            foreach (var row in before.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
+            {
+                if (!afterRows.TryGetValue(PkOf(t, row), out var now))
+                {
+                    ops.Add(new RestoreOp(key, RestoreKind.Insert, t.QualifiedName, t.RowReference, t.PrimaryKey, row, null));
+                }
+                else if (!JsonNode.DeepEquals(JsonNode.Parse(now), JsonNode.Parse(row)))
+                {
+                    ops.Add(new RestoreOp(key, RestoreKind.Update, t.QualifiedName, t.RowReference, t.PrimaryKey, row, now));
+                }
+            }
+        }
+
+        return ops;
+    }
+}

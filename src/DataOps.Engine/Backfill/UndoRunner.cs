@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Text.Json;
+using Dapper;
+using DataOps.Engine.Connections;
+using DataOps.Engine.Logging;
+using Npgsql;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>
+/// Undo-Backfill: restores a run's before-images newest item first, one transaction per item. A
+/// row is restored only if it still equals its after-image; otherwise the item is Drifted and
+/// nothing of it changes. Each restored item gets an 'undone' ledger row, so the job can apply it again.
+/// </summary>
+public static class UndoRunner
+{
+    /// <summary>The run id recorded in a run folder or its execution_results.json.</summary>
+    public static Guid RunIdFromPath(string path)
+    {
+        var file = Directory.Exists(path) ? Path.Combine(path, "backfill_logs", "execution_results.json") : path;
+        if (!File.Exists(file))
+        {
+            throw new DataOpsException("RunNotFound", DataOpsErrorKind.ObjectNotFound,
+                $"'{path}' is neither a backfill run folder nor its backfill_logs/execution_results.json.", path);
+        }
+
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(file));
+            return doc.RootElement.GetProperty("runId").GetGuid();
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or FormatException or InvalidOperationException)
+        {
+            throw new DataOpsException("RunNotFound", DataOpsErrorKind.InvalidData, $"'{file}' does not name a backfill run: {ex.Message}", file);
+        }
+    }
+
+    public static async IAsyncEnumerable<BackfillItemResult> UndoAsync(DataOpsConnection connection, Guid runId, RunLog log, IOperationObserver observer, [EnumeratorCancellation] CancellationToken ct)
+    {
+        await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var run = await meta.QuerySingleOrDefaultAsync<(string Job, string Kind)?>(new CommandDefinition(
+            "SELECT job_name, kind FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        if (run is null || run.Value.Kind != "backfill")
+        {
+            throw new DataOpsException("RunNotFound", DataOpsErrorKind.ObjectNotFound, $"There is no backfill run {runId} in {connection}.", runId);
+        }
+
+        var job = run.Value.Job;
+        var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
+            """
+            SELECT l.ledger_id, l.item_key, l.before_image::text, l.after_image::text FROM dataops.ledger l
+            WHERE l.run_id = @runId AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
+            ORDER BY l.ledger_id DESC
+            """, new { runId }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        var undoRun = await meta.ExecuteScalarAsync<Guid>(new CommandDefinition(
+            "INSERT INTO dataops.run (kind, job_name, host_name, user_name, parameters) VALUES ('undo', @job, @host, @user, @parameters::jsonb) RETURNING run_id",
+            new { job, host = Environment.MachineName, user = Environment.UserName, parameters = JsonSerializer.Serialize(new { undoOf = runId }) }, cancellationToken: ct)).ConfigureAwait(false);
+        log.Information("Undo {UndoRun} of run {RunId} (job {Job}): {Items} applied items to restore", undoRun, runId, job, items.Count);
+
+        var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
+        var status = "stopped";
+        var restored = 0;
+        var drifted = 0;
+        try
+        {
+            var n = 0;
+            foreach (var item in items)
+            {
+                var result = await UndoItemAsync(connection, meta, tables, undoRun, job, item, ct).ConfigureAwait(false);
+                restored += result.Status == BackfillItemStatus.Restored ? 1 : 0;
+                drifted += result.Status == BackfillItemStatus.Drifted ? 1 : 0;
+                n++;
+                observer.Progress(new OperationProgress($"Undo {job}", $"{n} of {items.Count} items ({drifted} drifted)", (int)(n * 100L / items.Count), CurrentOperation: item.Key));
+                yield return result;
+            }
+
+            status = "completed";
+        }
+        finally
+        {
+            observer.Progress(new OperationProgress($"Undo {job}", "Done", Completed: true));
+            await using var end = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
+            await end.ExecuteAsync("UPDATE dataops.run SET status = @status, finished_at = now(), summary = @summary::jsonb WHERE run_id = @undoRun",
+                new { status, undoRun, summary = JsonSerializer.Serialize(new { undoOf = runId, restored, drifted }) }).ConfigureAwait(false);
+            log.Information("Undo {UndoRun} {Status}: {Restored} items restored, {Drifted} drifted", undoRun, status, restored, drifted);
+        }
+    }
+
+    private static async Task<BackfillItemResult> UndoItemAsync(
+        DataOpsConnection connection, NpgsqlConnection meta, Dictionary<string, CaptureTable> tables, Guid undoRun, string job,
+        (long LedgerId, string Key, string Before, string After) item, CancellationToken ct)
+    {
+        var watch = Stopwatch.StartNew();
+        var before = ItemImage.FromJson(item.Before);
+        var after = ItemImage.FromJson(item.After);
+        foreach (var name in before.Tables.Keys.Concat(after.Tables.Keys).Where(n => !tables.ContainsKey(n)))
+        {
+            tables[name] = await DescribeAsync(meta, name, ct).ConfigureAwait(false);
+        }
+
+        var ops = RestoreOp.ForItem(item.Key, before, after, [.. before.Tables.Keys.Select(n => tables[n])]);
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition(BackfillSql.StableJsonSettings, transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        foreach (var op in ops)
+        {
+            await using var cmd = new NpgsqlCommand(op.Sql, conn, tx);
+            if (op.Before is not null)
+            {
+                cmd.Parameters.Add(new NpgsqlParameter("before", NpgsqlTypes.NpgsqlDbType.Text) { Value = op.Before });
+            }
+
+            if (op.After is not null)
+            {
+                cmd.Parameters.Add(new NpgsqlParameter("after", NpgsqlTypes.NpgsqlDbType.Text) { Value = op.After });
+            }
+
+            if (await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false) != 1)
+            {
+                await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                var message = $"{op.RowLabel} changed since the backfill (it no longer equals the after-image); nothing of item {item.Key} was restored.";
+                await conn.ExecuteAsync(
+                    "INSERT INTO dataops.ledger (run_id, job_name, item_key, status, error_category, error_message, finished_at) VALUES (@undoRun, @job, @key, 'drifted', 'Drift', @message, now())",
+                    new { undoRun, job, key = item.Key, message }).ConfigureAwait(false);
+                return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Drifted, ErrorCategory = BackfillErrorCategory.Drift, Error = message, Duration = watch.Elapsed, Attempts = 1 };
+            }
+        }
+
+        await conn.ExecuteAsync(new CommandDefinition(
+            "INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, rows_changed, finished_at, duration_ms) VALUES (@undoRun, @job, @key, 'undone', @ledgerId, @rows, now(), @ms)",
+            new { undoRun, job, key = item.Key, ledgerId = item.LedgerId, rows = ops.Count, ms = (int)watch.ElapsedMilliseconds }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        await tx.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+        return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Restored, RowsChanged = ops.Count, Duration = watch.Elapsed, Attempts = 1 };
+    }
+
+    private static async Task<CaptureTable> DescribeAsync(NpgsqlConnection conn, string table, CancellationToken ct)
+    {
+        var pk = (await conn.QueryAsync<string>(new CommandDefinition(
+            """
+            SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = to_regclass(@table) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
+            """, new { table }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        if (pk.Count == 0)
+        {
+            throw new DataOpsException("UndoImpossible", DataOpsErrorKind.InvalidOperation, $"The table {table} no longer exists or has no primary key; its rows cannot be restored.", table);
+        }
+
+        var relname = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT relname::text FROM pg_class WHERE oid = to_regclass(@table)", new { table }, cancellationToken: ct)).ConfigureAwait(false);
+        return new CaptureTable(new CaptureSpec(table, "true", "$"), table, relname!, pk);
+    }
+
+    /// <summary>Run summaries from the ledger, newest first.</summary>
+    public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct)
+    {
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var rows = await conn.QueryAsync<RunRow>(new CommandDefinition(
+            """
+            SELECT r.run_id AS RunId, r.kind AS Kind, r.job_name AS Job, r.status AS Status, r.started_at AS StartedAt, r.finished_at AS FinishedAt,
+                   r.output_directory AS OutputDirectory,
+                   count(*) FILTER (WHERE l.status = 'applied') AS Applied, count(*) FILTER (WHERE l.status = 'failed') AS Failed,
+                   count(*) FILTER (WHERE l.status = 'undone') AS Undone,
+                   coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped
+            FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
+            WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@runId::uuid IS NULL OR r.run_id = @runId)
+            GROUP BY r.run_id ORDER BY r.started_at DESC
+            """, new { job, runId }, cancellationToken: ct)).ConfigureAwait(false);
+        return [.. rows.Select(r => new BackfillRun
+        {
+            RunId = r.RunId, Kind = r.Kind, Job = r.Job, Status = r.Status, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
+            FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
+            Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
+        })];
+    }
+
+    private sealed record RunRow(Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped);
+}

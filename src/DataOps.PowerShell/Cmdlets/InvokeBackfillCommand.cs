@@ -1,0 +1,112 @@
+using System.Management.Automation;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Logging;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Applies a backfill job item by item: guarded, throttled, idempotent, with a rollback script.</para>
+/// <para type="description">Invoke-Backfill validates the whole job file first (structure, parameters, capture tables' primary keys, and
+/// every statement parsed by the server in a rolled-back transaction); any problem stops it with JobFileInvalid naming the JSON paths.
+/// Then each item runs in one transaction: lock and capture the before-image of the captured rows, run the steps with @key and the
+/// job's parameters bound as parameters, capture the after-image, run verify (it must return true), write the ledger row, commit.
+/// A failed item is rolled back and categorised (Constraint, Timeout, VerifyFailed, ConnectionLost, Other); the run goes on until
+/// -MaxFailures. Transient connection errors retry the item whole with backoff.</para>
+/// <para type="description">Items the ledger shows as applied for this job are Skipped unless -Force, so a re-run after Ctrl+C or a
+/// killed process resumes. A second concurrent run of the same job fails at once (BackfillAlreadyRunning). The throttle is a token
+/// bucket: never more than -ItemsPerMinute (default: the job's, else 20; 0 turns it off). Results stream as one object per item.
+/// Files go to OutputDirectory/job/runId: backfill_summary.md, backfill_logs/execution_results.json, batch_NNN.json and
+/// rollback_YYYY-MM-DD.sql (psql -v ON_ERROR_STOP=1 -f). The run then halts for review; nothing starts the next phase.</para>
+/// <para type="description">-WhatIf lists the items and steps without touching data. -DryRun runs every item and rolls it back, reporting
+/// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false.</para>
+/// <para type="link">Undo-Backfill</para>
+/// <para type="link">Get-BackfillRun</para>
+/// <para type="link">about_DataOps_JobFile</para>
+/// </summary>
+/// <example>
+///   <code>Invoke-Backfill -Job ./examples/jobs/results-v1.2.1.job.json -OutputDirectory ./runs</code>
+///   <para>Applies the sample job at its configured rate and writes the run's files under ./runs/results-v1.2.1/RUNID.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -DryRun | Where-Object Status -eq Failed</code>
+///   <para>Rehearses every item in rolled-back transactions and shows the items that would fail.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -Connection $prod -WhatIf</code>
+///   <para>Lists the items and steps a run would apply on production, changing nothing.</para>
+/// </example>
+[Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(BackfillItemResult))]
+public sealed class InvokeBackfillCommand : DatabaseCmdlet
+{
+    /// <summary>The job file (JSON, version 1). Binds from pipeline objects' Job or PlanPath property.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PlanPath", "Path")]
+    [ValidateNotNullOrEmpty]
+    public string Job { get; set; } = string.Empty;
+
+    /// <summary>Overrides the job's throttle; 0 runs unthrottled.</summary>
+    [Parameter]
+    [ValidateRange(0, 1_000_000)]
+    public int? ItemsPerMinute { get; set; }
+
+    /// <summary>Where the run's files go (a folder per job and run). Default: ./backfill-runs.</summary>
+    [Parameter]
+    public string OutputDirectory { get; set; } = "backfill-runs";
+
+    /// <summary>Stop the run after this many failed items. Default: 5.</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int MaxFailures { get; set; } = 5;
+
+    /// <summary>Re-applies items the ledger shows as applied, and skips confirmation prompts.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    /// <summary>Runs every item's steps in a transaction that is rolled back, and reports the rows each would change.</summary>
+    [Parameter]
+    public SwitchParameter DryRun { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var connection = ResolveConnection();
+        var path = GetUnresolvedProviderPathFromPSPath(Job);
+        var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
+        var job = RunEngine((_, ct) => BackfillRunner.PrepareAsync(JobFile.Load(path), connection, ct));
+
+        if (WhatIfRequested)
+        {
+            var keys = RunEngine((_, ct) => BackfillRunner.ResolveKeysAsync(job, connection, ct));
+            var steps = string.Join("; ", job.Job.Steps.Select(s => s.Name));
+            foreach (var key in keys)
+            {
+                ShouldProcess($"item {key} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
+            }
+
+            WriteVerbose($"{keys.Count} items; nothing was changed.");
+            return;
+        }
+
+        if (!DryRun && !ShouldWrite(connection, $"job {job.Job.Name} on {connection}", "Apply backfill", Force))
+        {
+            return;
+        }
+
+        var options = new BackfillOptions
+        {
+            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, Force = Force, DryRun = DryRun,
+        };
+        StreamEngine((observer, ct) => Run(job, connection, options, observer, ct));
+    }
+
+    private static async IAsyncEnumerable<BackfillItemResult> Run(ValidatedJob job, Engine.Connections.DataOpsConnection connection, BackfillOptions options, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var log = RunLog.Open("Invoke-Backfill", observer);
+        observer.Verbose($"Run log: {log.Path}");
+        await foreach (var result in BackfillRunner.RunAsync(job, connection, options, log, observer, ct).ConfigureAwait(false))
+        {
+            yield return result;
+        }
+    }
+}

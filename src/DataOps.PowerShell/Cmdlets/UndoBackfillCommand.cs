@@ -1,0 +1,67 @@
+using System.Management.Automation;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Logging;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Restores the before-images of a backfill run, refusing rows changed since the run.</para>
+/// <para type="description">Undo-Backfill puts back what a run changed, newest item first, one transaction per item: rows the run
+/// inserted are deleted, rows it deleted are inserted again, changed columns get their old values. A row is restored only if it
+/// still equals the after-image the run captured; otherwise the item is reported Drifted and nothing of it changes. Restored items
+/// are recorded in the ledger, so Invoke-Backfill applies them again. Find the run by -RunId, or by -Path to its folder or its
+/// execution_results.json. It asks for confirmation (ConfirmImpact High) unless -Force or -Confirm:$false.</para>
+/// <para type="link">Invoke-Backfill</para>
+/// <para type="link">Get-BackfillRun</para>
+/// </summary>
+/// <example>
+///   <code>Undo-Backfill -RunId 6f1c2a4e-0d7b-4c1e-9a55-3b2f4c6d7e8f</code>
+///   <para>Restores that run's rows after confirmation and lists each item as Restored or Drifted.</para>
+/// </example>
+/// <example>
+///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Undo-Backfill -Confirm:$false</code>
+///   <para>Undoes every backfill run of the job, newest first, without prompting.</para>
+/// </example>
+[Cmdlet(VerbsCommon.Undo, "Backfill", DefaultParameterSetName = ByRunId, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+[OutputType(typeof(BackfillItemResult))]
+public sealed class UndoBackfillCommand : DatabaseCmdlet
+{
+    private const string ByRunId = "ByRunId";
+    private const string ByPath = "ByPath";
+
+    /// <summary>The run to undo. Binds from pipeline objects' RunId property.</summary>
+    [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByRunId, ValueFromPipelineByPropertyName = true)]
+    public Guid RunId { get; set; }
+
+    /// <summary>The run's folder, or its backfill_logs/execution_results.json.</summary>
+    [Parameter(Mandatory = true, ParameterSetName = ByPath)]
+    public string Path { get; set; } = string.Empty;
+
+    /// <summary>Skips the confirmation prompt.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var connection = ResolveConnection();
+        var runId = ParameterSetName == ByPath
+            ? RunEngine((_, _) => UndoRunner.RunIdFromPath(GetUnresolvedProviderPathFromPSPath(Path)))
+            : RunId;
+        if (!ShouldWrite(connection, $"backfill run {runId} on {connection}", "Restore the before-images of every applied item", Force))
+        {
+            return;
+        }
+
+        StreamEngine((observer, ct) => Run(connection, runId, observer, ct));
+    }
+
+    private static async IAsyncEnumerable<BackfillItemResult> Run(Engine.Connections.DataOpsConnection connection, Guid runId, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var log = RunLog.Open("Undo-Backfill", observer);
+        await foreach (var result in UndoRunner.UndoAsync(connection, runId, log, observer, ct).ConfigureAwait(false))
+        {
+            yield return result;
+        }
+    }
+}
