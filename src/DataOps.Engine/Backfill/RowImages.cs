@@ -153,7 +153,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
             .AppendLine($"-- item {ItemKey}: {Kind.ToString().ToLowerInvariant()} {RowLabel}")
             .AppendLine($"DO {tag} BEGIN")
             .AppendLine($"  {sql};")
-            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % changed since the backfill (it no longer equals the after-image); nothing was restored', {Text(RowLabel)}; END IF;")
+            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {Text(RowLabel)}, {Text(ItemKey)}; END IF;")
             .AppendLine($"  {check}")
             .AppendLine($"END {tag};")
             .ToString();

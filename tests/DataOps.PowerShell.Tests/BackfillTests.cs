@@ -1,0 +1,402 @@
+using System.Collections;
+using System.Diagnostics;
+using System.Management.Automation;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace DataOps.PowerShell.Tests;
+
+public sealed class BackfillTests
+{
+    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
+
+    /// <summary>A Prism database with sample data, a connected session and a private output folder.</summary>
+    private static (PsSession Session, string Cs, string Output) Setup(int sessions = 40, int seed = 3)
+    {
+        var cs = TestCluster.CreateDatabaseWith("Prism");
+        var s = new PsSession();
+        var output = Directory.CreateTempSubdirectory("dataops-bf-").FullName;
+        var r = s.Run($"Connect-DataOps -ConnectionString $cs | Out-Null; New-PrismSampleData -Sessions {sessions} -Seed {seed} -PendingShare 0.5", new Hashtable { ["cs"] = cs });
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        return (s, cs, output);
+    }
+
+    /// <summary>The sample job with changes, written to a temp file.</summary>
+    private static string Job(Action<JsonObject>? change = null)
+    {
+        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
+        job.Remove("$schema");
+        change?.Invoke(job);
+        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, job.ToJsonString());
+        return path;
+    }
+
+    private static string RawJob(string json)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    /// <summary>A checksum of everything the sample job can touch.</summary>
+    private static string Checksum(string cs) => (string)Sql.Scalar(cs,
+        "SELECT md5((SELECT string_agg(to_jsonb(s)::text, ',' ORDER BY id) FROM prism.sessions s) || '|' || coalesce((SELECT string_agg(to_jsonb(p)::text, ',' ORDER BY id) FROM prism.profiles p), ''))")!;
+
+    private static long Pending(string cs) => Convert.ToInt64(Sql.Scalar(cs,
+        "SELECT count(*) FROM prism.sessions s LEFT JOIN prism.profiles p ON p.session_id = s.id WHERE s.status = 'completed' AND (p.id IS NULL OR p.results_version IS DISTINCT FROM 'v1.2.1' OR s.fc_kind <> 'functions')"));
+
+    private static List<string> PendingKeys(string cs) => ((string?)Sql.Scalar(cs,
+        "SELECT string_agg(s.id::text, ',' ORDER BY s.completed_at, s.id) FROM prism.sessions s LEFT JOIN prism.profiles p ON p.session_id = s.id WHERE s.status = 'completed' AND (p.id IS NULL OR p.results_version IS DISTINCT FROM 'v1.2.1' OR s.fc_kind <> 'functions')") ?? string.Empty)
+        .Split(',', StringSplitOptions.RemoveEmptyEntries).ToList();
+
+    private static Hashtable Vars(string job, string output) => new() { ["job"] = job, ["out"] = output };
+
+    [Fact]
+    public void Applies_every_pending_item_writes_artifacts_and_a_rerun_skips_them()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var keys = PendingKeys(cs);
+        Assert.True(keys.Count > 5);
+        var job = Job(j => j["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) });
+
+        var first = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(job, output));
+
+        Assert.False(first.HadErrors, string.Join("\n", first.Errors));
+        Assert.Equal(keys, first.Output.Select(o => (string)o.Properties["Key"].Value));
+        Assert.All(first.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        Assert.Equal(0, Pending(cs));
+        Assert.Contains(first.Warnings, w => w.Contains("halted for review"));
+        Assert.Contains(first.Progress, p => p.RecordType == ProgressRecordType.Completed);
+
+        var runId = (Guid)first.Output[0].Properties["RunId"].Value;
+        var dir = Path.Combine(output, "results-v1.2.1", runId.ToString());
+        Assert.True(File.Exists(Path.Combine(dir, "backfill_summary.md")));
+        Assert.Contains("halted for review", File.ReadAllText(Path.Combine(dir, "backfill_summary.md")));
+        var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "backfill_logs", "execution_results.json"))).RootElement;
+        Assert.Equal(keys.Count, results.GetProperty("items").GetArrayLength());
+        Assert.Equal("completed", results.GetProperty("outcome").GetString());
+        Assert.Equal((keys.Count + 9) / 10, Directory.GetFiles(Path.Combine(dir, "backfill_logs"), "batch_*.json").Length);
+        Assert.Single(Directory.GetFiles(Path.Combine(dir, "backfill_logs"), "rollback_*.sql"));
+        Assert.Equal((long)keys.Count, Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied' AND before_image IS NOT NULL AND after_image IS NOT NULL"));
+
+        var second = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(job, output));
+        Assert.All(second.Output, o => Assert.Equal("Skipped", o.Properties["Status"].Value.ToString()));
+        Assert.Equal(keys.Count, second.Output.Count);
+
+        var forced = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Force", Vars(job, output));
+        Assert.All(forced.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        Assert.All(forced.Output, o => Assert.Equal(0, o.Properties["RowsChanged"].Value));
+
+        var runs = s.Run("Get-BackfillRun -Job results-v1.2.1").Output;
+        Assert.Equal(3, runs.Count);
+        Assert.Equal((long)keys.Count, runs.Single(r => (Guid)r.Properties["RunId"].Value == runId).Properties["Applied"].Value);
+    }
+
+    [Fact]
+    public void Discover_query_finds_the_items_and_rollback_script_restores_the_exact_prior_contents()
+    {
+        var (s, cs, output) = Setup(seed: 11);
+        using var _ = s;
+        var before = Checksum(cs);
+        var pending = Pending(cs);
+
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        Assert.Equal(pending, run.Output.Count);
+        Assert.Equal(0, Pending(cs));
+        Assert.NotEqual(before, Checksum(cs));
+        var runId = (Guid)run.Output[0].Properties["RunId"].Value;
+        var script = Directory.GetFiles(Path.Combine(output, "results-v1.2.1", runId.ToString(), "backfill_logs"), "rollback_*.sql").Single();
+
+        var (code, stdout, stderr) = Psql(cs, script);
+
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Contains("verified", stdout);
+        Assert.Equal(before, Checksum(cs));
+        Assert.Equal(pending, Pending(cs));
+        // The undo is in the ledger: a new run applies the items again.
+        var again = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        Assert.Equal(pending, again.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
+    }
+
+    [Fact]
+    public void Undo_restores_the_prior_contents_and_refuses_drifted_rows()
+    {
+        var (s, cs, output) = Setup(seed: 12);
+        using var _ = s;
+        var before = Checksum(cs);
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        var runId = (Guid)run.Output[0].Properties["RunId"].Value;
+        var script = Directory.GetFiles(Path.Combine(output, "results-v1.2.1", runId.ToString(), "backfill_logs"), "rollback_*.sql").Single();
+        var drifted = (string)run.Output[1].Properties["Key"].Value;
+        Sql.Execute(cs, $"UPDATE prism.profiles SET scores = '{{\"edited\": true}}' WHERE session_id = '{drifted}'");
+        var afterDrift = Checksum(cs);
+
+        // The psql script stops at the drifted row and restores nothing.
+        var (code, _, stderr) = Psql(cs, script);
+        Assert.NotEqual(0, code);
+        Assert.Contains("changed since the backfill", stderr);
+        Assert.Contains(drifted, stderr);
+        Assert.Equal(afterDrift, Checksum(cs));
+
+        var undo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = runId });
+
+        Assert.Equal(run.Output.Count, undo.Output.Count);
+        var driftedResult = Assert.Single(undo.Output, o => o.Properties["Status"].Value.ToString() == "Drifted");
+        Assert.Equal(drifted, driftedResult.Properties["Key"].Value);
+        Assert.Contains("changed since the backfill", (string)driftedResult.Properties["Error"].Value);
+        Assert.All(undo.Output.Where(o => o != driftedResult), o => Assert.Equal("Restored", o.Properties["Status"].Value.ToString()));
+        Assert.Equal("v1.2.1", Sql.Scalar(cs, $"SELECT results_version FROM prism.profiles WHERE session_id = '{drifted}'"));
+        Assert.Equal(1L, Sql.Scalar(cs, $"SELECT count(*) FROM prism.profiles WHERE session_id = '{drifted}' AND scores ? 'edited'"));
+
+        // Put the edited row back as it was after the run: now the last item can be undone too, and everything is as before.
+        Sql.Execute(cs, $"UPDATE prism.profiles p SET scores = (SELECT (l.after_image->'prism.profiles'->0->'scores') FROM dataops.ledger l WHERE l.run_id = '{runId}' AND l.item_key = '{drifted}') WHERE session_id = '{drifted}'");
+        var rest = s.Run("Undo-Backfill -Path $dir -Force", new Hashtable { ["dir"] = Path.Combine(output, "results-v1.2.1", runId.ToString()) });
+        Assert.Equal("Restored", rest.Output.Single().Properties["Status"].Value.ToString());
+        Assert.Equal(before, Checksum(cs));
+    }
+
+    [Fact]
+    public void Stopping_mid_run_rolls_back_the_item_in_flight_and_a_rerun_resumes()
+    {
+        var (s, cs, output) = Setup(seed: 13);
+        using var _ = s;
+        var total = Pending(cs);
+        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
+        ps.AddCommand("Invoke-Backfill").AddParameter("Job", SampleJob).AddParameter("ItemsPerMinute", 600).AddParameter("OutputDirectory", output);
+        var results = new PSDataCollection<PSObject>();
+        var three = new ManualResetEventSlim();
+        results.DataAdded += (_, _) =>
+        {
+            if (results.Count >= 3)
+            {
+                three.Set();
+            }
+        };
+
+        var handle = ps.BeginInvoke<PSObject, PSObject>(null, results);
+        Assert.True(three.Wait(TimeSpan.FromSeconds(60)));
+        ps.Stop();
+        Assert.ThrowsAny<PipelineStoppedException>(() => ps.EndInvoke(handle));
+
+        var applied = Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.InRange(applied, 3, total - 1);
+        Assert.Equal(total - applied, Pending(cs));
+        var runId = (Guid)results[0].Properties["RunId"].Value;
+        Assert.Equal("stopped", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{runId}'"));
+        var results1 = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "results-v1.2.1", runId.ToString(), "backfill_logs", "execution_results.json"))).RootElement;
+        Assert.Equal("stopped", results1.GetProperty("outcome").GetString());
+
+        var rerun = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        Assert.Equal(total - applied, rerun.Output.Count);
+        Assert.Equal(0, Pending(cs));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM (SELECT item_key FROM dataops.ledger WHERE status = 'applied' GROUP BY item_key HAVING count(*) > 1) x"));
+    }
+
+    [Fact]
+    public void A_killed_process_leaves_the_database_consistent_and_a_rerun_applies_each_item_once()
+    {
+        var (s, cs, output) = Setup(sessions: 60, seed: 14);
+        using var _ = s;
+        var total = Pending(cs);
+        var hostDll = Path.Combine(Repo.Root, "src", "DataOps.Host", "bin", Repo.Configuration, "net10.0", "DataOps.Host.dll");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in new[] { hostDll, "-Command", $"Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{SampleJob}' -ItemsPerMinute 300 -OutputDirectory '{output}' | Out-Null" })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(psi)!;
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'")) < 3 && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(50);
+        }
+
+        process.Kill(entireProcessTree: true);
+        process.WaitForExit();
+        var applied = Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.InRange(applied, 3, total - 1);
+        Assert.Equal(total - applied, Pending(cs)); // every committed item is in the ledger, and only those
+
+        var rerun = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+
+        Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
+        Assert.Equal(0, Pending(cs));
+        Assert.Equal(total, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(DISTINCT item_key) FROM dataops.ledger WHERE status = 'applied'")));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM (SELECT item_key FROM dataops.ledger WHERE status = 'applied' GROUP BY item_key HAVING count(*) > 1) x"));
+        Assert.Equal(1L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE kind = 'backfill' AND status = 'stopped'"));
+    }
+
+    [Fact]
+    public void A_second_concurrent_run_of_the_same_job_fails_at_once()
+    {
+        var (s, cs, output) = Setup(seed: 15);
+        using var _ = s;
+        using var other = new PsSession();
+        other.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
+        ps.AddCommand("Invoke-Backfill").AddParameter("Job", SampleJob).AddParameter("ItemsPerMinute", 60).AddParameter("OutputDirectory", output);
+        var results = new PSDataCollection<PSObject>();
+        var started = new ManualResetEventSlim();
+        results.DataAdded += (_, _) => started.Set();
+        var handle = ps.BeginInvoke<PSObject, PSObject>(null, results);
+        Assert.True(started.Wait(TimeSpan.FromSeconds(60)));
+
+        var watch = Stopwatch.StartNew();
+        var error = other.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = SampleJob, ["OutputDirectory"] = output, ["ItemsPerMinute"] = 0 });
+        watch.Stop();
+
+        ps.Stop();
+        Assert.ThrowsAny<PipelineStoppedException>(() => ps.EndInvoke(handle));
+        Assert.StartsWith("BackfillAlreadyRunning,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ResourceUnavailable, error.CategoryInfo.Category);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void DryRun_and_WhatIf_change_nothing()
+    {
+        var (s, cs, output) = Setup(seed: 16);
+        using var _ = s;
+        var before = Checksum(cs);
+        var pending = Pending(cs);
+
+        var dry = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -DryRun", Vars(SampleJob, output));
+        var whatIf = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -WhatIf", Vars(SampleJob, output));
+
+        Assert.False(dry.HadErrors, string.Join("\n", dry.Errors));
+        Assert.Equal(pending, dry.Output.Count);
+        Assert.All(dry.Output, o => Assert.Equal("WouldApply", o.Properties["Status"].Value.ToString()));
+        Assert.All(dry.Output, o => Assert.True((int)o.Properties["RowsChanged"].Value > 0));
+        Assert.Empty(whatIf.Output);
+        Assert.Equal(before, Checksum(cs));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger"));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE kind = 'backfill'"));
+    }
+
+    [Fact]
+    public void Failed_items_are_rolled_back_categorised_and_stop_the_run_at_MaxFailures()
+    {
+        var (s, cs, output) = Setup(seed: 17);
+        using var _ = s;
+        var before = Checksum(cs);
+        var verifyFails = Job(j => j["verify"] = "SELECT @key = 'never'");
+        var constraint = Job(j => ((JsonArray)j["steps"]!).Add(new JsonObject { ["name"] = "break", ["sql"] = "UPDATE prism.sessions SET status = 'bogus' WHERE id = @key::uuid" }));
+
+        var verify = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -MaxFailures 3", Vars(verifyFails, output));
+        var check = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -MaxFailures 2", Vars(constraint, output));
+
+        Assert.Equal(3, verify.Output.Count);
+        Assert.All(verify.Output, o => Assert.Equal("VerifyFailed", o.Properties["ErrorCategory"].Value.ToString()));
+        Assert.Equal(2, check.Output.Count);
+        Assert.All(check.Output, o => Assert.Equal("Constraint", o.Properties["ErrorCategory"].Value.ToString()));
+        Assert.Contains("23514", (string)check.Output[0].Properties["Error"].Value);
+        Assert.Equal(before, Checksum(cs));
+        Assert.Equal(2L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE kind = 'backfill' AND status = 'failed'"));
+        Assert.Equal(5L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'failed'"));
+    }
+
+    [Fact]
+    public void Keys_are_always_bound_as_parameters_never_spliced_into_SQL()
+    {
+        var (s, cs, output) = Setup(seed: 18);
+        using var _ = s;
+        var hostile = new[] { "x'); DROP TABLE prism.sessions; --", "user-1' OR '1'='1", "$$; DELETE FROM prism.profiles; $$" };
+        Sql.Execute(cs, "INSERT INTO prism.sessions (user_id, status) SELECT k, 'started' FROM unnest(@k) k".Replace("@k", "ARRAY[" + string.Join(",", hostile.Select(h => "'" + h.Replace("'", "''") + "'")) + "]"));
+        var job = RawJob($$"""
+            {
+              "version": 1, "name": "rename-users",
+              "parameters": { "suffix": "-renamed'; DROP TABLE prism.profiles; --" },
+              "items": { "keys": {{JsonSerializer.Serialize(hostile)}} },
+              "capture": [ { "table": "prism.sessions", "where": "user_id = @key OR user_id = @key || @suffix" } ],
+              "steps": [ { "name": "rename", "sql": "UPDATE prism.sessions SET user_id = @key || @suffix WHERE user_id = @key" } ],
+              "verify": "SELECT count(*) = 1 FROM prism.sessions WHERE user_id = @key || @suffix"
+            }
+            """);
+        var profiles = Sql.Scalar(cs, "SELECT count(*) FROM prism.profiles");
+
+        var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(job, output));
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        Assert.All(r.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        foreach (var h in hostile)
+        {
+            Assert.Equal(1L, Sql.Scalar(cs, $"SELECT count(*) FROM prism.sessions WHERE user_id = '{(h + "-renamed'; DROP TABLE prism.profiles; --").Replace("'", "''")}'"));
+        }
+
+        Assert.Equal(profiles, Sql.Scalar(cs, "SELECT count(*) FROM prism.profiles"));
+        Assert.Equal((long)hostile.Length, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'"));
+    }
+
+    [Theory]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT true OR @key IS NULL","colour":"blue"}""", "$.colour: unknown field")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps: required")]
+    [InlineData("""{"version":2,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.version")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key, @missing"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: uses @missing")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"],"discover":"SELECT 1 AS key"},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.items: give exactly one")]
+    [InlineData("""{"version":1,"name":"j","items":{"discover":"SELECT @key AS key"},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.items.discover: @key is not available")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = 'functions'"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: does not use @key")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"nopk","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.capture[0].table: 'nopk' has no primary key")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.nothere","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.capture[0].table: the table 'prism.nothere' does not exist")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: PostgreSQL rejects the statement: 42601")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET no_such_column = 1 WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: PostgreSQL rejects the statement: 42703")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}]}""", "$.verify: required")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"itemsPerMinute":-1}}""", "$.throttle.itemsPerMinute")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL",}x""", "$: not valid JSON")]
+    public void Bad_job_files_are_refused_with_the_JSON_path_before_anything_runs(string json, string expected)
+    {
+        var (s, cs, output) = Setup(sessions: 5);
+        using var _ = s;
+        Sql.Execute(cs, "CREATE TABLE IF NOT EXISTS nopk (id int)");
+        var before = Checksum(cs);
+
+        var error = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = RawJob(json), ["OutputDirectory"] = output });
+
+        Assert.StartsWith("JobFileInvalid,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidData, error.CategoryInfo.Category);
+        Assert.Contains(expected, error.Exception.Message);
+        Assert.Equal(before, Checksum(cs));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run"));
+        Assert.Empty(Directory.GetFileSystemEntries(output));
+    }
+
+    [Fact]
+    public void Missing_job_file_is_object_not_found()
+    {
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Prism") });
+
+        var error = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = "/nonexistent/job.json" });
+
+        Assert.StartsWith("JobFileNotFound,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.ObjectNotFound, error.CategoryInfo.Category);
+    }
+
+    private static (int Code, string Out, string Err) Psql(string cs, string script)
+    {
+        var b = new Npgsql.NpgsqlConnectionStringBuilder(cs);
+        var bin = new SandboxBin();
+        var psi = new ProcessStartInfo(Path.Combine(bin.Directory, "psql")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-X", "-v", "ON_ERROR_STOP=1", "-h", b.Host!, "-p", b.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", b.Username!, "-d", b.Database!, "-f", script })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["PGPASSWORD"] = b.Password;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>The bin folder of the test cluster's PostgreSQL (psql lives beside the server).</summary>
+    private sealed class SandboxBin
+    {
+        public string Directory { get; } = (string)System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(TestCluster.Root, "pstests", "sandbox.json"))).RootElement.GetProperty("BinDirectory").GetString()!;
+    }
+}
