@@ -35,10 +35,30 @@ try {
 
     "== 4. The session's default connection (no password shown)"
     Get-DataOpsConnection | Out-Default
+
+    "== 5. Seed 100,000 script_execution rows (binary COPY, constraints validated in bulk)"
+    New-ScriptExecutionSeed -Count 100000 -Seed 42 | Out-Default
+
+    "== 6. Sample Prism data where a share of completed sessions still needs the results-v1.2.1 backfill"
+    $sample = New-PrismSampleData -Sessions 120 -Seed 7
+    $sample | Out-Default
+
+    "== 7. Rehearse the backfill (every item in a rolled-back transaction), then apply it"
+    $job = [IO.Path]::Combine($PSScriptRoot, 'jobs', 'results-v1.2.1.job.json')
+    $out = [IO.Path]::Combine([IO.Path]::GetTempPath(), 'dataops-quickstart-runs')
+    $dry = @(Invoke-Backfill -Job $job -DryRun -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
+    "Dry run: $($dry.Count) items would change."
+    $applied = @(Invoke-Backfill -Job $job -ItemsPerMinute 600 -OutputDirectory $out)
+    $applied | Out-Default
+    if (@($applied | Where-Object Status -ne 'Applied').Count -ne 0) { throw 'Some items did not apply.' }
+
+    "== 8. Runs recorded in the ledger; undo restores the before-images"
+    Get-BackfillRun | Out-Default
+    Undo-Backfill -RunId $applied[0].RunId -Confirm:$false | Out-Default
 }
 finally {
     if (-not $Keep) {
-        "== 5. Stop and remove the sandbox"
+        "== 9. Stop and remove the sandbox"
         Stop-DataOpsSandbox -Name $Name -Remove -Confirm:$false
     }
 }
