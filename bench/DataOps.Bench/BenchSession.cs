@@ -56,6 +56,8 @@ internal sealed class BenchSession : IDisposable
         return output;
     }
 
+    public PowerShell NewPowerShell() => PowerShell.Create(_runspace);
+
     public void Sql(string database, string sql)
     {
         using var conn = new NpgsqlConnection(ConnectionString(database));

@@ -117,6 +117,7 @@ public static class BackfillRunner
             })
             : null;
         var retry = RetryPipeline(log);
+        await using var work = new WorkConnection(connection);
         log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             runId, name, keys.Count, applied.Count(keys.Contains), perMinute, artifacts.Directory);
 
@@ -125,6 +126,7 @@ public static class BackfillRunner
         var failures = 0;
         var skipped = 0;
         var watch = Stopwatch.StartNew();
+        var lastProgress = TimeSpan.FromSeconds(-1);
         try
         {
             for (var i = 0; i < keys.Count; i++)
@@ -144,7 +146,7 @@ public static class BackfillRunner
                         using var lease = await limiter.AcquireAsync(1, ct).ConfigureAwait(false);
                     }
 
-                    (result, restore) = await ApplyItemAsync(job, connection, runId, key, options.DryRun, retry, log, ct).ConfigureAwait(false);
+                    (result, restore) = await ApplyItemAsync(job, work, runId, key, options.DryRun, retry, log, ct).ConfigureAwait(false);
                     if (result.Status == BackfillItemStatus.Failed)
                     {
                         failures++;
@@ -153,9 +155,13 @@ public static class BackfillRunner
 
                 artifacts.Add(result, restore);
                 var done = i + 1;
-                var rate = done / Math.Max(watch.Elapsed.TotalSeconds, 1e-3);
-                observer.Progress(new OperationProgress($"Backfill {name}", $"{done} of {keys.Count} items ({failures} failed)",
-                    (int)(done * 100L / Math.Max(keys.Count, 1)), TimeSpan.FromSeconds((keys.Count - done) / rate), CurrentOperation: key));
+                if (watch.Elapsed - lastProgress > TimeSpan.FromMilliseconds(200) || done == keys.Count || limiter is not null)
+                {
+                    lastProgress = watch.Elapsed;
+                    var rate = done / Math.Max(watch.Elapsed.TotalSeconds, 1e-3);
+                    observer.Progress(new OperationProgress($"Backfill {name}", $"{done} of {keys.Count} items ({failures} failed)",
+                        (int)(done * 100L / Math.Max(keys.Count, 1)), TimeSpan.FromSeconds((keys.Count - done) / rate), CurrentOperation: key));
+                }
                 yield return result;
 
                 if (failures >= options.MaxFailures)
@@ -174,6 +180,10 @@ public static class BackfillRunner
         {
             observer.Progress(new OperationProgress($"Backfill {name}", "Done", Completed: true));
             artifacts.Finish(outcome, reason, options.DryRun);
+
+            // Session locks outlive a pooled connection's return to the pool: release it explicitly.
+            await lockConnection.ExecuteAsync(new CommandDefinition(
+                "SELECT pg_advisory_unlock(hashtextextended('dataops.backfill:' || @name, 0))", new { name }, cancellationToken: CancellationToken.None)).ConfigureAwait(false);
             await using var end = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
             await end.ExecuteAsync(
                 "UPDATE dataops.run SET status = @outcome, finished_at = now(), summary = @summary::jsonb WHERE run_id = @runId",
@@ -186,8 +196,9 @@ public static class BackfillRunner
     }
 
     private static async Task<(BackfillItemResult, IReadOnlyList<RestoreOp>?)> ApplyItemAsync(
-        ValidatedJob job, DataOpsConnection connection, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct)
+        ValidatedJob job, WorkConnection work, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct)
     {
+        var connection = work.Profile;
         var watch = Stopwatch.StartNew();
         var attempts = 0;
         try
@@ -195,32 +206,18 @@ public static class BackfillRunner
             return await retry.ExecuteAsync(async token =>
             {
                 attempts++;
-                await using var conn = await Database.OpenAsync(connection, token).ConfigureAwait(false);
-                await using var tx = await conn.BeginTransactionAsync(token).ConfigureAwait(false);
-                await conn.ExecuteAsync(new CommandDefinition($"{BackfillSql.StableJsonSettings}; SET LOCAL statement_timeout = '{StatementTimeoutSeconds}s'; SET LOCAL lock_timeout = '{StatementTimeoutSeconds}s'",
-                    transaction: tx, cancellationToken: token)).ConfigureAwait(false);
-                var before = await RowImages.BeforeAsync(conn, tx, job, key, token).ConfigureAwait(false);
-                var rows = 0;
-                foreach (var step in job.Job.Steps)
+                var conn = await work.GetAsync(token).ConfigureAwait(false);
+                var (before, after, verified) = await RunStepsAsync(conn, job, key, token).ConfigureAwait(false);
+                if (verified is not true)
                 {
-                    await using var cmd = BackfillSql.Command(conn, tx, step.Sql, job.Job.Parameters, key);
-                    rows += Math.Max(0, await cmd.ExecuteNonQueryAsync(token).ConfigureAwait(false));
-                }
-
-                var after = await RowImages.AfterAsync(conn, tx, job, key, before, token).ConfigureAwait(false);
-                await using (var verify = BackfillSql.Command(conn, tx, job.Job.VerifySql, job.Job.Parameters, key))
-                {
-                    var ok = await verify.ExecuteScalarAsync(token).ConfigureAwait(false);
-                    if (ok is not true)
-                    {
-                        throw new VerifyFailedException($"verify returned {(ok is null or DBNull ? "no row or NULL" : ok)} instead of true");
-                    }
+                    await RollbackAsync(conn).ConfigureAwait(false);
+                    throw new VerifyFailedException($"verify returned {(verified is null or DBNull ? "no row or NULL" : verified)} instead of true");
                 }
 
                 var restore = RestoreOp.ForItem(key, before, after, job.Capture);
                 if (dryRun)
                 {
-                    await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                    await RollbackAsync(conn).ConfigureAwait(false);
                     return (new BackfillItemResult
                     {
                         RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.WouldApply, RowsChanged = restore.Count,
@@ -228,28 +225,43 @@ public static class BackfillRunner
                     }, (IReadOnlyList<RestoreOp>?)null);
                 }
 
-                await conn.ExecuteAsync(new CommandDefinition(
-                    """
-                    INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-                    VALUES (@runId, @job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms)
-                    """,
-                    new { runId, job = job.Job.Name, key, before = before.ToJson(), after = after.ToJson(), rows, attempts, seconds = watch.Elapsed.TotalSeconds, ms = (int)watch.ElapsedMilliseconds },
-                    tx, cancellationToken: token)).ConfigureAwait(false);
+                // Round trip 2: the ledger row and COMMIT together. Once sent, the commit's outcome must
+                // be known, so it is never cancelled half-way.
+                await using (var commit = new NpgsqlBatch(conn))
+                {
+                    var ledger = new NpgsqlBatchCommand(
+                        """
+                        INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
+                        VALUES (@runId, @job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms)
+                        """);
+                    ledger.Parameters.AddWithValue("runId", runId);
+                    ledger.Parameters.AddWithValue("job", job.Job.Name);
+                    ledger.Parameters.AddWithValue("key", key);
+                    ledger.Parameters.AddWithValue("before", before.ToJson());
+                    ledger.Parameters.AddWithValue("after", after.ToJson());
+                    ledger.Parameters.AddWithValue("rows", restore.Count);
+                    ledger.Parameters.AddWithValue("attempts", attempts);
+                    ledger.Parameters.AddWithValue("seconds", watch.Elapsed.TotalSeconds);
+                    ledger.Parameters.AddWithValue("ms", (int)watch.ElapsedMilliseconds);
+                    commit.BatchCommands.Add(ledger);
+                    commit.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+                    await commit.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                }
 
-                // Once the commit is sent its outcome must be known: it is never cancelled half-way.
-                await tx.CommitAsync(CancellationToken.None).ConfigureAwait(false);
                 return (new BackfillItemResult
                 {
-                    RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = rows, Duration = watch.Elapsed, Attempts = attempts,
+                    RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = restore.Count, Duration = watch.Elapsed, Attempts = attempts,
                 }, (IReadOnlyList<RestoreOp>?)restore);
             }, ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
+            await work.ResetAsync().ConfigureAwait(false);
             throw;
         }
         catch (Exception ex) when (ex is not DataOpsException { Kind: DataOpsErrorKind.InvalidData })
         {
+            await work.ResetAsync().ConfigureAwait(false);
             var (category, message) = Categorise(ex, connection);
             log.Warning("Item {Key} failed ({Category}) after {Attempts} attempts: {Error}", key, category, attempts, message);
             if (!dryRun)
@@ -262,6 +274,100 @@ public static class BackfillRunner
                 RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Failed, Duration = watch.Elapsed, Attempts = attempts,
                 ErrorCategory = category, Error = message,
             }, null);
+        }
+    }
+
+    /// <summary>
+    /// Round trip 1, one batch: BEGIN, session settings, lock and capture each table's before-image
+    /// (kept in transaction-local settings, so the server needs no temp tables), the steps, the
+    /// after-images, verify, and the images back to the client. The transaction stays open.
+    /// </summary>
+    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(conn);
+        void Add(string sql, bool bindJob = true)
+        {
+            var command = new NpgsqlBatchCommand(sql);
+            if (bindJob)
+            {
+                BackfillSql.Bind(command.Parameters, sql, job.Job.Parameters, key);
+            }
+
+            batch.BatchCommands.Add(command);
+        }
+
+        Add("BEGIN", bindJob: false);
+        Add($"SELECT {BackfillSql.StableJsonSettingsSelect}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', true), set_config('lock_timeout', '{StatementTimeoutSeconds}s', true)", bindJob: false);
+        for (var i = 0; i < job.Capture.Count; i++)
+        {
+            var t = job.Capture[i];
+            Add($"SELECT set_config('dataops.before_{i}', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)} FOR UPDATE) r), '[]'::jsonb)::text, true)");
+        }
+
+        foreach (var step in job.Job.Steps)
+        {
+            Add(step.Sql);
+        }
+
+        for (var i = 0; i < job.Capture.Count; i++)
+        {
+            var t = job.Capture[i];
+            Add($"""
+                SELECT set_config('dataops.after_{i}', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (
+                    SELECT * FROM {t.QualifiedName}
+                    WHERE ({t.Spec.Where}) OR ({RowImages.PkList(t)}) IN (SELECT {RowImages.PkList(t)} FROM jsonb_populate_recordset(NULL::{t.QualifiedName}, current_setting('dataops.before_{i}')::jsonb))) r), '[]'::jsonb)::text, true)
+                """);
+        }
+
+        Add($"SELECT ({job.Job.VerifySql})");
+        Add("SELECT " + string.Join(", ", job.Capture.Select((_, i) => $"current_setting('dataops.before_{i}'), current_setting('dataops.after_{i}')")), bindJob: false);
+
+        object? verified = null;
+        var before = new ItemImage();
+        var after = new ItemImage();
+        await using (var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            // Result sets come in order; steps that return rows add their own, so the last two are verify and the images.
+            var sets = new List<object?[]>();
+            do
+            {
+                object?[]? row = null;
+                while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                {
+                    row ??= new object?[reader.FieldCount];
+                    reader.GetValues(row!);
+                }
+
+                sets.Add(row ?? []);
+            }
+            while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+
+            var images = sets[^1];
+            verified = sets[^2].Length > 0 ? sets[^2][0] : null;
+            for (var i = 0; i < job.Capture.Count; i++)
+            {
+                before.Tables[job.Capture[i].QualifiedName] = Rows((string)images[2 * i]!);
+                after.Tables[job.Capture[i].QualifiedName] = Rows((string)images[(2 * i) + 1]!);
+            }
+        }
+
+        return (before, after, verified);
+    }
+
+    private static List<string> Rows(string jsonArray)
+    {
+        using var doc = JsonDocument.Parse(jsonArray);
+        return [.. doc.RootElement.EnumerateArray().Select(e => e.GetRawText())];
+    }
+
+    private static string PkOf(CaptureTable t, string alias) => string.Join(", ", t.PrimaryKey.Select(k => $"{alias}.{BackfillSql.Quote(k)}"));
+
+    private static async Task RollbackAsync(NpgsqlConnection conn)
+    {
+        if (conn.State == System.Data.ConnectionState.Open)
+        {
+            await using var rollback = new NpgsqlCommand("ROLLBACK", conn);
+            await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 
@@ -328,4 +434,55 @@ public static class BackfillRunner
     };
 
     private sealed class VerifyFailedException(string message) : Exception(message);
+
+    /// <summary>The run's one connection for item work; dropped after any failure, reopened on the next use.</summary>
+    private sealed class WorkConnection(DataOpsConnection profile) : IAsyncDisposable
+    {
+        private NpgsqlConnection? _connection;
+
+        public DataOpsConnection Profile => profile;
+
+        public async Task<NpgsqlConnection> GetAsync(CancellationToken ct)
+        {
+            if (_connection is { State: System.Data.ConnectionState.Open })
+            {
+                return _connection;
+            }
+
+            await ResetAsync().ConfigureAwait(false);
+            _connection = new NpgsqlConnection(profile.BatchConnectionString);
+            try
+            {
+                await _connection.OpenAsync(ct).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                await ResetAsync().ConfigureAwait(false);
+                throw Database.Translate(ex, profile);
+            }
+
+            return _connection;
+        }
+
+        /// <summary>Ends any transaction left open by a failure and drops the connection.</summary>
+        public async Task ResetAsync()
+        {
+            if (_connection is not null)
+            {
+                try
+                {
+                    await RollbackAsync(_connection).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is NpgsqlException or InvalidOperationException)
+                {
+                    // A broken connection has no transaction left to end.
+                }
+
+                await _connection.DisposeAsync().ConfigureAwait(false);
+                _connection = null;
+            }
+        }
+
+        public ValueTask DisposeAsync() => new(ResetAsync());
+    }
 }

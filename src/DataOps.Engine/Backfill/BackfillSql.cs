@@ -11,6 +11,14 @@ internal static class BackfillSql
     public static NpgsqlCommand Command(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, IReadOnlyDictionary<string, object?> parameters, string? key)
     {
         var cmd = new NpgsqlCommand(sql, conn, tx);
+        Bind(cmd.Parameters, sql, parameters, key);
+        return cmd;
+    }
+
+    /// <summary>Binds @key and the job parameters a statement uses.</summary>
+    public static void Bind(NpgsqlParameterCollection target, string sql, IReadOnlyDictionary<string, object?> parameters, string? key)
+    {
+        var cmd = (Parameters: target, Dummy: 0);
         var used = BackfillJob.ParameterNames(sql);
         foreach (var name in used)
         {
@@ -29,12 +37,13 @@ internal static class BackfillSql
                 cmd.Parameters.Add(p);
             }
         }
-
-        return cmd;
     }
 
     public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>Session settings that make to_jsonb() of a row the same text in every session (time zone, float and interval output).</summary>
+    public const string StableJsonSettingsSelect =
+        "set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO, MDY', true)";
+
     public const string StableJsonSettings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO, MDY'";
 }

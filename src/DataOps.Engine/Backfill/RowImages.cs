@@ -39,62 +39,9 @@ public sealed class ItemImage
     }
 }
 
-/// <summary>Reads before- and after-images of an item's captured rows.</summary>
+/// <summary>SQL pieces shared by the image capture and the restore statements.</summary>
 internal static class RowImages
 {
-    /// <summary>The rows the capture predicates select, locked FOR UPDATE, in primary-key order.</summary>
-    public static async Task<ItemImage> BeforeAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ValidatedJob job, string key, CancellationToken ct)
-    {
-        var image = new ItemImage();
-        foreach (var t in job.Capture)
-        {
-            var sql = $"SELECT to_jsonb({BackfillSql.Quote(t.RowReference)})::text FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {PkList(t)} FOR UPDATE";
-            image.Tables[t.QualifiedName] = await ReadAsync(conn, tx, sql, job, key, null, ct).ConfigureAwait(false);
-        }
-
-        return image;
-    }
-
-    /// <summary>
-    /// The rows the predicates select now, plus the before-image rows that no longer match (a step
-    /// may change a column the predicate reads): so every touched row has both images.
-    /// </summary>
-    public static async Task<ItemImage> AfterAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ValidatedJob job, string key, ItemImage before, CancellationToken ct)
-    {
-        var image = new ItemImage();
-        foreach (var t in job.Capture)
-        {
-            var beforeRows = before.Tables.GetValueOrDefault(t.QualifiedName) ?? [];
-            var sql = $"""
-                SELECT to_jsonb({BackfillSql.Quote(t.RowReference)})::text FROM {t.QualifiedName}
-                WHERE ({t.Spec.Where})
-                   OR ({PkList(t)}) IN (SELECT {PkList(t)} FROM jsonb_populate_recordset(NULL::{t.QualifiedName}, @dataops_before::jsonb))
-                ORDER BY {PkList(t)}
-                """;
-            image.Tables[t.QualifiedName] = await ReadAsync(conn, tx, sql, job, key, "[" + string.Join(",", beforeRows) + "]", ct).ConfigureAwait(false);
-        }
-
-        return image;
-    }
-
-    private static async Task<List<string>> ReadAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string sql, ValidatedJob job, string key, string? beforeJson, CancellationToken ct)
-    {
-        await using var cmd = BackfillSql.Command(conn, tx, sql, job.Job.Parameters, key);
-        if (beforeJson is not null)
-        {
-            cmd.Parameters.Add(new NpgsqlParameter("dataops_before", NpgsqlTypes.NpgsqlDbType.Text) { Value = beforeJson });
-        }
-
-        var rows = new List<string>();
-        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
-        while (await reader.ReadAsync(ct).ConfigureAwait(false))
-        {
-            rows.Add(reader.GetString(0));
-        }
-
-        return rows;
-    }
-
     public static string PkList(CaptureTable t) => string.Join(", ", t.PrimaryKey.Select(BackfillSql.Quote));
 }
 

@@ -75,6 +75,18 @@ public sealed partial class DataOpsConnection
 
     private string? _prepared;
 
+    /// <summary>
+    /// For a backfill's item work: the same statements run once per item, so they are prepared
+    /// (generic plans are right for key lookups), and the one connection is kept for the run.
+    /// </summary>
+    internal string BatchConnectionString => _batch ??= new NpgsqlConnectionStringBuilder(_connectionString)
+    {
+        MaxAutoPrepare = 64,
+        AutoPrepareMinUsages = 2,
+    }.ConnectionString;
+
+    private string? _batch;
+
     public override string ToString() => $"{Username}@{Host}:{Port}/{Database}";
 
     /// <summary>
