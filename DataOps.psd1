@@ -27,6 +27,7 @@
         'Undo-Backfill'
         'Get-BackfillRun'
         'New-PrismSampleData'
+        'Watch-StagingSoak'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

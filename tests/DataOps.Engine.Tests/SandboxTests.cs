@@ -105,6 +105,7 @@ public sealed class SandboxTests
 
             var resumed = manager.Start(name);
             Assert.Equal(SandboxStartAction.Resumed, resumed.Action);
+            Assert.Equal(created.Port, resumed.Port); // the old connection string works again
             Assert.Equal(42, Sql.Scalar<int>(resumed.Connection!, "SELECT id FROM keep_me"));
         }
         finally

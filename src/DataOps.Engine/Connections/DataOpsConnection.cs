@@ -87,6 +87,17 @@ public sealed partial class DataOpsConnection
 
     private string? _batch;
 
+    /// <summary>
+    /// For read-only work (soak, health): the session itself refuses writes
+    /// (default_transaction_read_only), whatever the queries try.
+    /// </summary>
+    internal string ReadOnlyConnectionString => _readOnly ??= new NpgsqlConnectionStringBuilder(_connectionString)
+    {
+        Options = "-c default_transaction_read_only=on",
+    }.ConnectionString;
+
+    private string? _readOnly;
+
     public override string ToString() => $"{Username}@{Host}:{Port}/{Database}";
 
     /// <summary>

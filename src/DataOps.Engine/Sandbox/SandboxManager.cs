@@ -120,7 +120,8 @@ public sealed partial class SandboxManager
         var runDir = Path.Combine(dir, "run");
         Directory.CreateDirectory(runDir);
         ProcessRunner.GiveToServiceUser(dir);
-        var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct);
+        // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
+        var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
         File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
         _observer.Verbose($"Sandbox '{name}' is listening on 127.0.0.1:{port}.");
         return Describe(name, bins, action);
@@ -305,13 +306,13 @@ public sealed partial class SandboxManager
     }
 
     /// <summary>Starts the server on a free loopback port, retrying with another port if one is taken meanwhile.</summary>
-    private int StartServer(PgBinaries bins, string data, string runDir, string logPath, CancellationToken ct)
+    private int StartServer(PgBinaries bins, string data, string runDir, string logPath, CancellationToken ct, int? preferredPort = null)
     {
         ProcessResult? last = null;
         for (var attempt = 0; attempt < 3; attempt++)
         {
             ct.ThrowIfCancellationRequested();
-            var port = FreePort();
+            var port = attempt == 0 && preferredPort is { } p && IsFree(p) ? p : FreePort();
             var options = $"-p {port} -k {runDir} -c listen_addresses=127.0.0.1";
             last = ProcessRunner.Run(bins.PgCtl, ["-D", data, "-l", logPath, "-w", "-t", "60", "-o", options, "start"], asServiceUser: true, ToolTimeout, ct);
             if (last.ExitCode == 0)
@@ -364,6 +365,20 @@ public sealed partial class SandboxManager
         catch (IOException)
         {
             return null;
+        }
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
         }
     }
 

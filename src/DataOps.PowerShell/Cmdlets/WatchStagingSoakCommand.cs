@@ -1,0 +1,88 @@
+using System.Management.Automation;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Logging;
+using DataOps.Engine.Soak;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Watches a job's soak checks for hours, strictly read-only, and ends with a Go / NoGo / Inconclusive verdict.</para>
+/// <para type="description">Watch-StagingSoak runs the checks of the job file's soak section every -Interval for -Duration (defaults: the
+/// job's, else 6h and 5m). Each check is a query returning one number (no row or NULL is NoData) judged against an expectation written
+/// as data: equals, atMost, atLeast, between [low, high], or atLeastBaseline (a ratio of a baseline number or query evaluated once at the
+/// start). Checks may set failureLimit (default 0), consecutiveFailureLimit and dryRun (reported, never counted), as in Argo Rollouts'
+/// analysis runs. Queries may use the job's parameters and @windowStart (when the soak began).</para>
+/// <para type="description">The session is read-only (default_transaction_read_only on) and every sample is a READ ONLY transaction with a
+/// statement timeout: a check that tries to write gets an Error sample and writes nothing. A lost connection is an Error sample, and
+/// the next round reconnects; too many rounds in a row with errors make the verdict Inconclusive. Samples stream as SoakSample objects;
+/// the last object is the SoakReport. -FailFast ends at the first exceeded limit with NoGo; Ctrl+C ends early with a report over what
+/// was seen. staging_observability.md (a table and a Mermaid chart per check) goes to OutputDirectory/job/soak_TIMESTAMP.</para>
+/// <para type="link">Invoke-Backfill</para>
+/// <para type="link">about_DataOps_JobFile</para>
+/// </summary>
+/// <example>
+///   <code>Watch-StagingSoak -Job ./examples/jobs/results-v1.2.1.job.json -Connection $staging</code>
+///   <para>Watches staging for the job's configured window (6 hours, every 5 minutes) and reports the verdict.</para>
+/// </example>
+/// <example>
+///   <code>$report = Watch-StagingSoak -Job ./fix.job.json -Duration 90m -Interval 30s -FailFast | Where-Object { $_ -is [DataOps.Engine.Soak.SoakReport] }</code>
+///   <para>A 90-minute soak that stops at the first exceeded limit; keeps only the final report.</para>
+/// </example>
+[Cmdlet(VerbsCommon.Watch, "StagingSoak")]
+[OutputType(typeof(SoakSample), typeof(SoakReport))]
+public sealed class WatchStagingSoakCommand : DatabaseCmdlet
+{
+    /// <summary>The job file whose soak section to run.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Path")]
+    [ValidateNotNullOrEmpty]
+    public string Job { get; set; } = string.Empty;
+
+    /// <summary>How long to watch: 6h, 90m, 30s or a TimeSpan. Default: the job's, else 6h.</summary>
+    [Parameter]
+    [DurationTransformation]
+    public TimeSpan? Duration { get; set; }
+
+    /// <summary>Time between rounds: 5m, 30s, 500ms or a TimeSpan. Default: the job's, else 5m.</summary>
+    [Parameter]
+    [DurationTransformation]
+    public TimeSpan? Interval { get; set; }
+
+    /// <summary>Where staging_observability.md goes (a folder per job and soak). Default: ./backfill-runs.</summary>
+    [Parameter]
+    public string OutputDirectory { get; set; } = "backfill-runs";
+
+    /// <summary>End with NoGo as soon as a check exceeds its limits.</summary>
+    [Parameter]
+    public SwitchParameter FailFast { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var connection = ResolveConnection();
+        var path = GetUnresolvedProviderPathFromPSPath(Job);
+        var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
+        var (job, spec) = RunEngine((_, _) =>
+        {
+            var j = JobFile.Load(path);
+            var s = SoakSpecParser.Parse(j);
+            return (j, s with { Duration = Duration ?? s.Duration, Interval = Interval ?? s.Interval });
+        });
+        if (spec.Interval > spec.Duration)
+        {
+            ThrowTerminating("SoakWindowInvalid", Engine.DataOpsErrorKind.InvalidArgument, $"-Interval ({spec.Interval}) is longer than -Duration ({spec.Duration}).", spec.Interval);
+        }
+
+        StreamEngine((observer, ct) => Run(job, spec, connection, output, observer, ct));
+    }
+
+    private async IAsyncEnumerable<object> Run(BackfillJob job, SoakSpec spec, Engine.Connections.DataOpsConnection connection, string output, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var log = RunLog.Open("Watch-StagingSoak", observer);
+        observer.Verbose($"Watching {spec.Checks.Count} checks every {spec.Interval} for {spec.Duration}, read-only. Run log: {log.Path}");
+        await foreach (var item in SoakRunner.WatchAsync(job, spec, connection, output, FailFast, log, observer, ct).ConfigureAwait(false))
+        {
+            yield return item;
+        }
+    }
+}
