@@ -123,6 +123,9 @@ public sealed partial class SandboxManager
         // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
         var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
         File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+
+        // Pooled connections to this port may point at a server that stopped or crashed; they must not be reused.
+        Npgsql.NpgsqlConnection.ClearAllPools();
         _observer.Verbose($"Sandbox '{name}' is listening on 127.0.0.1:{port}.");
         return Describe(name, bins, action);
     }
@@ -145,6 +148,7 @@ public sealed partial class SandboxManager
             ? new PgBinaries(bin, record.PostgresVersion ?? "?", 0)
             : PgBinaryLocator.Locate(_search);
         StopServer(bins, data);
+        Npgsql.NpgsqlConnection.ClearAllPools();
         if (remove)
         {
             Directory.Delete(dir, recursive: true);
