@@ -28,6 +28,7 @@
         'Get-BackfillRun'
         'New-PrismSampleData'
         'Watch-StagingSoak'
+        'Test-ProdHealth'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Threading.RateLimiting;
 using Dapper;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Health;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 using Npgsql;
@@ -35,6 +36,34 @@ public static class BackfillRunner
         }
 
         return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A fingerprinted plan (from Test-ProdHealth) only runs where and when it was made: the same
+    /// cluster and database (WrongDatabase), and no older than <paramref name="maxAge"/> (StalePlan).
+    /// </summary>
+    public static async Task VerifyPlanAsync(BackfillJob job, DataOpsConnection connection, TimeSpan maxAge, CancellationToken ct)
+    {
+        if (PlanFingerprint.From(job) is not { } plan)
+        {
+            return;
+        }
+
+        var (system, database) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
+        if (system != plan.SystemIdentifier || database != plan.Database)
+        {
+            throw new DataOpsException("WrongDatabase", DataOpsErrorKind.InvalidOperation,
+                $"The plan '{job.SourcePath}' was made for database '{plan.Database}' (system {plan.SystemIdentifier}), not for {connection} (database '{database}', system {system}). Run Test-ProdHealth against this database for its own plan.",
+                job.SourcePath);
+        }
+
+        var age = DateTimeOffset.UtcNow - plan.GeneratedAt;
+        if (age > maxAge)
+        {
+            throw new DataOpsException("StalePlan", DataOpsErrorKind.InvalidOperation,
+                $"The plan '{job.SourcePath}' was made {age.TotalHours:0.#} hours ago ({plan.GeneratedAt:u}), more than -MaxPlanAge {maxAge}. Run Test-ProdHealth again for a fresh plan.",
+                job.SourcePath);
+        }
     }
 
     /// <summary>The keys a run would process: the job's list, or its discover query (read-only).</summary>
@@ -151,6 +180,11 @@ public static class BackfillRunner
                     {
                         failures++;
                     }
+                    else if (result.Status == BackfillItemStatus.Stale && !options.DryRun)
+                    {
+                        log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
+                        await RecordFailureAsync(connection, runId, name, key, BackfillErrorCategory.None, result.Error!, result.Attempts, result.Duration, "stale").ConfigureAwait(false);
+                    }
                 }
 
                 artifacts.Add(result, restore);
@@ -199,6 +233,7 @@ public static class BackfillRunner
         ValidatedJob job, WorkConnection work, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct)
     {
         var connection = work.Profile;
+        var plan = PlanFingerprint.From(job.Job);
         var watch = Stopwatch.StartNew();
         var attempts = 0;
         try
@@ -208,6 +243,17 @@ public static class BackfillRunner
                 attempts++;
                 var conn = await work.GetAsync(token).ConfigureAwait(false);
                 var (before, after, verified) = await RunStepsAsync(conn, job, key, token).ConfigureAwait(false);
+                if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
+                {
+                    // The rows changed since the plan was made: apply nothing blindly.
+                    await RollbackAsync(conn).ConfigureAwait(false);
+                    return (new BackfillItemResult
+                    {
+                        RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Stale, Duration = watch.Elapsed, Attempts = attempts,
+                        Error = "the item's rows changed since the plan was made; run Test-ProdHealth again for a fresh plan",
+                    }, (IReadOnlyList<RestoreOp>?)null);
+                }
+
                 if (verified is not true)
                 {
                     await RollbackAsync(conn).ConfigureAwait(false);
@@ -301,7 +347,7 @@ public static class BackfillRunner
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
-            Add($"SELECT set_config('dataops.before_{i}', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)} FOR UPDATE) r), '[]'::jsonb)::text, true)");
+            Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(t, forUpdate: true)}, true)");
         }
 
         foreach (var step in job.Job.Steps)
@@ -354,7 +400,14 @@ public static class BackfillRunner
         return (before, after, verified);
     }
 
-    private static List<string> Rows(string jsonArray)
+    /// <summary>
+    /// The rows a capture predicate selects, as a JSON array of to_jsonb(row) in primary-key order.
+    /// Test-ProdHealth hashes the same text (without the lock) that the item transaction captures.
+    /// </summary>
+    internal static string ImageSelect(CaptureTable t, bool forUpdate) =>
+        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
+
+    internal static List<string> Rows(string jsonArray)
     {
         using var doc = JsonDocument.Parse(jsonArray);
         return [.. doc.RootElement.EnumerateArray().Select(e => e.GetRawText())];
@@ -371,7 +424,7 @@ public static class BackfillRunner
         }
     }
 
-    private static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, BackfillErrorCategory category, string message, int attempts, TimeSpan elapsed)
+    private static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, BackfillErrorCategory category, string message, int attempts, TimeSpan elapsed, string status = "failed")
     {
         try
         {
@@ -379,9 +432,9 @@ public static class BackfillRunner
             await conn.ExecuteAsync(
                 """
                 INSERT INTO dataops.ledger (run_id, job_name, item_key, status, error_category, error_message, attempts, finished_at, duration_ms)
-                VALUES (@runId, @job, @key, 'failed', @category, @message, @attempts, clock_timestamp(), @ms)
+                VALUES (@runId, @job, @key, @status, @category, @message, @attempts, clock_timestamp(), @ms)
                 """,
-                new { runId, job, key, category = category.ToString(), message, attempts, ms = (int)elapsed.TotalMilliseconds }).ConfigureAwait(false);
+                new { runId, job, key, status, category = category.ToString(), message, attempts, ms = (int)elapsed.TotalMilliseconds }).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is NpgsqlException or DataOpsException)
         {

@@ -20,7 +20,17 @@ public static class JobValidator
     {
         var problems = new List<string>();
         var tables = new List<CaptureTable>();
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        // Validation never writes: even preparing the steps happens in a read-only session.
+        await using var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString);
+        try
+        {
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            throw Database.Translate(ex, connection);
+        }
+
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         foreach (var c in job.Capture)
         {

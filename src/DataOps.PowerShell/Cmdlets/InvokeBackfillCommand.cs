@@ -43,8 +43,18 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     /// <summary>The job file (JSON, version 1). Binds from pipeline objects' Job or PlanPath property.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PlanPath", "Path")]
-    [ValidateNotNullOrEmpty]
-    public string Job { get; set; } = string.Empty;
+    [AllowNull]
+    [AllowEmptyString]
+    public string? Job { get; set; }
+
+    /// <summary>Bound from a Test-ProdHealth report: a healthy report has no plan, and the run does nothing.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true, DontShow = true)]
+    public bool? Healthy { get; set; }
+
+    /// <summary>A mini plan from Test-ProdHealth older than this is refused (StalePlan): 24h, 90m, or a TimeSpan. Default: 24h.</summary>
+    [Parameter]
+    [DurationTransformation]
+    public TimeSpan MaxPlanAge { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Overrides the job's throttle; 0 runs unthrottled.</summary>
     [Parameter]
@@ -70,10 +80,26 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
+        if (string.IsNullOrEmpty(Job))
+        {
+            if (Healthy == true)
+            {
+                WriteWarning("The health check found nothing that still needs the backfill: no plan, nothing to do.");
+                return;
+            }
+
+            ThrowTerminating("JobFileNotFound", Engine.DataOpsErrorKind.InvalidArgument, "-Job is empty: give the path of a job file or of a mini plan.", Job);
+        }
+
         var connection = ResolveConnection();
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
-        var job = RunEngine((_, ct) => BackfillRunner.PrepareAsync(JobFile.Load(path), connection, ct));
+        var job = RunEngine(async (_, ct) =>
+        {
+            var prepared = await BackfillRunner.PrepareAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
+            await BackfillRunner.VerifyPlanAsync(prepared.Job, connection, MaxPlanAge, ct).ConfigureAwait(false);
+            return prepared;
+        });
 
         if (WhatIfRequested)
         {

@@ -1,0 +1,37 @@
+using Dapper;
+using DataOps.Engine.Connections;
+using Npgsql;
+
+namespace DataOps.Engine.Health;
+
+/// <summary>Which cluster and database a connection reaches: the cluster's system identifier and the database name.</summary>
+public static class DatabaseIdentity
+{
+    public static async Task<(string SystemIdentifier, string Database)> ReadAsync(DataOpsConnection connection, CancellationToken ct)
+    {
+        await using var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString);
+        try
+        {
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+            var database = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT current_database()", cancellationToken: ct)).ConfigureAwait(false);
+            string system;
+            try
+            {
+                system = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT system_identifier::text FROM pg_control_system()", cancellationToken: ct)).ConfigureAwait(false) ?? "unknown";
+            }
+            catch (PostgresException)
+            {
+                // pg_control_system() needs privileges some production roles lack; the database's oid and server address still tell databases apart.
+                system = await conn.ExecuteScalarAsync<string>(new CommandDefinition(
+                    "SELECT 'db' || (SELECT oid FROM pg_database WHERE datname = current_database()) || '@' || coalesce(host(inet_server_addr()), 'local') || ':' || current_setting('port')",
+                    cancellationToken: ct)).ConfigureAwait(false) ?? "unknown";
+            }
+
+            return (system, database!);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException and not DataOpsException)
+        {
+            throw Database.Translate(ex, connection);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using System.Management.Automation;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Health;
+using DataOps.Engine.Logging;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Finds what still needs the backfill on production and writes an idempotent, fingerprinted mini plan.</para>
+/// <para type="description">Test-ProdHealth runs the job's health section read-only (the same guarantees as the soak): the discover query
+/// (health.discover, else items.discover) finds the keys that still need the backfill, and each health check runs once. It writes
+/// prod_health_check.md (database, time, pending count, a sample of pending keys, each check, and the recommendation with the exact
+/// command) and, when keys are pending, prod_mini_backfill_plan.json: the job with items set to exactly those keys plus a fingerprint
+/// (the cluster's system identifier and the database, the time, and a hash of each pending item's captured rows).</para>
+/// <para type="description">Invoke-Backfill refuses that plan on another database (WrongDatabase) or when older than -MaxPlanAge (StalePlan),
+/// and skips an item whose rows changed since the plan (Stale). The ProdHealthReport binds to Invoke-Backfill by property name, so
+/// Test-ProdHealth ... | Invoke-Backfill applies exactly the plan, and does nothing for a healthy report. -Quiet returns only $true
+/// (healthy) or $false, for runbooks.</para>
+/// <para type="link">Invoke-Backfill</para>
+/// <para type="link">Watch-StagingSoak</para>
+/// </summary>
+/// <example>
+///   <code>Test-ProdHealth -Job ./examples/jobs/results-v1.2.1.job.json -Connection $prod</code>
+///   <para>Reports how many sessions still need the backfill and writes the report and, if needed, the mini plan.</para>
+/// </example>
+/// <example>
+///   <code>Test-ProdHealth -Job ./fix.job.json -Connection $prod | Invoke-Backfill -Connection $prod</code>
+///   <para>Applies exactly the pending items, with the stale-row and wrong-database guards; does nothing when healthy.</para>
+/// </example>
+/// <example>
+///   <code>if (-not (Test-ProdHealth -Job ./fix.job.json -Quiet)) { exit 2 }</code>
+///   <para>A runbook gate: exit code 2 when action is needed.</para>
+/// </example>
+[Cmdlet(VerbsDiagnostic.Test, "ProdHealth")]
+[OutputType(typeof(ProdHealthReport), typeof(bool))]
+public sealed class TestProdHealthCommand : DatabaseCmdlet
+{
+    /// <summary>The job file whose health section (or items.discover) to run.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Path")]
+    [ValidateNotNullOrEmpty]
+    public string Job { get; set; } = string.Empty;
+
+    /// <summary>Where prod_health_check.md (and the plan) go: a folder per job and check. Default: ./backfill-runs.</summary>
+    [Parameter]
+    public string OutputDirectory { get; set; } = "backfill-runs";
+
+    /// <summary>Where to write the mini plan instead of the check's folder.</summary>
+    [Parameter]
+    public string? PlanPath { get; set; }
+
+    /// <summary>Return only $true (healthy) or $false.</summary>
+    [Parameter]
+    public SwitchParameter Quiet { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var connection = ResolveConnection();
+        var path = GetUnresolvedProviderPathFromPSPath(Job);
+        var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
+        var plan = PlanPath is null ? null : GetUnresolvedProviderPathFromPSPath(PlanPath);
+        var report = RunEngine(async (observer, ct) =>
+        {
+            using var log = RunLog.Open("Test-ProdHealth", observer);
+            var job = await JobValidator.ValidateAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
+            return await HealthRunner.RunAsync(job, connection, output, plan, log, ct).ConfigureAwait(false);
+        });
+
+        WriteVerbose(report.Healthy
+            ? $"Healthy: nothing still needs '{report.JobName}'. Report: {report.ReportPath}"
+            : $"{report.PendingCount} items still need '{report.JobName}'. Report: {report.ReportPath}; plan: {report.PlanPath}");
+        WriteObject(Quiet ? report.Healthy : report);
+    }
+}
