@@ -52,13 +52,22 @@ try {
     $applied | Out-Default
     if (@($applied | Where-Object Status -ne 'Applied').Count -ne 0) { throw 'Some items did not apply.' }
 
-    "== 8. Runs recorded in the ledger; undo restores the before-images"
+    "== 8. A short read-only soak of the job's checks (hours in real life): Go, NoGo or Inconclusive"
+    $soak = @(Watch-StagingSoak -Job $job -Duration 3s -Interval 1s -OutputDirectory $out -WarningAction SilentlyContinue)
+    $soak[-1] | Out-Default
+
+    "== 9. Production health: nothing left to fix, so no mini plan"
+    Test-ProdHealth -Job $job -OutputDirectory $out | Out-Default
+
+    "== 10. Runs recorded in the ledger; undo restores the before-images"
     Get-BackfillRun | Out-Default
-    Undo-Backfill -RunId $applied[0].RunId -Confirm:$false | Out-Default
+    $undone = @(Undo-Backfill -RunId $applied[0].RunId -Confirm:$false)
+    "Restored $(@($undone | Where-Object Status -eq 'Restored').Count) of $($undone.Count) items."
+    "Health after the undo: $(if (Test-ProdHealth -Job $job -OutputDirectory $out -Quiet) { 'healthy' } else { 'action needed (a mini plan was written)' })"
 }
 finally {
     if (-not $Keep) {
-        "== 9. Stop and remove the sandbox"
+        "== 11. Stop and remove the sandbox"
         Stop-DataOpsSandbox -Name $Name -Remove -Confirm:$false
     }
 }
