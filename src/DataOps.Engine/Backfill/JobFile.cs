@@ -257,7 +257,8 @@ public static partial class JobFile
         return job;
     }
 
-    private static void Unknown(JsonElement e, string at, string[] known, List<string> problems)
+    /// <summary>Reports every field of <paramref name="e"/> not in <paramref name="known"/>, with its JSON path.</summary>
+    internal static void Unknown(JsonElement e, string at, string[] known, List<string> problems)
     {
         if (e.ValueKind != JsonValueKind.Object)
         {

@@ -21,15 +21,7 @@ public static class JobValidator
         var problems = new List<string>();
         var tables = new List<CaptureTable>();
         // Validation never writes: even preparing the steps happens in a read-only session.
-        await using var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString);
-        try
-        {
-            await conn.OpenAsync(ct).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            throw Database.Translate(ex, connection);
-        }
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
 
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         foreach (var c in job.Capture)
@@ -41,11 +33,7 @@ public static class JobValidator
                 continue;
             }
 
-            var pk = (await conn.QueryAsync<string>(new CommandDefinition(
-                """
-                SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                WHERE i.indrelid = @oid::oid AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
-                """, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            var pk = await Database.PrimaryKeyAsync(conn, c.Table, tx, ct).ConfigureAwait(false);
             if (pk.Count == 0)
             {
                 problems.Add($"{c.Path}.table: '{c.Table}' has no primary key; rows without a stable identity cannot be restored, so the job is refused (as pt-online-schema-change does).");

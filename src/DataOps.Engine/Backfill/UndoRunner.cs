@@ -136,11 +136,7 @@ public static class UndoRunner
 
     private static async Task<CaptureTable> DescribeAsync(NpgsqlConnection conn, string table, CancellationToken ct)
     {
-        var pk = (await conn.QueryAsync<string>(new CommandDefinition(
-            """
-            SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-            WHERE i.indrelid = to_regclass(@table) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
-            """, new { table }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+        var pk = await Database.PrimaryKeyAsync(conn, table, null, ct).ConfigureAwait(false);
         if (pk.Count == 0)
         {
             throw new DataOpsException("UndoImpossible", DataOpsErrorKind.InvalidOperation, $"The table {table} no longer exists or has no primary key; its rows cannot be restored.", table);

@@ -7,9 +7,9 @@ namespace DataOps.Engine.Connections;
 /// <summary>Opens driver connections and turns driver failures into DataOpsExceptions without secrets.</summary>
 internal static class Database
 {
-    public static async Task<NpgsqlConnection> OpenAsync(DataOpsConnection profile, CancellationToken ct, bool prepared = false)
+    public static async Task<NpgsqlConnection> OpenAsync(DataOpsConnection profile, CancellationToken ct, bool prepared = false, bool readOnly = false)
     {
-        var connection = new NpgsqlConnection(prepared ? profile.PreparedConnectionString : profile.ConnectionString);
+        var connection = new NpgsqlConnection(readOnly ? profile.ReadOnlyConnectionString : prepared ? profile.PreparedConnectionString : profile.ConnectionString);
         try
         {
             await connection.OpenAsync(ct).ConfigureAwait(false);
@@ -25,6 +25,25 @@ internal static class Database
 
             throw Translate(ex, profile);
         }
+    }
+
+    /// <summary>The primary-key columns of a table in key order (empty when it has none or does not exist).</summary>
+    public static async Task<List<string>> PrimaryKeyAsync(NpgsqlConnection conn, string table, NpgsqlTransaction? tx, CancellationToken ct)
+    {
+        await using var cmd = new NpgsqlCommand(
+            """
+            SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = to_regclass(@table) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)
+            """, conn, tx);
+        cmd.Parameters.AddWithValue("table", table);
+        var columns = new List<string>();
+        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            columns.Add(reader.GetString(0));
+        }
+
+        return columns;
     }
 
     /// <summary>Maps a driver or socket failure onto a stable ErrorId and kind; the message is redacted.</summary>

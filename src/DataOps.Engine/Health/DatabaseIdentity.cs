@@ -9,10 +9,9 @@ public static class DatabaseIdentity
 {
     public static async Task<(string SystemIdentifier, string Database)> ReadAsync(DataOpsConnection connection, CancellationToken ct)
     {
-        await using var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString);
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
         try
         {
-            await conn.OpenAsync(ct).ConfigureAwait(false);
             var database = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT current_database()", cancellationToken: ct)).ConfigureAwait(false);
             string system;
             try

@@ -54,11 +54,10 @@ public static class HealthRunner
 
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         var keys = new List<string>();
-        await using (var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString))
+        await using (var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false))
         {
             try
             {
-                await conn.OpenAsync(ct).ConfigureAwait(false);
                 await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
                 await conn.ExecuteAsync(new CommandDefinition($"SET TRANSACTION READ ONLY; SELECT {BackfillSql.StableJsonSettingsSelect}; SET LOCAL statement_timeout = '120s'", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
                 await using (var cmd = BackfillSql.Command(conn, tx, discover, job.Job.Parameters, null))
@@ -163,10 +162,7 @@ public static class HealthRunner
             }
             else
             {
-                foreach (var p in health.EnumerateObject().Where(p => p.Name is not ("discover" or "checks" or "sampleSize")))
-                {
-                    problems.Add($"$.health.{p.Name}: unknown field (known: discover, checks, sampleSize).");
-                }
+                JobFile.Unknown(health, "$.health", ["discover", "checks", "sampleSize"], problems);
 
                 if (health.TryGetProperty("discover", out var d))
                 {

@@ -21,8 +21,7 @@ public static class SoakRunner
     /// <summary>Evaluates one check once in a read-only transaction; null for no row or NULL.</summary>
     internal static async Task<double?> SampleAsync(DataOpsConnection connection, string sql, IReadOnlyDictionary<string, object?> parameters, DateTimeOffset windowStart, CancellationToken ct)
     {
-        await using var conn = new NpgsqlConnection(connection.ReadOnlyConnectionString);
-        await conn.OpenAsync(ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
         await using (var setup = new NpgsqlCommand($"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = '{StatementTimeoutSeconds}s'", conn, tx))
         {

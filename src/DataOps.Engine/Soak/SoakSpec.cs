@@ -41,7 +41,7 @@ public static partial class SoakSpecParser
         }
 
         var problems = new List<string>();
-        Unknown(soak, "$.soak", ["duration", "interval", "checks", "consecutiveErrorLimit"], problems);
+        JobFile.Unknown(soak, "$.soak", ["duration", "interval", "checks", "consecutiveErrorLimit"], problems);
         var duration = Time(soak, "duration", "$.soak", TimeSpan.FromHours(6), problems);
         var interval = Time(soak, "interval", "$.soak", TimeSpan.FromMinutes(5), problems);
         var errors = soak.TryGetProperty("consecutiveErrorLimit", out var e) && e.TryGetInt32(out var n) ? n : 3;
@@ -67,7 +67,7 @@ public static partial class SoakSpecParser
         foreach (var c in checks.EnumerateArray())
         {
             var path = $"{at}.checks[{i++}]";
-            Unknown(c, path, ["name", "query", "expect", "baseline", "failureLimit", "consecutiveFailureLimit", "dryRun"], problems);
+            JobFile.Unknown(c, path, ["name", "query", "expect", "baseline", "failureLimit", "consecutiveFailureLimit", "dryRun"], problems);
             var name = Text(c, "name", path, problems);
             var query = Text(c, "query", path, problems);
             foreach (var used in query is null ? [] : BackfillJob.ParameterNames(query))
@@ -209,20 +209,6 @@ public static partial class SoakSpecParser
 
         problems.Add($"{at}.{name}: required, a non-empty string.");
         return null;
-    }
-
-    private static void Unknown(JsonElement e, string at, string[] known, List<string> problems)
-    {
-        if (e.ValueKind != JsonValueKind.Object)
-        {
-            problems.Add($"{at}: must be an object.");
-            return;
-        }
-
-        foreach (var p in e.EnumerateObject().Where(p => !known.Contains(p.Name)))
-        {
-            problems.Add($"{at}.{p.Name}: unknown field (known: {string.Join(", ", known)}).");
-        }
     }
 
     [GeneratedRegex(@"^(?<part>\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")]
