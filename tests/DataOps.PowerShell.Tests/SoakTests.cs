@@ -113,6 +113,38 @@ public sealed class SoakTests
     }
 
     [Fact]
+    public void No_data_is_inconclusive_and_failures_in_a_row_are_NoGo()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var blind = JobWithSoak(new JsonObject
+        {
+            ["checks"] = new JsonArray(
+                Check("sessions exist", "SELECT count(*) FROM prism.sessions", new JsonObject { ["atLeast"] = 1 }),
+                Check("nothing to see", "SELECT NULL::numeric", new JsonObject { ["equals"] = 0 })),
+        });
+        // Fails every round once a 'flap' session exists: within a failureLimit of 10, but two in a row break consecutiveFailureLimit 1.
+        var flapping = JobWithSoak(new JsonObject
+        {
+            ["checks"] = new JsonArray(
+                Check("flapping", "SELECT count(*) FROM prism.sessions WHERE user_id = 'flap'", new JsonObject { ["equals"] = 0 })
+                    .Also(c => { c["failureLimit"] = 10; c["consecutiveFailureLimit"] = 1; })),
+        });
+
+        var inconclusive = s.Run("Watch-StagingSoak -Job $job -Duration 1s -Interval 300ms -OutputDirectory $out", Vars(blind, output));
+        Sql.Execute(cs, "INSERT INTO prism.sessions (user_id) VALUES ('flap')");
+        var noGo = s.Run("Watch-StagingSoak -Job $job -Duration 1s -Interval 300ms -OutputDirectory $out", Vars(flapping, output));
+
+        Assert.Contains(inconclusive.Output, o => o.Properties["Outcome"]?.Value?.ToString() == "NoData");
+        var report = inconclusive.Output[^1];
+        Assert.Equal("Inconclusive", report.Properties["Verdict"].Value.ToString());
+        Assert.Contains(((IEnumerable<string>)report.Properties["Reasons"].Value), r => r.Contains("no usable data for: nothing to see"));
+        var flap = noGo.Output[^1];
+        Assert.Equal("NoGo", flap.Properties["Verdict"].Value.ToString());
+        Assert.Contains(((IEnumerable<string>)flap.Properties["Reasons"].Value), r => r.Contains("in a row"));
+    }
+
+    [Fact]
     public void Stopping_ends_early_with_a_report_of_what_was_seen()
     {
         var (s, cs, output) = Setup();
