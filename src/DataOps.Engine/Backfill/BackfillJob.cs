@@ -6,8 +6,8 @@ namespace DataOps.Engine.Backfill;
 /// <summary>One table whose rows an item may touch, selected by a predicate on @key.</summary>
 public sealed record CaptureSpec(string Table, string Where, string Path);
 
-/// <summary>One SQL step of an item.</summary>
-public sealed record StepSpec(string Name, string Sql, string Path);
+/// <summary>One step of an item: SQL (Sql set) or an HTTP call (Http set).</summary>
+public sealed record StepSpec(string Name, string? Sql, string Path, HttpStep? Http = null);
 
 /// <summary>A parsed, structurally valid job file (version 1). Database checks come later (<see cref="JobValidator"/>).</summary>
 public sealed partial class BackfillJob
@@ -46,6 +46,9 @@ public sealed partial class BackfillJob
     /// <summary>A plan's fingerprint (set by Test-ProdHealth), kept as JSON.</summary>
     public JsonElement? Fingerprint { get; init; }
 
+    /// <summary>True when a step calls an HTTP endpoint: items then run in two transactions (see about_DataOps_JobFile).</summary>
+    public bool HasHttpSteps => Steps.Any(s => s.Http is not null);
+
     /// <summary>Every SQL text of the job with its JSON path, for checks.</summary>
     public IEnumerable<(string Path, string Sql)> AllSql()
     {
@@ -59,9 +62,9 @@ public sealed partial class BackfillJob
             yield return (c.Path + ".where", $"SELECT 1 FROM {c.Table} WHERE {c.Where}");
         }
 
-        foreach (var s in Steps)
+        foreach (var s in Steps.Where(s => s.Sql is not null))
         {
-            yield return (s.Path + ".sql", s.Sql);
+            yield return (s.Path + ".sql", s.Sql!);
         }
 
         yield return ("$.verify", VerifySql);

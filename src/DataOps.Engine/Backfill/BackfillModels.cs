@@ -72,6 +72,15 @@ public sealed record BackfillOptions
 
     /// <summary>The keys to run, when the caller has already resolved them (-WhatIf listing, plans).</summary>
     public IReadOnlyList<string>? Keys { get; init; }
+
+    /// <summary>Values of {credential:NAME} secrets (from -Secret).</summary>
+    public IReadOnlyDictionary<string, string>? Credentials { get; init; }
+
+    /// <summary>Secrets already resolved by the caller (it checked them before anything ran).</summary>
+    public IReadOnlyDictionary<string, string>? ResolvedSecrets { get; init; }
+
+    /// <summary>Hides secret values from every message; shared with the run log.</summary>
+    public Logging.SecretRedactor? Redactor { get; init; }
 }
 
 /// <summary>A recorded run (backfill, dry run or undo) with its ledger counts.</summary>

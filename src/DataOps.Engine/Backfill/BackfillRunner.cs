@@ -146,6 +146,9 @@ public static class BackfillRunner
             })
             : null;
         var retry = RetryPipeline(log);
+        var http = job.Job.HasHttpSteps
+            ? new HttpContext(options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), options.Redactor ?? new SecretRedactor()), options.Redactor ?? new SecretRedactor())
+            : null;
         await using var work = new WorkConnection(connection);
         log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             runId, name, keys.Count, applied.Count(keys.Contains), perMinute, artifacts.Directory);
@@ -175,7 +178,7 @@ public static class BackfillRunner
                         using var lease = await limiter.AcquireAsync(1, ct).ConfigureAwait(false);
                     }
 
-                    (result, restore) = await ApplyItemAsync(job, work, runId, key, options.DryRun, retry, log, ct).ConfigureAwait(false);
+                    (result, restore) = await ApplyItemAsync(job, work, runId, key, options.DryRun, retry, log, ct, http).ConfigureAwait(false);
                     if (result.Status == BackfillItemStatus.Failed)
                     {
                         failures++;
@@ -230,7 +233,7 @@ public static class BackfillRunner
     }
 
     private static async Task<(BackfillItemResult, IReadOnlyList<RestoreOp>?)> ApplyItemAsync(
-        ValidatedJob job, WorkConnection work, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct)
+        ValidatedJob job, WorkConnection work, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct, HttpContext? http = null)
     {
         var connection = work.Profile;
         var plan = PlanFingerprint.From(job.Job);
@@ -242,7 +245,30 @@ public static class BackfillRunner
             {
                 attempts++;
                 var conn = await work.GetAsync(token).ConfigureAwait(false);
-                var (before, after, verified) = await RunStepsAsync(conn, job, key, token).ConfigureAwait(false);
+                ItemImage? knownBefore = null;
+                if (job.Job.HasHttpSteps)
+                {
+                    knownBefore = await CaptureBeforeAsync(conn, job, key, token).ConfigureAwait(false);
+                    if (plan is not null && (!plan.Items.TryGetValue(key, out var plannedHash) || plannedHash != PlanFingerprint.Hash(knownBefore, job.Capture)))
+                    {
+                        return (new BackfillItemResult
+                        {
+                            RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Stale, Duration = watch.Elapsed, Attempts = attempts,
+                            Error = "the item's rows changed since the plan was made; run Test-ProdHealth again for a fresh plan",
+                        }, (IReadOnlyList<RestoreOp>?)null);
+                    }
+
+                    // The endpoint's writes are its own; a dry run does not call it.
+                    if (!dryRun)
+                    {
+                        foreach (var step in job.Job.Steps.Where(s => s.Http is not null))
+                        {
+                            await HttpSteps.CallAsync(step.Http!, step.Name, key, job.Job.Parameters, http!.Secrets, http.Redactor, log, token).ConfigureAwait(false);
+                        }
+                    }
+                }
+
+                var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore).ConfigureAwait(false);
                 if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
                 {
                     // The rows changed since the plan was made: apply nothing blindly.
@@ -328,7 +354,7 @@ public static class BackfillRunner
     /// (kept in transaction-local settings, so the server needs no temp tables), the steps, the
     /// after-images, verify, and the images back to the client. The transaction stays open.
     /// </summary>
-    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct)
+    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct, ItemImage? knownBefore = null)
     {
         await using var batch = new NpgsqlBatch(conn);
         void Add(string sql, bool bindJob = true)
@@ -347,12 +373,22 @@ public static class BackfillRunner
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
-            Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(t, forUpdate: true)}, true)");
+            if (knownBefore is null)
+            {
+                Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(t, forUpdate: true)}, true)");
+            }
+            else
+            {
+                // HTTP jobs: the before-image was taken (and its transaction ended) before the call.
+                var given = new NpgsqlBatchCommand($"SELECT set_config('dataops.before_{i}', @dataops_before, true)");
+                given.Parameters.AddWithValue("dataops_before", "[" + string.Join(",", knownBefore.Tables.GetValueOrDefault(t.QualifiedName) ?? []) + "]");
+                batch.BatchCommands.Add(given);
+            }
         }
 
-        foreach (var step in job.Job.Steps)
+        foreach (var step in job.Job.Steps.Where(s => s.Sql is not null))
         {
-            Add(step.Sql);
+            Add(step.Sql!);
         }
 
         for (var i = 0; i < job.Capture.Count; i++)
@@ -398,6 +434,45 @@ public static class BackfillRunner
         }
 
         return (before, after, verified);
+    }
+
+    /// <summary>
+    /// For HTTP jobs: the before-image in a transaction of its own, which ends before the endpoint is
+    /// called, so the endpoint never waits on our row locks.
+    /// </summary>
+    private static async Task<ItemImage> CaptureBeforeAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(conn);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT {BackfillSql.StableJsonSettingsSelect}"));
+        foreach (var t in job.Capture)
+        {
+            var command = new NpgsqlBatchCommand($"SELECT {ImageSelect(t, forUpdate: false)}");
+            BackfillSql.Bind(command.Parameters, command.CommandText, job.Job.Parameters, key);
+            batch.BatchCommands.Add(command);
+        }
+
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+        var arrays = new List<string>();
+        await using (var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false))
+        {
+            do
+            {
+                if (reader.FieldCount == 1 && await reader.ReadAsync(ct).ConfigureAwait(false))
+                {
+                    arrays.Add(reader.GetString(0));
+                }
+            }
+            while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+        }
+
+        var image = new ItemImage();
+        for (var i = 0; i < job.Capture.Count; i++)
+        {
+            image.Tables[job.Capture[i].QualifiedName] = Rows(arrays[arrays.Count - job.Capture.Count + i]);
+        }
+
+        return image;
     }
 
     /// <summary>
@@ -476,6 +551,7 @@ public static class BackfillRunner
 
     private static (BackfillErrorCategory, string) Categorise(Exception ex, DataOpsConnection connection) => ex switch
     {
+        HttpStepException h => (h.Category, h.Message),
         VerifyFailedException v => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + v.Message),
         PostgresException { SqlState: var s } pg when s.StartsWith("23", StringComparison.Ordinal) => (BackfillErrorCategory.Constraint, $"{pg.SqlState}: {pg.MessageText}{(pg.ConstraintName is null ? string.Empty : $" ({pg.ConstraintName})")}"),
         PostgresException { SqlState: "57014" or "55P03" or "40P01" } pg => (BackfillErrorCategory.Timeout, $"{pg.SqlState}: {pg.MessageText}"),
@@ -487,6 +563,9 @@ public static class BackfillRunner
     };
 
     private sealed class VerifyFailedException(string message) : Exception(message);
+
+    /// <summary>The resolved secrets of a job's HTTP steps and the redactor that hides them.</summary>
+    private sealed record HttpContext(IReadOnlyDictionary<string, string> Secrets, SecretRedactor Redactor);
 
     /// <summary>The run's one connection for item work; dropped after any failure, reopened on the next use.</summary>
     private sealed class WorkConnection(DataOpsConnection profile) : IAsyncDisposable

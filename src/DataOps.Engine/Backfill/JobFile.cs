@@ -199,14 +199,27 @@ public static partial class JobFile
             foreach (var s in ss.EnumerateArray())
             {
                 var at = $"$.steps[{i++}]";
-                Unknown(s, at, ["name", "sql", "kind"], problems);
-                if (s.TryGetProperty("kind", out var kind) && kind.GetString() != "sql")
+                var kind = s.ValueKind == JsonValueKind.Object && s.TryGetProperty("kind", out var k2) ? k2.GetString() : "sql";
+                var stepName = String(s, "name", at, problems, required: false) ?? $"step {i}";
+                if (kind == "http")
                 {
-                    problems.Add($"{at}.kind: only \"sql\" steps are supported in this version.");
+                    Unknown(s, at, ["name", "kind", "method", "url", "headers", "body", "expectStatus", "timeoutSeconds", "retries"], problems);
+                    var http = ParseHttp(s, at, parameters, problems);
+                    if (http is not null)
+                    {
+                        steps.Add(new StepSpec(stepName, null, at, http));
+                    }
+
+                    continue;
+                }
+
+                Unknown(s, at, ["name", "sql", "kind"], problems);
+                if (kind != "sql")
+                {
+                    problems.Add($"{at}.kind: '{kind}' is not a step kind (sql or http).");
                 }
 
                 var sql = String(s, "sql", at, problems, required: true);
-                var stepName = String(s, "name", at, problems, required: false) ?? $"step {i}";
                 if (sql is not null)
                 {
                     steps.Add(new StepSpec(stepName, sql, at));
@@ -255,6 +268,75 @@ public static partial class JobFile
         }
 
         return job;
+    }
+
+    private static HttpStep? ParseHttp(JsonElement s, string at, Dictionary<string, object?> parameters, List<string> problems)
+    {
+        var method = String(s, "method", at, problems, required: false)?.ToUpperInvariant() ?? "POST";
+        if (method is not ("GET" or "POST" or "PUT" or "PATCH" or "DELETE"))
+        {
+            problems.Add($"{at}.method: '{method}' is not one of GET, POST, PUT, PATCH, DELETE.");
+        }
+
+        var url = String(s, "url", at, problems, required: true);
+        if (url is not null && !(url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("{env:", StringComparison.Ordinal)))
+        {
+            problems.Add($"{at}.url: '{url}' must be an absolute http:// or https:// URL (or start with an {{env:NAME}} secret).");
+        }
+
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        if (s.TryGetProperty("headers", out var h))
+        {
+            if (h.ValueKind != JsonValueKind.Object)
+            {
+                problems.Add($"{at}.headers: must be an object of name: value.");
+            }
+            else
+            {
+                foreach (var p in h.EnumerateObject())
+                {
+                    if (p.Value.ValueKind == JsonValueKind.String)
+                    {
+                        headers[p.Name] = p.Value.GetString()!;
+                    }
+                    else
+                    {
+                        problems.Add($"{at}.headers.{p.Name}: must be a string.");
+                    }
+                }
+            }
+        }
+
+        var body = s.TryGetProperty("body", out var b) ? b.GetRawText() : null;
+        var expect = new List<int>();
+        if (s.TryGetProperty("expectStatus", out var es))
+        {
+            if (es.ValueKind != JsonValueKind.Array || es.EnumerateArray().Any(x => !x.TryGetInt32(out var code) || code is < 100 or > 599))
+            {
+                problems.Add($"{at}.expectStatus: must be a list of HTTP status codes.");
+            }
+            else
+            {
+                expect.AddRange(es.EnumerateArray().Select(x => x.GetInt32()));
+            }
+        }
+
+        if (expect.Count == 0)
+        {
+            expect.AddRange(Enumerable.Range(200, 100));
+        }
+
+        var timeout = Int(s, "timeoutSeconds", at, 1, 3600, 30, problems);
+        var retries = Int(s, "retries", at, 0, 20, 3, problems);
+        foreach (var text in new[] { url ?? string.Empty, body ?? string.Empty }.Concat(headers.Values))
+        {
+            foreach (var used in BackfillJob.ParameterNames(text).Where(n => n != "key" && !parameters.ContainsKey(n)))
+            {
+                problems.Add($"{at}: uses @{used}, which $.parameters does not define.");
+            }
+        }
+
+        return url is null ? null : new HttpStep(method, url, headers, body, expect, TimeSpan.FromSeconds(timeout), retries);
     }
 
     /// <summary>Reports every field of <paramref name="e"/> not in <paramref name="known"/>, with its JSON path.</summary>

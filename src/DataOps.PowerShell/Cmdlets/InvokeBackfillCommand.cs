@@ -70,6 +70,10 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     [ValidateRange(1, int.MaxValue)]
     public int MaxFailures { get; set; } = 5;
 
+    /// <summary>Secrets for HTTP steps' {credential:NAME} placeholders: @{ NAME = $credential } (the password is the secret).</summary>
+    [Parameter]
+    public System.Collections.Hashtable? Secret { get; set; }
+
     /// <summary>Re-applies items the ledger shows as applied, and skips confirmation prompts.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -94,11 +98,13 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         var connection = ResolveConnection();
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
-        var job = RunEngine(async (_, ct) =>
+        var redactor = new SecretRedactor();
+        var credentials = SecretArgument.ToDictionary(Secret, redactor);
+        var (job, secrets) = RunEngine(async (_, ct) =>
         {
             var prepared = await BackfillRunner.PrepareAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
             await BackfillRunner.VerifyPlanAsync(prepared.Job, connection, MaxPlanAge, ct).ConfigureAwait(false);
-            return prepared;
+            return (prepared, HttpSteps.ResolveSecrets(prepared.Job, credentials, redactor));
         });
 
         if (WhatIfRequested)
@@ -122,13 +128,14 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         var options = new BackfillOptions
         {
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, Force = Force, DryRun = DryRun,
+            ResolvedSecrets = secrets, Redactor = redactor,
         };
         StreamEngine((observer, ct) => Run(job, connection, options, observer, ct));
     }
 
     private static async IAsyncEnumerable<BackfillItemResult> Run(ValidatedJob job, Engine.Connections.DataOpsConnection connection, BackfillOptions options, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        using var log = RunLog.Open("Invoke-Backfill", observer);
+        using var log = RunLog.Open("Invoke-Backfill", observer, options.Redactor);
         observer.Verbose($"Run log: {log.Path}");
         await foreach (var result in BackfillRunner.RunAsync(job, connection, options, log, observer, ct).ConfigureAwait(false))
         {

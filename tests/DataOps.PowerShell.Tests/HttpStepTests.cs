@@ -1,0 +1,281 @@
+using System.Collections;
+using System.Collections.Concurrent;
+using System.Management.Automation;
+using System.Net;
+using System.Net.Sockets;
+using System.Security;
+using System.Text;
+using System.Text.Json;
+
+namespace DataOps.PowerShell.Tests;
+
+/// <summary>
+/// A real HTTP endpoint on 127.0.0.1 that behaves like an edge function: it checks the bearer key,
+/// writes to the database through its own connection, and can be told to fail.
+/// </summary>
+internal sealed class FakeEdgeFunction : IDisposable
+{
+    private readonly HttpListener _listener = new();
+    private readonly string _cs;
+    private readonly string _expectedKey;
+    private readonly CancellationTokenSource _stop = new();
+
+    public FakeEdgeFunction(string cs, string expectedKey)
+    {
+        _cs = cs;
+        _expectedKey = expectedKey;
+        using (var l = new TcpListener(IPAddress.Loopback, 0))
+        {
+            l.Start();
+            Port = ((IPEndPoint)l.LocalEndpoint).Port;
+        }
+
+        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
+        _listener.Start();
+        _ = Task.Run(Loop);
+    }
+
+    public int Port { get; }
+
+    /// <summary>ok, fail-once, always-500, throttle-once (429 with Retry-After: 1), slow.</summary>
+    public string Mode { get; set; } = "ok";
+
+    public ConcurrentDictionary<string, int> Hits { get; } = new();
+
+    public ConcurrentBag<string> Authorizations { get; } = [];
+
+    private async Task Loop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            HttpListenerContext ctx;
+            try
+            {
+                ctx = await _listener.GetContextAsync();
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (HttpListenerException)
+            {
+                return;
+            }
+
+            _ = Task.Run(() => Handle(ctx));
+        }
+    }
+
+    private async Task Handle(HttpListenerContext ctx)
+    {
+        var key = ctx.Request.Url!.Segments[^1];
+        var hit = Hits.AddOrUpdate(key, 1, (_, n) => n + 1);
+        var auth = ctx.Request.Headers["Authorization"] ?? string.Empty;
+        Authorizations.Add(auth);
+        using var body = new StreamReader(ctx.Request.InputStream);
+        var payload = JsonDocument.Parse(await body.ReadToEndAsync()).RootElement;
+        int status;
+        string text;
+        if (auth != "Bearer " + _expectedKey)
+        {
+            (status, text) = (401, "unauthorized");
+        }
+        else if (Mode == "always-500" || (Mode == "fail-once" && hit == 1))
+        {
+            // A careless function that echoes the request's key in its error: the module must not repeat it.
+            (status, text) = (500, $"internal error for {auth}");
+        }
+        else if (Mode == "throttle-once" && hit == 1)
+        {
+            ctx.Response.Headers["Retry-After"] = "1";
+            (status, text) = (429, "slow down");
+        }
+        else if (Mode == "slow")
+        {
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            (status, text) = (200, "late");
+        }
+        else
+        {
+            Sql.Execute(_cs, $"INSERT INTO prism.profiles (session_id, results_version, scores) VALUES ('{Guid.Parse(key)}', '{payload.GetProperty("version").GetString()}', '{{\"scored\": true}}') " +
+                             "ON CONFLICT (session_id) DO UPDATE SET scores = prism.profiles.scores || '{\"scored\": true}', results_version = EXCLUDED.results_version");
+            (status, text) = (200, "scored");
+        }
+
+        ctx.Response.StatusCode = status;
+        var bytes = Encoding.UTF8.GetBytes(text);
+        await ctx.Response.OutputStream.WriteAsync(bytes);
+        ctx.Response.Close();
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        _listener.Close();
+    }
+}
+
+public sealed class HttpStepTests
+{
+    private static (PsSession Session, string Cs, string Output) Setup()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Prism");
+        var s = new PsSession();
+        var output = Directory.CreateTempSubdirectory("dataops-http-").FullName;
+        var r = s.Run("Connect-DataOps -ConnectionString $cs | Out-Null; New-PrismSampleData -Sessions 30 -Seed 9 | Out-Null", new Hashtable { ["cs"] = cs });
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        return (s, cs, output);
+    }
+
+    private static string Job(int port, string auth, int timeoutSeconds = 2, int retries = 2)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"dataops-http-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, $$"""
+            {
+              "version": 1, "name": "score-prism",
+              "parameters": { "resultsVersion": "v1.2.1" },
+              "items": { "discover": "SELECT id::text AS key FROM prism.sessions WHERE status = 'completed' ORDER BY id LIMIT 4" },
+              "capture": [ { "table": "prism.profiles", "where": "session_id = @key::uuid" } ],
+              "steps": [ {
+                "name": "score_prism", "kind": "http", "method": "POST",
+                "url": "http://127.0.0.1:{{port}}/score/@key",
+                "headers": { "Authorization": "Bearer {{auth}}" },
+                "body": { "session": "@key", "version": "@resultsVersion" },
+                "timeoutSeconds": {{timeoutSeconds}}, "retries": {{retries}}
+              } ],
+              "verify": "SELECT EXISTS (SELECT 1 FROM prism.profiles WHERE session_id = @key::uuid AND scores ? 'scored')"
+            }
+            """);
+        return path;
+    }
+
+    private static string Checksum(string cs) => (string)Sql.Scalar(cs, "SELECT md5(coalesce(string_agg(to_jsonb(p)::text, ',' ORDER BY id), '')) FROM prism.profiles p")!;
+
+    /// <summary>Every file a run left behind, plus its run log, as one text to search.</summary>
+    private static string AllArtifacts(string output, PsResult r)
+    {
+        var texts = Directory.GetFiles(output, "*", SearchOption.AllDirectories).Select(File.ReadAllText).ToList();
+        var log = r.Verbose.FirstOrDefault(v => v.StartsWith("Run log: ", StringComparison.Ordinal));
+        if (log is not null)
+        {
+            texts.Add(File.ReadAllText(log["Run log: ".Length..]));
+        }
+
+        texts.AddRange(r.Verbose);
+        texts.AddRange(r.Warnings);
+        texts.AddRange(r.Errors.Select(e => e.ToString()));
+        texts.AddRange(r.Output.Select(o => string.Join("|", o.Properties.Select(p => p.Value?.ToString()))));
+        return string.Join("\n", texts);
+    }
+
+    [Fact]
+    public void Calls_the_endpoint_with_the_secret_never_shows_it_and_the_rollback_undoes_the_endpoint_writes()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "svc-" + Guid.NewGuid().ToString("N");
+        var variable = "DATAOPS_TEST_KEY_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        Environment.SetEnvironmentVariable(variable, secret);
+        using var edge = new FakeEdgeFunction(cs, secret);
+        var before = Checksum(cs);
+        try
+        {
+            var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Verbose", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}"), ["out"] = output });
+
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            Assert.Equal(4, r.Output.Count);
+            Assert.All(r.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+            Assert.All(edge.Authorizations, a => Assert.Equal("Bearer " + secret, a));
+            Assert.Equal(4L, Sql.Scalar(cs, "SELECT count(*) FROM prism.profiles WHERE scores ? 'scored'"));
+            Assert.DoesNotContain(secret, AllArtifacts(output, r));
+
+            var runId = (Guid)r.Output[0].Properties["RunId"].Value;
+            var undo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = runId });
+            Assert.All(undo.Output, o => Assert.Equal("Restored", o.Properties["Status"].Value.ToString()));
+            Assert.Equal(before, Checksum(cs));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+    }
+
+    [Fact]
+    public void Retries_on_500_and_429_honouring_Retry_After_and_credentials_come_from_Secret()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "cred-" + Guid.NewGuid().ToString("N");
+        using var edge = new FakeEdgeFunction(cs, secret) { Mode = "fail-once" };
+        var password = new SecureString();
+        foreach (var c in secret)
+        {
+            password.AppendChar(c);
+        }
+
+        var vars = new Hashtable { ["job"] = Job(edge.Port, "{credential:SCORE_KEY}"), ["out"] = output, ["cred"] = new PSCredential("svc", password) };
+
+        var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Secret @{ SCORE_KEY = $cred }", vars);
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        Assert.All(r.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        Assert.All(edge.Hits.Values, n => Assert.Equal(2, n));
+        Assert.DoesNotContain(secret, AllArtifacts(output, r));
+
+        Sql.Execute(cs, "UPDATE prism.profiles SET scores = '{}'");
+        edge.Hits.Clear();
+        edge.Mode = "throttle-once";
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var throttled = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Secret @{ SCORE_KEY = $cred } -Force", vars);
+        Assert.All(throttled.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(4), $"Retry-After: 1 was not honoured ({watch.Elapsed})");
+    }
+
+    [Fact]
+    public void Exhausted_retries_and_timeouts_fail_the_item_with_a_redacted_excerpt()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "k-" + Guid.NewGuid().ToString("N");
+        var variable = "DATAOPS_TEST_KEY_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        Environment.SetEnvironmentVariable(variable, secret);
+        using var edge = new FakeEdgeFunction(cs, secret) { Mode = "always-500" };
+        var before = Checksum(cs);
+        try
+        {
+            var failing = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -MaxFailures 2", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", retries: 1), ["out"] = output });
+            edge.Mode = "slow";
+            var slow = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -MaxFailures 1", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", timeoutSeconds: 1, retries: 0), ["out"] = output });
+
+            Assert.Equal(2, failing.Output.Count);
+            var error = (string)failing.Output[0].Properties["Error"].Value;
+            Assert.Contains("answered 500", error);
+            Assert.Contains("********", error);
+            Assert.Equal("Other", failing.Output[0].Properties["ErrorCategory"].Value.ToString());
+            Assert.True(slow.Output.Single().Properties["ErrorCategory"].Value.ToString() == "Timeout", (string)slow.Output.Single().Properties["Error"].Value);
+            Assert.DoesNotContain(secret, AllArtifacts(output, failing));
+            Assert.Equal(before, Checksum(cs));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+    }
+
+    [Fact]
+    public void A_secret_that_is_not_set_stops_the_run_before_anything_runs()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+
+        var error = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = Job(1, "{env:DATAOPS_SURELY_UNSET_KEY}"), ["OutputDirectory"] = output });
+        var credential = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = Job(1, "{credential:MISSING}"), ["OutputDirectory"] = output });
+
+        Assert.StartsWith("SecretMissing,", error.FullyQualifiedErrorId);
+        Assert.Contains("DATAOPS_SURELY_UNSET_KEY", error.Exception.Message);
+        Assert.Contains("$.steps[0]", error.Exception.Message);
+        Assert.Contains("-Secret", credential.Exception.Message);
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run"));
+    }
+}
