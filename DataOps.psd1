@@ -29,6 +29,7 @@
         'New-PrismSampleData'
         'Watch-StagingSoak'
         'Test-ProdHealth'
+        'Test-DataOpsEnvironment'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

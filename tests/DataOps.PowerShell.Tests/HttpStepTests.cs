@@ -278,4 +278,51 @@ public sealed class HttpStepTests
         Assert.Contains("-Secret", credential.Exception.Message);
         Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run"));
     }
+
+    [Fact]
+    public void Preflight_passes_on_a_good_environment_and_lists_every_problem_of_a_broken_one()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "pf-" + Guid.NewGuid().ToString("N");
+        var variable = "DATAOPS_TEST_KEY_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        Environment.SetEnvironmentVariable(variable, secret);
+        using var edge = new FakeEdgeFunction(cs, secret);
+        try
+        {
+            var good = s.Run("Test-DataOpsEnvironment -Job $job", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}") });
+
+            Assert.False(good.HadErrors, string.Join("\n", good.Errors));
+            var names = good.Output.Select(o => (string)o.Properties["Name"].Value).ToList();
+            Assert.Equal(["Connection", "Schema", "JobFile", $"Secret {{env:{variable}}}", "Endpoint score_prism", "Duration"], names);
+            Assert.All(good.Output, o => Assert.True((bool)o.Properties["Passed"].Value, (string)o.Properties["Detail"].Value));
+            Assert.Contains("4 items", (string)good.Output[^1].Properties["Detail"].Value);
+            Assert.DoesNotContain(secret, string.Join("|", good.Output.Select(o => o.Properties["Detail"].Value)));
+            Assert.Empty(edge.Hits);
+
+            // Broken: an empty database, an unset secret, a closed port.
+            var empty = TestCluster.CreateDatabase();
+            int closed;
+            using (var l = new TcpListener(IPAddress.Loopback, 0))
+            {
+                l.Start();
+                closed = ((IPEndPoint)l.LocalEndpoint).Port;
+            }
+
+            var bad = s.Run("Test-DataOpsEnvironment -Job $job -Connection (Connect-DataOps -ConnectionString $cs -NoDefault)",
+                new Hashtable { ["job"] = Job(closed, "{env:DATAOPS_SURELY_UNSET_KEY}"), ["cs"] = empty });
+
+            Assert.False(bad.HadErrors, string.Join("\n", bad.Errors));
+            bool Failed(string name) => bad.Output.Any(o => ((string)o.Properties["Name"].Value).StartsWith(name, StringComparison.Ordinal) && !(bool)o.Properties["Passed"].Value);
+            Assert.True(Failed("Schema"));
+            Assert.True(Failed("JobFile"));
+            Assert.True(Failed("Secret {env:DATAOPS_SURELY_UNSET_KEY}"));
+            Assert.True(Failed("Endpoint"));
+            Assert.Contains(bad.Output, o => (string)o.Properties["Name"].Value == "Connection" && (bool)o.Properties["Passed"].Value);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+    }
 }

@@ -1,0 +1,46 @@
+using System.Management.Automation;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Logging;
+using DataOps.PowerShell.Infrastructure;
+
+namespace DataOps.PowerShell.Cmdlets;
+
+/// <summary>
+/// <para type="synopsis">Checks, without changing anything, that a backfill job can run here: connection, schema, job file, secrets, endpoints, duration.</para>
+/// <para type="description">Test-DataOpsEnvironment returns one object per check (Name, Passed, Detail): the connection (server version,
+/// latency, read-only or not, production or not), the Core schema component the ledger needs, the job file (full validation, every
+/// statement parsed in a read-only session), every secret the job names (set or not; never its value), every HTTP endpoint's
+/// reachability (a TCP connection, nothing sent), and the expected duration at the configured rate. Every check runs even when an
+/// earlier one fails, so one call lists every problem.</para>
+/// <para type="link">Invoke-Backfill</para>
+/// </summary>
+/// <example>
+///   <code>Test-DataOpsEnvironment -Job ./score.job.json -Connection $staging</code>
+///   <para>Lists each check with PASS or FAIL and the detail.</para>
+/// </example>
+/// <example>
+///   <code>if (Test-DataOpsEnvironment -Job ./score.job.json | Where-Object { -not $_.Passed }) { exit 1 }</code>
+///   <para>The first line of a runbook: stop before anything runs when the environment is not ready.</para>
+/// </example>
+[Cmdlet(VerbsDiagnostic.Test, "DataOpsEnvironment")]
+[OutputType(typeof(PreflightCheck))]
+public sealed class TestDataOpsEnvironmentCommand : DatabaseCmdlet
+{
+    /// <summary>The job file to check.</summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("Path", "PlanPath")]
+    [ValidateNotNullOrEmpty]
+    public string Job { get; set; } = string.Empty;
+
+    /// <summary>Secrets for {credential:NAME} placeholders: @{ NAME = $credential }.</summary>
+    [Parameter]
+    public System.Collections.Hashtable? Secret { get; set; }
+
+    protected override void ProcessRecord()
+    {
+        var connection = ResolveConnection();
+        var path = GetUnresolvedProviderPathFromPSPath(Job);
+        var credentials = SecretArgument.ToDictionary(Secret, new SecretRedactor());
+        WriteObject(RunEngine((_, ct) => Preflight.RunAsync(path, connection, credentials, ct)), enumerateCollection: true);
+    }
+}
