@@ -44,6 +44,12 @@ internal sealed class FakeEdgeFunction : IDisposable
 
     public ConcurrentBag<string> Authorizations { get; } = [];
 
+    /// <summary>The most calls that were in flight at the same time.</summary>
+    public int MaxInFlight => _maxInFlight;
+
+    private int _inFlight;
+    private int _maxInFlight;
+
     private async Task Loop()
     {
         while (!_stop.IsCancellationRequested)
@@ -68,6 +74,28 @@ internal sealed class FakeEdgeFunction : IDisposable
 
     private async Task Handle(HttpListenerContext ctx)
     {
+        var now = Interlocked.Increment(ref _inFlight);
+        InterlockedMax(ref _maxInFlight, now);
+        try
+        {
+            await HandleOne(ctx);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int seen;
+        while ((seen = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, seen) != seen)
+        {
+        }
+    }
+
+    private async Task HandleOne(HttpListenerContext ctx)
+    {
         var key = ctx.Request.Url!.Segments[^1];
         var hit = Hits.AddOrUpdate(key, 1, (_, n) => n + 1);
         var auth = ctx.Request.Headers["Authorization"] ?? string.Empty;
@@ -89,6 +117,13 @@ internal sealed class FakeEdgeFunction : IDisposable
         {
             ctx.Response.Headers["Retry-After"] = "1";
             (status, text) = (429, "slow down");
+        }
+        else if (Mode == "steady")
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(400));
+            Sql.Execute(_cs, $"INSERT INTO prism.profiles (session_id, results_version, scores) VALUES ('{Guid.Parse(key)}', 'v1.2.1', '{{\"scored\": true}}') " +
+                             "ON CONFLICT (session_id) DO UPDATE SET scores = prism.profiles.scores || '{\"scored\": true}'");
+            (status, text) = (200, "scored");
         }
         else if (Mode == "slow")
         {
@@ -128,7 +163,7 @@ public sealed class HttpStepTests
         return (s, cs, output);
     }
 
-    private static string Job(int port, string auth, int timeoutSeconds = 2, int retries = 2)
+    private static string Job(int port, string auth, int timeoutSeconds = 2, int retries = 2, int maxConcurrency = 1, int perMinute = 0)
     {
         var path = Path.Combine(Path.GetTempPath(), $"dataops-http-{Guid.NewGuid():N}.json");
         File.WriteAllText(path, $$"""
@@ -136,6 +171,7 @@ public sealed class HttpStepTests
               "version": 1, "name": "score-prism",
               "parameters": { "resultsVersion": "v1.2.1" },
               "items": { "discover": "SELECT id::text AS key FROM prism.sessions WHERE status = 'completed' ORDER BY id LIMIT 4" },
+              "throttle": { "itemsPerMinute": {{perMinute}}, "maxConcurrency": {{maxConcurrency}} },
               "capture": [ { "table": "prism.profiles", "where": "session_id = @key::uuid" } ],
               "steps": [ {
                 "name": "score_prism", "kind": "http", "method": "POST",
@@ -319,6 +355,36 @@ public sealed class HttpStepTests
             Assert.True(Failed("Secret {env:DATAOPS_SURELY_UNSET_KEY}"));
             Assert.True(Failed("Endpoint"));
             Assert.Contains(bad.Output, o => (string)o.Properties["Name"].Value == "Connection" && (bool)o.Properties["Passed"].Value);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+    }
+
+    [Fact]
+    public void MaxConcurrency_runs_independent_items_in_parallel_while_the_rate_limit_holds()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "mc-" + Guid.NewGuid().ToString("N");
+        var variable = "DATAOPS_TEST_KEY_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        Environment.SetEnvironmentVariable(variable, secret);
+        using var edge = new FakeEdgeFunction(cs, secret) { Mode = "steady" };
+        try
+        {
+            var parallel = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", maxConcurrency: 3), ["out"] = output });
+
+            Assert.False(parallel.HadErrors, string.Join("\n", parallel.Errors));
+            Assert.Equal(4, parallel.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
+            Assert.InRange(edge.MaxInFlight, 2, 3);
+
+            // At 60 items/minute one item may start per second, however many may run at once.
+            Sql.Execute(cs, "UPDATE prism.profiles SET scores = '{}'");
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var limited = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", maxConcurrency: 3, perMinute: 60), ["out"] = output });
+            Assert.Equal(4, limited.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
+            Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(3), $"4 items at 60/minute took only {watch.Elapsed}");
         }
         finally
         {

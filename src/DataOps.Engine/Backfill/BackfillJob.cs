@@ -31,6 +31,9 @@ public sealed partial class BackfillJob
 
     public int BatchSize { get; init; } = 10;
 
+    /// <summary>Items in flight at once (independent items calling an endpoint); the rate limit still holds. Default 1.</summary>
+    public int MaxConcurrency { get; init; } = 1;
+
     public required IReadOnlyList<CaptureSpec> Capture { get; init; }
 
     public required IReadOnlyList<StepSpec> Steps { get; init; }

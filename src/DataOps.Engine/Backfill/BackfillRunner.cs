@@ -142,7 +142,7 @@ public static class BackfillRunner
             ? new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
             {
                 TokenLimit = 1, TokensPerPeriod = 1, ReplenishmentPeriod = TimeSpan.FromMinutes(1.0 / perMinute),
-                QueueLimit = 1, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
+                QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
             })
             : null;
         var retry = RetryPipeline(log);
@@ -159,39 +159,133 @@ public static class BackfillRunner
         var skipped = 0;
         var watch = Stopwatch.StartNew();
         var lastProgress = TimeSpan.FromSeconds(-1);
+        var stop = false;
+
+        // One key's work: skip what the ledger shows as applied, else wait for the throttle and apply.
+        async Task<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> ProcessAsync(string key, WorkConnection connectionForItem)
+        {
+            if (applied.Contains(key))
+            {
+                return (key, new BackfillItemResult { RunId = runId, Job = name, Key = key, Status = BackfillItemStatus.Skipped }, null);
+            }
+
+            while (limiter is not null)
+            {
+                // Concurrent workers queue for tokens; a lease is granted in order, one per period.
+                using var lease = await limiter.AcquireAsync(1, ct).ConfigureAwait(false);
+                if (lease.IsAcquired)
+                {
+                    break;
+                }
+            }
+
+            var (result, restore) = await ApplyItemAsync(job, connectionForItem, runId, key, options.DryRun, retry, log, ct, http).ConfigureAwait(false);
+            if (result.Status == BackfillItemStatus.Stale && !options.DryRun)
+            {
+                log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
+                await RecordFailureAsync(connection, runId, name, key, BackfillErrorCategory.None, result.Error!, result.Attempts, result.Duration, "stale").ConfigureAwait(false);
+            }
+
+            return (key, result, restore);
+        }
+
+        async IAsyncEnumerable<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Sequential()
+        {
+            foreach (var key in keys)
+            {
+                if (stop)
+                {
+                    yield break;
+                }
+
+                yield return await ProcessAsync(key, work).ConfigureAwait(false);
+            }
+        }
+
+        // Independent items in parallel (HTTP endpoints): each worker has its own connection, the rate limit is shared.
+        async IAsyncEnumerable<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Concurrent(int width)
+        {
+            var done = System.Threading.Channels.Channel.CreateUnbounded<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>();
+            var pool = new System.Collections.Concurrent.ConcurrentBag<WorkConnection>();
+            var producer = Task.Run(async () =>
+            {
+                using var slots = new SemaphoreSlim(width);
+                var running = new List<Task>();
+                try
+                {
+                    foreach (var key in keys)
+                    {
+                        await slots.WaitAsync(ct).ConfigureAwait(false);
+                        if (stop)
+                        {
+                            slots.Release();
+                            break;
+                        }
+
+                        running.Add(Task.Run(async () =>
+                        {
+                            var mine = pool.TryTake(out var w) ? w : new WorkConnection(connection);
+                            try
+                            {
+                                done.Writer.TryWrite(await ProcessAsync(key, mine).ConfigureAwait(false));
+                            }
+                            finally
+                            {
+                                pool.Add(mine);
+                                slots.Release();
+                            }
+                        }, CancellationToken.None));
+                    }
+                }
+                finally
+                {
+                    try
+                    {
+                        await Task.WhenAll(running).ConfigureAwait(false);
+                        done.Writer.TryComplete();
+                    }
+                    catch (Exception ex)
+                    {
+                        done.Writer.TryComplete(ex);
+                    }
+                }
+            }, CancellationToken.None);
+
+            try
+            {
+                await foreach (var item in done.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+                {
+                    yield return item;
+                }
+
+                await producer.ConfigureAwait(false);
+            }
+            finally
+            {
+                foreach (var w in pool)
+                {
+                    await w.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
         try
         {
-            for (var i = 0; i < keys.Count; i++)
+            var done = 0;
+            var source = job.Job.MaxConcurrency > 1 ? Concurrent(job.Job.MaxConcurrency) : Sequential();
+            await foreach (var (key, result, restore) in source.ConfigureAwait(false))
             {
-                var key = keys[i];
-                BackfillItemResult result;
-                IReadOnlyList<RestoreOp>? restore = null;
-                if (applied.Contains(key))
+                if (result.Status == BackfillItemStatus.Skipped)
                 {
-                    result = new BackfillItemResult { RunId = runId, Job = name, Key = key, Status = BackfillItemStatus.Skipped };
                     skipped++;
                 }
-                else
+                else if (result.Status == BackfillItemStatus.Failed)
                 {
-                    if (limiter is not null)
-                    {
-                        using var lease = await limiter.AcquireAsync(1, ct).ConfigureAwait(false);
-                    }
-
-                    (result, restore) = await ApplyItemAsync(job, work, runId, key, options.DryRun, retry, log, ct, http).ConfigureAwait(false);
-                    if (result.Status == BackfillItemStatus.Failed)
-                    {
-                        failures++;
-                    }
-                    else if (result.Status == BackfillItemStatus.Stale && !options.DryRun)
-                    {
-                        log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
-                        await RecordFailureAsync(connection, runId, name, key, BackfillErrorCategory.None, result.Error!, result.Attempts, result.Duration, "stale").ConfigureAwait(false);
-                    }
+                    failures++;
                 }
 
                 artifacts.Add(result, restore);
-                var done = i + 1;
+                done++;
                 if (watch.Elapsed - lastProgress > TimeSpan.FromMilliseconds(200) || done == keys.Count || limiter is not null)
                 {
                     lastProgress = watch.Elapsed;
@@ -199,15 +293,21 @@ public static class BackfillRunner
                     observer.Progress(new OperationProgress($"Backfill {name}", $"{done} of {keys.Count} items ({failures} failed)",
                         (int)(done * 100L / Math.Max(keys.Count, 1)), TimeSpan.FromSeconds((keys.Count - done) / rate), CurrentOperation: key));
                 }
+
                 yield return result;
 
-                if (failures >= options.MaxFailures)
+                if (failures >= options.MaxFailures && !stop)
                 {
+                    stop = true;
                     outcome = "failed";
                     reason = $"stopped after {failures} failed items (-MaxFailures {options.MaxFailures})";
                     log.Warning("Run {RunId} {Reason}", runId, reason);
-                    yield break;
                 }
+            }
+
+            if (stop)
+            {
+                yield break;
             }
 
             outcome = "completed";

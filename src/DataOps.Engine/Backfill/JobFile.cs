@@ -156,11 +156,13 @@ public static partial class JobFile
 
         var itemsPerMinute = 20;
         var batchSize = 10;
+        var maxConcurrency = 1;
         if (root.TryGetProperty("throttle", out var throttle))
         {
-            Unknown(throttle, "$.throttle", ["itemsPerMinute", "batchSize"], problems);
+            Unknown(throttle, "$.throttle", ["itemsPerMinute", "batchSize", "maxConcurrency"], problems);
             itemsPerMinute = Int(throttle, "itemsPerMinute", "$.throttle", 0, 1_000_000, 20, problems);
             batchSize = Int(throttle, "batchSize", "$.throttle", 1, 100_000, 10, problems);
+            maxConcurrency = Int(throttle, "maxConcurrency", "$.throttle", 1, 64, 1, problems);
         }
 
         var capture = new List<CaptureSpec>();
@@ -237,7 +239,7 @@ public static partial class JobFile
         var job = new BackfillJob
         {
             Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
-            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, Capture = capture, Steps = steps, VerifySql = verify!,
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Capture = capture, Steps = steps, VerifySql = verify!,
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
             Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
