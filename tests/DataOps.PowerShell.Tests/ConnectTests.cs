@@ -133,6 +133,19 @@ public sealed class ConnectTests
     }
 
     [Fact]
+    public void Job_parameters_complete_job_files_under_the_current_location()
+    {
+        using var s = new PsSession();
+        var line = "Invoke-Backfill -Job ./examples/jo";
+
+        var completions = s.Run("$ExecutionContext.SessionState.Path.SetLocation($root) | Out-Null; (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches | ForEach-Object CompletionText",
+            new Hashtable { ["line"] = line, ["root"] = Repo.Root }).Output.Select(o => o.ToString()).ToList();
+
+        Assert.Contains("./examples/jobs/results-v1.2.1.job.json", completions);
+        Assert.DoesNotContain(completions, c => c.Contains("/bin/", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Production_environment_names_are_production()
     {
         Environment.SetEnvironmentVariable("DATAOPS_PRODUCTION_CONNECTION", $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops;Username=postgres;Password={TestCluster.Password}");

@@ -42,6 +42,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 {
     /// <summary>The job file (JSON, version 1). Binds from pipeline objects' Job or PlanPath property.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(JobFileCompleter))]
     [Alias("PlanPath", "Path")]
     [AllowNull]
     [AllowEmptyString]

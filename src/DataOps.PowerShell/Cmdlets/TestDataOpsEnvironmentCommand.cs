@@ -28,6 +28,7 @@ public sealed class TestDataOpsEnvironmentCommand : DatabaseCmdlet
 {
     /// <summary>The job file to check.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(JobFileCompleter))]
     [Alias("Path", "PlanPath")]
     [ValidateNotNullOrEmpty]
     public string Job { get; set; } = string.Empty;
