@@ -64,6 +64,7 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
         var report = RunEngine(async (observer, ct) =>
         {
             using var log = RunLog.Open("Test-ProdHealth", observer);
+            observer.Verbose($"Run log: {log.Path}");
             var job = await JobValidator.ValidateAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
             return await HealthRunner.RunAsync(job, connection, output, plan, log, ct).ConfigureAwait(false);
         });

@@ -1,0 +1,50 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.0' }
+<#
+    How a team uses DataOps inside its own Pester tests in CI: a throwaway sandbox per run, seeded data,
+    and assertions on the health check and the soak verdict. Run with: Invoke-Pester ./examples/pester
+    (Pester is not installed on the project's build machines; CI parses this file and checks that every
+    DataOps command and parameter it uses exists.)
+#>
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot '../../out/DataOps/DataOps.psd1') -Force
+    $script:sandbox = Start-DataOpsSandbox -Name pester-usage -Reset
+    Install-DataOpsSchema -Component Prism, ScriptExecution | Out-Null
+    $script:job = Join-Path $PSScriptRoot '../jobs/results-v1.2.1.job.json'
+    $script:out = Join-Path ([IO.Path]::GetTempPath()) 'dataops-pester'
+}
+
+AfterAll {
+    Stop-DataOpsSandbox -Name pester-usage -Remove -Confirm:$false
+}
+
+Describe 'results-v1.2.1 backfill' {
+    BeforeEach {
+        New-PrismSampleData -Sessions 50 -Seed 42 -PendingShare 0.3 | Out-Null
+    }
+
+    It 'finds pending sessions before the backfill' {
+        Test-ProdHealth -Job $job -OutputDirectory $out -Quiet | Should -BeFalse
+    }
+
+    It 'rehearses cleanly' {
+        $dry = Invoke-Backfill -Job $job -DryRun -ItemsPerMinute 0 -OutputDirectory $out
+        $dry.Status | Should -Not -Contain 'Failed'
+    }
+
+    It 'is healthy and soaks Go after the backfill' {
+        Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Confirm:$false | Out-Null
+        Test-ProdHealth -Job $job -OutputDirectory $out -Quiet | Should -BeTrue
+        $report = Watch-StagingSoak -Job $job -Duration 2s -Interval 1s -OutputDirectory $out | Select-Object -Last 1
+        $report.Verdict | Should -Be 'Go'
+    }
+}
+
+Describe 'script_execution seeding' {
+    It 'loads the exact split with no violations' {
+        $seed = New-ScriptExecutionSeed -Count 10000 -ScheduledRatio 0.25 -Seed 7
+        $seed.Scheduled | Should -Be 2500
+        $seed.ConstraintViolations | Should -Be 0
+        $seed | Remove-ScriptExecutionSeed -Confirm:$false | Out-Null
+    }
+}
