@@ -46,6 +46,19 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public void Cmdlet_reference_covers_every_exported_cmdlet()
+    {
+        using var s = new PsSession();
+        var reference = File.ReadAllText(Path.Combine(Repo.Root, "docs", "cmdlets.md"));
+
+        foreach (var name in s.Run("Get-Command -Module DataOps").Output.Select(o => ((CommandInfo)o.BaseObject).Name))
+        {
+            Assert.True(reference.Contains($"## {name}", StringComparison.Ordinal),
+                $"docs/cmdlets.md lacks {name}: run dotnet run --project tools/DataOps.HelpGen -- out/DataOps --markdown docs/cmdlets.md");
+        }
+    }
+
+    [Fact]
     public void About_topic_is_shipped()
     {
         using var s = new PsSession();

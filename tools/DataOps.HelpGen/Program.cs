@@ -4,13 +4,18 @@ using System.Text;
 using System.Xml;
 using System.Xml.Linq;
 
-// Usage: DataOps.HelpGen <module folder>. Imports <folder>/DataOps.psd1, reads DataOps.PowerShell.xml
-// (the doc comments) and writes <folder>/en-US/DataOps.PowerShell.dll-help.xml.
-if (args.Length != 1)
+// Usage: DataOps.HelpGen <module folder> [--markdown <file>]. Imports <folder>/DataOps.psd1, reads
+// DataOps.PowerShell.xml (the doc comments) and writes <folder>/en-US/DataOps.PowerShell.dll-help.xml,
+// and with --markdown also the cmdlet reference (docs/cmdlets.md).
+if (args.Length is not (1 or 3) || (args.Length == 3 && args[1] != "--markdown"))
 {
-    Console.Error.WriteLine("Usage: DataOps.HelpGen <module folder>");
+    Console.Error.WriteLine("Usage: DataOps.HelpGen <module folder> [--markdown <file>]");
     return 64;
 }
+
+var markdown = args.Length == 3 ? new StringBuilder() : null;
+markdown?.AppendLine("# DataOps cmdlet reference").AppendLine()
+    .AppendLine("Generated from the cmdlets' doc comments by `dotnet run --project tools/DataOps.HelpGen -- out/DataOps --markdown docs/cmdlets.md`; the same text is what `Get-Help` shows.").AppendLine();
 
 var moduleDir = Path.GetFullPath(args[0]);
 var docs = DocComments.Load(Path.Combine(moduleDir, "DataOps.PowerShell.xml"), Path.Combine(moduleDir, "Dependencies", "DataOps.Engine.xml"));
@@ -101,6 +106,38 @@ foreach (var cmd in commands)
 
     var links = doc.Links.Select(l => new XElement(maml + "navigationLink", new XElement(maml + "linkText", l), new XElement(maml + "uri")));
 
+    if (markdown is not null)
+    {
+        markdown.AppendLine($"## {cmd.Name}").AppendLine().AppendLine(doc.Synopsis).AppendLine();
+        foreach (var set in cmd.ParameterSets)
+        {
+            markdown.AppendLine("```powershell").AppendLine($"{cmd.Name} {set}").AppendLine("```");
+        }
+
+        markdown.AppendLine();
+        foreach (var d in doc.Description)
+        {
+            markdown.AppendLine(d).AppendLine();
+        }
+
+        markdown.AppendLine("| parameter | type | description |").AppendLine("| --- | --- | --- |");
+        foreach (var p in parameters)
+        {
+            markdown.AppendLine($"| -{p.Name} | {FriendlyType(p.Type)} | {p.Description.Replace("|", "\\|", StringComparison.Ordinal)} |");
+        }
+
+        markdown.AppendLine();
+        foreach (var e in doc.Examples)
+        {
+            markdown.AppendLine("```powershell").AppendLine(e.Code).AppendLine("```").AppendLine(string.Join(" ", e.Remarks)).AppendLine();
+        }
+
+        if (cmd.OutputType.Count > 0)
+        {
+            markdown.AppendLine($"Outputs: {string.Join(", ", cmd.OutputType.Select(t => $"`{t.Name}`"))}").AppendLine();
+        }
+    }
+
     items.Add(new XElement(command + "command",
         new XAttribute(XNamespace.Xmlns + "maml", maml), new XAttribute(XNamespace.Xmlns + "command", command), new XAttribute(XNamespace.Xmlns + "dev", dev),
         new XElement(command + "details",
@@ -126,6 +163,11 @@ using (var writer = XmlWriter.Create(target, new XmlWriterSettings { Indent = tr
 }
 
 Console.WriteLine($"DataOps.HelpGen: wrote help for {commands.Count} cmdlets to {target}");
+if (markdown is not null)
+{
+    File.WriteAllText(args[2], markdown.ToString());
+    Console.WriteLine($"DataOps.HelpGen: wrote the cmdlet reference to {args[2]}");
+}
 foreach (var m in missing)
 {
     Console.WriteLine($"DataOps.HelpGen: warning: no help text for {m}");
