@@ -23,6 +23,7 @@
         'Set-WorkflowExecution'
         'Remove-WorkflowExecution'
         'Get-ExecutionStats'
+        'New-WorkflowSampleData'
         'Invoke-Backfill'
         'Undo-Backfill'
         'Get-BackfillRun'

@@ -39,6 +39,10 @@ try {
     "== 5. Seed 100,000 script_execution rows (binary COPY, constraints validated in bulk)"
     New-ScriptExecutionSeed -Count 100000 -Seed 42 | Out-Default
 
+    "== 5b. Execution tracking: sample executions and their statistics, computed in SQL"
+    New-WorkflowSampleData -Seed 3 | Out-Default
+    Get-ExecutionStats -GroupBy Status | Out-Default
+
     "== 6. Sample Prism data where a share of completed sessions still needs the results-v1.2.1 backfill"
     $sample = New-PrismSampleData -Sessions 120 -Seed 7
     $sample | Out-Default

@@ -334,4 +334,25 @@ public sealed class ExecutionTests
         var upper = Math.Min(lower + 1, sorted.Count - 1);
         return sorted[lower] + ((position - lower) * (sorted[upper] - sorted[lower]));
     }
+
+    [Fact]
+    public void Sample_data_fills_the_tables_for_stats_and_needs_the_component()
+    {
+        var (s, cs) = Setup();
+        using var _ = s;
+
+        var sample = s.Run("New-WorkflowSampleData -Users 5 -Workflows 7 -Executions 500 -Seed 1").Output.Single();
+        var stats = s.Run("Get-ExecutionStats -GroupBy Status").Output;
+
+        Assert.Equal(500, sample.Properties["Executions"].Value);
+        Assert.Equal(500L, Sql.Scalar(cs, "SELECT count(*) FROM workflow_executions WHERE temporal_workflow_id LIKE 'sample-%'"));
+        Assert.Equal(7L, Sql.Scalar(cs, "SELECT count(*) FROM workflows WHERE name LIKE 'sample-workflow-%'"));
+        Assert.Equal(5, stats.Count);
+        Assert.True(Convert.ToInt64(Sql.Scalar(cs, "SELECT count(DISTINCT duration_ms) FROM workflow_executions")) > 100);
+
+        using var bare = new PsSession();
+        var empty = TestCluster.CreateDatabase();
+        var error = Assert.Single(bare.Run("New-WorkflowSampleData -Connection (Connect-DataOps -ConnectionString $cs -NoDefault)", new Hashtable { ["cs"] = empty }).Errors);
+        Assert.StartsWith("SchemaMissing,", error.FullyQualifiedErrorId);
+    }
 }

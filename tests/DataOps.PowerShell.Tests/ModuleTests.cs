@@ -59,6 +59,23 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public void Every_output_type_has_a_view_and_components_complete()
+    {
+        using var s = new PsSession();
+        var views = System.Xml.Linq.XDocument.Load(Path.Combine(Repo.ModuleDirectory, "DataOps.Format.ps1xml"))
+            .Descendants("TypeName").Select(t => t.Value).ToHashSet(StringComparer.Ordinal);
+        var outputs = s.Run("Get-Command -Module DataOps").Output.SelectMany(o => ((CommandInfo)o.BaseObject).OutputType)
+            .Select(t => t.Type).OfType<Type>().Where(t => t != typeof(bool)).Select(t => t.FullName!).Distinct().ToList();
+
+        Assert.NotEmpty(outputs);
+        Assert.All(outputs, t => Assert.True(views.Contains(t), $"{t} has no view in DataOps.Format.ps1xml"));
+
+        var line = "Install-DataOpsSchema -Component Work";
+        var completions = s.Run("(TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches | ForEach-Object CompletionText", new Hashtable { ["line"] = line });
+        Assert.Contains("WorkflowExecution", completions.Output.Select(o => o.ToString()));
+    }
+
+    [Fact]
     public void About_topic_is_shipped()
     {
         using var s = new PsSession();
