@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 using DataOps.PowerShell.Infrastructure;
 
@@ -56,12 +55,7 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
             return;
         }
 
-        var applied = RunEngine(async (observer, ct) =>
-        {
-            using var log = RunLog.Open("Install-DataOpsSchema", observer);
-            observer.Verbose($"Run log: {log.Path}");
-            return await SchemaInstaller.InstallAsync(connection, Component, log, ct).ConfigureAwait(false);
-        });
+        var applied = RunEngineLogged("Install-DataOpsSchema", (log, _, ct) => SchemaInstaller.InstallAsync(connection, Component, log, ct));
         WriteObject(applied, enumerateCollection: true);
     }
 }

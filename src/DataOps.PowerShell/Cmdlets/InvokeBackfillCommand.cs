@@ -131,16 +131,6 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, Force = Force, DryRun = DryRun,
             ResolvedSecrets = secrets, Redactor = redactor,
         };
-        StreamEngine((observer, ct) => Run(job, connection, options, observer, ct));
-    }
-
-    private static async IAsyncEnumerable<BackfillItemResult> Run(ValidatedJob job, Engine.Connections.DataOpsConnection connection, BackfillOptions options, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        using var log = RunLog.Open("Invoke-Backfill", observer, options.Redactor);
-        observer.Verbose($"Run log: {log.Path}");
-        await foreach (var result in BackfillRunner.RunAsync(job, connection, options, log, observer, ct).ConfigureAwait(false))
-        {
-            yield return result;
-        }
+        StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => BackfillRunner.RunAsync(job, connection, options, log, observer, ct), redactor);
     }
 }

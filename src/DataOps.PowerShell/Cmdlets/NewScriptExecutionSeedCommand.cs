@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using DataOps.Engine.Logging;
 using DataOps.Engine.Seeding;
 using DataOps.PowerShell.Infrastructure;
 
@@ -101,12 +100,7 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
             return;
         }
 
-        var result = RunEngine(async (observer, ct) =>
-        {
-            using var log = RunLog.Open("New-ScriptExecutionSeed", observer);
-            observer.Verbose($"Run log: {log.Path}");
-            return await ScriptExecutionSeeder.RunAsync(connection, options, log, observer, ct).ConfigureAwait(false);
-        });
+        var result = RunEngineLogged("New-ScriptExecutionSeed", (log, observer, ct) => ScriptExecutionSeeder.RunAsync(connection, options, log, observer, ct));
         WriteObject(result);
     }
 }

@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using DataOps.Engine;
-using DataOps.Engine.Logging;
 using DataOps.Engine.Seeding;
 using DataOps.PowerShell.Infrastructure;
 
@@ -67,11 +66,7 @@ public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
                 continue;
             }
 
-            var removed = RunEngine(async (observer, ct) =>
-            {
-                using var log = RunLog.Open("Remove-ScriptExecutionSeed", observer);
-                return await ScriptExecutionSeeder.RemoveAsync(connection, run, log, ct).ConfigureAwait(false);
-            });
+            var removed = RunEngineLogged("Remove-ScriptExecutionSeed", (log, _, ct) => ScriptExecutionSeeder.RemoveAsync(connection, run, log, ct));
             WriteObject(removed);
         }
     }

@@ -1,7 +1,6 @@
 using System.Management.Automation;
 using DataOps.Engine.Backfill;
 using DataOps.Engine.Health;
-using DataOps.Engine.Logging;
 using DataOps.PowerShell.Infrastructure;
 
 namespace DataOps.PowerShell.Cmdlets;
@@ -61,10 +60,8 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var plan = PlanPath is null ? null : GetUnresolvedProviderPathFromPSPath(PlanPath);
-        var report = RunEngine(async (observer, ct) =>
+        var report = RunEngineLogged("Test-ProdHealth", async (log, _, ct) =>
         {
-            using var log = RunLog.Open("Test-ProdHealth", observer);
-            observer.Verbose($"Run log: {log.Path}");
             var job = await JobValidator.ValidateAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
             return await HealthRunner.RunAsync(job, connection, output, plan, log, ct).ConfigureAwait(false);
         });

@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using DataOps.Engine.Backfill;
-using DataOps.Engine.Logging;
 using DataOps.PowerShell.Infrastructure;
 
 namespace DataOps.PowerShell.Cmdlets;
@@ -53,15 +52,6 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
             return;
         }
 
-        StreamEngine((observer, ct) => Run(connection, runId, observer, ct));
-    }
-
-    private static async IAsyncEnumerable<BackfillItemResult> Run(Engine.Connections.DataOpsConnection connection, Guid runId, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        using var log = RunLog.Open("Undo-Backfill", observer);
-        await foreach (var result in UndoRunner.UndoAsync(connection, runId, log, observer, ct).ConfigureAwait(false))
-        {
-            yield return result;
-        }
+        StreamEngineLogged("Undo-Backfill", (log, observer, ct) => UndoRunner.UndoAsync(connection, runId, log, observer, ct));
     }
 }

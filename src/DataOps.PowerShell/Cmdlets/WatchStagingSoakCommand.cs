@@ -1,6 +1,5 @@
 using System.Management.Automation;
 using DataOps.Engine.Backfill;
-using DataOps.Engine.Logging;
 using DataOps.Engine.Soak;
 using DataOps.PowerShell.Infrastructure;
 
@@ -74,16 +73,8 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
             ThrowTerminating("SoakWindowInvalid", Engine.DataOpsErrorKind.InvalidArgument, $"-Interval ({spec.Interval}) is longer than -Duration ({spec.Duration}).", spec.Interval);
         }
 
-        StreamEngine((observer, ct) => Run(job, spec, connection, output, observer, ct));
-    }
-
-    private async IAsyncEnumerable<object> Run(BackfillJob job, SoakSpec spec, Engine.Connections.DataOpsConnection connection, string output, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
-    {
-        using var log = RunLog.Open("Watch-StagingSoak", observer);
-        observer.Verbose($"Watching {spec.Checks.Count} checks every {spec.Interval} for {spec.Duration}, read-only. Run log: {log.Path}");
-        await foreach (var item in SoakRunner.WatchAsync(job, spec, connection, output, FailFast, log, observer, ct).ConfigureAwait(false))
-        {
-            yield return item;
-        }
+        WriteVerbose($"Watching {spec.Checks.Count} checks every {spec.Interval} for {spec.Duration}, read-only.");
+        var failFast = FailFast.IsPresent;
+        StreamEngineLogged("Watch-StagingSoak", (log, observer, ct) => SoakRunner.WatchAsync(job, spec, connection, output, failFast, log, observer, ct));
     }
 }

@@ -22,11 +22,6 @@ public abstract class DataOpsCmdlet : PSCmdlet
         base.StopProcessing();
     }
 
-    protected override void EndProcessing()
-    {
-        base.EndProcessing();
-    }
-
     /// <summary>Runs an engine operation, relaying its reports, and returns its result.</summary>
     protected T RunEngine<T>(Func<IOperationObserver, CancellationToken, Task<T>> operation)
     {
@@ -88,6 +83,34 @@ public abstract class DataOpsCmdlet : PSCmdlet
         {
             ThrowTerminatingError(ToErrorRecord(ex));
         }
+    }
+
+    /// <summary>Runs an engine operation with a run log of its own, whose path -Verbose announces.</summary>
+    protected T RunEngineLogged<T>(string operation, Func<RunLog, IOperationObserver, CancellationToken, Task<T>> work, SecretRedactor? redactor = null) =>
+        RunEngine(async (observer, ct) =>
+        {
+            using var log = OpenLog(operation, observer, redactor);
+            return await work(log, observer, ct).ConfigureAwait(false);
+        });
+
+    /// <summary>Streams an engine operation's items with a run log of its own, whose path -Verbose announces.</summary>
+    protected void StreamEngineLogged<T>(string operation, Func<RunLog, IOperationObserver, CancellationToken, IAsyncEnumerable<T>> source, SecretRedactor? redactor = null) =>
+        StreamEngine((observer, ct) => Logged(operation, source, redactor, observer, ct));
+
+    private static async IAsyncEnumerable<T> Logged<T>(string operation, Func<RunLog, IOperationObserver, CancellationToken, IAsyncEnumerable<T>> source, SecretRedactor? redactor, IOperationObserver observer, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var log = OpenLog(operation, observer, redactor);
+        await foreach (var item in source(log, observer, ct).WithCancellation(ct).ConfigureAwait(false))
+        {
+            yield return item;
+        }
+    }
+
+    private static RunLog OpenLog(string operation, IOperationObserver observer, SecretRedactor? redactor)
+    {
+        var log = RunLog.Open(operation, observer, redactor);
+        observer.Verbose($"Run log: {log.Path}");
+        return log;
     }
 
     /// <summary>
