@@ -497,7 +497,7 @@ public static class BackfillRunner
             Add($"""
                 SELECT set_config('dataops.after_{i}', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (
                     SELECT * FROM {t.QualifiedName}
-                    WHERE ({t.Spec.Where}) OR ({RowImages.PkList(t)}) IN (SELECT {RowImages.PkList(t)} FROM jsonb_populate_recordset(NULL::{t.QualifiedName}, current_setting('dataops.before_{i}')::jsonb))) r), '[]'::jsonb)::text, true)
+                    WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{i}')::jsonb")}) r), '[]'::jsonb)::text, true)
                 """);
         }
 
