@@ -300,6 +300,128 @@ public sealed class BackfillTests
         Assert.Equal(5L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'failed'"));
     }
 
+    /// <summary>The keys the rollback script restores, one entry per restore operation ("-- item KEY: ...").</summary>
+    private static List<string> ScriptItems(string output, string job, Guid runId) =>
+        [.. File.ReadLines(Directory.GetFiles(Path.Combine(output, job, runId.ToString(), "backfill_logs"), "rollback_*.sql").Single())
+            .Where(l => l.StartsWith("-- item ", StringComparison.Ordinal))
+            .Select(l => l["-- item ".Length..l.IndexOf(':', StringComparison.Ordinal)])];
+
+    [Fact]
+    public void Unthrottled_items_run_in_groups_a_failure_fails_only_its_item_and_the_ledger_counts_match_the_restore_script()
+    {
+        var (s, cs, output) = Setup(sessions: 200, seed: 19);
+        using var _ = s;
+        var keys = PendingKeys(cs);
+        Assert.True(keys.Count > 64, $"{keys.Count} pending");
+        var bad = keys[40];
+        var job = Job(j =>
+        {
+            j["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) };
+            j["parameters"]!["badKey"] = bad;
+            j["verify"] = j["verify"]!.GetValue<string>() + " AND @key <> @badKey";
+        });
+
+        var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Verbose", Vars(job, output));
+
+        Assert.Contains(r.Verbose, v => v.Contains("runs whole on the server") && v.Contains("32 items per round trip"));
+        Assert.Equal(keys, r.Output.Select(o => (string)o.Properties["Key"].Value));
+        var failed = Assert.Single(r.Output, o => o.Properties["Status"].Value.ToString() != "Applied");
+        Assert.Equal(bad, failed.Properties["Key"].Value);
+        Assert.Equal("VerifyFailed", failed.Properties["ErrorCategory"].Value.ToString());
+        Assert.Equal(1, Pending(cs));
+        Assert.Equal(bad, PendingKeys(cs).Single());
+
+        // The server's count of changed rows (dataops.changed_rows) is the client's count of restore operations.
+        var runId = (Guid)r.Output[0].Properties["RunId"].Value;
+        var restoreOps = ScriptItems(output, "results-v1.2.1", runId).GroupBy(k => k).ToDictionary(g => g.Key, g => g.Count());
+        foreach (var o in r.Output.Where(o => o != failed))
+        {
+            var key = (string)o.Properties["Key"].Value;
+            var rows = (int)o.Properties["RowsChanged"].Value;
+            Assert.True(rows > 0);
+            Assert.Equal(rows, restoreOps[key]);
+            Assert.Equal(rows, Sql.Scalar(cs, $"SELECT rows_changed FROM dataops.ledger WHERE run_id = '{runId}' AND item_key = '{key}' AND status = 'applied'"));
+        }
+    }
+
+    [Fact]
+    public void Stopping_an_unthrottled_run_keeps_every_committed_item_in_the_rollback_script_and_a_rerun_resumes()
+    {
+        var (s, cs, output) = Setup(sessions: 3000, seed: 20);
+        using var _ = s;
+        var total = Pending(cs);
+        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
+        ps.AddCommand("Invoke-Backfill").AddParameter("Job", SampleJob).AddParameter("ItemsPerMinute", 0).AddParameter("OutputDirectory", output);
+        var results = new PSDataCollection<PSObject>();
+        var some = new ManualResetEventSlim();
+        results.DataAdded += (_, _) =>
+        {
+            if (results.Count >= 40)
+            {
+                some.Set();
+            }
+        };
+
+        var handle = ps.BeginInvoke<PSObject, PSObject>(null, results);
+        Assert.True(some.Wait(TimeSpan.FromSeconds(60)));
+        ps.Stop();
+        Assert.ThrowsAny<PipelineStoppedException>(() => ps.EndInvoke(handle));
+
+        var runId = (Guid)results[0].Properties["RunId"].Value;
+        var applied = Convert.ToInt64(Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
+        Assert.InRange(applied, 40, total - 1);
+        Assert.Equal(total - applied, Pending(cs));
+        var items = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "results-v1.2.1", runId.ToString(), "backfill_logs", "execution_results.json"))).RootElement.GetProperty("items");
+        Assert.Equal(applied, items.EnumerateArray().Count(i => i.GetProperty("Status").GetString() == "Applied"));
+        Assert.Equal(applied, ScriptItems(output, "results-v1.2.1", runId).Distinct().Count());
+
+        var rerun = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
+        Assert.Equal(total - applied, rerun.Output.Count);
+        Assert.Equal(0, Pending(cs));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM (SELECT item_key FROM dataops.ledger WHERE status = 'applied' GROUP BY item_key HAVING count(*) > 1) x"));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(6000)]
+    public void Composite_keys_rows_moved_out_of_the_predicate_inserted_and_deleted_are_all_restored(int itemsPerMinute)
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        using var s = new PsSession();
+        var output = Directory.CreateTempSubdirectory("dataops-bf-").FullName;
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        Sql.Execute(cs, "CREATE TABLE cp (a int, b int, state text NOT NULL, PRIMARY KEY (a, b)); INSERT INTO cp SELECT a, b, 'todo' FROM generate_series(1, 40) a, generate_series(1, 3) b");
+        const string sum = "SELECT md5(string_agg(to_jsonb(c)::text, ',' ORDER BY a, b)) FROM cp c";
+        var before = (string)Sql.Scalar(cs, sum)!;
+        var job = RawJob("""
+            {
+              "version": 1, "name": "composite",
+              "items": { "discover": "SELECT DISTINCT a::text AS key FROM cp WHERE state = 'todo' ORDER BY 1" },
+              "capture": [ { "table": "cp", "where": "a = @key::int AND state <> 'done'" } ],
+              "steps": [
+                { "name": "finish two", "sql": "UPDATE cp SET state = 'done' WHERE a = @key::int AND b < 3" },
+                { "name": "drop one", "sql": "DELETE FROM cp WHERE a = @key::int AND b = 3" },
+                { "name": "add one", "sql": "INSERT INTO cp VALUES (@key::int, 4, 'new')" }
+              ],
+              "verify": "SELECT NOT EXISTS (SELECT 1 FROM cp WHERE a = @key::int AND state = 'todo')"
+            }
+            """);
+
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute $rate -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output, ["rate"] = itemsPerMinute });
+
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        Assert.Equal(40, run.Output.Count);
+        Assert.All(run.Output, o => Assert.Equal(4, (int)o.Properties["RowsChanged"].Value)); // two updated, one deleted, one inserted
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM cp WHERE state = 'todo'"));
+        Assert.Equal(160L, Sql.Scalar(cs, "SELECT sum(rows_changed) FROM dataops.ledger WHERE status = 'applied'"));
+
+        var undo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = run.Output[0].Properties["RunId"].Value });
+
+        Assert.All(undo.Output, o => Assert.Equal("Restored", o.Properties["Status"].Value.ToString()));
+        Assert.Equal(before, Sql.Scalar(cs, sum));
+    }
+
     [Fact]
     public void Keys_are_always_bound_as_parameters_never_spliced_into_SQL()
     {
@@ -345,6 +467,7 @@ public sealed class BackfillTests
     [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: PostgreSQL rejects the statement: 42601")]
     [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET no_such_column = 1 WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""", "$.steps[0].sql: PostgreSQL rejects the statement: 42703")]
     [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}]}""", "$.verify: required")]
+    [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT count(*) FROM prism.sessions WHERE id::text = @key"}""", "$.verify: the query returns bigint; it must return one boolean")]
     [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"itemsPerMinute":-1}}""", "$.throttle.itemsPerMinute")]
     [InlineData("""{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL",}x""", "$: not valid JSON")]
     public void Bad_job_files_are_refused_with_the_JSON_path_before_anything_runs(string json, string expected)

@@ -20,7 +20,7 @@ namespace DataOps.Engine.Backfill;
 /// advisory lock on the job, so a second run of the same job fails at once; items the ledger shows
 /// as applied are skipped, so a re-run (after Ctrl+C or a killed process) resumes.
 /// </summary>
-public static class BackfillRunner
+public static partial class BackfillRunner
 {
     private const int StatementTimeoutSeconds = 60;
 
@@ -31,7 +31,7 @@ public static class BackfillRunner
         if (!installed.Contains(SchemaComponent.Core))
         {
             throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the Core schema component (the backfill ledger). Install it first: Install-DataOpsSchema -Component Core",
+                $"The database {connection} lacks the Core schema component (the backfill ledger) or has an older version of it. Install or upgrade it first: Install-DataOpsSchema -Component Core",
                 "Core") { RecommendedAction = "Install-DataOpsSchema -Component Core" };
         }
 
@@ -153,6 +153,11 @@ public static class BackfillRunner
         log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             runId, name, keys.Count, applied.Count(keys.Contains), perMinute, artifacts.Directory);
 
+        if (RunsOnServer(job, options) && job.Job.MaxConcurrency <= 1)
+        {
+            log.Information("Each item runs whole on the server as its own transaction, verified by dataops.verified(); {Group} items per round trip", perMinute > 0 ? 1 : ServerSideGroupSize);
+        }
+
         var outcome = "stopped";
         string? reason = "stopped before the end (Ctrl+C)";
         var failures = 0;
@@ -162,13 +167,8 @@ public static class BackfillRunner
         var stop = false;
 
         // One key's work: skip what the ledger shows as applied, else wait for the throttle and apply.
-        async Task<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> ProcessAsync(string key, WorkConnection connectionForItem)
+        async Task WaitForTokenAsync()
         {
-            if (applied.Contains(key))
-            {
-                return (key, new BackfillItemResult { RunId = runId, Job = name, Key = key, Status = BackfillItemStatus.Skipped }, null);
-            }
-
             while (limiter is not null)
             {
                 // Concurrent workers queue for tokens; a lease is granted in order, one per period.
@@ -177,6 +177,19 @@ public static class BackfillRunner
                 {
                     break;
                 }
+            }
+        }
+
+        async Task<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> ProcessAsync(string key, WorkConnection connectionForItem, bool throttle = true)
+        {
+            if (applied.Contains(key))
+            {
+                return (key, new BackfillItemResult { RunId = runId, Job = name, Key = key, Status = BackfillItemStatus.Skipped }, null);
+            }
+
+            if (throttle)
+            {
+                await WaitForTokenAsync().ConfigureAwait(false);
             }
 
             var (result, restore) = await ApplyItemAsync(job, connectionForItem, runId, key, options.DryRun, retry, log, ct, http).ConfigureAwait(false);
@@ -189,16 +202,57 @@ public static class BackfillRunner
             return (key, result, restore);
         }
 
-        async IAsyncEnumerable<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Sequential()
+        // One item after the other on one connection. Items that can run whole on the server go in
+        // groups, one round trip each (one item per group while throttled); the rest, and the items
+        // of a group after a failure, go one by one.
+        async IAsyncEnumerable<IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)>> Sequential()
         {
-            foreach (var key in keys)
+            var serverSide = RunsOnServer(job, options);
+            var next = 0;
+            while (next < keys.Count && !stop)
             {
-                if (stop)
+                if (!serverSide || applied.Contains(keys[next]))
                 {
-                    yield break;
+                    yield return [await ProcessAsync(keys[next++], work).ConfigureAwait(false)];
+                    continue;
                 }
 
-                yield return await ProcessAsync(key, work).ConfigureAwait(false);
+                var group = new List<string>();
+                while (next < keys.Count && group.Count < (limiter is null ? ServerSideGroupSize : 1) && !applied.Contains(keys[next]))
+                {
+                    group.Add(keys[next++]);
+                }
+
+                await WaitForTokenAsync().ConfigureAwait(false);
+                var outcome = await ApplyGroupAsync(job, work, runId, group, log, ct).ConfigureAwait(false);
+                if (outcome.Committed.Count > 0)
+                {
+                    yield return outcome.Committed;
+                }
+
+                if (outcome.Cancelled)
+                {
+                    ct.ThrowIfCancellationRequested();
+                }
+
+                var committed = outcome.Committed.Select(c => c.Key).ToHashSet(StringComparer.Ordinal);
+                foreach (var key in group.Where(k => !committed.Contains(k)))
+                {
+                    if (stop)
+                    {
+                        yield break;
+                    }
+
+                    yield return [await ProcessAsync(key, work, throttle: false).ConfigureAwait(false)];
+                }
+            }
+        }
+
+        async IAsyncEnumerable<IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)>> OneByOne(int width)
+        {
+            await foreach (var item in Concurrent(width).ConfigureAwait(false))
+            {
+                yield return [item];
             }
         }
 
@@ -272,29 +326,37 @@ public static class BackfillRunner
         try
         {
             var done = 0;
-            var source = job.Job.MaxConcurrency > 1 ? Concurrent(job.Job.MaxConcurrency) : Sequential();
-            await foreach (var (key, result, restore) in source.ConfigureAwait(false))
+            var source = job.Job.MaxConcurrency > 1 ? OneByOne(job.Job.MaxConcurrency) : Sequential();
+            await foreach (var group in source.ConfigureAwait(false))
             {
-                if (result.Status == BackfillItemStatus.Skipped)
+                // A whole group is in the artifacts before any of it is reported: Ctrl+C while reporting loses none.
+                foreach (var (_, result, restore) in group)
                 {
-                    skipped++;
-                }
-                else if (result.Status == BackfillItemStatus.Failed)
-                {
-                    failures++;
+                    if (result.Status == BackfillItemStatus.Skipped)
+                    {
+                        skipped++;
+                    }
+                    else if (result.Status == BackfillItemStatus.Failed)
+                    {
+                        failures++;
+                    }
+
+                    artifacts.Add(result, restore);
+                    done++;
                 }
 
-                artifacts.Add(result, restore);
-                done++;
                 if (watch.Elapsed - lastProgress > TimeSpan.FromMilliseconds(200) || done == keys.Count || limiter is not null)
                 {
                     lastProgress = watch.Elapsed;
                     var rate = done / Math.Max(watch.Elapsed.TotalSeconds, 1e-3);
                     observer.Progress(new OperationProgress($"Backfill {name}", $"{done} of {keys.Count} items ({failures} failed)",
-                        (int)(done * 100L / Math.Max(keys.Count, 1)), TimeSpan.FromSeconds((keys.Count - done) / rate), CurrentOperation: key));
+                        (int)(done * 100L / Math.Max(keys.Count, 1)), TimeSpan.FromSeconds((keys.Count - done) / rate), CurrentOperation: group[^1].Key));
                 }
 
-                yield return result;
+                foreach (var (_, result, _) in group)
+                {
+                    yield return result;
+                }
 
                 if (failures >= options.MaxFailures && !stop)
                 {
@@ -494,11 +556,7 @@ public static class BackfillRunner
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
-            Add($"""
-                SELECT set_config('dataops.after_{i}', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (
-                    SELECT * FROM {t.QualifiedName}
-                    WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{i}')::jsonb")}) r), '[]'::jsonb)::text, true)
-                """);
+            Add($"SELECT set_config('dataops.after_{i}', {AfterImageSelect(t, i)}::text, true)");
         }
 
         Add($"SELECT ({job.Job.VerifySql})");
@@ -581,6 +639,14 @@ public static class BackfillRunner
     /// </summary>
     internal static string ImageSelect(CaptureTable t, bool forUpdate) =>
         $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
+
+    /// <summary>
+    /// The after-image of a capture table (jsonb): the rows its predicate selects now, and the rows of
+    /// the before-image (kept in the setting dataops.before_N), which the steps may have moved out
+    /// of the predicate or deleted.
+    /// </summary>
+    private static string AfterImageSelect(CaptureTable t, int index) =>
+        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
 
     internal static List<string> Rows(string jsonArray)
     {

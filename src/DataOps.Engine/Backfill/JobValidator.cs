@@ -67,6 +67,11 @@ public static class JobValidator
             }
         }
 
+        if (!problems.Any(p => p.StartsWith("$.verify:", StringComparison.Ordinal)) && await VerifyTypeAsync(conn, tx, job, ct).ConfigureAwait(false) is { } verifyProblem)
+        {
+            problems.Add(verifyProblem);
+        }
+
         await tx.RollbackAsync(ct).ConfigureAwait(false);
         if (problems.Count > 0)
         {
@@ -74,5 +79,16 @@ public static class JobValidator
         }
 
         return new ValidatedJob(job, tables);
+    }
+
+    /// <summary>verify must return one boolean column (described by the server, never executed): the item is done when it is true.</summary>
+    private static async Task<string?> VerifyTypeAsync(NpgsqlConnection conn, NpgsqlTransaction tx, BackfillJob job, CancellationToken ct)
+    {
+        await using var cmd = BackfillSql.Command(conn, tx, job.VerifySql, job.Parameters, key: "0");
+        await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SchemaOnly, ct).ConfigureAwait(false);
+        var types = Enumerable.Range(0, reader.FieldCount).Select(reader.GetDataTypeName).ToList();
+        return types is ["boolean"]
+            ? null
+            : $"$.verify: the query returns {(types.Count == 0 ? "no column" : string.Join(", ", types))}; it must return one boolean (true when the item is done).";
     }
 }

@@ -1,0 +1,176 @@
+using System.Text.Json;
+using Dapper;
+using DataOps.Engine.Connections;
+using DataOps.Engine.Health;
+using DataOps.Engine.Logging;
+using Npgsql;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>
+/// Items that run whole on the server. Each item is still its own transaction (BEGIN, before-image
+/// FOR UPDATE, steps, then one statement that takes the after-image, runs verify through
+/// dataops.verified() and writes the ledger row, COMMIT), but the client sends a group of items in
+/// one round trip and learns each item's images from the ledger row's RETURNING. A failure anywhere
+/// stops the server at that item (its transaction rolls back, later items are not run); the ledger
+/// then says which items committed and the rest go through the one-item path, which retries and
+/// categorises the failure.
+/// </summary>
+public static partial class BackfillRunner
+{
+    /// <summary>Items per round trip when the throttle is off.</summary>
+    internal const int ServerSideGroupSize = 32;
+
+    private const string ItemMarker = "dataops_item";
+
+    /// <summary>
+    /// SQL-only jobs that are not dry runs and not fingerprinted plans: nothing needs the client
+    /// between an item's statements, so the item can run whole on the server.
+    /// </summary>
+    internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) =>
+        !options.DryRun && !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
+
+    /// <summary>What a group run did: the items that committed (in order), and whether Ctrl+C stopped it.</summary>
+    private sealed record GroupOutcome(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Committed, bool Cancelled);
+
+    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, Guid runId, IReadOnlyList<string> keys, RunLog log, CancellationToken ct)
+    {
+        var committed = new List<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>(keys.Count);
+        try
+        {
+            var conn = await work.GetAsync(ct).ConfigureAwait(false);
+            await using var batch = GroupBatch(conn, job, runId, keys);
+            await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            do
+            {
+                var isItem = reader.FieldCount > 0 && reader.GetName(0) == ItemMarker;
+                while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                {
+                    if (isItem)
+                    {
+                        committed.Add(Committed(job, runId, reader.GetString(0), reader.GetString(2), reader.GetString(3), reader.GetInt32(1), reader.GetFieldValue<TimeSpan>(4)));
+                    }
+                }
+            }
+            while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+
+            return new GroupOutcome(committed, Cancelled: false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or OperationCanceledException or IOException or System.Net.Sockets.SocketException or InvalidOperationException or DataOpsException)
+        {
+            // The row of an item is no proof its COMMIT ran; the ledger is.
+            await work.ResetAsync().ConfigureAwait(false);
+            var cancelled = ct.IsCancellationRequested;
+            if (!cancelled)
+            {
+                log.Information("A group of {Count} items stopped at a failure ({Error}); the items after the last committed one run one by one", keys.Count, ex.Message);
+            }
+
+            return new GroupOutcome(await CommittedByLedgerAsync(job, work.Profile, runId, keys, log).ConfigureAwait(false), cancelled);
+        }
+    }
+
+    private static (string, BackfillItemResult, IReadOnlyList<RestoreOp>?) Committed(ValidatedJob job, Guid runId, string key, string beforeJson, string afterJson, int rows, TimeSpan duration)
+    {
+        var before = ItemImage.FromJson(beforeJson);
+        var after = ItemImage.FromJson(afterJson);
+        return (key, new BackfillItemResult
+        {
+            RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = rows, Duration = duration, Attempts = 1,
+        }, RestoreOp.ForItem(key, before, after, job.Capture));
+    }
+
+    /// <summary>After a failed group: the items of <paramref name="keys"/> this run committed, from the ledger, in key order.</summary>
+    private static async Task<List<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>> CommittedByLedgerAsync(ValidatedJob job, DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys, RunLog log)
+    {
+        try
+        {
+            var rows = await RetryPipeline(log).ExecuteAsync(async token =>
+            {
+                await using var conn = await Database.OpenAsync(connection, token).ConfigureAwait(false);
+                return (await conn.QueryAsync<(string Key, string Before, string After, int Rows, TimeSpan Duration)>(new CommandDefinition(
+                    """
+                    SELECT item_key, before_image::text, after_image::text, rows_changed, finished_at - started_at
+                    FROM dataops.ledger WHERE run_id = @runId AND status = 'applied' AND item_key = ANY(@keys)
+                    """, new { runId, keys = keys.ToArray() }, cancellationToken: token)).ConfigureAwait(false)).ToDictionary(r => r.Key, StringComparer.Ordinal);
+            }, CancellationToken.None).ConfigureAwait(false);
+            return [.. keys.Where(rows.ContainsKey).Select(k => Committed(job, runId, k, rows[k].Before, rows[k].After, rows[k].Rows, rows[k].Duration))];
+        }
+        catch (Exception ex) when (ex is NpgsqlException or IOException or DataOpsException)
+        {
+            // Running the rest could apply an item twice: stop, the ledger decides on the re-run.
+            throw new DataOpsException("BackfillOutcomeUnknown", DataOpsErrorKind.ConnectionError,
+                $"The connection to {connection} failed while a group of {keys.Count} items ran, and the ledger could not be read to learn which of them committed ({ex.Message}). Nothing is applied twice: run the job again when the database is reachable; it skips the committed items.",
+                keys[0]);
+        }
+    }
+
+    /// <summary>
+    /// One batch for the whole group: the session's stable JSON and timeout settings, then per item
+    /// BEGIN, before-images (FOR UPDATE), steps, the ledger statement, COMMIT. The key, the run and
+    /// the table names are parameters.
+    /// </summary>
+    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, Guid runId, IReadOnlyList<string> keys)
+    {
+        var batch = new NpgsqlBatch(conn);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(
+            $"SELECT {BackfillSql.StableJsonSettingsSelect.Replace(", true)", ", false)", StringComparison.Ordinal)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', false), set_config('lock_timeout', '{StatementTimeoutSeconds}s', false)"));
+        var ledgerSql = LedgerStatement(job);
+        var primaryKeys = JsonSerializer.Serialize(job.Capture.ToDictionary(t => t.QualifiedName, t => t.PrimaryKey));
+        foreach (var key in keys)
+        {
+            void Add(string sql)
+            {
+                var command = new NpgsqlBatchCommand(sql);
+                BackfillSql.Bind(command.Parameters, sql, job.Job.Parameters, key);
+                batch.BatchCommands.Add(command);
+            }
+
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
+            for (var i = 0; i < job.Capture.Count; i++)
+            {
+                Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(job.Capture[i], forUpdate: true)}, true)");
+            }
+
+            foreach (var step in job.Job.Steps)
+            {
+                Add(step.Sql!);
+            }
+
+            // @key and the job's parameters; the dataops_ ones are the runner's own.
+            var ledger = new NpgsqlBatchCommand(ledgerSql);
+            BackfillSql.Bind(ledger.Parameters, ledgerSql, job.Job.Parameters, key);
+            ledger.Parameters.AddWithValue("dataops_run", runId);
+            ledger.Parameters.AddWithValue("dataops_job", job.Job.Name);
+            ledger.Parameters.AddWithValue("dataops_keys", NpgsqlTypes.NpgsqlDbType.Jsonb, primaryKeys);
+            for (var i = 0; i < job.Capture.Count; i++)
+            {
+                ledger.Parameters.AddWithValue($"dataops_table_{i}", NpgsqlTypes.NpgsqlDbType.Text, job.Capture[i].QualifiedName);
+            }
+
+            batch.BatchCommands.Add(ledger);
+            batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+        }
+
+        return batch;
+    }
+
+    /// <summary>
+    /// The after-images, verify (through dataops.verified, which raises unless it is true) and the
+    /// ledger row in one statement; RETURNING gives the client what it needs for results and the
+    /// rollback script.
+    /// </summary>
+    private static string LedgerStatement(ValidatedJob job)
+    {
+        var before = string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb"));
+        var after = string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {AfterImageSelect(t, i)}"));
+        return $"""
+            INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
+            SELECT @dataops_run, @dataops_job, @key, 'applied', i.before_image, i.after_image, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys), 1,
+                   now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
+            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
+            WHERE dataops.verified(({job.Job.VerifySql}), @key)
+            RETURNING item_key AS {ItemMarker}, rows_changed, before_image::text, after_image::text, finished_at - started_at
+            """;
+    }
+}
