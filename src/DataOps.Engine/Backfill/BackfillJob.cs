@@ -74,11 +74,14 @@ public sealed partial class BackfillJob
     }
 
     /// <summary>The @names a SQL text uses (outside quotes, comments and the @&gt; / &lt;@ operators).</summary>
-    public static IReadOnlyList<string> ParameterNames(string sql)
+    public static IReadOnlyList<string> ParameterNames(string sql) => ParameterNamesCache.GetOrAdd(sql, static text =>
     {
-        var stripped = QuotedOrComment().Replace(sql, " ");
+        var stripped = QuotedOrComment().Replace(text, " ");
         return [.. NamedParameter().Matches(stripped).Select(m => m.Groups[1].Value).Distinct(StringComparer.Ordinal)];
-    }
+    });
+
+    /// <summary>A run binds the same few statements for every item: scan each text once.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, IReadOnlyList<string>> ParameterNamesCache = new(StringComparer.Ordinal);
 
     [GeneratedRegex(@"'(?:[^']|'')*'|""(?:[^""]|"""")*""|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$", RegexOptions.Singleline)]
     private static partial Regex QuotedOrComment();

@@ -116,7 +116,7 @@ public static partial class BackfillRunner
         batch.BatchCommands.Add(new NpgsqlBatchCommand(
             $"SELECT {BackfillSql.StableJsonSettingsSelect.Replace(", true)", ", false)", StringComparison.Ordinal)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', false), set_config('lock_timeout', '{StatementTimeoutSeconds}s', false)"));
         var ledgerSql = LedgerStatement(job);
-        var primaryKeys = JsonSerializer.Serialize(job.Capture.ToDictionary(t => t.QualifiedName, t => t.PrimaryKey));
+        var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
         foreach (var key in keys)
         {
             void Add(string sql)

@@ -204,46 +204,86 @@ public static partial class BackfillRunner
 
         // One item after the other on one connection. Items that can run whole on the server go in
         // groups, one round trip each (one item per group while throttled); the rest, and the items
-        // of a group after a failure, go one by one.
+        // of a group after a failure, go one by one. Unthrottled, the server runs the next group
+        // while this one is reported.
         async IAsyncEnumerable<IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)>> Sequential()
         {
             var serverSide = RunsOnServer(job, options);
             var next = 0;
-            while (next < keys.Count && !stop)
+            Task<GroupOutcome>? ahead = null;
+            List<string>? aheadKeys = null;
+            List<string>? TakeGroup()
             {
-                if (!serverSide || applied.Contains(keys[next]))
+                if (!serverSide || next >= keys.Count || applied.Contains(keys[next]))
                 {
-                    yield return [await ProcessAsync(keys[next++], work).ConfigureAwait(false)];
-                    continue;
+                    return null;
                 }
 
-                var group = new List<string>();
-                while (next < keys.Count && group.Count < (limiter is null ? ServerSideGroupSize : 1) && !applied.Contains(keys[next]))
+                var taken = new List<string>();
+                while (next < keys.Count && taken.Count < (limiter is null ? ServerSideGroupSize : 1) && !applied.Contains(keys[next]))
                 {
-                    group.Add(keys[next++]);
+                    taken.Add(keys[next++]);
                 }
 
-                await WaitForTokenAsync().ConfigureAwait(false);
-                var outcome = await ApplyGroupAsync(job, work, runId, group, log, ct).ConfigureAwait(false);
-                if (outcome.Committed.Count > 0)
-                {
-                    yield return outcome.Committed;
-                }
+                return taken;
+            }
 
-                if (outcome.Cancelled)
+            try
+            {
+                while ((ahead is not null || next < keys.Count) && !stop)
                 {
-                    ct.ThrowIfCancellationRequested();
-                }
-
-                var committed = outcome.Committed.Select(c => c.Key).ToHashSet(StringComparer.Ordinal);
-                foreach (var key in group.Where(k => !committed.Contains(k)))
-                {
-                    if (stop)
+                    List<string> group;
+                    GroupOutcome outcome;
+                    if (ahead is not null)
                     {
-                        yield break;
+                        (group, outcome, ahead) = (aheadKeys!, await ahead.ConfigureAwait(false), null);
+                    }
+                    else if (TakeGroup() is { } taken)
+                    {
+                        group = taken;
+                        await WaitForTokenAsync().ConfigureAwait(false);
+                        outcome = await ApplyGroupAsync(job, work, runId, group, log, ct).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        yield return [await ProcessAsync(keys[next++], work).ConfigureAwait(false)];
+                        continue;
                     }
 
-                    yield return [await ProcessAsync(key, work, throttle: false).ConfigureAwait(false)];
+                    if (limiter is null && !outcome.Cancelled && outcome.Committed.Count == group.Count && TakeGroup() is { } following)
+                    {
+                        aheadKeys = following;
+                        ahead = Task.Run(() => ApplyGroupAsync(job, work, runId, following, log, ct), CancellationToken.None);
+                    }
+
+                    if (outcome.Committed.Count > 0)
+                    {
+                        yield return outcome.Committed;
+                    }
+
+                    if (outcome.Cancelled)
+                    {
+                        ct.ThrowIfCancellationRequested();
+                    }
+
+                    var committed = outcome.Committed.Select(c => c.Key).ToHashSet(StringComparer.Ordinal);
+                    foreach (var key in group.Where(k => !committed.Contains(k)))
+                    {
+                        if (stop)
+                        {
+                            yield break;
+                        }
+
+                        yield return [await ProcessAsync(key, work, throttle: false).ConfigureAwait(false)];
+                    }
+                }
+            }
+            finally
+            {
+                if (ahead is not null)
+                {
+                    // Stopped while the next group ran: what of it committed belongs in the artifacts too.
+                    Record((await ahead.ConfigureAwait(false)).Committed);
                 }
             }
         }
@@ -323,27 +363,32 @@ public static partial class BackfillRunner
             }
         }
 
+        var done = 0;
+        void Record(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> group)
+        {
+            foreach (var (_, result, restore) in group)
+            {
+                if (result.Status == BackfillItemStatus.Skipped)
+                {
+                    skipped++;
+                }
+                else if (result.Status == BackfillItemStatus.Failed)
+                {
+                    failures++;
+                }
+
+                artifacts.Add(result, restore);
+                done++;
+            }
+        }
+
         try
         {
-            var done = 0;
             var source = job.Job.MaxConcurrency > 1 ? OneByOne(job.Job.MaxConcurrency) : Sequential();
             await foreach (var group in source.ConfigureAwait(false))
             {
                 // A whole group is in the artifacts before any of it is reported: Ctrl+C while reporting loses none.
-                foreach (var (_, result, restore) in group)
-                {
-                    if (result.Status == BackfillItemStatus.Skipped)
-                    {
-                        skipped++;
-                    }
-                    else if (result.Status == BackfillItemStatus.Failed)
-                    {
-                        failures++;
-                    }
-
-                    artifacts.Add(result, restore);
-                    done++;
-                }
+                Record(group);
 
                 if (watch.Elapsed - lastProgress > TimeSpan.FromMilliseconds(200) || done == keys.Count || limiter is not null)
                 {
