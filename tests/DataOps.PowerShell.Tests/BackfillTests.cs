@@ -323,7 +323,7 @@ public sealed class BackfillTests
 
         var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Verbose", Vars(job, output));
 
-        Assert.Contains(r.Verbose, v => v.Contains("runs whole on the server") && v.Contains("32 items per round trip"));
+        Assert.Contains(r.Verbose, v => v.Contains("runs whole on the server") && v.Contains("128 items per round trip"));
         Assert.Equal(keys, r.Output.Select(o => (string)o.Properties["Key"].Value));
         var failed = Assert.Single(r.Output, o => o.Properties["Status"].Value.ToString() != "Applied");
         Assert.Equal(bad, failed.Properties["Key"].Value);
@@ -418,6 +418,39 @@ public sealed class BackfillTests
 
         var undo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = run.Output[0].Properties["RunId"].Value });
 
+        Assert.All(undo.Output, o => Assert.Equal("Restored", o.Properties["Status"].Value.ToString()));
+        Assert.Equal(before, Sql.Scalar(cs, sum));
+    }
+
+    [Fact]
+    public void A_round_trip_of_items_with_large_images_completes_and_restores_exactly()
+    {
+        // 40 items of 300 rows each: megabytes of images come back in one round trip (the client must
+        // read while it writes), and 300 x 300 rows take the set-based path of dataops.changed_rows.
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        using var s = new PsSession();
+        var output = Directory.CreateTempSubdirectory("dataops-bf-").FullName;
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        Sql.Execute(cs, "CREATE TABLE wide (a int, b int, pad text NOT NULL, v int NOT NULL, PRIMARY KEY (a, b)); INSERT INTO wide SELECT a, b, repeat(md5((a * 1000 + b)::text), 10), 0 FROM generate_series(1, 40) a, generate_series(1, 300) b");
+        const string sum = "SELECT md5(string_agg(to_jsonb(w)::text, ',' ORDER BY a, b)) FROM wide w";
+        var before = (string)Sql.Scalar(cs, sum)!;
+        var job = RawJob("""
+            {
+              "version": 1, "name": "wide",
+              "items": { "discover": "SELECT DISTINCT a::text AS key FROM wide ORDER BY 1" },
+              "capture": [ { "table": "wide", "where": "a = @key::int" } ],
+              "steps": [ { "name": "bump", "sql": "UPDATE wide SET v = v + 1 WHERE a = @key::int" } ],
+              "verify": "SELECT bool_and(v = 1) FROM wide WHERE a = @key::int"
+            }
+            """);
+
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output });
+
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        Assert.Equal(40, run.Output.Count);
+        Assert.All(run.Output, o => Assert.Equal(300, (int)o.Properties["RowsChanged"].Value));
+        Assert.Equal(12000L, Sql.Scalar(cs, "SELECT sum(rows_changed) FROM dataops.ledger WHERE status = 'applied'"));
+        var undo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = run.Output[0].Properties["RunId"].Value });
         Assert.All(undo.Output, o => Assert.Equal("Restored", o.Properties["Status"].Value.ToString()));
         Assert.Equal(before, Sql.Scalar(cs, sum));
     }

@@ -19,7 +19,7 @@ namespace DataOps.Engine.Backfill;
 public static partial class BackfillRunner
 {
     /// <summary>Items per round trip when the throttle is off.</summary>
-    internal const int ServerSideGroupSize = 32;
+    internal const int ServerSideGroupSize = 128;
 
     private const string ItemMarker = "dataops_item";
 
