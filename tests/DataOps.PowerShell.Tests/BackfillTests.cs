@@ -314,11 +314,14 @@ public sealed class BackfillTests
         var keys = PendingKeys(cs);
         Assert.True(keys.Count > 64, $"{keys.Count} pending");
         var bad = keys[40];
+        // A sequence counts how often the steps ran (nextval survives a rollback): each item exactly once.
+        Sql.Execute(cs, "CREATE SEQUENCE step_runs");
         var job = Job(j =>
         {
             j["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) };
             j["parameters"]!["badKey"] = bad;
             j["verify"] = j["verify"]!.GetValue<string>() + " AND @key <> @badKey";
+            ((JsonArray)j["steps"]!).Add(new JsonObject { ["name"] = "count", ["sql"] = "SELECT nextval('step_runs') WHERE @key IS NOT NULL" });
         });
 
         var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Verbose", Vars(job, output));
@@ -328,6 +331,10 @@ public sealed class BackfillTests
         var failed = Assert.Single(r.Output, o => o.Properties["Status"].Value.ToString() != "Applied");
         Assert.Equal(bad, failed.Properties["Key"].Value);
         Assert.Equal("VerifyFailed", failed.Properties["ErrorCategory"].Value.ToString());
+        Assert.Equal("Verify failed: verify returned false instead of true", failed.Properties["Error"].Value);
+        Assert.Equal(1, failed.Properties["Attempts"].Value);
+        Assert.Equal((long)keys.Count, Sql.Scalar(cs, "SELECT last_value FROM step_runs"));
+        Assert.Equal(1L, Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE status = 'failed' AND error_category = 'VerifyFailed' AND item_key = '{bad}'"));
         Assert.Equal(1, Pending(cs));
         Assert.Equal(bad, PendingKeys(cs).Single());
 

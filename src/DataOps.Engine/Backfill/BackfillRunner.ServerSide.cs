@@ -30,16 +30,22 @@ public static partial class BackfillRunner
     internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) =>
         !options.DryRun && !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
 
-    /// <summary>What a group run did: the items that committed (in order), and whether Ctrl+C stopped it.</summary>
-    private sealed record GroupOutcome(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Committed, bool Cancelled);
+    /// <summary>
+    /// What a group run did: the items that committed (a prefix of the group, in order), whether
+    /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
+    /// it did not run).
+    /// </summary>
+    private sealed record GroupOutcome(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Committed, bool Cancelled, BackfillItemResult? Failed = null);
 
     private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, Guid runId, IReadOnlyList<string> keys, RunLog log, CancellationToken ct)
     {
         var committed = new List<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>(keys.Count);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        NpgsqlBatch? batch = null;
         try
         {
             var conn = await work.GetAsync(ct).ConfigureAwait(false);
-            await using var batch = GroupBatch(conn, job, runId, keys);
+            batch = GroupBatch(conn, job, runId, keys);
             await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
             do
             {
@@ -61,14 +67,44 @@ public static partial class BackfillRunner
             // The row of an item is no proof its COMMIT ran; the ledger is.
             await work.ResetAsync().ConfigureAwait(false);
             var cancelled = ct.IsCancellationRequested;
-            if (!cancelled)
+            var ledger = await CommittedByLedgerAsync(job, work.Profile, runId, keys, log).ConfigureAwait(false);
+            if (cancelled)
             {
-                log.Information("A group of {Count} items stopped at a failure ({Error}); the items after the last committed one run one by one", keys.Count, ex.Message);
+                return new GroupOutcome(ledger, Cancelled: true);
             }
 
-            return new GroupOutcome(await CommittedByLedgerAsync(job, work.Profile, runId, keys, log).ConfigureAwait(false), cancelled);
+            // The server stops at the first error: every item before it committed (the ledger has them),
+            // so the failing item is the next one. Transient errors (a restart, a deadlock) go the
+            // one-item way, which reconnects and runs the item again.
+            if (ex is PostgresException { IsTransient: false } pg && ledger.Count < keys.Count)
+            {
+                var item = ledger.Count;
+                var (category, message) = pg.SqlState == VerifyFailedState
+                    ? (BackfillErrorCategory.VerifyFailed, "Verify failed: " + pg.MessageText)
+                    : Categorise(pg, work.Profile);
+                log.Warning("Item {Key} failed ({Category}): {Error}", keys[item], category, message);
+                await RecordFailureAsync(work.Profile, runId, job.Job.Name, keys[item], category, message, 1, watch.Elapsed).ConfigureAwait(false);
+                return new GroupOutcome(ledger, Cancelled: false, new BackfillItemResult
+                {
+                    RunId = runId, Job = job.Job.Name, Key = keys[item], Status = BackfillItemStatus.Failed, Duration = watch.Elapsed, Attempts = 1,
+                    ErrorCategory = category, Error = message,
+                });
+            }
+
+            log.Information("A group of {Count} items stopped at a failure ({Error}); the items after the last committed one run one by one", keys.Count, ex.Message);
+            return new GroupOutcome(ledger, Cancelled: false);
+        }
+        finally
+        {
+            if (batch is not null)
+            {
+                await batch.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
+
+    /// <summary>The SQLSTATE dataops.verified() raises when verify is not true.</summary>
+    private const string VerifyFailedState = "DOV01";
 
     private static (string, BackfillItemResult, IReadOnlyList<RestoreOp>?) Committed(ValidatedJob job, Guid runId, string key, string beforeJson, string afterJson, int rows, TimeSpan duration)
     {

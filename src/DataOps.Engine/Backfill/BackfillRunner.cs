@@ -212,12 +212,16 @@ public static partial class BackfillRunner
             var next = 0;
             Task<GroupOutcome>? ahead = null;
             List<string>? aheadKeys = null;
+            var groupStart = 0;
+            var aheadStart = 0;
             List<string>? TakeGroup()
             {
                 if (!serverSide || next >= keys.Count || applied.Contains(keys[next]))
                 {
                     return null;
                 }
+
+                groupStart = next;
 
                 var taken = new List<string>();
                 while (next < keys.Count && taken.Count < (limiter is null ? ServerSideGroupSize : 1) && !applied.Contains(keys[next]))
@@ -234,13 +238,14 @@ public static partial class BackfillRunner
                 {
                     List<string> group;
                     GroupOutcome outcome;
+                    int start;
                     if (ahead is not null)
                     {
-                        (group, outcome, ahead) = (aheadKeys!, await ahead.ConfigureAwait(false), null);
+                        (group, outcome, ahead, start) = (aheadKeys!, await ahead.ConfigureAwait(false), null, aheadStart);
                     }
                     else if (TakeGroup() is { } taken)
                     {
-                        group = taken;
+                        (group, start) = (taken, groupStart);
                         await WaitForTokenAsync().ConfigureAwait(false);
                         outcome = await ApplyGroupAsync(job, work, runId, group, log, ct).ConfigureAwait(false);
                     }
@@ -252,7 +257,7 @@ public static partial class BackfillRunner
 
                     if (limiter is null && !outcome.Cancelled && outcome.Committed.Count == group.Count && TakeGroup() is { } following)
                     {
-                        aheadKeys = following;
+                        (aheadKeys, aheadStart) = (following, groupStart);
                         ahead = Task.Run(() => ApplyGroupAsync(job, work, runId, following, log, ct), CancellationToken.None);
                     }
 
@@ -264,6 +269,14 @@ public static partial class BackfillRunner
                     if (outcome.Cancelled)
                     {
                         ct.ThrowIfCancellationRequested();
+                    }
+
+                    if (outcome.Failed is { } failed)
+                    {
+                        // The server named the failing item: it is recorded; the items after it did not run and go in the next group.
+                        yield return [(failed.Key, failed, null)];
+                        next = start + outcome.Committed.Count + 1;
+                        continue;
                     }
 
                     var committed = outcome.Committed.Select(c => c.Key).ToHashSet(StringComparer.Ordinal);

@@ -6,8 +6,8 @@ CREATE FUNCTION dataops.verified(ok boolean, item_key text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     IF ok IS NOT TRUE THEN
-        RAISE EXCEPTION 'DataOps verify returned % for item %', coalesce(ok::text, 'no row or NULL'), item_key
-            USING ERRCODE = 'DOV01', HINT = 'the item is rolled back';
+        RAISE EXCEPTION 'verify returned % instead of true', coalesce(ok::text, 'no row or NULL')
+            USING ERRCODE = 'DOV01', DETAIL = format('DataOps backfill item %s', item_key), HINT = 'the item is rolled back';
     END IF;
     RETURN true;
 END
