@@ -12,11 +12,11 @@ switch (mode)
         StatsBenchmark.Run(Option("--repeats", 5), args.Contains("--list-all"));
         return 0;
     case "backfill":
-        BackfillBenchmark.Run(Option("--items", 10_000), args.Contains("--skip-throttle"));
+        BackfillBenchmark.Run(Option("--items", 10_000), args.Contains("--skip-throttle"), Option("--repeats", 5));
         return 0;
     default:
         Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
         Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
-        Console.WriteLine("       DataOps.Bench backfill [--items N] [--skip-throttle]");
+        Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         return mode == "help" ? 0 : 64;
 }

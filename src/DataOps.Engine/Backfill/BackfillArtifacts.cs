@@ -14,7 +14,9 @@ internal sealed class BackfillArtifacts
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
     private readonly List<BackfillItemResult> _results = [];
     private readonly List<BackfillItemResult> _batch = [];
-    private readonly List<(string Key, IReadOnlyList<RestoreOp> Ops)> _restores = [];
+    // Each item's part of the rollback script, made as the item is added (while the server runs the
+    // next items) rather than all at the end; a part that cannot be quoted safely fails the script.
+    private readonly List<(string Key, string? Script, int Rows, DataOpsException? Unsafe)> _restores = [];
     private readonly BackfillJob _job;
     private readonly Guid _runId;
     private readonly string _database;
@@ -47,7 +49,14 @@ internal sealed class BackfillArtifacts
         _batch.Add(result);
         if (restore is { Count: > 0 })
         {
-            _restores.Add((result.Key, restore));
+            try
+            {
+                _restores.Add((result.Key, string.Concat(restore.Select(op => op.ToScript(_runId.ToString()))), restore.Count, null));
+            }
+            catch (DataOpsException ex)
+            {
+                _restores.Add((result.Key, null, restore.Count, ex));
+            }
         }
 
         if (_batch.Count >= _batchSize)
@@ -99,14 +108,11 @@ internal sealed class BackfillArtifacts
         sb.AppendLine("BEGIN;");
         sb.AppendLine(BackfillSql.StableJsonSettings + ";");
         var rows = 0;
-        foreach (var (key, ops) in Enumerable.Reverse(_restores))
+        foreach (var (_, script, count, unsafeScript) in Enumerable.Reverse(_restores))
         {
             sb.AppendLine();
-            foreach (var op in ops)
-            {
-                sb.Append(op.ToScript(_runId.ToString()));
-                rows++;
-            }
+            sb.Append(script ?? throw unsafeScript!);
+            rows += count;
         }
 
         sb.AppendLine();
