@@ -463,6 +463,29 @@ public sealed class BackfillTests
     }
 
     [Fact]
+    public void A_ledger_from_the_previous_version_is_refused_until_Install_DataOpsSchema_upgrades_it()
+    {
+        var (s, cs, output) = Setup(seed: 21);
+        using var _ = s;
+        // Put Core back to what the previous version installed: no server-side item functions.
+        Sql.Execute(cs, "DROP FUNCTION dataops.verified(boolean, text); DROP FUNCTION dataops.changed_rows(jsonb, jsonb, jsonb); CREATE INDEX idx_ledger_job_item ON dataops.ledger (job_name, item_key); DELETE FROM dataops.schema_versions WHERE scriptname LIKE '%0004_backfill_server_side_item%'");
+        var pending = Pending(cs);
+
+        var error = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = SampleJob, ["OutputDirectory"] = output, ["ItemsPerMinute"] = 0 });
+
+        Assert.StartsWith("SchemaMissing,", error.FullyQualifiedErrorId);
+        Assert.Contains("older version", error.Exception.Message);
+        Assert.Equal(pending, Pending(cs));
+
+        var upgrade = s.Run("Install-DataOpsSchema -Component Core");
+        Assert.False(upgrade.HadErrors, string.Join("\n", upgrade.Errors));
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        Assert.Equal(pending, run.Output.Count);
+        Assert.Equal(0, Pending(cs));
+    }
+
+    [Fact]
     public void Keys_are_always_bound_as_parameters_never_spliced_into_SQL()
     {
         var (s, cs, output) = Setup(seed: 18);
