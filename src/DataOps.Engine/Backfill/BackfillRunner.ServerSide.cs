@@ -4,6 +4,7 @@ using DataOps.Engine.Connections;
 using DataOps.Engine.Health;
 using DataOps.Engine.Logging;
 using Npgsql;
+using ItemOutcome = (string Key, DataOps.Engine.Backfill.BackfillItemResult Result, System.Collections.Generic.IReadOnlyList<DataOps.Engine.Backfill.RestoreOp>? Restore);
 
 namespace DataOps.Engine.Backfill;
 
@@ -36,11 +37,11 @@ public static partial class BackfillRunner
     /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
     /// it did not run).
     /// </summary>
-    private sealed record GroupOutcome(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Committed, bool Cancelled, BackfillItemResult? Failed = null);
+    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null);
 
     private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, Guid runId, IReadOnlyList<string> keys, RunLog log, CancellationToken ct)
     {
-        var committed = new List<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>(keys.Count);
+        var committed = new List<ItemOutcome>(keys.Count);
         var watch = System.Diagnostics.Stopwatch.StartNew();
         NpgsqlBatch? batch = null;
         var sent = false;
@@ -88,17 +89,8 @@ public static partial class BackfillRunner
             if (ex is PostgresException { IsTransient: false } pg && ledger.Count < keys.Count
                 && ledger.Select(c => c.Item1).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
             {
-                var item = ledger.Count;
-                var (category, message) = pg.SqlState == VerifyFailedState
-                    ? (BackfillErrorCategory.VerifyFailed, "Verify failed: " + pg.MessageText)
-                    : Categorise(pg, work.Profile);
-                log.Warning("Item {Key} failed ({Category}): {Error}", keys[item], category, message);
-                await RecordFailureAsync(work.Profile, runId, job.Job.Name, keys[item], category, message, 1, watch.Elapsed).ConfigureAwait(false);
-                return new GroupOutcome(ledger, Cancelled: false, new BackfillItemResult
-                {
-                    RunId = runId, Job = job.Job.Name, Key = keys[item], Status = BackfillItemStatus.Failed, Duration = watch.Elapsed, Attempts = 1,
-                    ErrorCategory = category, Error = message,
-                });
+                var failed = await FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log).ConfigureAwait(false);
+                return new GroupOutcome(ledger, Cancelled: false, failed);
             }
 
             log.Information("A group of {Count} items stopped at a failure ({Error}); the items after the last committed one run one by one", keys.Count, ex.Message);
@@ -116,7 +108,7 @@ public static partial class BackfillRunner
     /// <summary>The SQLSTATE dataops.verified() raises when verify is not true.</summary>
     private const string VerifyFailedState = "DOV01";
 
-    private static (string, BackfillItemResult, IReadOnlyList<RestoreOp>?) Committed(ValidatedJob job, Guid runId, string key, string beforeJson, string afterJson, int rows, TimeSpan duration)
+    private static ItemOutcome Committed(ValidatedJob job, Guid runId, string key, string beforeJson, string afterJson, int rows, TimeSpan duration)
     {
         var before = ItemImage.FromJson(beforeJson);
         var after = ItemImage.FromJson(afterJson);
@@ -127,7 +119,7 @@ public static partial class BackfillRunner
     }
 
     /// <summary>After a failed group: the items of <paramref name="keys"/> this run committed, from the ledger, in key order.</summary>
-    private static async Task<List<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>> CommittedByLedgerAsync(ValidatedJob job, DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys, RunLog log)
+    private static async Task<List<ItemOutcome>> CommittedByLedgerAsync(ValidatedJob job, DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys, RunLog log)
     {
         try
         {
@@ -159,8 +151,7 @@ public static partial class BackfillRunner
     private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, Guid runId, IReadOnlyList<string> keys)
     {
         var batch = new NpgsqlBatch(conn);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(
-            $"SELECT {BackfillSql.StableJsonSettingsSelect.Replace(", true)", ", false)", StringComparison.Ordinal)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', false), set_config('lock_timeout', '{StatementTimeoutSeconds}s', false)"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: false)));
         var ledgerSql = LedgerStatement(job);
         var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
         foreach (var key in keys)
@@ -175,7 +166,7 @@ public static partial class BackfillRunner
             batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
             for (var i = 0; i < job.Capture.Count; i++)
             {
-                Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(job.Capture[i], forUpdate: true)}, true)");
+                Add(BeforeImageSelect(job.Capture[i], i));
             }
 
             foreach (var step in job.Job.Steps)

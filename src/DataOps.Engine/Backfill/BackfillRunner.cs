@@ -11,6 +11,7 @@ using DataOps.Engine.Schema;
 using Npgsql;
 using Polly;
 using Polly.Retry;
+using ItemOutcome = (string Key, DataOps.Engine.Backfill.BackfillItemResult Result, System.Collections.Generic.IReadOnlyList<DataOps.Engine.Backfill.RestoreOp>? Restore);
 
 namespace DataOps.Engine.Backfill;
 
@@ -180,7 +181,7 @@ public static partial class BackfillRunner
             }
         }
 
-        async Task<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> ProcessAsync(string key, WorkConnection connectionForItem, bool throttle = true)
+        async Task<ItemOutcome> ProcessAsync(string key, WorkConnection connectionForItem, bool throttle = true)
         {
             if (applied.Contains(key))
             {
@@ -206,7 +207,7 @@ public static partial class BackfillRunner
         // groups, one round trip each (one item per group while throttled); the rest, and the items
         // of a group after a failure, go one by one. Unthrottled, the server runs the next group
         // while this one is reported.
-        async IAsyncEnumerable<IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)>> Sequential()
+        async IAsyncEnumerable<IReadOnlyList<ItemOutcome>> Sequential()
         {
             var serverSide = RunsOnServer(job, options);
             var next = 0;
@@ -301,7 +302,7 @@ public static partial class BackfillRunner
             }
         }
 
-        async IAsyncEnumerable<IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)>> OneByOne(int width)
+        async IAsyncEnumerable<IReadOnlyList<ItemOutcome>> OneByOne(int width)
         {
             await foreach (var item in Concurrent(width).ConfigureAwait(false))
             {
@@ -310,9 +311,9 @@ public static partial class BackfillRunner
         }
 
         // Independent items in parallel (HTTP endpoints): each worker has its own connection, the rate limit is shared.
-        async IAsyncEnumerable<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> Concurrent(int width)
+        async IAsyncEnumerable<ItemOutcome> Concurrent(int width)
         {
-            var done = System.Threading.Channels.Channel.CreateUnbounded<(string, BackfillItemResult, IReadOnlyList<RestoreOp>?)>();
+            var done = System.Threading.Channels.Channel.CreateUnbounded<ItemOutcome>();
             var pool = new System.Collections.Concurrent.ConcurrentBag<WorkConnection>();
             var producer = Task.Run(async () =>
             {
@@ -377,7 +378,7 @@ public static partial class BackfillRunner
         }
 
         var done = 0;
-        void Record(IReadOnlyList<(string Key, BackfillItemResult Result, IReadOnlyList<RestoreOp>? Restore)> group)
+        void Record(IReadOnlyList<ItemOutcome> group)
         {
             foreach (var (_, result, restore) in group)
             {
@@ -554,19 +555,25 @@ public static partial class BackfillRunner
         catch (Exception ex) when (ex is not DataOpsException { Kind: DataOpsErrorKind.InvalidData })
         {
             await work.ResetAsync().ConfigureAwait(false);
-            var (category, message) = Categorise(ex, connection);
-            log.Warning("Item {Key} failed ({Category}) after {Attempts} attempts: {Error}", key, category, attempts, message);
-            if (!dryRun)
-            {
-                await RecordFailureAsync(connection, runId, job.Job.Name, key, category, message, attempts, watch.Elapsed).ConfigureAwait(false);
-            }
-
-            return (new BackfillItemResult
-            {
-                RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Failed, Duration = watch.Elapsed, Attempts = attempts,
-                ErrorCategory = category, Error = message,
-            }, null);
+            return (await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun).ConfigureAwait(false), null);
         }
+    }
+
+    /// <summary>A failed item: categorised, logged, recorded in the ledger (unless a dry run), as a result.</summary>
+    private static async Task<BackfillItemResult> FailedAsync(Exception ex, DataOpsConnection connection, Guid runId, string job, string key, int attempts, TimeSpan elapsed, RunLog log, bool record = true)
+    {
+        var (category, message) = Categorise(ex, connection);
+        log.Warning("Item {Key} failed ({Category}) after {Attempts} attempts: {Error}", key, category, attempts, message);
+        if (record)
+        {
+            await RecordFailureAsync(connection, runId, job, key, category, message, attempts, elapsed).ConfigureAwait(false);
+        }
+
+        return new BackfillItemResult
+        {
+            RunId = runId, Job = job, Key = key, Status = BackfillItemStatus.Failed, Duration = elapsed, Attempts = attempts,
+            ErrorCategory = category, Error = message,
+        };
     }
 
     /// <summary>
@@ -589,13 +596,13 @@ public static partial class BackfillRunner
         }
 
         Add("BEGIN", bindJob: false);
-        Add($"SELECT {BackfillSql.StableJsonSettingsSelect}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', true), set_config('lock_timeout', '{StatementTimeoutSeconds}s', true)", bindJob: false);
+        Add(ItemSettingsSelect(local: true), bindJob: false);
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
             if (knownBefore is null)
             {
-                Add($"SELECT set_config('dataops.before_{i}', {ImageSelect(t, forUpdate: true)}, true)");
+                Add(BeforeImageSelect(t, i));
             }
             else
             {
@@ -660,7 +667,7 @@ public static partial class BackfillRunner
     {
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT {BackfillSql.StableJsonSettingsSelect}"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT {BackfillSql.StableJsonSettingsSelect(local: true)}"));
         foreach (var t in job.Capture)
         {
             var command = new NpgsqlBatchCommand($"SELECT {ImageSelect(t, forUpdate: false)}");
@@ -697,6 +704,14 @@ public static partial class BackfillRunner
     /// </summary>
     internal static string ImageSelect(CaptureTable t, bool forUpdate) =>
         $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
+
+    /// <summary>The session settings of item work: stable to_jsonb() text, statement and lock timeouts; for the transaction or the session.</summary>
+    private static string ItemSettingsSelect(bool local) =>
+        $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")}), set_config('lock_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
+
+    /// <summary>Locks a capture table's rows of the item and keeps their image in the transaction-local setting dataops.before_N.</summary>
+    private static string BeforeImageSelect(CaptureTable t, int index) =>
+        $"SELECT set_config('dataops.before_{index}', {ImageSelect(t, forUpdate: true)}, true)";
 
     /// <summary>
     /// The after-image of a capture table (jsonb): the rows its predicate selects now, and the rows of
@@ -777,6 +792,7 @@ public static partial class BackfillRunner
     {
         HttpStepException h => (h.Category, h.Message),
         VerifyFailedException v => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + v.Message),
+        PostgresException { SqlState: VerifyFailedState } pg => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + pg.MessageText),
         PostgresException { SqlState: var s } pg when s.StartsWith("23", StringComparison.Ordinal) => (BackfillErrorCategory.Constraint, $"{pg.SqlState}: {pg.MessageText}{(pg.ConstraintName is null ? string.Empty : $" ({pg.ConstraintName})")}"),
         PostgresException { SqlState: "57014" or "55P03" or "40P01" } pg => (BackfillErrorCategory.Timeout, $"{pg.SqlState}: {pg.MessageText}"),
         PostgresException pg => (BackfillErrorCategory.Other, $"{pg.SqlState}: {pg.MessageText}"),

@@ -42,8 +42,9 @@ internal static class BackfillSql
     public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>Session settings that make to_jsonb() of a row the same text in every session (time zone, float and interval output).</summary>
-    public const string StableJsonSettingsSelect =
-        "set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO, MDY', true)";
+    public static string StableJsonSettingsSelect(bool local = true) =>
+        string.Join(", ", new[] { ("TimeZone", "UTC"), ("IntervalStyle", "postgres"), ("extra_float_digits", "1"), ("DateStyle", "ISO, MDY") }
+            .Select(s => $"set_config('{s.Item1}', '{s.Item2}', {(local ? "true" : "false")})"));
 
     public const string StableJsonSettings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO, MDY'";
 }

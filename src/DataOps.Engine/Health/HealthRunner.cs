@@ -59,7 +59,7 @@ public static class HealthRunner
             try
             {
                 await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
-                await conn.ExecuteAsync(new CommandDefinition($"SET TRANSACTION READ ONLY; SELECT {BackfillSql.StableJsonSettingsSelect}; SET LOCAL statement_timeout = '120s'", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+                await conn.ExecuteAsync(new CommandDefinition($"SET TRANSACTION READ ONLY; SELECT {BackfillSql.StableJsonSettingsSelect()}; SET LOCAL statement_timeout = '120s'", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
                 await using (var cmd = BackfillSql.Command(conn, tx, discover, job.Job.Parameters, null))
                 await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
                 {
