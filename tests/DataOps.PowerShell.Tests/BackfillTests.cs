@@ -300,11 +300,9 @@ public sealed class BackfillTests
         Assert.Equal(5L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'failed'"));
     }
 
-    /// <summary>The keys the rollback script restores, one entry per restore operation ("-- item KEY: ...").</summary>
+    /// <summary>The keys the rollback script restores, one entry per restore operation.</summary>
     private static List<string> ScriptItems(string output, string job, Guid runId) =>
-        [.. File.ReadLines(Directory.GetFiles(Path.Combine(output, job, runId.ToString(), "backfill_logs"), "rollback_*.sql").Single())
-            .Where(l => l.StartsWith("-- item ", StringComparison.Ordinal))
-            .Select(l => l["-- item ".Length..l.IndexOf(':', StringComparison.Ordinal)])];
+        RollbackScript.ItemKeys(Directory.GetFiles(Path.Combine(output, job, runId.ToString(), "backfill_logs"), "rollback_*.sql").Single());
 
     [Fact]
     public void Unthrottled_items_run_in_groups_a_failure_fails_only_its_item_and_the_ledger_counts_match_the_restore_script()

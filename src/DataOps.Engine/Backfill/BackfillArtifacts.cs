@@ -99,12 +99,13 @@ internal sealed class BackfillArtifacts
     private string RollbackScript()
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"-- DataOps rollback of backfill run {_runId} (job {_job.Name}) on {_database}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"-- DataOps rollback of backfill run {_runId} (job {ScriptText.Comment(_job.Name)}) on {ScriptText.Comment(_database)}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"-- Generated {DateTimeOffset.UtcNow:u} from the before- and after-images captured in each item's transaction.");
         sb.AppendLine("-- Run it with:  psql -v ON_ERROR_STOP=1 -f <this file> <connection>");
         sb.AppendLine("-- One transaction. Items are undone newest first. A row is restored only if it still equals its after-image;");
         sb.AppendLine("-- otherwise the script stops with an error naming the row and nothing is restored.");
         sb.AppendLine("\\set ON_ERROR_STOP on");
+        sb.AppendLine(ScriptText.Preamble);
         sb.AppendLine("BEGIN;");
         sb.AppendLine(BackfillSql.StableJsonSettings + ";");
         var rows = 0;

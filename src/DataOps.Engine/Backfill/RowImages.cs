@@ -105,30 +105,34 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         _ => $"INSERT INTO {Table} SELECT * FROM jsonb_populate_record(NULL::{Table}, @before::jsonb) ON CONFLICT DO NOTHING",
     };
 
-    /// <summary>The same as a psql-runnable block with the images inlined as literals, raising on drift and checking the result.</summary>
+    /// <summary>
+    /// The same as a psql-runnable block with the images inlined as literals, raising on drift and
+    /// checking the result. Nothing taken from data leaves a quoted literal: the comment line holds
+    /// the key and row label escaped to printable ASCII (psql ends a comment at CR as well as LF, and
+    /// a line that then starts with a backslash is a meta-command such as \!), and the DO body's
+    /// dollar-quote tag is one that the body does not contain.
+    /// </summary>
     public string ToScript(string runId)
     {
         var sql = Sql.Replace("@before::jsonb", Literal(Before), StringComparison.Ordinal).Replace("@after::jsonb", Literal(After), StringComparison.Ordinal);
         var check = Kind == RestoreKind.Delete
-            ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(After)})); IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {Text(RowLabel)}; END IF;"
-            : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(Before)})) AND to_jsonb({Ref}) = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {Text(RowLabel)}; END IF;";
-        var tag = "$dataops$";
+            ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(After)})); IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {ScriptText.Literal(RowLabel)}; END IF;"
+            : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(Before)})) AND to_jsonb({Ref}) = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {ScriptText.Literal(RowLabel)}; END IF;";
         var body = new StringBuilder()
-            .AppendLine($"-- item {ItemKey}: {Kind.ToString().ToLowerInvariant()} {RowLabel}")
-            .AppendLine($"DO {tag} BEGIN")
             .AppendLine($"  {sql};")
-            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {Text(RowLabel)}, {Text(ItemKey)}; END IF;")
+            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {ScriptText.Literal(RowLabel)}, {ScriptText.Literal(ItemKey)}; END IF;")
             .AppendLine($"  {check}")
+            .ToString();
+        var tag = ScriptText.DollarTag(body);
+        return new StringBuilder()
+            .AppendLine($"-- item {ScriptText.QuotedComment(ItemKey)}: {Kind.ToString().ToLowerInvariant()} {ScriptText.Comment(RowLabel)}")
+            .AppendLine($"DO {tag} BEGIN")
+            .Append(body)
             .AppendLine($"END {tag};")
             .ToString();
-        return body.Contains(tag + " BEGIN", StringComparison.Ordinal) && body.Split(tag).Length == 3
-            ? body
-            : throw new DataOpsException("RollbackScriptUnsafe", DataOpsErrorKind.InvalidData, $"A row image of {RowLabel} contains the quoting tag {tag}; the rollback script cannot quote it safely.", RowLabel);
     }
 
-    private static string Literal(string? json) => json is null ? "NULL" : Text(json) + "::jsonb";
-
-    private static string Text(string value) => "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+    private static string Literal(string? json) => json is null ? "NULL" : ScriptText.Literal(json) + "::jsonb";
 
     /// <summary>The operations that undo one item, in a safe order: inserted rows go first (children before parents), then updates and re-inserts.</summary>
     public static IReadOnlyList<RestoreOp> ForItem(string key, ItemImage before, ItemImage after, IReadOnlyList<CaptureTable> tables)
