@@ -75,11 +75,12 @@ public static partial class BackfillRunner
             return keys;
         }
 
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        // A read-only session and transaction, and the query as one statement that must return rows: discover changes nothing.
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition("SET TRANSACTION READ ONLY", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-        await using var cmd = BackfillSql.Command(conn, tx, job.Job.DiscoverSql!, job.Job.Parameters, null);
-        await using var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        await using var query = BackfillSql.Batch(conn, tx, BackfillSql.Query(job.Job.DiscoverSql!), job.Job.Parameters, null);
+        await using var reader = await query.ExecuteReaderAsync(ct).ConfigureAwait(false);
         int ordinal;
         try
         {

@@ -4,16 +4,35 @@ namespace DataOps.Engine.Backfill;
 
 /// <summary>
 /// Builds commands from job SQL. The key and every parameter are always bound as parameters; no
-/// value is ever put into the SQL text.
+/// value is ever put into the SQL text. Job SQL always travels as one NpgsqlBatchCommand, which is
+/// exactly one statement on the wire: Npgsql refuses a second statement in it when there are named
+/// parameters, and PostgreSQL's extended protocol refuses one otherwise ("cannot insert multiple
+/// commands into a prepared statement"). A plain NpgsqlCommand would split "COMMIT; DELETE ..." at
+/// the semicolons and run every part (legacy batching).
 /// </summary>
 internal static class BackfillSql
 {
-    public static NpgsqlCommand Command(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, IReadOnlyDictionary<string, object?> parameters, string? key)
+    /// <summary>One job statement, bound, as a batch of one command.</summary>
+    public static NpgsqlBatch Batch(NpgsqlConnection conn, NpgsqlTransaction? tx, string sql, IReadOnlyDictionary<string, object?> parameters, string? key)
     {
-        var cmd = new NpgsqlCommand(sql, conn, tx);
-        Bind(cmd.Parameters, sql, parameters, key);
-        return cmd;
+        var command = new NpgsqlBatchCommand(sql);
+        Bind(command.Parameters, sql, parameters, key);
+        return new NpgsqlBatch(conn, tx) { BatchCommands = { command } };
     }
+
+    /// <summary>
+    /// A query field (discover, soak and health checks, baselines) as the FROM item of our own
+    /// SELECT: only a query that returns rows fits there, so SET, COMMIT, BEGIN, DML with RETURNING
+    /// or a data-modifying WITH are refused by the parser before anything runs. The line break keeps
+    /// a trailing -- comment from swallowing the closing parenthesis. A subquery scan keeps the
+    /// inner ORDER BY's order (discover's item order).
+    /// </summary>
+    public static string Query(string sql) => QueryPrefix + SqlText.WithoutTrailingSemicolon(sql) + "\n) AS dataops_query";
+
+    private const string QueryPrefix = "SELECT * FROM (\n";
+
+    /// <summary>Characters <see cref="Query"/> puts before the field's text (to report an error position in the field's own terms).</summary>
+    public static int QueryPrefixLength => QueryPrefix.Length;
 
     /// <summary>Binds @key and the job parameters a statement uses.</summary>
     public static void Bind(NpgsqlParameterCollection target, string sql, IReadOnlyDictionary<string, object?> parameters, string? key)

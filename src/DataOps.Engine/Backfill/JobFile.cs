@@ -239,11 +239,17 @@ public static partial class JobFile
         var job = new BackfillJob
         {
             Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
-            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Capture = capture, Steps = steps, VerifySql = verify!,
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
             Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
         };
+
+        // Each SQL field is one statement (a where condition none at all): "COMMIT; DELETE ..." must never reach a server.
+        problems.AddRange(new[] { SqlText.MoreThanOneStatement("$.items.discover", discover), SqlText.MoreThanOneStatement("$.verify", verify) }
+            .Concat(steps.Where(st => st.Sql is not null).Select(st => SqlText.MoreThanOneStatement(st.Path + ".sql", st.Sql)))
+            .Concat(capture.Select(c => SqlText.NotAFragment(c.Path + ".where", c.Where)))
+            .OfType<string>());
 
         // Every @name must be @key or a defined parameter; the discover query has no item, so no @key there.
         foreach (var (at, sql) in job.AllSql())

@@ -13,8 +13,8 @@ public sealed record ValidatedJob(BackfillJob Job, IReadOnlyList<CaptureTable> C
 public static class JobValidator
 {
     /// <summary>
-    /// Checks the job against the database without changing anything: every statement is prepared
-    /// (parsed and analysed, never executed) inside a transaction that is rolled back.
+    /// Checks the job against the database without changing anything: every statement is parsed
+    /// and described by the server (never executed) inside a transaction that is rolled back.
     /// </summary>
     public static async Task<ValidatedJob> ValidateAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
     {
@@ -55,13 +55,19 @@ public static class JobValidator
 
             try
             {
-                await using var cmd = BackfillSql.Command(conn, tx, sql, job.Parameters, key: "0");
-                await cmd.PrepareAsync(ct).ConfigureAwait(false);
-                await cmd.UnprepareAsync(ct).ConfigureAwait(false);
+                // The discover query is checked as it runs: inside our SELECT, where only a row-returning query fits.
+                await using var statement = BackfillSql.Batch(conn, tx, path == "$.items.discover" ? BackfillSql.Query(sql) : sql, job.Parameters, key: "0");
+                // Parse and describe only (an unnamed statement, nothing executed, nothing left prepared on the pooled connection).
+                await using var described = await statement.ExecuteReaderAsync(System.Data.CommandBehavior.SchemaOnly, ct).ConfigureAwait(false);
             }
-            catch (PostgresException ex)
+            catch (Exception ex) when (ex is PostgresException or NotSupportedException)
             {
-                problems.Add($"{path}: PostgreSQL rejects the statement: {ex.SqlState}: {ex.MessageText}{(ex.Position > 0 ? $" (at character {ex.Position})" : string.Empty)}.");
+                // NotSupportedException: Npgsql found a second statement (JobFile reports it with its position first).
+                problems.Add(ex is PostgresException pg
+                    ? path == "$.items.discover"
+                        ? $"{path}: must be one query that returns rows (SELECT, VALUES or WITH ... SELECT); PostgreSQL rejects it as one: {pg.SqlState}: {pg.MessageText}{(pg.Position > BackfillSql.QueryPrefixLength ? $" (at character {pg.Position - BackfillSql.QueryPrefixLength})" : string.Empty)}."
+                        : $"{path}: PostgreSQL rejects the statement: {pg.SqlState}: {pg.MessageText}{(pg.Position > 0 ? $" (at character {pg.Position})" : string.Empty)}."
+                    : $"{path}: holds more than one statement; each SQL field must be exactly one statement.");
                 await using var back = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {savepoint}", conn, tx);
                 await back.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
@@ -84,8 +90,8 @@ public static class JobValidator
     /// <summary>verify must return one boolean column (described by the server, never executed): the item is done when it is true.</summary>
     private static async Task<string?> VerifyTypeAsync(NpgsqlConnection conn, NpgsqlTransaction tx, BackfillJob job, CancellationToken ct)
     {
-        await using var cmd = BackfillSql.Command(conn, tx, job.VerifySql, job.Parameters, key: "0");
-        await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SchemaOnly, ct).ConfigureAwait(false);
+        await using var verify = BackfillSql.Batch(conn, tx, job.VerifySql, job.Parameters, key: "0");
+        await using var reader = await verify.ExecuteReaderAsync(System.Data.CommandBehavior.SchemaOnly, ct).ConfigureAwait(false);
         var types = Enumerable.Range(0, reader.FieldCount).Select(reader.GetDataTypeName).ToList();
         return types is ["boolean"]
             ? null

@@ -60,8 +60,8 @@ public static class HealthRunner
             {
                 await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
                 await conn.ExecuteAsync(new CommandDefinition($"SET TRANSACTION READ ONLY; SELECT {BackfillSql.StableJsonSettingsSelect()}; SET LOCAL statement_timeout = '120s'", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-                await using (var cmd = BackfillSql.Command(conn, tx, discover, job.Job.Parameters, null))
-                await using (var reader = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false))
+                await using (var query = BackfillSql.Batch(conn, tx, BackfillSql.Query(discover), job.Job.Parameters, null))
+                await using (var reader = await query.ExecuteReaderAsync(ct).ConfigureAwait(false))
                 {
                     var ordinal = reader.GetOrdinal("key");
                     while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -81,8 +81,8 @@ public static class HealthRunner
                     var image = new ItemImage();
                     foreach (var t in job.Capture)
                     {
-                        await using var cmd = BackfillSql.Command(conn, tx, $"SELECT {BackfillRunner.ImageSelect(t, forUpdate: false)}", job.Job.Parameters, key);
-                        image.Tables[t.QualifiedName] = BackfillRunner.Rows((string)(await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
+                        await using var select = BackfillSql.Batch(conn, tx, $"SELECT {BackfillRunner.ImageSelect(t, forUpdate: false)}", job.Job.Parameters, key);
+                        image.Tables[t.QualifiedName] = BackfillRunner.Rows((string)(await select.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
                     }
 
                     hashes[key] = PlanFingerprint.Hash(image, job.Capture);
@@ -170,6 +170,10 @@ public static class HealthRunner
                     if (discover is null)
                     {
                         problems.Add("$.health.discover: must be a query returning a column named key.");
+                    }
+                    else if (SqlText.MoreThanOneStatement("$.health.discover", discover) is { } several)
+                    {
+                        problems.Add(several);
                     }
                     else if (BackfillJob.ParameterNames(discover).FirstOrDefault(n => !job.Parameters.ContainsKey(n)) is { } unknown)
                     {

@@ -28,13 +28,13 @@ public static class SoakRunner
             await setup.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
-        await using var cmd = BackfillSql.Command(conn, tx, sql, parameters, null);
+        await using var query = BackfillSql.Batch(conn, tx, BackfillSql.Query(sql), parameters, null);
         if (BackfillJob.ParameterNames(sql).Contains("windowStart"))
         {
-            cmd.Parameters.Add(new NpgsqlParameter("windowStart", NpgsqlTypes.NpgsqlDbType.TimestampTz) { Value = windowStart.UtcDateTime });
+            query.BatchCommands[0].Parameters.Add(new NpgsqlParameter("windowStart", NpgsqlTypes.NpgsqlDbType.TimestampTz) { Value = windowStart.UtcDateTime });
         }
 
-        var value = await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false);
+        var value = await query.ExecuteScalarAsync(ct).ConfigureAwait(false);
         await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
         return value is null or DBNull ? null : Convert.ToDouble(value, CultureInfo.InvariantCulture);
     }

@@ -70,6 +70,11 @@ public static partial class SoakSpecParser
             JobFile.Unknown(c, path, ["name", "query", "expect", "baseline", "failureLimit", "consecutiveFailureLimit", "dryRun"], problems);
             var name = Text(c, "name", path, problems);
             var query = Text(c, "query", path, problems);
+            if (SqlText.MoreThanOneStatement(path + ".query", query) is { } several)
+            {
+                problems.Add(several);
+            }
+
             foreach (var used in query is null ? [] : BackfillJob.ParameterNames(query))
             {
                 if (!job.Parameters.ContainsKey(used) && !SoakSpec.BuiltInParameters.Contains(used))
@@ -90,6 +95,11 @@ public static partial class SoakSpecParser
                 else if (b.ValueKind == JsonValueKind.Object && b.TryGetProperty("query", out var bq) && bq.ValueKind == JsonValueKind.String)
                 {
                     baselineQuery = bq.GetString();
+                    if (SqlText.MoreThanOneStatement(path + ".baseline.query", baselineQuery) is { } severalInBaseline)
+                    {
+                        problems.Add(severalInBaseline);
+                    }
+
                 }
                 else
                 {
