@@ -30,7 +30,7 @@ internal sealed class BackfillArtifacts
         _runId = runId;
         _database = database;
         _batchSize = Math.Max(1, batchSize);
-        Directory = Path.Combine(Path.GetFullPath(outputDirectory), job.Name, runId.ToString());
+        Directory = JobPaths.RunFolder(outputDirectory, job.Name, runId.ToString());
         LogDirectory = Path.Combine(Directory, "backfill_logs");
         System.IO.Directory.CreateDirectory(LogDirectory);
     }

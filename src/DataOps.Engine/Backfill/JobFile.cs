@@ -13,15 +13,11 @@ public static partial class JobFile
 
     public static BackfillJob Load(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new DataOpsException("JobFileNotFound", DataOpsErrorKind.ObjectNotFound, $"The job file '{path}' does not exist.", path);
-        }
-
+        var text = JobPaths.ReadJobFile(path);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(File.ReadAllText(path), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            doc = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
         }
         catch (JsonException ex)
         {
@@ -65,7 +61,7 @@ public static partial class JobFile
         var name = String(root, "name", "$", problems, required: true);
         if (name is not null && !JobName().IsMatch(name))
         {
-            problems.Add($"$.name: '{name}' must be 1-100 letters, digits, '.', '-' or '_'.");
+            problems.Add($"$.name: '{name}' must be 1-100 letters, digits, '.', '-' or '_', starting with a letter or digit (it names the run folders).");
         }
 
         var description = String(root, "description", "$", problems, required: false);
@@ -405,7 +401,7 @@ public static partial class JobFile
         return default;
     }
 
-    [GeneratedRegex(@"^[A-Za-z0-9._-]{1,100}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
     private static partial Regex JobName();
 
     [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*$")]

@@ -129,8 +129,7 @@ public static class HealthRunner
         }
 
         var healthy = keys.Count == 0 && samples.All(s => s.DryRun || s.Outcome is SampleOutcome.Pass or SampleOutcome.NoData);
-        var dir = Path.Combine(Path.GetFullPath(outputDirectory), job.Job.Name, $"health_{now:yyyyMMdd-HHmmss}");
-        Directory.CreateDirectory(dir);
+        var dir = JobPaths.RunFolder(outputDirectory, job.Job.Name, $"health_{now:yyyyMMdd-HHmmss}");
         string? plan = null;
         if (keys.Count > 0)
         {
@@ -209,7 +208,7 @@ public static class HealthRunner
     /// <summary>The job with items set to exactly the pending keys, plus the fingerprint.</summary>
     private static void WritePlan(BackfillJob job, IReadOnlyList<string> keys, PlanFingerprint fingerprint, string path)
     {
-        var plan = JsonNode.Parse(File.ReadAllText(job.SourcePath), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })!.AsObject();
+        var plan = JsonNode.Parse(JobPaths.ReadJobFile(job.SourcePath), documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })!.AsObject();
         plan.Remove("$schema");
         plan["description"] = $"Mini plan from Test-ProdHealth for {fingerprint.Database} at {fingerprint.GeneratedAt:u}: the {keys.Count} items that still needed the backfill. {job.Description}".Trim();
         plan["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) };

@@ -228,8 +228,7 @@ public static class SoakRunner
 
     private static string WriteMarkdown(SoakReport report, BackfillJob job, DataOpsConnection connection, string outputDirectory, SoakSpec spec)
     {
-        var dir = Path.Combine(Path.GetFullPath(outputDirectory), job.Name, $"soak_{report.Started:yyyyMMdd-HHmmss}");
-        Directory.CreateDirectory(dir);
+        var dir = JobPaths.RunFolder(outputDirectory, job.Name, $"soak_{report.Started:yyyyMMdd-HHmmss}");
         var path = Path.Combine(dir, "staging_observability.md");
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"# Staging soak: {job.Name}");
