@@ -27,6 +27,7 @@ public static partial class JobFile
         using (doc)
         {
             var problems = new List<string>();
+            Duplicates(doc.RootElement, "$", problems);
             var job = Parse(doc.RootElement, Path.GetFullPath(path), problems);
             if (problems.Count > 0 || job is null)
             {
@@ -197,7 +198,7 @@ public static partial class JobFile
             foreach (var s in ss.EnumerateArray())
             {
                 var at = $"$.steps[{i++}]";
-                var kind = s.ValueKind == JsonValueKind.Object && s.TryGetProperty("kind", out var k2) ? k2.GetString() : "sql";
+                var kind = s.ValueKind == JsonValueKind.Object && s.TryGetProperty("kind", out var k2) ? (k2.ValueKind == JsonValueKind.String ? k2.GetString() : k2.GetRawText()) : "sql";
                 var stepName = String(s, "name", at, problems, required: false) ?? $"step {i}";
                 if (kind == "http")
                 {
@@ -341,6 +342,32 @@ public static partial class JobFile
         }
 
         return url is null ? null : new HttpStep(method, url, headers, body, expect, TimeSpan.FromSeconds(timeout), retries);
+    }
+
+    /// <summary>A property given twice in one object: the JSON reader would silently keep the last one.</summary>
+    private static void Duplicates(JsonElement e, string at, List<string> problems)
+    {
+        if (e.ValueKind == JsonValueKind.Object)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in e.EnumerateObject())
+            {
+                if (!seen.Add(p.Name))
+                {
+                    problems.Add($"{at}.{p.Name}: given more than once; give each field once.");
+                }
+
+                Duplicates(p.Value, $"{at}.{p.Name}", problems);
+            }
+        }
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            var i = 0;
+            foreach (var item in e.EnumerateArray())
+            {
+                Duplicates(item, $"{at}[{i++}]", problems);
+            }
+        }
     }
 
     /// <summary>Reports every field of <paramref name="e"/> not in <paramref name="known"/>, with its JSON path.</summary>

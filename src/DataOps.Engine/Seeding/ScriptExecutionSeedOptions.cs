@@ -5,6 +5,9 @@ public sealed record ScriptExecutionSeedOptions
 {
     public long Count { get; init; } = 1_000_000;
 
+    /// <summary>A billion rows (about an hour and 100 GB); larger counts are mistakes, and would overflow the id range's arithmetic.</summary>
+    public const long MaxCount = 1_000_000_000;
+
     /// <summary>Share of scheduled rows in [0, 1]; exactly round(Count x ratio) rows are scheduled.</summary>
     public double ScheduledRatio { get; init; } = 0.5;
 

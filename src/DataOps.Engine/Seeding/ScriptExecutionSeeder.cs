@@ -36,9 +36,9 @@ public static class ScriptExecutionSeeder
     /// <summary>Checks the options alone; throws before anything touches the database.</summary>
     public static (DateTimeOffset Since, DateTimeOffset Until, long Scheduled) Validate(ScriptExecutionSeedOptions o, DateTimeOffset now)
     {
-        if (o.Count <= 0)
+        if (o.Count is <= 0 or > ScriptExecutionSeedOptions.MaxCount)
         {
-            throw new DataOpsException("SeedCountInvalid", DataOpsErrorKind.InvalidArgument, $"-Count must be at least 1; got {o.Count}.", o.Count);
+            throw new DataOpsException("SeedCountInvalid", DataOpsErrorKind.InvalidArgument, $"-Count must be from 1 to {ScriptExecutionSeedOptions.MaxCount:N0}; got {o.Count:N0}.", o.Count);
         }
 
         if (double.IsNaN(o.ScheduledRatio) || o.ScheduledRatio is < 0 or > 1)
@@ -123,6 +123,16 @@ public static class ScriptExecutionSeeder
         // Reserve ids: nobody else can insert while we hold the lock, so the range is ours alone.
         var firstId = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
             $"SELECT nextval(pg_get_serial_sequence('{Table}', 'id'))", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        // setval is not undone by a rollback: check the range fits before moving the sequence, or a
+        // failed seed would leave it exhausted for every later insert.
+        var maxId = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"SELECT seqmax FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence('{Table}', 'id')::regclass", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        if (options.Count - 1 > maxId - firstId)
+        {
+            throw new DataOpsException("SeedIdRangeExhausted", DataOpsErrorKind.InvalidArgument,
+                $"{Table}.id has room for {maxId - firstId + 1:N0} more rows (next id {firstId:N0}, maximum {maxId:N0}); -Count {options.Count:N0} does not fit. Nothing was written.", options.Count);
+        }
+
         var lastId = firstId + options.Count - 1;
         await conn.ExecuteAsync(new CommandDefinition(
             $"SELECT setval(pg_get_serial_sequence('{Table}', 'id'), @lastId)", new { lastId }, tx, cancellationToken: ct)).ConfigureAwait(false);

@@ -28,6 +28,28 @@ public sealed record SoakSpec(TimeSpan Duration, TimeSpan Interval, IReadOnlyLis
 {
     /// <summary>Parameters every soak or health query may use besides the job's.</summary>
     public static readonly string[] BuiltInParameters = ["windowStart"];
+
+    /// <summary>Rounds closer than this would hammer the database (and 0 would busy-loop).</summary>
+    public static readonly TimeSpan MinInterval = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>A soak watches for hours; more than a month is a mistake in units.</summary>
+    public static readonly TimeSpan MaxDuration = TimeSpan.FromDays(31);
+
+    /// <summary>Checks the window, whether it came from the job file or from -Duration/-Interval.</summary>
+    public void EnsureUsable()
+    {
+        if (Duration <= TimeSpan.Zero || Duration > MaxDuration)
+        {
+            throw new DataOpsException("SoakWindowInvalid", DataOpsErrorKind.InvalidArgument,
+                $"The soak duration must be more than 0 and at most {MaxDuration.TotalDays:0} days; got {Duration}.", Duration);
+        }
+
+        if (Interval < MinInterval || Interval > Duration)
+        {
+            throw new DataOpsException("SoakWindowInvalid", DataOpsErrorKind.InvalidArgument,
+                $"The soak interval must be at least {MinInterval.TotalMilliseconds:0} ms and at most the duration ({Duration}); got {Interval}.", Interval);
+        }
+    }
 }
 
 /// <summary>Reads the job's soak and health check lists, with JSON paths in every error.</summary>
@@ -44,7 +66,7 @@ public static partial class SoakSpecParser
         JobFile.Unknown(soak, "$.soak", ["duration", "interval", "checks", "consecutiveErrorLimit"], problems);
         var duration = Time(soak, "duration", "$.soak", TimeSpan.FromHours(6), problems);
         var interval = Time(soak, "interval", "$.soak", TimeSpan.FromMinutes(5), problems);
-        var errors = soak.TryGetProperty("consecutiveErrorLimit", out var e) && e.TryGetInt32(out var n) ? n : 3;
+        var errors = Limit(soak, "consecutiveErrorLimit", "$.soak", minimum: 1, fallback: 3, problems) ?? 3;
         var checks = ParseChecks(soak, "$.soak", job, problems, requireDuration: false);
         if (problems.Count > 0)
         {
@@ -112,8 +134,8 @@ public static partial class SoakSpecParser
                 problems.Add($"{path}.baseline: required by atLeastBaseline.");
             }
 
-            var failureLimit = c.TryGetProperty("failureLimit", out var fl) && fl.TryGetInt32(out var f) && f >= 0 ? f : 0;
-            int? consecutive = c.TryGetProperty("consecutiveFailureLimit", out var cl) && cl.TryGetInt32(out var cf) && cf >= 1 ? cf : null;
+            var failureLimit = Limit(c, "failureLimit", path, minimum: 0, fallback: 0, problems) ?? 0;
+            var consecutive = Limit(c, "consecutiveFailureLimit", path, minimum: 1, fallback: null, problems);
             var dryRun = c.TryGetProperty("dryRun", out var dr) && dr.ValueKind == JsonValueKind.True;
             if (name is not null && query is not null && expect is not null)
             {
@@ -192,6 +214,23 @@ public static partial class SoakSpecParser
         }
 
         return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out value) && value > TimeSpan.Zero;
+    }
+
+    /// <summary>A whole-number limit of at least <paramref name="minimum"/> (and at most 1,000,000), or the fallback when absent.</summary>
+    private static int? Limit(JsonElement e, string name, string at, int minimum, int? fallback, List<string> problems)
+    {
+        if (!e.TryGetProperty(name, out var v))
+        {
+            return fallback;
+        }
+
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) && n >= minimum && n <= 1_000_000)
+        {
+            return n;
+        }
+
+        problems.Add($"{at}.{name}: '{v}' must be a whole number from {minimum} to 1000000.");
+        return fallback;
     }
 
     private static TimeSpan Time(JsonElement e, string name, string at, TimeSpan fallback, List<string> problems)

@@ -31,9 +31,9 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(ScriptExecutionSeedResult))]
 public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
 {
-    /// <summary>How many script_execution rows to load. Default: 1,000,000.</summary>
+    /// <summary>How many script_execution rows to load, from 1 to 1,000,000,000. Default: 1,000,000.</summary>
     [Parameter(Position = 0)]
-    [ValidateRange(1, long.MaxValue)]
+    [ValidateRange(1L, 1_000_000_000L)]
     public long Count { get; set; } = 1_000_000;
 
     /// <summary>The share of scheduled rows, from 0 to 1. Default: 0.5.</summary>

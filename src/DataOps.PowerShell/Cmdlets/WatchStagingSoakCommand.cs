@@ -68,10 +68,11 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
             var s = SoakSpecParser.Parse(j);
             return (j, s with { Duration = Duration ?? s.Duration, Interval = Interval ?? s.Interval });
         });
-        if (spec.Interval > spec.Duration)
+        RunEngine((_, _) =>
         {
-            ThrowTerminating("SoakWindowInvalid", Engine.DataOpsErrorKind.InvalidArgument, $"-Interval ({spec.Interval}) is longer than -Duration ({spec.Duration}).", spec.Interval);
-        }
+            spec.EnsureUsable();
+            return true;
+        });
 
         WriteVerbose($"Watching {spec.Checks.Count} checks every {spec.Interval} for {spec.Duration}, read-only.");
         var failFast = FailFast.IsPresent;

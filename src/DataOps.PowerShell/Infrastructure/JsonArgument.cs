@@ -33,14 +33,23 @@ internal static class JsonArgument
             }
         }
 
-        return JsonSerializer.Serialize(ToPlain(value));
+        return JsonSerializer.Serialize(ToPlain(value, parameter, 0));
     }
+
+    /// <summary>Deeper than JSON documents are in practice; a hashtable that contains itself would otherwise recurse until the process dies.</summary>
+    private const int MaxDepth = 64;
 
     private static object? Unwrap(object? value) => value is PSObject ps && ps.BaseObject is not PSCustomObject ? ps.BaseObject : value;
 
-    private static object? ToPlain(object? value)
+    private static object? ToPlain(object? value, string parameter, int depth)
     {
         value = Unwrap(value);
+        if (depth > MaxDepth)
+        {
+            throw new DataOpsException("JsonArgumentTooDeep", DataOpsErrorKind.InvalidArgument,
+                $"-{parameter} nests more than {MaxDepth} levels deep (does a hashtable or object contain itself?). Pass a value without cycles, or JSON text.", parameter);
+        }
+
         switch (value)
         {
             case null:
@@ -52,16 +61,16 @@ internal static class JsonArgument
                     var result = new Dictionary<string, object?>(StringComparer.Ordinal);
                     foreach (DictionaryEntry e in dictionary)
                     {
-                        result[e.Key.ToString()!] = ToPlain(e.Value);
+                        result[e.Key.ToString()!] = ToPlain(e.Value, parameter, depth + 1);
                     }
 
                     return result;
                 }
 
             case PSObject custom:
-                return custom.Properties.ToDictionary(p => p.Name, p => ToPlain(p.Value), StringComparer.Ordinal);
+                return custom.Properties.ToDictionary(p => p.Name, p => ToPlain(p.Value, parameter, depth + 1), StringComparer.Ordinal);
             case IEnumerable list:
-                return list.Cast<object?>().Select(ToPlain).ToList();
+                return list.Cast<object?>().Select(item => ToPlain(item, parameter, depth + 1)).ToList();
             default:
                 return value.GetType().IsPrimitive || value is decimal ? value : value.ToString();
         }

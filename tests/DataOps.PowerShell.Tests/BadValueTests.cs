@@ -1,0 +1,139 @@
+using System.Collections;
+using System.Management.Automation;
+using System.Text.Json.Nodes;
+
+namespace DataOps.PowerShell.Tests;
+
+/// <summary>Values a user can type that are out of range get a clear error before anything happens.</summary>
+public sealed class BadValueTests
+{
+    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
+
+    private static string JobWith(Action<JsonObject> change)
+    {
+        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
+        job.Remove("$schema");
+        change(job);
+        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
+        File.WriteAllText(path, job.ToJsonString());
+        return path;
+    }
+
+    [Theory]
+    [InlineData("([long]::MaxValue)")]
+    [InlineData("9e18")]
+    [InlineData("1000000001")]
+    public void A_seed_count_out_of_range_is_refused_at_binding_and_writes_nothing(string count)
+    {
+        var cs = TestCluster.CreateDatabaseWith("ScriptExecution");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+
+        var r = s.Run($"New-ScriptExecutionSeed -Count {count} -Confirm:$false");
+
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("ParameterArgumentValidationError", error.FullyQualifiedErrorId);
+        Assert.Contains("1000000000", error.Exception.Message);
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM script_execution"));
+        Assert.Equal(false, Sql.Scalar(cs, "SELECT is_called FROM script_execution_id_seq"));
+    }
+
+    [Fact]
+    public void A_seed_that_does_not_fit_the_id_range_is_refused_and_leaves_the_sequence_usable()
+    {
+        var cs = TestCluster.CreateDatabaseWith("ScriptExecution");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        Sql.Execute(cs, "SELECT setval('script_execution_id_seq', 9223372036854775800)");
+
+        var r = s.Run("New-ScriptExecutionSeed -Count 100 -Confirm:$false");
+
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("SeedIdRangeExhausted,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
+        Assert.Contains("does not fit", error.Exception.Message);
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM script_execution"));
+        // The sequence was not moved to its end: a later seed of a few rows still fits.
+        Assert.True((long)Sql.Scalar(cs, "SELECT last_value FROM script_execution_id_seq")! < 9223372036854775805);
+        var small = s.Run("New-ScriptExecutionSeed -Count 5 -Confirm:$false");
+        Assert.False(small.HadErrors, string.Join("\n", small.Errors));
+        Assert.Equal(5L, Sql.Scalar(cs, "SELECT count(*) FROM script_execution"));
+    }
+
+    [Fact]
+    public void A_hashtable_that_contains_itself_as_Input_is_an_error_not_a_crash()
+    {
+        var cs = TestCluster.CreateDatabaseWith("WorkflowExecution");
+        var workflow = Guid.NewGuid();
+        Sql.Execute(cs, $"INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com'); INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'W', 'd', 'u1')");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+
+        var r = s.Run($"$h = @{{ a = 1 }}; $h.self = $h; New-WorkflowExecution -WorkflowId {workflow} -TemporalWorkflowId t -TemporalRunId r -CreatedBy u1 -Input $h");
+
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("JsonArgumentTooDeep,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM workflow_executions"));
+    }
+
+    [Theory]
+    [InlineData("-Interval 0")]
+    [InlineData("-Interval ([TimeSpan]::FromSeconds(-5))")]
+    [InlineData("-Interval 50ms")]
+    [InlineData("-Duration ([TimeSpan]::FromHours(-1))")]
+    [InlineData("-Duration 0 -Interval 0")]
+    [InlineData("-Duration 40d")]
+    [InlineData("-Duration 1s -Interval 2s")]
+    public void A_soak_window_out_of_range_is_refused_before_any_sample(string window)
+    {
+        var cs = TestCluster.CreateDatabaseWith("Prism");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        var started = DateTime.UtcNow;
+
+        var r = s.Run($"Watch-StagingSoak -Job $job {window} -OutputDirectory $out", new Hashtable { ["job"] = SampleJob, ["out"] = Directory.CreateTempSubdirectory("dataops-bad-").FullName });
+
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("SoakWindowInvalid,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
+        Assert.Empty(r.Output);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(20));
+    }
+
+    [Theory]
+    [InlineData("soak-failureLimit", "$.soak.checks[0].failureLimit: '-1' must be a whole number from 0")]
+    [InlineData("soak-consecutiveErrorLimit", "$.soak.consecutiveErrorLimit: '0' must be a whole number from 1")]
+    [InlineData("soak-interval", "The soak interval must be at least 100 ms")]
+    [InlineData("duplicate", "$.name: given more than once")]
+    [InlineData("kind", "$.steps[0].kind: '5' is not a step kind")]
+    public void Bad_values_in_a_job_file_are_refused_with_their_JSON_path(string what, string expected)
+    {
+        var cs = TestCluster.CreateDatabaseWith("Prism");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        var path = JobWith(job =>
+        {
+            switch (what)
+            {
+                case "soak-failureLimit": job["soak"]!["checks"]![0]!["failureLimit"] = -1; break;
+                case "soak-consecutiveErrorLimit": job["soak"]!["consecutiveErrorLimit"] = 0; break;
+                case "soak-interval": job["soak"]!["interval"] = "50ms"; break;
+                case "kind": job["steps"]![0]!["kind"] = 5; break;
+                default: break;
+            }
+        });
+        if (what == "duplicate")
+        {
+            File.WriteAllText(path, File.ReadAllText(path).Replace("\"name\":\"results-v1.2.1\"", "\"name\":\"results-v1.2.1\",\"name\":\"other\"", StringComparison.Ordinal));
+        }
+
+        var command = what.StartsWith("soak", StringComparison.Ordinal) ? "Watch-StagingSoak -Job $job -OutputDirectory $out" : "Invoke-Backfill -Job $job -OutputDirectory $out -Confirm:$false";
+        var r = s.Run(command, new Hashtable { ["job"] = path, ["out"] = Directory.CreateTempSubdirectory("dataops-bad-").FullName });
+
+        var error = Assert.Single(r.Errors);
+        Assert.True(error.Exception.Message.Contains(expected, StringComparison.Ordinal), error.Exception.Message);
+        Assert.Contains(error.CategoryInfo.Category, new[] { ErrorCategory.InvalidData, ErrorCategory.InvalidArgument });
+        Assert.Empty(r.Output);
+    }
+}
