@@ -55,7 +55,36 @@ public sealed partial class DataOpsConnection
     public string? ServerVersion { get; internal set; }
 
     /// <summary>The connection string with the password masked.</summary>
-    public string SafeConnectionString => SecretRedactor.RedactConnectionString(_connectionString);
+    /// <remarks>
+    /// Rebuilt from the parsed keys rather than pattern-matched: a password holding both quote
+    /// kinds is written quoted with doubled quotes, which a text pattern can cut short.
+    /// </remarks>
+    public string SafeConnectionString
+    {
+        get
+        {
+            var b = new NpgsqlConnectionStringBuilder(_connectionString);
+            if (!string.IsNullOrEmpty(b.Password))
+            {
+                b.Password = SecretRedactor.Mask;
+            }
+
+            if (!string.IsNullOrEmpty(b.SslPassword))
+            {
+                b.SslPassword = SecretRedactor.Mask;
+            }
+
+            return b.ConnectionString;
+        }
+    }
+
+    /// <summary>Registers this connection's passwords (login and SSL key) with a redactor.</summary>
+    internal void AddSecretsTo(SecretRedactor redactor)
+    {
+        var b = new NpgsqlConnectionStringBuilder(_connectionString);
+        redactor.Add(b.Password);
+        redactor.Add(b.SslPassword);
+    }
 
     internal string ConnectionString => _connectionString;
 
@@ -119,20 +148,37 @@ public sealed partial class DataOpsConnection
         }
 
         NpgsqlConnectionStringBuilder builder;
+        var secrets = new SecretRedactor();
+        var isUri = PostgresUri.IsUri(connectionString);
         try
         {
-            builder = new NpgsqlConnectionStringBuilder(connectionString);
-            if (string.IsNullOrWhiteSpace(builder.Host))
+            if (isUri)
             {
-                throw new ArgumentException("it names no Host");
+                builder = PostgresUri.Parse(connectionString, secrets);
+            }
+            else
+            {
+                foreach (var written in PasswordValues(connectionString))
+                {
+                    secrets.Add(written);
+                }
+
+                builder = new NpgsqlConnectionStringBuilder(connectionString);
+                if (string.IsNullOrWhiteSpace(builder.Host))
+                {
+                    throw new ArgumentException("it names no Host");
+                }
             }
         }
-        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException)
+        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException or OverflowException)
         {
-            var safe = SecretRedactor.RedactConnectionString(connectionString);
-            var reason = new SecretRedactor().Redact(SecretRedactor.RedactConnectionString(ex.Message));
+            // The driver's messages quote the text they choke on (lower-cased): they pass the same redactor as the text itself.
+            var safe = secrets.Redact(connectionString.Trim());
+            var reason = secrets.Redact(ex.Message);
             throw new DataOpsException("ConnectionStringInvalid", DataOpsErrorKind.InvalidArgument,
-                $"The connection string '{safe}' is not valid: {reason}. Use key=value pairs separated by ';', for example 'Host=db1;Port=5432;Database=app;Username=admin'.",
+                isUri
+                    ? $"The connection URI '{safe}' is not valid: {reason}. Use postgresql://user:password@host:port/database?sslmode=require (percent-encode special characters, %40 for '@'), or key=value pairs."
+                    : $"The connection string '{safe}' is not valid: {reason}. Use key=value pairs separated by ';', for example 'Host=db1;Port=5432;Database=app;Username=admin', or a URI such as postgresql://admin@db1:5432/app.",
                 safe, null);
         }
 
@@ -203,6 +249,31 @@ public sealed partial class DataOpsConnection
 
     internal static DataOpsConnection ForSandbox(string connectionString, string sandboxName) =>
         new(connectionString, sandboxName, ConnectionSource.Sandbox, false);
+
+    /// <summary>
+    /// The values of Password, Pwd, Psw and SSL Password pairs as written (quotes removed, doubled
+    /// quotes undone), found without the driver so that a string it refuses can still be redacted.
+    /// </summary>
+    private static IEnumerable<string> PasswordValues(string connectionString)
+    {
+        foreach (Match m in PasswordPair().Matches(connectionString))
+        {
+            var value = m.Groups[1].Value.Trim();
+            yield return value;
+            if (value.Length >= 2 && value[0] is '"' or '\'' && value[^1] == value[0])
+            {
+                var quote = value[0].ToString();
+                yield return value[1..^1].Replace(quote + quote, quote, StringComparison.Ordinal);
+            }
+            else if (value.Length >= 1 && value[0] is '"' or '\'')
+            {
+                yield return value[1..];
+            }
+        }
+    }
+
+    [GeneratedRegex(@"(?:^|;)\s*(?:password|pwd|psw|ssl\s*password)\s*=\s*(""(?:[^""]|"""")*(?:""|$)|'(?:[^']|'')*(?:'|$)|[^;]*)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex PasswordPair();
 
     [GeneratedRegex(@"[^A-Za-z0-9]+")]
     private static partial Regex NonWord();
