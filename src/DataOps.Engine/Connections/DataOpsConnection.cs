@@ -158,7 +158,7 @@ public sealed partial class DataOpsConnection
             }
             else
             {
-                foreach (var written in PasswordValues(connectionString))
+                foreach (var written in SecretRedactor.PasswordValues(connectionString))
                 {
                     secrets.Add(written);
                 }
@@ -249,31 +249,6 @@ public sealed partial class DataOpsConnection
 
     internal static DataOpsConnection ForSandbox(string connectionString, string sandboxName) =>
         new(connectionString, sandboxName, ConnectionSource.Sandbox, false);
-
-    /// <summary>
-    /// The values of Password, Pwd, Psw and SSL Password pairs as written (quotes removed, doubled
-    /// quotes undone), found without the driver so that a string it refuses can still be redacted.
-    /// </summary>
-    private static IEnumerable<string> PasswordValues(string connectionString)
-    {
-        foreach (Match m in PasswordPair().Matches(connectionString))
-        {
-            var value = m.Groups[1].Value.Trim();
-            yield return value;
-            if (value.Length >= 2 && value[0] is '"' or '\'' && value[^1] == value[0])
-            {
-                var quote = value[0].ToString();
-                yield return value[1..^1].Replace(quote + quote, quote, StringComparison.Ordinal);
-            }
-            else if (value.Length >= 1 && value[0] is '"' or '\'')
-            {
-                yield return value[1..];
-            }
-        }
-    }
-
-    [GeneratedRegex(@"(?:^|;)\s*(?:password|pwd|psw|ssl\s*password)\s*=\s*(""(?:[^""]|"""")*(?:""|$)|'(?:[^']|'')*(?:'|$)|[^;]*)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
-    private static partial Regex PasswordPair();
 
     [GeneratedRegex(@"[^A-Za-z0-9]+")]
     private static partial Regex NonWord();

@@ -162,7 +162,33 @@ public sealed partial class SecretRedactor
         return pattern.ToString();
     }
 
-    [GeneratedRegex(@"((?:password|pwd|psw|ssl\s*password)\s*=\s*)(""(?:[^""]|"""")*(?:""|$)|'(?:[^']|'')*(?:'|$)|[^;]*)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// <summary>
+    /// The values of Password, Pwd, Psw and SSL Password pairs as written and unquoted, found
+    /// without the driver so that a string the driver refuses can still be redacted.
+    /// </summary>
+    internal static IEnumerable<string> PasswordValues(string connectionString)
+    {
+        foreach (Match m in PasswordPair().Matches(connectionString))
+        {
+            var value = m.Groups[2].Value.Trim();
+            yield return value;
+            if (value.Length >= 2 && value[0] is '"' or '\'' && value[^1] == value[0])
+            {
+                var quote = value[0].ToString();
+                yield return value[1..^1].Replace(quote + quote, quote, StringComparison.Ordinal);
+            }
+            else if (value.Length >= 1 && value[0] is '"' or '\'')
+            {
+                yield return value[1..];
+            }
+        }
+    }
+
+    // The value: a well-formed quoted value (doubled quotes inside) that ends the pair; an
+    // unterminated quoted value runs to the end, as the parser reads it; anything else runs up to
+    // the next "; key =" or the end. So a malformed value (a stray quote inside) is masked whole
+    // rather than up to its first quote.
+    [GeneratedRegex(@"((?:password|pwd|psw)\s*=\s*)(""(?:[^""]|"""")*""(?=\s*(?:;|$))|'(?:[^']|'')*'(?=\s*(?:;|$))|""(?:[^""]|"""")*$|'(?:[^']|'')*$|.*?(?=;\s*[A-Za-z][A-Za-z ]*=|$))", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Singleline)]
     private static partial Regex PasswordPair();
 
     // user:password@ after postgres:// or postgresql://, up to the last '@' before the query, so a
