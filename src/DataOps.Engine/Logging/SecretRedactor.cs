@@ -13,7 +13,8 @@ namespace DataOps.Engine.Logging;
 /// (Uri.EscapeDataString, or WebUtility.UrlEncode with '+' for a space, hex in either case), a JSON
 /// file or an endpoint's JSON answer carries it escaped (System.Text.Json's default encoder writes
 /// \u0022 and \u00E9, the relaxed one \" and raw 'é', other encoders \/ or lower-case hex, a JSON
-/// string inside JSON doubles the backslashes), a Markdown table writes \|, and
+/// string inside JSON doubles the backslashes), a Markdown table writes \|, SQL and CSV double
+/// their quotes, and
 /// DbConnectionStringBuilder's errors carry it lower-cased. So each secret becomes one pattern in
 /// which every character matches any of its encodings, case-insensitively: every one of those
 /// variants, and any mix of them (Uri.ToString() unescapes some characters and not others), is
@@ -142,9 +143,11 @@ public sealed partial class SecretRedactor
                     break;
                 case '"':
                     forms.Add("&quot;");
+                    forms.Add("\"\"");
                     break;
                 case '\'':
                     forms.Add("&apos;");
+                    forms.Add("''");
                     break;
             }
 
