@@ -112,6 +112,7 @@ public sealed class SecretTests
     [InlineData("postgresql://ops:{0}@db1/app?sslmode=sometimes", "sslmode")]
     [InlineData("postgresql://ops:{0}@db1/app?fancy_option=1", "fancy_option")]
     [InlineData("postgres://ops:{0}@db1:notaport/app", "port")]
+    [InlineData("postgres://ops:{0}@db1:5432:2/app", "port")]
     [InlineData("postgres://ops:{0}@/app", "no host")]
     [InlineData("postgres://ops:{0}%zz@db1/app", "percent-encoding")]
     [InlineData("postgres://ops:{0}@[::1/app", "IPv6")]

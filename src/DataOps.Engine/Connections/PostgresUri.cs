@@ -157,7 +157,8 @@ internal static class PostgresUri
             }
             else
             {
-                var colon = spec.LastIndexOf(':');
+                // The first ':' ends the host, as in libpq: an IPv6 address needs its brackets.
+                var colon = spec.IndexOf(':', StringComparison.Ordinal);
                 host = colon < 0 ? spec : spec[..colon];
                 port = colon < 0 ? null : spec[(colon + 1)..];
             }
