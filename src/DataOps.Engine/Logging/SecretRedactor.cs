@@ -46,18 +46,6 @@ public sealed partial class SecretRedactor
         }
     }
 
-    /// <summary>Whether any secret is registered.</summary>
-    public bool IsEmpty
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _secrets.Count == 0;
-            }
-        }
-    }
-
     public string Redact(string? text)
     {
         if (string.IsNullOrEmpty(text))
