@@ -70,6 +70,9 @@ public sealed class SecretTests
         var unterminated = Assert.Throws<DataOpsException>(() => DataOpsConnection.FromConnectionString($"Host=db1;Password=\"{password}"));
 
         Assert.Equal(password, new Npgsql.NpgsqlConnectionStringBuilder(c.ConnectionString).Password);
+        Assert.Equal($"Host=db1;Username=ops;Password={SecretRedactor.Mask};Application Name=DataOps.PowerShell", c.SafeConnectionString);
+        Assert.Equal($"Host=db1;Password={SecretRedactor.Mask};Bogus=1", invalid.Target);
+        Assert.Equal($"Host=db1;Password={SecretRedactor.Mask}", unterminated.Target);
         Assert.Equal("ConnectionStringInvalid", invalid.ErrorId);
         Assert.Equal("ConnectionStringInvalid", unterminated.ErrorId);
         foreach (var tail in new[] { password, password[2..], password[^5..] })
