@@ -3,6 +3,7 @@ using System.Management.Automation;
 using System.Net;
 using System.Net.Sockets;
 using System.Security;
+using DataOps.Tests;
 
 namespace DataOps.PowerShell.Tests;
 
@@ -27,6 +28,92 @@ public sealed class ConnectTests
         Assert.DoesNotContain(secret, error.Exception.ToString());
         Assert.DoesNotContain(secret, error.TargetObject?.ToString() ?? string.Empty);
         Assert.DoesNotContain(secret, error.ErrorDetails?.Message ?? string.Empty);
+    }
+
+    /// <summary>No encoding of the secret in any text of the error record.</summary>
+    private static void AssertNoSecretInAnyEncoding(string secret, params string?[] texts)
+    {
+        foreach (var text in texts)
+        {
+            var found = Encodings.FoundIn(text ?? string.Empty, secret).ToList();
+            Assert.True(found.Count == 0, $"'{text}' shows the secret as {string.Join("; ", found)}");
+        }
+    }
+
+    private static string?[] Texts(ErrorRecord e) =>
+        [e.ToString(), e.Exception.ToString(), e.TargetObject?.ToString(), e.ErrorDetails?.Message, e.FullyQualifiedErrorId];
+
+    [Fact]
+    public void A_URI_connection_string_connects_and_its_password_shows_nowhere()
+    {
+        using var s = new PsSession();
+        var uri = $"postgresql://postgres:{Uri.EscapeDataString(TestCluster.Password)}@127.0.0.1:{TestCluster.Port}/dataops?application_name=uri-test&connect_timeout=5";
+        var result = s.Run("Connect-DataOps -ConnectionString $uri -Verbose | Out-Null; Get-DataOpsConnection", new Hashtable { ["uri"] = uri });
+
+        Assert.False(result.HadErrors, string.Join("\n", result.Errors));
+        var c = result.Output.Single();
+        Assert.Equal(("127.0.0.1", TestCluster.Port, "dataops", "postgres"), ((string)c.Properties["Host"].Value, (int)c.Properties["Port"].Value, (string)c.Properties["Database"].Value, (string)c.Properties["Username"].Value));
+        Assert.NotNull(c.Properties["ServerVersion"].Value);
+        Assert.Contains("Application Name=uri-test", (string)c.Properties["SafeConnectionString"].Value);
+        Assert.Contains("Password=********", (string)c.Properties["SafeConnectionString"].Value);
+        AssertNoSecretInAnyEncoding(TestCluster.Password, [.. c.Properties.Select(p => p.Value?.ToString()), c.ToString(), .. result.Verbose]);
+
+        // The form cloud consoles hand out works from an environment variable too.
+        var name = "uri" + Guid.NewGuid().ToString("N")[..6];
+        Environment.SetEnvironmentVariable($"DATAOPS_{name.ToUpperInvariant()}_CONNECTION", uri.Replace("postgresql://", "postgres://", StringComparison.Ordinal));
+        try
+        {
+            var fromEnvironment = s.Run($"Connect-DataOps -Environment {name} -NoDefault -Verbose");
+            Assert.False(fromEnvironment.HadErrors, string.Join("\n", fromEnvironment.Errors));
+            Assert.Equal("Environment", fromEnvironment.Output.Single().Properties["Source"].Value.ToString());
+            AssertNoSecretInAnyEncoding(TestCluster.Password, [.. fromEnvironment.Output.Single().Properties.Select(p => p.Value?.ToString()), .. fromEnvironment.Verbose]);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable($"DATAOPS_{name.ToUpperInvariant()}_CONNECTION", null);
+        }
+    }
+
+    [Theory]
+    [InlineData("postgres://postgres:{0}@127.0.0.1:{1}/dataops", "AuthenticationFailed")]
+    [InlineData("postgresql://postgres:{0}@127.0.0.1:{1}/dataops?sslmode=require&no_such_param=1", "ConnectionStringInvalid")]
+    [InlineData("postgresql://postgres:{0}@127.0.0.1:{1}/dataops?sslmode=maybe", "ConnectionStringInvalid")]
+    [InlineData("postgresql://postgres:{0}%G1@127.0.0.1:{1}/dataops", "ConnectionStringInvalid")]
+    [InlineData("POSTGRESQL://POSTGRES:{0}@127.0.0.1:{1}:2/dataops", "ConnectionStringInvalid")]
+    public void A_refused_URI_never_shows_its_password(string template, string errorId)
+    {
+        const string password = "Wr0ng/P@ss w\"'<é";
+        using var s = new PsSession();
+        var uri = string.Format(System.Globalization.CultureInfo.InvariantCulture, template, Uri.EscapeDataString(password), TestCluster.Port);
+
+        var error = s.Terminating("Connect-DataOps", new Hashtable { ["ConnectionString"] = uri, ["Verbose"] = true });
+
+        Assert.StartsWith(errorId + ",", error.FullyQualifiedErrorId);
+        AssertNoSecretInAnyEncoding(password, Texts(error));
+        Assert.Empty(s.Run("Get-DataOpsConnection").Output);
+    }
+
+    [Theory]
+    [InlineData("Password")]
+    [InlineData("PSW")]
+    [InlineData("Pwd")]
+    public void Every_password_keyword_connects_and_is_masked(string keyword)
+    {
+        using var s = new PsSession();
+        var result = s.Run("(Connect-DataOps -ConnectionString $cs).SafeConnectionString", new Hashtable
+        {
+            ["cs"] = $"Host=127.0.0.1;Port={TestCluster.Port};Database=dataops;Username=postgres;{keyword}={TestCluster.Password}",
+        });
+
+        Assert.False(result.HadErrors, string.Join("\n", result.Errors));
+        Assert.Contains("Password=********", result.Output.Single().ToString());
+        AssertNoSecretInAnyEncoding(TestCluster.Password, result.Output.Single().ToString());
+
+        var quoted = "a'b\"c;d-" + keyword;
+        var error = s.Terminating("Connect-DataOps", new Hashtable { ["ConnectionString"] = $"Host=x;{keyword}=\"{quoted.Replace("\"", "\"\"", StringComparison.Ordinal)}\";Bogus=1" });
+        Assert.StartsWith("ConnectionStringInvalid,", error.FullyQualifiedErrorId);
+        AssertNoSecretInAnyEncoding(quoted, Texts(error));
+        AssertNoSecretInAnyEncoding(quoted[2..], Texts(error));
     }
 
     [Fact]

@@ -148,8 +148,11 @@ public static partial class BackfillRunner
             })
             : null;
         var retry = RetryPipeline(log);
+        // One redactor for the run (the log's too): the secrets it resolves are the ones it hides.
+        var redactor = options.Redactor ?? new SecretRedactor();
+        connection.AddSecretsTo(redactor);
         var http = job.Job.HasHttpSteps
-            ? new HttpContext(options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), options.Redactor ?? new SecretRedactor()), options.Redactor ?? new SecretRedactor())
+            ? new HttpContext(options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), redactor), redactor)
             : null;
         await using var work = new WorkConnection(connection);
         log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
@@ -556,14 +559,16 @@ public static partial class BackfillRunner
         catch (Exception ex) when (ex is not DataOpsException { Kind: DataOpsErrorKind.InvalidData })
         {
             await work.ResetAsync().ConfigureAwait(false);
-            return (await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun).ConfigureAwait(false), null);
+            return (await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun, http?.Redactor).ConfigureAwait(false), null);
         }
     }
 
     /// <summary>A failed item: categorised, logged, recorded in the ledger (unless a dry run), as a result.</summary>
-    private static async Task<BackfillItemResult> FailedAsync(Exception ex, DataOpsConnection connection, Guid runId, string job, string key, int attempts, TimeSpan elapsed, RunLog log, bool record = true)
+    private static async Task<BackfillItemResult> FailedAsync(Exception ex, DataOpsConnection connection, Guid runId, string job, string key, int attempts, TimeSpan elapsed, RunLog log, bool record = true, SecretRedactor? redactor = null)
     {
+        // Redacted once, here, so the ledger, the result, the log and the artifacts all get the same safe text.
         var (category, message) = Categorise(ex, connection);
+        message = redactor?.Redact(message) ?? message;
         log.Warning("Item {Key} failed ({Category}) after {Attempts} attempts: {Error}", key, category, attempts, message);
         if (record)
         {

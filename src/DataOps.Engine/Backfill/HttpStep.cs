@@ -145,8 +145,10 @@ public static partial class HttpSteps
                 return status;
             }
 
-            var excerpt = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-            excerpt = redactor.Redact(excerpt.Length > 200 ? excerpt[..200] + "..." : excerpt).ReplaceLineEndings(" ");
+            // Redacted before it is cut: a secret echoed across the cut would otherwise show its start.
+            var answer = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
+            var excerpt = redactor.Redact(answer.Length > 64 * 1024 ? answer[..(64 * 1024)] : answer).ReplaceLineEndings(" ");
+            excerpt = excerpt.Length > 200 ? excerpt[..200] + "..." : excerpt;
             throw new HttpStepException($"{stepName}: {step.Method} {redactor.Redact(RedactQuery(url))} answered {status} {response.ReasonPhrase} (expected {string.Join(", ", step.ExpectStatus.Count > 6 ? ["2xx"] : step.ExpectStatus.Select(s => s.ToString(System.Globalization.CultureInfo.InvariantCulture)))}): {excerpt}", BackfillErrorCategory.Other);
         }
     }

@@ -55,7 +55,36 @@ public sealed partial class DataOpsConnection
     public string? ServerVersion { get; internal set; }
 
     /// <summary>The connection string with the password masked.</summary>
-    public string SafeConnectionString => SecretRedactor.RedactConnectionString(_connectionString);
+    /// <remarks>
+    /// Rebuilt from the parsed keys rather than pattern-matched: a password holding both quote
+    /// kinds is written quoted with doubled quotes, which a text pattern can cut short.
+    /// </remarks>
+    public string SafeConnectionString
+    {
+        get
+        {
+            var b = new NpgsqlConnectionStringBuilder(_connectionString);
+            if (!string.IsNullOrEmpty(b.Password))
+            {
+                b.Password = SecretRedactor.Mask;
+            }
+
+            if (!string.IsNullOrEmpty(b.SslPassword))
+            {
+                b.SslPassword = SecretRedactor.Mask;
+            }
+
+            return b.ConnectionString;
+        }
+    }
+
+    /// <summary>Registers this connection's passwords (login and SSL key) with a redactor.</summary>
+    internal void AddSecretsTo(SecretRedactor redactor)
+    {
+        var b = new NpgsqlConnectionStringBuilder(_connectionString);
+        redactor.Add(b.Password);
+        redactor.Add(b.SslPassword);
+    }
 
     internal string ConnectionString => _connectionString;
 
@@ -119,20 +148,37 @@ public sealed partial class DataOpsConnection
         }
 
         NpgsqlConnectionStringBuilder builder;
+        var secrets = new SecretRedactor();
+        var isUri = PostgresUri.IsUri(connectionString);
         try
         {
-            builder = new NpgsqlConnectionStringBuilder(connectionString);
-            if (string.IsNullOrWhiteSpace(builder.Host))
+            if (isUri)
             {
-                throw new ArgumentException("it names no Host");
+                builder = PostgresUri.Parse(connectionString, secrets);
+            }
+            else
+            {
+                foreach (var written in SecretRedactor.PasswordValues(connectionString))
+                {
+                    secrets.Add(written);
+                }
+
+                builder = new NpgsqlConnectionStringBuilder(connectionString);
+                if (string.IsNullOrWhiteSpace(builder.Host))
+                {
+                    throw new ArgumentException("it names no Host");
+                }
             }
         }
-        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException)
+        catch (Exception ex) when (ex is ArgumentException or FormatException or InvalidCastException or KeyNotFoundException or OverflowException)
         {
-            var safe = SecretRedactor.RedactConnectionString(connectionString);
-            var reason = new SecretRedactor().Redact(SecretRedactor.RedactConnectionString(ex.Message));
+            // The driver's messages quote the text they choke on (lower-cased): they pass the same redactor as the text itself.
+            var safe = secrets.Redact(connectionString.Trim());
+            var reason = secrets.Redact(ex.Message);
             throw new DataOpsException("ConnectionStringInvalid", DataOpsErrorKind.InvalidArgument,
-                $"The connection string '{safe}' is not valid: {reason}. Use key=value pairs separated by ';', for example 'Host=db1;Port=5432;Database=app;Username=admin'.",
+                isUri
+                    ? $"The connection URI '{safe}' is not valid: {reason}. Use postgresql://user:password@host:port/database?sslmode=require (percent-encode special characters, %40 for '@'), or key=value pairs."
+                    : $"The connection string '{safe}' is not valid: {reason}. Use key=value pairs separated by ';', for example 'Host=db1;Port=5432;Database=app;Username=admin', or a URI such as postgresql://admin@db1:5432/app.",
                 safe, null);
         }
 

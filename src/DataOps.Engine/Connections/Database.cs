@@ -55,7 +55,7 @@ internal static class Database
         }
 
         var redactor = new SecretRedactor();
-        redactor.Add(new NpgsqlConnectionStringBuilder(profile.ConnectionString).Password);
+        profile.AddSecretsTo(redactor);
         var where = profile.ToString();
         var detail = redactor.Redact(ex.Message);
 

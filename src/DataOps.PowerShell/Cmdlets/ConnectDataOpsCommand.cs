@@ -11,6 +11,13 @@ namespace DataOps.PowerShell.Cmdlets;
 /// server version. Pass credentials with -Credential; a password never appears in output, logs or errors. A connection
 /// marked -Production (and any environment named PROD or PRODUCTION) makes every write ask for confirmation unless -Force
 /// or -Confirm:$false is given.</para>
+/// <para type="description">A connection string is either Npgsql's key=value pairs (Host, Port, Database, Username, Password or
+/// its synonyms Pwd and Psw, SSL Mode...) or libpq's URI, the form cloud consoles hand out:
+/// postgresql://[user[:password]@][host][:port][,host2[:port2]...][/database][?param=value&amp;...] (postgres:// too). URI parts are
+/// percent-decoded (write %40 for '@' in a password); an IPv6 host goes in brackets ([::1]:5432); the parameters host, port, dbname,
+/// user, password, sslmode, application_name, connect_timeout, options, target_session_attrs, load_balance_hosts, channel_binding,
+/// gssencmode, client_encoding, passfile, sslcert, sslkey, sslrootcert, sslpassword and krbsrvname are read, and any other is
+/// refused (ConnectionStringInvalid). A password in a URI is a secret like one from -Credential.</para>
 /// <para type="link">Get-DataOpsConnection</para>
 /// <para type="link">Start-DataOpsSandbox</para>
 /// <para type="link">about_DataOps</para>
@@ -18,6 +25,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>Connect-DataOps -ConnectionString 'Host=db1;Port=5432;Database=app' -Credential (Get-Credential admin)</code>
 ///   <para>Connects to the app database on db1 as admin.</para>
+/// </example>
+/// <example>
+///   <code>Connect-DataOps -ConnectionString 'postgresql://admin:s3cr%40t@db1.example.com:5432/app?sslmode=require'</code>
+///   <para>Connects with a URI copied from a cloud console; the password (s3cr@t, percent-encoded) is shown nowhere.</para>
 /// </example>
 /// <example>
 ///   <code>$env:DATAOPS_STAGING_CONNECTION = 'Host=stg;Database=app;Username=ops'; $stg = Connect-DataOps -Environment staging</code>
@@ -30,7 +41,7 @@ public sealed class ConnectDataOpsCommand : DataOpsCmdlet
     private const string ByConnectionString = "ConnectionString";
     private const string ByEnvironment = "Environment";
 
-    /// <summary>A PostgreSQL connection string (key=value pairs separated by ';').</summary>
+    /// <summary>A PostgreSQL connection string: key=value pairs separated by ';', or a URI postgresql://user:password@host:port/database?sslmode=require.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByConnectionString, ValueFromPipelineByPropertyName = true)]
     public string ConnectionString { get; set; } = string.Empty;
 
