@@ -20,7 +20,7 @@ AfterAll {
 
 Describe 'results-v1.2.1 backfill' {
     BeforeEach {
-        New-PrismSampleData -Sessions 50 -Seed 42 -PendingShare 0.3 | Out-Null
+        New-PrismSampleData -Sessions 50 -Seed 42 -PendingShare 0.3 -Reset | Out-Null
     }
 
     It 'finds pending sessions before the backfill' {

@@ -34,7 +34,12 @@ public static class PrismSampleData
 {
     public const string CurrentVersion = "v1.2.1";
 
-    public static async Task<PrismSampleResult> CreateAsync(DataOpsConnection connection, int sessions, double pendingShare, int? seed, CancellationToken ct)
+    /// <summary>
+    /// Writes the sample in one transaction. With <paramref name="reset"/> the Prism tables are emptied
+    /// first (same transaction), so the same seed gives the same state again; without it, a sample that
+    /// collides with rows already there (the same seed twice) is refused with SampleDataExists.
+    /// </summary>
+    public static async Task<PrismSampleResult> CreateAsync(DataOpsConnection connection, int sessions, double pendingShare, int? seed, CancellationToken ct, bool reset = false)
     {
         if (sessions < 1)
         {
@@ -131,7 +136,30 @@ public static class PrismSampleData
 
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
-        await conn.ExecuteAsync(new CommandDefinition(
+        if (reset)
+        {
+            await conn.ExecuteAsync(new CommandDefinition("TRUNCATE prism.result_access, prism.telemetry_events, prism.profiles, prism.sessions", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await InsertAsync();
+        }
+        catch (Npgsql.PostgresException ex) when (ex.SqlState == "23505")
+        {
+            throw new DataOpsException("SampleDataExists", DataOpsErrorKind.InvalidOperation,
+                $"The Prism tables in {connection} already hold sessions this sample would write (seed {actualSeed}; {ex.ConstraintName}). Nothing was written. Pass -Reset to replace the sample data, or use another -Seed.",
+                actualSeed) { RecommendedAction = "New-PrismSampleData -Reset" };
+        }
+
+        await tx.CommitAsync(ct).ConfigureAwait(false);
+        return new PrismSampleResult
+        {
+            Sessions = sessions, Completed = completedCount, Pending = pending, Profiles = profileSessions.Count,
+            TelemetryEvents = eventSessions.Count, ResultAccesses = accessSessions.Count, Seed = actualSeed,
+        };
+
+        Task InsertAsync() => conn.ExecuteAsync(new CommandDefinition(
             """
             INSERT INTO prism.sessions (id, user_id, status, fc_kind, created_at, completed_at)
             SELECT * FROM unnest(@ids::uuid[], @users::text[], @statuses::text[], @kinds::text[], @created::timestamptz[], @completedAt::timestamptz[]);
@@ -148,12 +176,6 @@ public static class PrismSampleData
                 profileSessions = profileSessions.ToArray(), profileVersions = profileVersions.ToArray(),
                 eventSessions = eventSessions.ToArray(), eventTypes = eventTypes.ToArray(), eventTimes = eventTimes.ToArray(),
                 accessSessions = accessSessions.ToArray(), accessTimes = accessTimes.ToArray(),
-            }, tx, cancellationToken: ct)).ConfigureAwait(false);
-        await tx.CommitAsync(ct).ConfigureAwait(false);
-        return new PrismSampleResult
-        {
-            Sessions = sessions, Completed = completedCount, Pending = pending, Profiles = profileSessions.Count,
-            TelemetryEvents = eventSessions.Count, ResultAccesses = accessSessions.Count, Seed = actualSeed,
-        };
+            }, tx, cancellationToken: ct));
     }
 }

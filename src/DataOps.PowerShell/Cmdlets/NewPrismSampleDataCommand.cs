@@ -9,13 +9,18 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">New-PrismSampleData writes sessions (about 80% completed), their profiles, telemetry events and tokenized
 /// result access records into the Prism component's tables. Of the completed sessions, -PendingShare still need the results-v1.2.1
 /// backfill: no profile yet, a profile stamped with an older results_version, and/or the legacy FC pipeline. The same -Seed gives
-/// the same data.</para>
+/// the same data. -Reset empties the Prism tables first, in the same transaction, so a test can start from the same state each time;
+/// without it, a sample that collides with rows already there (the same -Seed twice) is refused with SampleDataExists.</para>
 /// <para type="link">Invoke-Backfill</para>
 /// <para type="link">Install-DataOpsSchema</para>
 /// </summary>
 /// <example>
 ///   <code>Install-DataOpsSchema -Component Prism; New-PrismSampleData -Sessions 200 -Seed 7</code>
 ///   <para>Writes 200 sessions; the result says how many need the backfill.</para>
+/// </example>
+/// <example>
+///   <code>BeforeEach { New-PrismSampleData -Sessions 50 -Seed 42 -Reset | Out-Null }</code>
+///   <para>In a Pester file: every test starts from the same sample, whatever the previous test changed.</para>
 /// </example>
 /// <example>
 ///   <code>New-PrismSampleData -Sessions 1000 -PendingShare 0.5 | Format-List</code>
@@ -39,6 +44,10 @@ public sealed class NewPrismSampleDataCommand : DatabaseCmdlet
     [Parameter]
     public int? Seed { get; set; }
 
+    /// <summary>Empties the Prism sample tables (sessions, profiles, telemetry, result access) before writing, in the same transaction.</summary>
+    [Parameter]
+    public SwitchParameter Reset { get; set; }
+
     /// <summary>Skips confirmation prompts.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -46,9 +55,11 @@ public sealed class NewPrismSampleDataCommand : DatabaseCmdlet
     protected override void ProcessRecord()
     {
         var connection = ResolveConnection();
-        if (ShouldWrite(connection, $"prism schema in {connection}", $"Write {Sessions} sample sessions", Force))
+        var action = Reset ? $"Replace all Prism sample data with {Sessions} sample sessions" : $"Write {Sessions} sample sessions";
+        if (ShouldWrite(connection, $"prism schema in {connection}", action, Force))
         {
-            WriteObject(RunEngine((_, ct) => PrismSampleData.CreateAsync(connection, Sessions, PendingShare, Seed, ct)));
+            var reset = Reset.IsPresent;
+            WriteObject(RunEngine((_, ct) => PrismSampleData.CreateAsync(connection, Sessions, PendingShare, Seed, ct, reset)));
         }
     }
 }
