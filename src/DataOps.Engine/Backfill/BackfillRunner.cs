@@ -140,13 +140,7 @@ public static partial class BackfillRunner
         var applied = options.Force || options.DryRun ? [] : await AppliedKeysAsync(lockConnection, name, ct).ConfigureAwait(false);
         var artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize);
         var perMinute = options.ItemsPerMinute ?? job.Job.ItemsPerMinute;
-        using var limiter = perMinute > 0
-            ? new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
-            {
-                TokenLimit = 1, TokensPerPeriod = 1, ReplenishmentPeriod = TimeSpan.FromMinutes(1.0 / perMinute),
-                QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
-            })
-            : null;
+        using var limiter = Throttle.Create(perMinute);
         var retry = RetryPipeline(log);
         // One redactor for the run (the log's too): the secrets it resolves are the ones it hides.
         var redactor = options.Redactor ?? new SecretRedactor();
