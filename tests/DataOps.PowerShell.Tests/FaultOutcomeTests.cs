@@ -35,4 +35,31 @@ public sealed class FaultOutcomeTests
         Assert.Equal(first.Output[0].Properties["Pending"].Value, reset.Output[0].Properties["Pending"].Value);
         Assert.Equal(original, Sql.Scalar(cs, Checksum));
     }
+
+    [Fact]
+    public void One_failed_item_of_a_pipeline_is_a_non_terminating_error_and_the_next_items_go_on()
+    {
+        var cs = TestCluster.CreateDatabaseWith("WorkflowExecution");
+        var workflow = Guid.NewGuid();
+        Sql.Execute(cs, $"INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com'); INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'W', 'd', 'u1')");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+
+        var created = s.Run($$"""
+            @(
+              [pscustomobject]@{ WorkflowId = '{{Guid.NewGuid()}}'; TemporalWorkflowId = 't0'; TemporalRunId = 'r0'; CreatedBy = 'u1' },
+              [pscustomobject]@{ WorkflowId = '{{workflow}}'; TemporalWorkflowId = 't1'; TemporalRunId = 'r1'; CreatedBy = 'nobody' },
+              [pscustomobject]@{ WorkflowId = '{{workflow}}'; TemporalWorkflowId = 't2'; TemporalRunId = 'r2'; CreatedBy = 'u1' }
+            ) | New-WorkflowExecution
+            """);
+
+        Assert.Equal(["WorkflowNotFound", "UserNotFound"], created.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+        Assert.Equal("t2", Assert.Single(created.Output).Properties["TemporalWorkflowId"].Value);
+        Assert.Equal(1L, Sql.Scalar(cs, "SELECT count(*) FROM workflow_executions"));
+
+        var stopped = s.Run("'no-such-sandbox', 'nor-this-one' | Stop-DataOpsSandbox -Root $root -Confirm:$false; 'after'", new Hashtable { ["root"] = TestCluster.Root });
+
+        Assert.Equal(["SandboxNotFound", "SandboxNotFound"], stopped.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+        Assert.Equal("after", Assert.Single(stopped.Output).BaseObject);
+    }
 }

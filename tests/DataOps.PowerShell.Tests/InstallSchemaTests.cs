@@ -81,7 +81,11 @@ public sealed class InstallSchemaTests
 
         // No one can answer the prompt in this host, so the write must not happen.
         var refused = s.Run("Install-DataOpsSchema -Connection $prod -Component Core");
-        Assert.True(refused.HadErrors);
+        var error = Assert.Single(refused.Errors);
+        Assert.StartsWith("ConfirmationRequired,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidOperation, error.CategoryInfo.Category);
+        Assert.Contains("pass -Confirm:$false", error.Exception.Message);
+        Assert.Contains("PRODUCTION", error.Exception.Message);
         Assert.False(SchemaExists(cs));
 
         var forced = s.Run("Install-DataOpsSchema -Connection $prod -Component Core -Force");

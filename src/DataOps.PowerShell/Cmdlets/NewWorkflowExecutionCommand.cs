@@ -47,12 +47,16 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
     protected override void ProcessRecord()
     {
         var connection = ResolveConnection();
-        var input = RunEngine((_, _) => JsonArgument.ToJson(Input, nameof(Input)));
-        if (!ShouldWrite(connection, $"workflow {WorkflowId}", $"Record execution {TemporalWorkflowId}/{TemporalRunId}", false))
+        // One execution of several (pipeline input): bad input or an unknown workflow or user is non-terminating.
+        if (!TryRunEngine((_, _) => Task.FromResult(JsonArgument.ToJson(Input, nameof(Input))), out var input)
+            || !ShouldWrite(connection, $"workflow {WorkflowId}", $"Record execution {TemporalWorkflowId}/{TemporalRunId}", false))
         {
             return;
         }
 
-        WriteObject(RunEngine((_, ct) => ExecutionStore.CreateAsync(connection, new NewExecution(WorkflowId, TemporalWorkflowId, TemporalRunId, CreatedBy, input), ct)));
+        if (TryRunEngine((_, ct) => ExecutionStore.CreateAsync(connection, new NewExecution(WorkflowId, TemporalWorkflowId, TemporalRunId, CreatedBy, input), ct), out var created))
+        {
+            WriteObject(created);
+        }
     }
 }

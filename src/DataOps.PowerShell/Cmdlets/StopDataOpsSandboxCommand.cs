@@ -25,8 +25,8 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(DataOpsSandbox))]
 public sealed class StopDataOpsSandboxCommand : DataOpsCmdlet
 {
-    /// <summary>The sandbox to stop. Default: 'default'. Binds from pipeline objects' Name property.</summary>
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    /// <summary>The sandbox to stop. Default: 'default'. Binds from piped names and from pipeline objects' Name property.</summary>
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
     public string Name { get; set; } = SandboxManager.DefaultName;
 
@@ -50,7 +50,12 @@ public sealed class StopDataOpsSandboxCommand : DataOpsCmdlet
             return;
         }
 
-        var sandbox = RunEngine((observer, ct) => new SandboxManager(root, observer).Stop(Name, Remove, ct));
+        // One sandbox of several (pipeline input): a failure, such as an unknown name, is non-terminating.
+        if (!TryRunEngine((observer, ct) => Task.FromResult(new SandboxManager(root, observer).Stop(Name, Remove, ct)), out var sandbox))
+        {
+            return;
+        }
+
         if (SessionDefaults.Connection is { Source: ConnectionSource.Sandbox } current && current.Name == Name)
         {
             SessionDefaults.Connection = null;

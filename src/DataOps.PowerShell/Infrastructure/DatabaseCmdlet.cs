@@ -55,10 +55,26 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
             return true;
         }
 
-        return ShouldContinue(
-            $"{action} on {target} writes to the PRODUCTION connection {connection}. Continue?",
-            "Confirm production write");
+        // Yes to All / No to All hold for the rest of this invocation (every item of a pipeline).
+        try
+        {
+            return ShouldContinue(
+                $"{action} on {target} writes to the PRODUCTION connection {connection}. Continue?",
+                "Confirm production write", ref _yesToAll, ref _noToAll);
+        }
+        catch (Exception ex) when (ex is PSInvalidOperationException or System.Management.Automation.Host.HostException or NotImplementedException)
+        {
+            // A non-interactive host (a runbook, CI, pwsh -NonInteractive) cannot ask.
+            ThrowTerminating("ConfirmationRequired", DataOpsErrorKind.InvalidOperation,
+                $"{action} on {target} writes to the PRODUCTION connection {connection}, and this session cannot ask for confirmation ({ex.Message}). " +
+                "Confirm it on the command line: pass -Confirm:$false (or -Force).",
+                connection.ToString());
+            return false;
+        }
     }
+
+    private bool _yesToAll;
+    private bool _noToAll;
 
     protected bool WhatIfRequested =>
         (MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) && w is SwitchParameter { IsPresent: true }) ||
