@@ -50,11 +50,11 @@ public static partial class BackfillRunner
             return;
         }
 
-        var (system, database) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
-        if (system != plan.SystemIdentifier || database != plan.Database)
+        var (system, database, installation) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
+        if (system != plan.SystemIdentifier || database != plan.Database || installation != plan.Installation)
         {
             throw new DataOpsException("WrongDatabase", DataOpsErrorKind.InvalidOperation,
-                $"The plan '{job.SourcePath}' was made for database '{plan.Database}' (system {plan.SystemIdentifier}), not for {connection} (database '{database}', system {system}). Run Test-ProdHealth against this database for its own plan.",
+                $"The plan '{job.SourcePath}' was made for database '{plan.Database}' (system {plan.SystemIdentifier}, installation {plan.Installation ?? "none"}), not for {connection} (database '{database}', system {system}, installation {installation ?? "none"}). Run Test-ProdHealth against this database for its own plan.",
                 job.SourcePath);
         }
 

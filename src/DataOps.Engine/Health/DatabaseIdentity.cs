@@ -4,10 +4,14 @@ using Npgsql;
 
 namespace DataOps.Engine.Health;
 
-/// <summary>Which cluster and database a connection reaches: the cluster's system identifier and the database name.</summary>
+/// <summary>
+/// Which cluster and database a connection reaches: the cluster's system identifier, the database
+/// name, and the installation id Install-DataOpsSchema wrote (Core migration 0006; null before
+/// Core is installed).
+/// </summary>
 public static class DatabaseIdentity
 {
-    public static async Task<(string SystemIdentifier, string Database)> ReadAsync(DataOpsConnection connection, CancellationToken ct)
+    public static async Task<(string SystemIdentifier, string Database, string? Installation)> ReadAsync(DataOpsConnection connection, CancellationToken ct)
     {
         await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
         try
@@ -26,7 +30,10 @@ public static class DatabaseIdentity
                     cancellationToken: ct)).ConfigureAwait(false) ?? "unknown";
             }
 
-            return (system, database!);
+            var installation = await conn.ExecuteScalarAsync<bool>(new CommandDefinition("SELECT to_regclass('dataops.installation') IS NOT NULL", cancellationToken: ct)).ConfigureAwait(false)
+                ? await conn.ExecuteScalarAsync<string?>(new CommandDefinition("SELECT installation_id::text FROM dataops.installation", cancellationToken: ct)).ConfigureAwait(false)
+                : null;
+            return (system, database!, installation);
         }
         catch (Exception ex) when (ex is not OperationCanceledException and not DataOpsException)
         {

@@ -50,7 +50,7 @@ public static class HealthRunner
     {
         var (discover, checks, sampleSize) = Parse(job.Job);
         var now = DateTimeOffset.UtcNow;
-        var (system, database) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
+        var (system, database, installation) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
 
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
         var keys = new List<string>();
@@ -134,7 +134,7 @@ public static class HealthRunner
         if (keys.Count > 0)
         {
             plan = Path.GetFullPath(planPath ?? Path.Combine(dir, "prod_mini_backfill_plan.json"));
-            WritePlan(job.Job, keys, new PlanFingerprint(system, database, now, hashes), plan);
+            WritePlan(job.Job, keys, new PlanFingerprint(system, database, installation, now, hashes), plan);
         }
 
         var reportPath = Path.Combine(dir, "prod_health_check.md");

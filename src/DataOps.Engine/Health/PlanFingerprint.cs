@@ -11,7 +11,7 @@ namespace DataOps.Engine.Health;
 /// a hash of each pending item's captured rows. Invoke-Backfill refuses the plan elsewhere or when
 /// old, and skips an item whose rows changed since (Stale).
 /// </summary>
-public sealed record PlanFingerprint(string SystemIdentifier, string Database, DateTimeOffset GeneratedAt, IReadOnlyDictionary<string, string> Items)
+public sealed record PlanFingerprint(string SystemIdentifier, string Database, string? Installation, DateTimeOffset GeneratedAt, IReadOnlyDictionary<string, string> Items)
 {
     public static PlanFingerprint? From(BackfillJob job)
     {
@@ -26,6 +26,7 @@ public sealed record PlanFingerprint(string SystemIdentifier, string Database, D
             var items = f.GetProperty("items").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString()!, StringComparer.Ordinal);
             return new PlanFingerprint(
                 db.GetProperty("systemIdentifier").GetString()!, db.GetProperty("name").GetString()!,
+                db.TryGetProperty("installation", out var installation) ? installation.GetString() : null,
                 DateTimeOffset.Parse(f.GetProperty("generatedAt").GetString()!, CultureInfo.InvariantCulture), items);
         }
         catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException or ArgumentNullException)
@@ -36,7 +37,7 @@ public sealed record PlanFingerprint(string SystemIdentifier, string Database, D
 
     public JsonElement ToJson() => JsonSerializer.SerializeToElement(new
     {
-        database = new { systemIdentifier = SystemIdentifier, name = Database },
+        database = new { systemIdentifier = SystemIdentifier, name = Database, installation = Installation },
         generatedAt = GeneratedAt.ToString("o", CultureInfo.InvariantCulture),
         items = Items,
     });
