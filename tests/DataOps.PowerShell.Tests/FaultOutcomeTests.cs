@@ -62,4 +62,25 @@ public sealed class FaultOutcomeTests
         Assert.Equal(["SandboxNotFound", "SandboxNotFound"], stopped.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
         Assert.Equal("after", Assert.Single(stopped.Output).BaseObject);
     }
+
+    [Theory]
+    [InlineData("/proc/dataops-sandboxes")]
+    [InlineData("FILE")]
+    public void An_unusable_sandbox_root_is_SandboxRootUnusable(string root)
+    {
+        if (root == "FILE")
+        {
+            root = Path.Combine(Directory.CreateTempSubdirectory("dataops-root-").FullName, "a-file");
+            File.WriteAllText(root, "not a folder");
+        }
+
+        using var s = new PsSession();
+
+        var error = s.Terminating("Start-DataOpsSandbox", new Hashtable { ["Name"] = "unusable", ["Root"] = root, ["NoDefault"] = true });
+
+        Assert.StartsWith("SandboxRootUnusable,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.WriteError, error.CategoryInfo.Category);
+        Assert.Equal(root, error.TargetObject);
+        Assert.Contains("-Root", error.Exception.Message);
+    }
 }

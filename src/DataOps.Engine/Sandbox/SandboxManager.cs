@@ -412,8 +412,20 @@ public sealed partial class SandboxManager
 
     private void EnsureRoot()
     {
-        Directory.CreateDirectory(Root);
-        MakeTraversable(Root);
+        try
+        {
+            Directory.CreateDirectory(Root);
+            MakeTraversable(Root);
+            // Creating a folder that exists succeeds even where nothing can be written: find out now, not halfway through a copy.
+            var probe = Path.Combine(Root, $".write-test-{Environment.ProcessId}");
+            File.WriteAllText(probe, string.Empty);
+            File.Delete(probe);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new DataOpsException("SandboxRootUnusable", DataOpsErrorKind.WriteError,
+                $"The sandbox root '{Root}' cannot be used: {ex.Message}. Pass -Root (or set $env:DATAOPS_SANDBOX_ROOT) to a folder you can write to.", Root);
+        }
     }
 
     /// <summary>The postgres OS user must be able to walk into our folders when we run it as root.</summary>
