@@ -37,10 +37,11 @@ public static partial class BackfillRunner
     /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
     /// it did not run).
     /// </summary>
-    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null);
+    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null);
 
-    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, Guid runId, IReadOnlyList<string> keys, RunLog log, CancellationToken ct)
+    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, JobLease lease, IReadOnlyList<string> keys, bool force, RunLog log, CancellationToken ct)
     {
+        var runId = lease.RunId;
         var committed = new List<ItemOutcome>(keys.Count);
         var watch = System.Diagnostics.Stopwatch.StartNew();
         NpgsqlBatch? batch = null;
@@ -48,7 +49,7 @@ public static partial class BackfillRunner
         try
         {
             var conn = await work.GetAsync(ct).ConfigureAwait(false);
-            batch = GroupBatch(conn, job, runId, keys);
+            batch = GroupBatch(conn, job, lease, keys, force);
             sent = true;
             await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
             do
@@ -81,6 +82,12 @@ public static partial class BackfillRunner
             if (cancelled)
             {
                 return new GroupOutcome(ledger, Cancelled: true);
+            }
+
+            // The item after the committed prefix found the job's lease held by another run: the run stops.
+            if (ex is PostgresException { SqlState: JobLease.LostState } lost)
+            {
+                return new GroupOutcome(ledger, Cancelled: false, LeaseLost: lease.MarkLost(lost.MessageText));
             }
 
             // The server stops at the first error: every item before it committed (the ledger has them),
@@ -145,11 +152,13 @@ public static partial class BackfillRunner
 
     /// <summary>
     /// One batch for the whole group: the session's stable JSON and timeout settings, then per item
-    /// BEGIN, before-images (FOR UPDATE), steps, the ledger statement, COMMIT. The key, the run and
-    /// the table names are parameters.
+    /// BEGIN, the lease check (the row locked FOR SHARE until COMMIT), before-images (FOR UPDATE),
+    /// steps, for -Force the earlier application superseded, the ledger statement, COMMIT. The key,
+    /// the run and the table names are parameters.
     /// </summary>
-    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, Guid runId, IReadOnlyList<string> keys)
+    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, JobLease lease, IReadOnlyList<string> keys, bool force)
     {
+        var runId = lease.RunId;
         var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: false)));
         var ledgerSql = LedgerStatement(job);
@@ -164,6 +173,7 @@ public static partial class BackfillRunner
             }
 
             batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
+            batch.BatchCommands.Add(LeaseCheckCommand(lease));
             for (var i = 0; i < job.Capture.Count; i++)
             {
                 Add(BeforeImageSelect(job.Capture[i], i));
@@ -172,6 +182,11 @@ public static partial class BackfillRunner
             foreach (var step in job.Job.Steps)
             {
                 Add(step.Sql!);
+            }
+
+            if (force)
+            {
+                batch.BatchCommands.Add(SupersedeCommand(lease, key));
             }
 
             // @key and the job's parameters; the dataops_ ones are the runner's own.
