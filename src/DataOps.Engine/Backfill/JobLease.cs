@@ -46,7 +46,6 @@ internal sealed class JobLease : IAsyncDisposable
     private readonly CancellationTokenSource _lost = new();
     private readonly CancellationTokenSource _stopRenewing = new();
     private Task? _renewer;
-    private NpgsqlConnection? _renewal;
     private DataOpsException? _lostError;
     private bool _ended;
 
@@ -57,8 +56,9 @@ internal sealed class JobLease : IAsyncDisposable
         RunId = runId;
         _log = log;
 
-        // Its own physical connection, never a pooled one: a pooled connection dropped by the server
-        // while idle in the pool would fail the renewal it is handed to.
+        // A new physical connection for each renewal (one every 5 s), never a pooled or kept one: a
+        // connection dropped while idle (idle_session_timeout, a proxy, pg_terminate_backend) would
+        // fail the renewal it is handed to.
         _renewalConnectionString = new NpgsqlConnectionStringBuilder(profile.ConnectionString)
         {
             Pooling = false, Timeout = 10, CommandTimeout = 15, ApplicationName = "DataOps job lease",
@@ -248,12 +248,6 @@ internal sealed class JobLease : IAsyncDisposable
         {
             await _renewer.ConfigureAwait(false);
         }
-
-        if (_renewal is not null)
-        {
-            await _renewal.DisposeAsync().ConfigureAwait(false);
-            _renewal = null;
-        }
     }
 
     private async Task RenewLoopAsync()
@@ -270,70 +264,44 @@ internal sealed class JobLease : IAsyncDisposable
                 return;
             }
 
-            // A connection dropped while idle (idle_session_timeout, a proxy, pg_terminate_backend)
-            // fails the first attempt; the second runs on a new connection.
-            for (var attempt = 1; attempt <= 2 && !stop.IsCancellationRequested; attempt++)
+            // A failed renewal (the database unreachable for a moment) is retried at the next tick;
+            // the lease has five more ticks before it expires.
+            try
             {
-                try
-                {
-                    if (!await RenewOnceAsync(stop).ConfigureAwait(false))
-                    {
-                        MarkLost(await HolderAsync(stop).ConfigureAwait(false));
-                        return;
-                    }
+                await using var conn = new NpgsqlConnection(_renewalConnectionString);
+                await conn.OpenAsync(stop).ConfigureAwait(false);
 
-                    break;
-                }
-                catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException
-                                           || (ex is OperationCanceledException && !stop.IsCancellationRequested))
+                // Waits for an item of this run in flight (it holds the row FOR SHARE): harmless, no
+                // takeover can happen meanwhile either.
+                var renewed = await conn.ExecuteAsync(new CommandDefinition(
+                    "UPDATE dataops.job_lease SET expires_at = clock_timestamp() + make_interval(secs => @ttl), renewed_at = clock_timestamp() WHERE job_name = @job AND run_id = @runId",
+                    new { job = Job, runId = RunId, ttl = Ttl.TotalSeconds }, cancellationToken: stop)).ConfigureAwait(false);
+                if (renewed == 0)
                 {
-                    await ResetRenewalAsync().ConfigureAwait(false);
-                    _log.Warning("Renewing the lease of job {Job} failed (attempt {Attempt}): {Error}", Job, attempt, ex.Message);
-                }
-                catch (OperationCanceledException)
-                {
+                    MarkLost(await HolderAsync(conn, stop).ConfigureAwait(false));
                     return;
                 }
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException or OperationCanceledException)
+            {
+                _log.Warning("Renewing the lease of job {Job} failed; retrying in {Interval}: {Error}", Job, RenewEvery, ex.Message);
             }
         }
     }
 
-    /// <summary>True when this run still holds the lease (and it now lives another TTL).</summary>
-    private async Task<bool> RenewOnceAsync(CancellationToken ct)
+    private async Task<string> HolderAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        if (_renewal is not { State: System.Data.ConnectionState.Open })
-        {
-            await ResetRenewalAsync().ConfigureAwait(false);
-            _renewal = new NpgsqlConnection(_renewalConnectionString);
-            await _renewal.OpenAsync(ct).ConfigureAwait(false);
-        }
-
-        // Waits for an item of this run in flight (it holds the row FOR SHARE); that is harmless,
-        // since no takeover can happen meanwhile either.
-        var renewed = await _renewal.ExecuteAsync(new CommandDefinition(
-            "UPDATE dataops.job_lease SET expires_at = clock_timestamp() + make_interval(secs => @ttl), renewed_at = clock_timestamp() WHERE job_name = @job AND run_id = @runId",
-            new { job = Job, runId = RunId, ttl = Ttl.TotalSeconds }, cancellationToken: ct)).ConfigureAwait(false);
-        return renewed == 1;
-    }
-
-    private async Task<string> HolderAsync(CancellationToken ct)
-    {
-        var holder = await _renewal!.QuerySingleOrDefaultAsync<LeaseRow>(new CommandDefinition(
+        var holder = await conn.QuerySingleOrDefaultAsync<LeaseRow>(new CommandDefinition(
             """
             SELECT run_id AS RunId, host_name AS HostName, process_id AS ProcessId, process_started_at AS ProcessStartedAt,
                    acquired_at AS AcquiredAt, expires_at AS ExpiresAt, false AS Expired, NULL::text AS RunStatus
             FROM dataops.job_lease WHERE job_name = @job
             """, new { job = Job }, cancellationToken: ct)).ConfigureAwait(false);
         return holder is null ? "no run holds the lease any more" : $"{holder.Holder} holds it now";
-    }
-
-    private async Task ResetRenewalAsync()
-    {
-        if (_renewal is not null)
-        {
-            await _renewal.DisposeAsync().ConfigureAwait(false);
-            _renewal = null;
-        }
     }
 
     /// <summary>
