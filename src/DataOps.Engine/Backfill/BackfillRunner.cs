@@ -169,9 +169,7 @@ public static partial class BackfillRunner
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
-                throw new DataOpsException("OutputDirectoryUnusable", DataOpsErrorKind.WriteError,
-                    $"The run's files cannot be written under -OutputDirectory '{options.OutputDirectory}': {ex.Message}. Give a folder you can write to; nothing was applied.",
-                    options.OutputDirectory, ex);
+                throw OutputDirectoryUnusable(options.OutputDirectory, ex, "Nothing was applied.");
             }
         }
         catch (Exception ex)
@@ -444,7 +442,17 @@ public static partial class BackfillRunner
                     failures++;
                 }
 
-                artifacts.Add(result, restore);
+                try
+                {
+                    artifacts.Add(result, restore);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    outcome = "failed";
+                    reason = "its files could not be written: " + ex.Message;
+                    throw OutputDirectoryUnusable(options.OutputDirectory, ex, "The run stopped; the items it applied are in the ledger, and Undo-Backfill -RunId needs no files.");
+                }
+
                 done++;
             }
         }
@@ -496,14 +504,30 @@ public static partial class BackfillRunner
             }
 
             observer.Progress(new OperationProgress($"Backfill {name}", "Done", Completed: true));
+            DataOpsException? unwritten = null;
             try
             {
                 artifacts.Finish(outcome, reason, options.DryRun);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Reported only if nothing else failed first (that error is already on its way).
+                log.Error(ex, "Run {RunId}: the closing files could not be written", runId);
+                if (outcome == "completed")
+                {
+                    (outcome, reason) = ("failed", "its closing files could not be written: " + ex.Message);
+                    unwritten = OutputDirectoryUnusable(options.OutputDirectory, ex, "Every item ran; the ledger has them, and Undo-Backfill -RunId needs no files.");
+                }
             }
             finally
             {
                 // The outcome and the lease's release in one transaction, on any exit.
                 await lease.EndAsync(outcome, JsonSerializer.Serialize(new { reason, failures, skipped, directory = artifacts.Directory })).ConfigureAwait(false);
+            }
+
+            if (unwritten is not null)
+            {
+                throw unwritten;
             }
 
             log.Information("Run {RunId} {Outcome}; summary {Summary}", runId, outcome, artifacts.SummaryPath);
@@ -844,6 +868,11 @@ public static partial class BackfillRunner
             new { job }, cancellationToken: ct)).ConfigureAwait(false);
         return keys.ToHashSet(StringComparer.Ordinal);
     }
+
+    private static DataOpsException OutputDirectoryUnusable(string directory, Exception ex, string consequence) =>
+        new("OutputDirectoryUnusable", DataOpsErrorKind.WriteError,
+            $"The run's files cannot be written under -OutputDirectory '{directory}': {ex.Message}. {consequence} Give a folder you can write to.",
+            directory, ex);
 
     /// <summary>The lease check an item's transaction starts with (see <see cref="JobLease.CheckSql"/>).</summary>
     private static NpgsqlBatchCommand LeaseCheckCommand(JobLease lease, bool lockRow = true)
