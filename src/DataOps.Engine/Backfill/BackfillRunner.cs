@@ -29,6 +29,13 @@ public static partial class BackfillRunner
     /// <summary>Checks what a run needs before anything runs: Core installed, the job valid against this database.</summary>
     public static async Task<ValidatedJob> PrepareAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
     {
+        await RequireCoreAsync(connection, ct).ConfigureAwait(false);
+        return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Core installed at this version (the job lease and the ledger's guard came with Core/0005), or SchemaMissing.</summary>
+    internal static async Task RequireCoreAsync(DataOpsConnection connection, CancellationToken ct)
+    {
         var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
         if (!installed.Contains(SchemaComponent.Core))
         {
@@ -36,8 +43,6 @@ public static partial class BackfillRunner
                 $"The database {connection} lacks the Core schema component (the backfill ledger) or has an older version of it. Install or upgrade it first: Install-DataOpsSchema -Component Core",
                 "Core") { RecommendedAction = "Install-DataOpsSchema -Component Core" };
         }
-
-        return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -58,10 +58,12 @@ internal sealed class JobLease : IAsyncDisposable
 
         // A new physical connection for each renewal (one every 5 s), never a pooled or kept one: a
         // connection dropped while idle (idle_session_timeout, a proxy, pg_terminate_backend) would
-        // fail the renewal it is handed to.
+        // fail the renewal it is handed to. The command timeout outlasts the longest item (60 s
+        // statement timeout): a renewal waiting for this run's own item keeps its place in the row's
+        // lock queue ahead of any takeover that arrives later.
         _renewalConnectionString = new NpgsqlConnectionStringBuilder(profile.ConnectionString)
         {
-            Pooling = false, Timeout = 10, CommandTimeout = 15, ApplicationName = "DataOps job lease",
+            Pooling = false, Timeout = 10, CommandTimeout = 75, ApplicationName = "DataOps job lease",
         }.ConnectionString;
     }
 

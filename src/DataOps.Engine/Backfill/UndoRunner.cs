@@ -38,6 +38,7 @@ public static class UndoRunner
 
     public static async IAsyncEnumerable<BackfillItemResult> UndoAsync(DataOpsConnection connection, Guid runId, RunLog log, IOperationObserver observer, [EnumeratorCancellation] CancellationToken ct)
     {
+        await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         var run = await meta.QuerySingleOrDefaultAsync<(string Job, string Kind)?>(new CommandDefinition(
             "SELECT job_name, kind FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct)).ConfigureAwait(false);
