@@ -786,7 +786,8 @@ public static partial class BackfillRunner
         {
             do
             {
-                if (reader.FieldCount == 1 && await reader.ReadAsync(ct).ConfigureAwait(false))
+                // The images are the one-column text results (the lease check's is boolean).
+                if (reader.FieldCount == 1 && reader.GetFieldType(0) == typeof(string) && await reader.ReadAsync(ct).ConfigureAwait(false))
                 {
                     arrays.Add(reader.GetString(0));
                 }
