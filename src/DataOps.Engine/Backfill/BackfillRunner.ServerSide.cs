@@ -152,9 +152,9 @@ public static partial class BackfillRunner
 
     /// <summary>
     /// One batch for the whole group: the session's stable JSON and timeout settings, then per item
-    /// BEGIN, the lease check (the row locked FOR SHARE until COMMIT), before-images (FOR UPDATE),
-    /// steps, for -Force the earlier application superseded, the ledger statement, COMMIT. The key,
-    /// the run and the table names are parameters.
+    /// BEGIN, before-images (FOR UPDATE), steps, for -Force the earlier application superseded, the
+    /// ledger statement (which also checks the job's lease and locks it FOR SHARE until COMMIT),
+    /// COMMIT. The key, the run and the table names are parameters.
     /// </summary>
     private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, JobLease lease, IReadOnlyList<string> keys, bool force)
     {
@@ -173,7 +173,6 @@ public static partial class BackfillRunner
             }
 
             batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
-            batch.BatchCommands.Add(LeaseCheckCommand(lease));
             for (var i = 0; i < job.Capture.Count; i++)
             {
                 Add(BeforeImageSelect(job.Capture[i], i));
@@ -208,8 +207,8 @@ public static partial class BackfillRunner
     }
 
     /// <summary>
-    /// The after-images, verify and the ledger row in one statement. dataops.verified raises, so the
-    /// item rolls back; it is called only when verify is not true (a PL/pgSQL call per item cost about
+    /// The after-images, verify, the lease check and the ledger row in one statement. dataops.verified
+    /// and dataops.lease_lost raise, so the item rolls back; verified is called only when verify is not true (a PL/pgSQL call per item cost about
     /// 5% in pgbench). RETURNING gives the client what it needs for results and the rollback script.
     /// </summary>
     private static string LedgerStatement(ValidatedJob job)
@@ -222,6 +221,7 @@ public static partial class BackfillRunner
                    now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
             FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
             WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
+              AND {JobLease.HeldCondition()}
             RETURNING item_key AS {ItemMarker}, rows_changed, before_image::text, after_image::text, finished_at - started_at
             """;
     }

@@ -579,7 +579,7 @@ public static partial class BackfillRunner
                     }
                 }
 
-                var (before, after, verified) = await RunStepsAsync(conn, job, lease, key, token, knownBefore).ConfigureAwait(false);
+                var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore).ConfigureAwait(false);
                 if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
                 {
                     // The rows changed since the plan was made: apply nothing blindly.
@@ -620,10 +620,10 @@ public static partial class BackfillRunner
                     var ledger = new NpgsqlBatchCommand(
                         """
                         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-                        VALUES (@runId, @job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms)
-                        """);
-                    ledger.Parameters.AddWithValue("runId", runId);
-                    ledger.Parameters.AddWithValue("job", job.Job.Name);
+                        SELECT @dataops_run, @dataops_job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
+                        WHERE
+                        """ + " " + JobLease.HeldCondition());
+                    lease.Bind(ledger.Parameters);
                     ledger.Parameters.AddWithValue("key", key);
                     ledger.Parameters.AddWithValue("before", before.ToJson());
                     ledger.Parameters.AddWithValue("after", after.ToJson());
@@ -682,7 +682,7 @@ public static partial class BackfillRunner
     /// (kept in transaction-local settings, so the server needs no temp tables), the steps, the
     /// after-images, verify, and the images back to the client. The transaction stays open.
     /// </summary>
-    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, JobLease lease, string key, CancellationToken ct, ItemImage? knownBefore = null)
+    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct, ItemImage? knownBefore = null)
     {
         await using var batch = new NpgsqlBatch(conn);
         void Add(string sql, bool bindJob = true)
@@ -697,7 +697,6 @@ public static partial class BackfillRunner
         }
 
         Add("BEGIN", bindJob: false);
-        batch.BatchCommands.Add(LeaseCheckCommand(lease));
         Add(ItemSettingsSelect(local: true), bindJob: false);
         for (var i = 0; i < job.Capture.Count; i++)
         {
