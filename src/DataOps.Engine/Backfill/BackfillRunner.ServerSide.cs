@@ -37,10 +37,11 @@ public static partial class BackfillRunner
     /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
     /// it did not run).
     /// </summary>
-    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null);
+    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null);
 
-    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, Guid runId, IReadOnlyList<string> keys, RunLog log, CancellationToken ct)
+    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, JobLease lease, IReadOnlyList<string> keys, bool force, RunLog log, CancellationToken ct)
     {
+        var runId = lease.RunId;
         var committed = new List<ItemOutcome>(keys.Count);
         var watch = System.Diagnostics.Stopwatch.StartNew();
         NpgsqlBatch? batch = null;
@@ -48,7 +49,7 @@ public static partial class BackfillRunner
         try
         {
             var conn = await work.GetAsync(ct).ConfigureAwait(false);
-            batch = GroupBatch(conn, job, runId, keys);
+            batch = GroupBatch(conn, job, lease, keys, force);
             sent = true;
             await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
             do
@@ -81,6 +82,12 @@ public static partial class BackfillRunner
             if (cancelled)
             {
                 return new GroupOutcome(ledger, Cancelled: true);
+            }
+
+            // The item after the committed prefix found the job's lease held by another run: the run stops.
+            if (ex is PostgresException { SqlState: JobLease.LostState } lost)
+            {
+                return new GroupOutcome(ledger, Cancelled: false, LeaseLost: lease.MarkLost(lost.MessageText));
             }
 
             // The server stops at the first error: every item before it committed (the ledger has them),
@@ -145,11 +152,13 @@ public static partial class BackfillRunner
 
     /// <summary>
     /// One batch for the whole group: the session's stable JSON and timeout settings, then per item
-    /// BEGIN, before-images (FOR UPDATE), steps, the ledger statement, COMMIT. The key, the run and
-    /// the table names are parameters.
+    /// BEGIN, before-images (FOR UPDATE), steps, for -Force the earlier application superseded, the
+    /// ledger statement (which also checks the job's lease and locks it FOR SHARE until COMMIT),
+    /// COMMIT. The key, the run and the table names are parameters.
     /// </summary>
-    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, Guid runId, IReadOnlyList<string> keys)
+    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, JobLease lease, IReadOnlyList<string> keys, bool force)
     {
+        var runId = lease.RunId;
         var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: false)));
         var ledgerSql = LedgerStatement(job);
@@ -174,6 +183,11 @@ public static partial class BackfillRunner
                 Add(step.Sql!);
             }
 
+            if (force)
+            {
+                batch.BatchCommands.Add(SupersedeCommand(lease, key));
+            }
+
             // @key and the job's parameters; the dataops_ ones are the runner's own.
             var ledger = new NpgsqlBatchCommand(ledgerSql);
             BackfillSql.Bind(ledger.Parameters, ledgerSql, job.Job.Parameters, key);
@@ -193,8 +207,8 @@ public static partial class BackfillRunner
     }
 
     /// <summary>
-    /// The after-images, verify and the ledger row in one statement. dataops.verified raises, so the
-    /// item rolls back; it is called only when verify is not true (a PL/pgSQL call per item cost about
+    /// The after-images, verify, the lease check and the ledger row in one statement. dataops.verified
+    /// and dataops.lease_lost raise, so the item rolls back; verified is called only when verify is not true (a PL/pgSQL call per item cost about
     /// 5% in pgbench). RETURNING gives the client what it needs for results and the rollback script.
     /// </summary>
     private static string LedgerStatement(ValidatedJob job)
@@ -207,6 +221,7 @@ public static partial class BackfillRunner
                    now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
             FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
             WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
+              AND {JobLease.HeldCondition()}
             RETURNING item_key AS {ItemMarker}, rows_changed, before_image::text, after_image::text, finished_at - started_at
             """;
     }

@@ -17,9 +17,10 @@ namespace DataOps.Engine.Backfill;
 
 /// <summary>
 /// Applies a job item by item. Each item is one transaction: lock and capture the before-image,
-/// run the steps, capture the after-image, verify, write the ledger row, commit. A run holds an
-/// advisory lock on the job, so a second run of the same job fails at once; items the ledger shows
-/// as applied are skipped, so a re-run (after Ctrl+C or a killed process) resumes.
+/// run the steps, capture the after-image, verify, write the ledger row, commit. A run holds the
+/// job's lease (<see cref="JobLease"/>, checked at the start of every item's transaction), so a
+/// second run of the same job fails at once; items the ledger shows as applied are skipped, so a
+/// re-run (after Ctrl+C or a killed process) resumes; the database refuses a second live application of a key.
 /// </summary>
 public static partial class BackfillRunner
 {
@@ -28,6 +29,13 @@ public static partial class BackfillRunner
     /// <summary>Checks what a run needs before anything runs: Core installed, the job valid against this database.</summary>
     public static async Task<ValidatedJob> PrepareAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
     {
+        await RequireCoreAsync(connection, ct).ConfigureAwait(false);
+        return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Core installed at this version (the job lease and the ledger's guard came with Core/0005), or SchemaMissing.</summary>
+    internal static async Task RequireCoreAsync(DataOpsConnection connection, CancellationToken ct)
+    {
         var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
         if (!installed.Contains(SchemaComponent.Core))
         {
@@ -35,8 +43,6 @@ public static partial class BackfillRunner
                 $"The database {connection} lacks the Core schema component (the backfill ledger) or has an older version of it. Install or upgrade it first: Install-DataOpsSchema -Component Core",
                 "Core") { RecommendedAction = "Install-DataOpsSchema -Component Core" };
         }
-
-        return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -106,39 +112,83 @@ public static partial class BackfillRunner
         return list;
     }
 
-    /// <summary>Runs the job and streams one result per item. Artifacts are written even when the run stops early.</summary>
+    /// <summary>
+    /// Runs the job and streams one result per item. Artifacts are written even when the run stops
+    /// early. The run holds the job's lease (<see cref="JobLease"/>) from its first statement to its
+    /// last; losing it stops the run with BackfillLeaseLost.
+    /// </summary>
     public static async IAsyncEnumerable<BackfillItemResult> RunAsync(
         ValidatedJob job, DataOpsConnection connection, BackfillOptions options, RunLog log, IOperationObserver observer,
         [EnumeratorCancellation] CancellationToken ct = default)
     {
         var name = job.Job.Name;
-        await using var lockConnection = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var locked = await lockConnection.ExecuteScalarAsync<bool>(new CommandDefinition(
-            "SELECT pg_try_advisory_lock(hashtextextended('dataops.backfill:' || @name, 0))", new { name }, cancellationToken: ct)).ConfigureAwait(false);
-        if (!locked)
+        var lease = await JobLease.AcquireAsync(
+            connection, name, options.DryRun ? "dryrun" : "backfill",
+            JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Force, options.DryRun }),
+            Path.GetFullPath(options.OutputDirectory), log,
+            holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
+                $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -Job {name} shows it. " +
+                $"If its process is gone, the lease expires by itself at {holder.ExpiresAt:u} (at once on its own host).",
+                name),
+            ct).ConfigureAwait(false);
+        await using (lease.ConfigureAwait(false))
         {
-            throw new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
-                $"Another run of job '{name}' is in progress on {connection} (it holds the job's advisory lock). Wait for it to finish; Get-BackfillRun -Job {name} shows it.",
-                name);
+            // Losing the lease cancels the run's work (a throttled run may be waiting for its next
+            // token); the cancellation then surfaces as the lease's error, not as a Ctrl+C.
+            using var work = CancellationTokenSource.CreateLinkedTokenSource(ct, lease.LostToken);
+            await using var items = RunLeasedAsync(job, connection, options, log, observer, lease, work.Token).GetAsyncEnumerator(work.Token);
+            while (true)
+            {
+                try
+                {
+                    if (!await items.MoveNextAsync().ConfigureAwait(false))
+                    {
+                        break;
+                    }
+                }
+                catch (OperationCanceledException) when (lease.LostError is { } lost && !ct.IsCancellationRequested)
+                {
+                    throw lost;
+                }
+
+                yield return items.Current;
+            }
+        }
+    }
+
+    private static async IAsyncEnumerable<BackfillItemResult> RunLeasedAsync(
+        ValidatedJob job, DataOpsConnection connection, BackfillOptions options, RunLog log, IOperationObserver observer, JobLease lease,
+        [EnumeratorCancellation] CancellationToken ct)
+    {
+        var name = job.Job.Name;
+        var runId = lease.RunId;
+        IReadOnlyList<string> keys;
+        HashSet<string> applied;
+        BackfillArtifacts artifacts;
+        try
+        {
+            keys = options.Keys ?? await ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
+            applied = options.Force || options.DryRun ? [] : await AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
+            try
+            {
+                artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+            {
+                throw OutputDirectoryUnusable(options.OutputDirectory, ex, "Nothing was applied.");
+            }
+        }
+        catch (Exception ex)
+        {
+            // Nothing ran yet: the run is recorded as ended and the job's lease released, so the next
+            // run starts at once (the advisory lock stayed on a pooled connection here).
+            var (status, why) = ex is OperationCanceledException ? ("stopped", "stopped before the first item (Ctrl+C)") : ("failed", "did not start: " + ex.Message);
+            await lease.EndAsync(status, JsonSerializer.Serialize(new { reason = why, failures = 0, skipped = 0 })).ConfigureAwait(false);
+            throw;
         }
 
-        // Runs left 'running' by a killed process: we hold the lock, so they are not running.
-        await lockConnection.ExecuteAsync(new CommandDefinition(
-            "UPDATE dataops.run SET status = 'stopped', finished_at = coalesce(finished_at, now()), summary = coalesce(summary, '{}'::jsonb) || '{\"reason\": \"process ended without finishing\"}' WHERE job_name = @name AND kind IN ('backfill', 'dryrun') AND status = 'running'",
-            new { name }, cancellationToken: ct)).ConfigureAwait(false);
-
-        var runId = await lockConnection.ExecuteScalarAsync<Guid>(new CommandDefinition(
-            "INSERT INTO dataops.run (kind, job_name, host_name, user_name, parameters, output_directory) VALUES (@kind, @name, @host, @user, @parameters::jsonb, @dir) RETURNING run_id",
-            new
-            {
-                kind = options.DryRun ? "dryrun" : "backfill", name, host = Environment.MachineName, user = Environment.UserName,
-                parameters = JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Force, options.DryRun }),
-                dir = Path.GetFullPath(options.OutputDirectory),
-            }, cancellationToken: ct)).ConfigureAwait(false);
-
-        var keys = options.Keys ?? await ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-        var applied = options.Force || options.DryRun ? [] : await AppliedKeysAsync(lockConnection, name, ct).ConfigureAwait(false);
-        var artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize);
+        // Items this run's forced re-application makes the ledger's live row (see Core/0005).
+        var force = options.Force && !options.DryRun;
         var perMinute = options.ItemsPerMinute ?? job.Job.ItemsPerMinute;
         using var limiter = Throttle.Create(perMinute);
         var retry = RetryPipeline(log);
@@ -191,7 +241,7 @@ public static partial class BackfillRunner
                 await WaitForTokenAsync().ConfigureAwait(false);
             }
 
-            var (result, restore) = await ApplyItemAsync(job, connectionForItem, runId, key, options.DryRun, retry, log, ct, http).ConfigureAwait(false);
+            var (result, restore) = await ApplyItemAsync(job, connectionForItem, lease, key, options.DryRun, force, retry, log, ct, http).ConfigureAwait(false);
             if (result.Status == BackfillItemStatus.Stale && !options.DryRun)
             {
                 log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
@@ -246,7 +296,7 @@ public static partial class BackfillRunner
                     {
                         (group, start) = (taken, groupStart);
                         await WaitForTokenAsync().ConfigureAwait(false);
-                        outcome = await ApplyGroupAsync(job, work, runId, group, log, ct).ConfigureAwait(false);
+                        outcome = await ApplyGroupAsync(job, work, lease, group, force, log, ct).ConfigureAwait(false);
                     }
                     else
                     {
@@ -257,12 +307,18 @@ public static partial class BackfillRunner
                     if (limiter is null && !outcome.Cancelled && outcome.Committed.Count == group.Count && TakeGroup() is { } following)
                     {
                         (aheadKeys, aheadStart) = (following, groupStart);
-                        ahead = Task.Run(() => ApplyGroupAsync(job, work, runId, following, log, ct), CancellationToken.None);
+                        ahead = Task.Run(() => ApplyGroupAsync(job, work, lease, following, force, log, ct), CancellationToken.None);
                     }
 
                     if (outcome.Committed.Count > 0)
                     {
                         yield return outcome.Committed;
+                    }
+
+                    if (outcome.LeaseLost is { } lost)
+                    {
+                        // What committed before is reported above; nothing after it runs.
+                        throw lost;
                     }
 
                     if (outcome.Cancelled)
@@ -389,7 +445,17 @@ public static partial class BackfillRunner
                     failures++;
                 }
 
-                artifacts.Add(result, restore);
+                try
+                {
+                    artifacts.Add(result, restore);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    outcome = "failed";
+                    reason = "its files could not be written: " + ex.Message;
+                    throw OutputDirectoryUnusable(options.OutputDirectory, ex, "The run stopped; the items it applied are in the ledger, and Undo-Backfill -RunId needs no files.");
+                }
+
                 done++;
             }
         }
@@ -434,16 +500,39 @@ public static partial class BackfillRunner
         }
         finally
         {
-            observer.Progress(new OperationProgress($"Backfill {name}", "Done", Completed: true));
-            artifacts.Finish(outcome, reason, options.DryRun);
+            if (lease.LostError is { } lost)
+            {
+                outcome = "failed";
+                reason = lost.Message;
+            }
 
-            // Session locks outlive a pooled connection's return to the pool: release it explicitly.
-            await lockConnection.ExecuteAsync(new CommandDefinition(
-                "SELECT pg_advisory_unlock(hashtextextended('dataops.backfill:' || @name, 0))", new { name }, cancellationToken: CancellationToken.None)).ConfigureAwait(false);
-            await using var end = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
-            await end.ExecuteAsync(
-                "UPDATE dataops.run SET status = @outcome, finished_at = now(), summary = @summary::jsonb WHERE run_id = @runId",
-                new { outcome, runId, summary = JsonSerializer.Serialize(new { reason, failures, skipped, directory = artifacts.Directory }) }).ConfigureAwait(false);
+            observer.Progress(new OperationProgress($"Backfill {name}", "Done", Completed: true));
+            DataOpsException? unwritten = null;
+            try
+            {
+                artifacts.Finish(outcome, reason, options.DryRun);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Reported only if nothing else failed first (that error is already on its way).
+                log.Error(ex, "Run {RunId}: the closing files could not be written", runId);
+                if (outcome == "completed")
+                {
+                    (outcome, reason) = ("failed", "its closing files could not be written: " + ex.Message);
+                    unwritten = OutputDirectoryUnusable(options.OutputDirectory, ex, "Every item ran; the ledger has them, and Undo-Backfill -RunId needs no files.");
+                }
+            }
+            finally
+            {
+                // The outcome and the lease's release in one transaction, on any exit.
+                await lease.EndAsync(outcome, JsonSerializer.Serialize(new { reason, failures, skipped, directory = artifacts.Directory })).ConfigureAwait(false);
+            }
+
+            if (unwritten is not null)
+            {
+                throw unwritten;
+            }
+
             log.Information("Run {RunId} {Outcome}; summary {Summary}", runId, outcome, artifacts.SummaryPath);
             observer.Warning(options.DryRun
                 ? $"Dry run {runId} of '{name}' {outcome}: nothing was changed. Review {artifacts.SummaryPath}."
@@ -452,9 +541,10 @@ public static partial class BackfillRunner
     }
 
     private static async Task<(BackfillItemResult, IReadOnlyList<RestoreOp>?)> ApplyItemAsync(
-        ValidatedJob job, WorkConnection work, Guid runId, string key, bool dryRun, ResiliencePipeline retry, RunLog log, CancellationToken ct, HttpContext? http = null)
+        ValidatedJob job, WorkConnection work, JobLease lease, string key, bool dryRun, bool force, ResiliencePipeline retry, RunLog log, CancellationToken ct, HttpContext? http = null)
     {
         var connection = work.Profile;
+        var runId = lease.RunId;
         var plan = PlanFingerprint.From(job.Job);
         var watch = Stopwatch.StartNew();
         var attempts = 0;
@@ -467,7 +557,7 @@ public static partial class BackfillRunner
                 ItemImage? knownBefore = null;
                 if (job.Job.HasHttpSteps)
                 {
-                    knownBefore = await CaptureBeforeAsync(conn, job, key, token).ConfigureAwait(false);
+                    knownBefore = await CaptureBeforeAsync(conn, job, lease, key, token).ConfigureAwait(false);
                     if (plan is not null && (!plan.Items.TryGetValue(key, out var plannedHash) || plannedHash != PlanFingerprint.Hash(knownBefore, job.Capture)))
                     {
                         return (new BackfillItemResult
@@ -520,13 +610,18 @@ public static partial class BackfillRunner
                 // be known, so it is never cancelled half-way.
                 await using (var commit = new NpgsqlBatch(conn))
                 {
+                    if (force)
+                    {
+                        commit.BatchCommands.Add(SupersedeCommand(lease, key));
+                    }
+
                     var ledger = new NpgsqlBatchCommand(
                         """
                         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-                        VALUES (@runId, @job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms)
-                        """);
-                    ledger.Parameters.AddWithValue("runId", runId);
-                    ledger.Parameters.AddWithValue("job", job.Job.Name);
+                        SELECT @dataops_run, @dataops_job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
+                        WHERE
+                        """ + " " + JobLease.HeldCondition());
+                    lease.Bind(ledger.Parameters);
                     ledger.Parameters.AddWithValue("key", key);
                     ledger.Parameters.AddWithValue("before", before.ToJson());
                     ledger.Parameters.AddWithValue("after", after.ToJson());
@@ -549,6 +644,12 @@ public static partial class BackfillRunner
         {
             await work.ResetAsync().ConfigureAwait(false);
             throw;
+        }
+        catch (PostgresException pg) when (pg.SqlState == JobLease.LostState)
+        {
+            // Not an item failure: the run no longer holds the job, so it stops here.
+            await work.ResetAsync().ConfigureAwait(false);
+            throw lease.MarkLost(pg.MessageText);
         }
         catch (Exception ex) when (ex is not DataOpsException { Kind: DataOpsErrorKind.InvalidData })
         {
@@ -663,10 +764,13 @@ public static partial class BackfillRunner
     /// For HTTP jobs: the before-image in a transaction of its own, which ends before the endpoint is
     /// called, so the endpoint never waits on our row locks.
     /// </summary>
-    private static async Task<ItemImage> CaptureBeforeAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct)
+    private static async Task<ItemImage> CaptureBeforeAsync(NpgsqlConnection conn, ValidatedJob job, JobLease lease, string key, CancellationToken ct)
     {
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
+
+        // A run that lost the job's lease does not call the endpoint (read-only: checked, not locked).
+        batch.BatchCommands.Add(LeaseCheckCommand(lease, lockRow: false));
         batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT {BackfillSql.StableJsonSettingsSelect(local: true)}"));
         foreach (var t in job.Capture)
         {
@@ -681,7 +785,8 @@ public static partial class BackfillRunner
         {
             do
             {
-                if (reader.FieldCount == 1 && await reader.ReadAsync(ct).ConfigureAwait(false))
+                // The images are the one-column text results (the lease check's is boolean).
+                if (reader.FieldCount == 1 && reader.GetFieldType(0) == typeof(string) && await reader.ReadAsync(ct).ConfigureAwait(false))
                 {
                     arrays.Add(reader.GetString(0));
                 }
@@ -756,17 +861,43 @@ public static partial class BackfillRunner
         }
     }
 
-    /// <summary>Keys whose latest ledger row for this job says applied.</summary>
-    private static async Task<HashSet<string>> AppliedKeysAsync(NpgsqlConnection conn, string job, CancellationToken ct)
+    /// <summary>
+    /// Keys with a live application for this job: exactly what the unique index ledger_applied_once
+    /// guards (Core/0005), so a key this says is not applied can be applied without violating it.
+    /// </summary>
+    private static async Task<HashSet<string>> AppliedKeysAsync(DataOpsConnection connection, string job, CancellationToken ct)
     {
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         var keys = await conn.QueryAsync<string>(new CommandDefinition(
-            """
-            SELECT item_key FROM (
-              SELECT DISTINCT ON (item_key) item_key, status FROM dataops.ledger
-              WHERE job_name = @job AND status IN ('applied', 'undone') ORDER BY item_key, ledger_id DESC) latest
-            WHERE status = 'applied'
-            """, new { job }, cancellationToken: ct)).ConfigureAwait(false);
+            "SELECT item_key FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL",
+            new { job }, cancellationToken: ct)).ConfigureAwait(false);
         return keys.ToHashSet(StringComparer.Ordinal);
+    }
+
+    private static DataOpsException OutputDirectoryUnusable(string directory, Exception ex, string consequence) =>
+        new("OutputDirectoryUnusable", DataOpsErrorKind.WriteError,
+            $"The run's files cannot be written under -OutputDirectory '{directory}': {ex.Message}. {consequence} Give a folder you can write to.",
+            directory, ex);
+
+    /// <summary>The lease check an item's transaction starts with (see <see cref="JobLease.CheckSql"/>).</summary>
+    private static NpgsqlBatchCommand LeaseCheckCommand(JobLease lease, bool lockRow = true)
+    {
+        var command = new NpgsqlBatchCommand(JobLease.CheckSql(lockRow));
+        lease.Bind(command.Parameters);
+        return command;
+    }
+
+    /// <summary>
+    /// -Force re-applies applied items: in the item's transaction, before its ledger row, the earlier
+    /// live application is marked superseded by this run, so ledger_applied_once still holds.
+    /// </summary>
+    private static NpgsqlBatchCommand SupersedeCommand(JobLease lease, string key)
+    {
+        var command = new NpgsqlBatchCommand(
+            "UPDATE dataops.ledger SET superseded_by = @dataops_run WHERE job_name = @dataops_job AND item_key = @key AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL");
+        lease.Bind(command.Parameters);
+        command.Parameters.AddWithValue("key", NpgsqlTypes.NpgsqlDbType.Text, key);
+        return command;
     }
 
     /// <summary>Transient connection failures retry the whole item, with backoff and jitter.</summary>

@@ -38,6 +38,7 @@ public static class UndoRunner
 
     public static async IAsyncEnumerable<BackfillItemResult> UndoAsync(DataOpsConnection connection, Guid runId, RunLog log, IOperationObserver observer, [EnumeratorCancellation] CancellationToken ct)
     {
+        await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         var run = await meta.QuerySingleOrDefaultAsync<(string Job, string Kind)?>(new CommandDefinition(
             "SELECT job_name, kind FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct)).ConfigureAwait(false);
@@ -47,27 +48,47 @@ public static class UndoRunner
         }
 
         var job = run.Value.Job;
-        var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
-            """
-            SELECT l.ledger_id, l.item_key, l.before_image::text, l.after_image::text FROM dataops.ledger l
-            WHERE l.run_id = @runId AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
-            ORDER BY l.ledger_id DESC
-            """, new { runId }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-        var undoRun = await meta.ExecuteScalarAsync<Guid>(new CommandDefinition(
-            "INSERT INTO dataops.run (kind, job_name, host_name, user_name, parameters) VALUES ('undo', @job, @host, @user, @parameters::jsonb) RETURNING run_id",
-            new { job, host = Environment.MachineName, user = Environment.UserName, parameters = JsonSerializer.Serialize(new { undoOf = runId }) }, cancellationToken: ct)).ConfigureAwait(false);
-        log.Information("Undo {UndoRun} of run {RunId} (job {Job}): {Items} applied items to restore", undoRun, runId, job, items.Count);
 
-        var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
+        // The undo holds the job's lease while it restores: a run of the job that is still applying
+        // (this one or another) makes it refuse, and no run can start until it is done.
+        var lease = await JobLease.AcquireAsync(
+            connection, job, "undo", JsonSerializer.Serialize(new { undoOf = runId }), null, log,
+            holder => new DataOpsException("BackfillRunInProgress", DataOpsErrorKind.ResourceUnavailable,
+                holder.RunId == runId
+                    ? $"Run {runId} of job '{job}' is still applying on {connection} ({holder}); undoing it now would restore rows while it changes more. Nothing was restored. Stop it (Ctrl+C) or let it finish, then run Undo-Backfill again."
+                    : $"Another run of job '{job}' is in progress on {connection}: {holder}. Nothing was restored. Run Undo-Backfill again when it has finished.",
+                runId) { RecommendedAction = $"Get-BackfillRun -Job {job}" },
+            ct).ConfigureAwait(false);
+        await using var leaseScope = lease.ConfigureAwait(false);
+        var undoRun = lease.RunId;
         var status = "stopped";
         var restored = 0;
         var drifted = 0;
         try
         {
+            var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
+                """
+                SELECT l.ledger_id, l.item_key, l.before_image::text, l.after_image::text FROM dataops.ledger l
+                WHERE l.run_id = @runId AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
+                ORDER BY l.ledger_id DESC
+                """, new { runId }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            log.Information("Undo {UndoRun} of run {RunId} (job {Job}): {Items} applied items to restore", undoRun, runId, job, items.Count);
+
+            var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
             var n = 0;
             foreach (var item in items)
             {
-                var result = await UndoItemAsync(connection, meta, tables, undoRun, job, item, ct).ConfigureAwait(false);
+                BackfillItemResult result;
+                try
+                {
+                    result = await UndoItemAsync(connection, meta, tables, lease, job, item, ct).ConfigureAwait(false);
+                }
+                catch (PostgresException pg) when (pg.SqlState == JobLease.LostState)
+                {
+                    status = "failed";
+                    throw lease.MarkLost(pg.MessageText);
+                }
+
                 restored += result.Status == BackfillItemStatus.Restored ? 1 : 0;
                 drifted += result.Status == BackfillItemStatus.Drifted ? 1 : 0;
                 n++;
@@ -80,17 +101,16 @@ public static class UndoRunner
         finally
         {
             observer.Progress(new OperationProgress($"Undo {job}", "Done", Completed: true));
-            await using var end = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
-            await end.ExecuteAsync("UPDATE dataops.run SET status = @status, finished_at = now(), summary = @summary::jsonb WHERE run_id = @undoRun",
-                new { status, undoRun, summary = JsonSerializer.Serialize(new { undoOf = runId, restored, drifted }) }).ConfigureAwait(false);
+            await lease.EndAsync(status, JsonSerializer.Serialize(new { undoOf = runId, restored, drifted, reason = lease.LostError?.Message })).ConfigureAwait(false);
             log.Information("Undo {UndoRun} {Status}: {Restored} items restored, {Drifted} drifted", undoRun, status, restored, drifted);
         }
     }
 
     private static async Task<BackfillItemResult> UndoItemAsync(
-        DataOpsConnection connection, NpgsqlConnection meta, Dictionary<string, CaptureTable> tables, Guid undoRun, string job,
+        DataOpsConnection connection, NpgsqlConnection meta, Dictionary<string, CaptureTable> tables, JobLease lease, string job,
         (long LedgerId, string Key, string Before, string After) item, CancellationToken ct)
     {
+        var undoRun = lease.RunId;
         var watch = Stopwatch.StartNew();
         var before = ItemImage.FromJson(item.Before);
         var after = ItemImage.FromJson(item.After);
@@ -103,6 +123,9 @@ public static class UndoRunner
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition(BackfillSql.StableJsonSettings, transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+
+        // Like a run's items: only while this undo holds the job's lease (locked until COMMIT).
+        await conn.ExecuteAsync(new CommandDefinition(JobLease.CheckSql(), new { dataops_job = job, dataops_run = undoRun }, tx, cancellationToken: ct)).ConfigureAwait(false);
         foreach (var op in ops)
         {
             await using var cmd = new NpgsqlCommand(op.Sql, conn, tx);

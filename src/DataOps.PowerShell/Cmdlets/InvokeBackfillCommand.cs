@@ -14,7 +14,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// A failed item is rolled back and categorised (Constraint, Timeout, VerifyFailed, ConnectionLost, Other); the run goes on until
 /// -MaxFailures. Transient connection errors retry the item whole with backoff.</para>
 /// <para type="description">Items the ledger shows as applied for this job are Skipped unless -Force, so a re-run after Ctrl+C or a
-/// killed process resumes. A second concurrent run of the same job fails at once (BackfillAlreadyRunning). The throttle is a token
+/// killed process resumes. One run per job: a run holds the job's lease in the database (renewed every 5 s, checked in every item's
+/// transaction, on no particular connection), so a second concurrent run of the same job fails at once (BackfillAlreadyRunning), and a
+/// run whose lease was taken over (it expired after 30 s without renewal, or its process is gone) stops with BackfillLeaseLost. The
+/// ledger itself refuses a second live application of an item. A crashed run's lease is free at once on its own host, after 30 s
+/// elsewhere. The throttle is a token
 /// bucket: never more than -ItemsPerMinute (default: the job's, else 20; 0 turns it off). Results stream as one object per item.
 /// Files go to OutputDirectory/job/runId: backfill_summary.md, backfill_logs/execution_results.json, batch_NNN.json and
 /// rollback_YYYY-MM-DD.sql (psql -v ON_ERROR_STOP=1 -f). The run then halts for review; nothing starts the next phase.</para>

@@ -9,7 +9,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">Undo-Backfill puts back what a run changed, newest item first, one transaction per item: rows the run
 /// inserted are deleted, rows it deleted are inserted again, changed columns get their old values. A row is restored only if it
 /// still equals the after-image the run captured; otherwise the item is reported Drifted and nothing of it changes. Restored items
-/// are recorded in the ledger, so Invoke-Backfill applies them again. Find the run by -RunId, or by -Path to its folder or its
+/// are recorded in the ledger, so Invoke-Backfill applies them again. The undo holds the job's lease while it restores: it is refused
+/// (BackfillRunInProgress) while the run, or any run of the job, is still applying, and no run of the job starts until it is done.
+/// Find the run by -RunId, or by -Path to its folder or its
 /// execution_results.json. It asks for confirmation (ConfirmImpact High) unless -Force or -Confirm:$false.</para>
 /// <para type="link">Invoke-Backfill</para>
 /// <para type="link">Get-BackfillRun</para>
