@@ -560,27 +560,5 @@ public sealed class BackfillTests
         Assert.Equal(ErrorCategory.ObjectNotFound, error.CategoryInfo.Category);
     }
 
-    private static (int Code, string Out, string Err) Psql(string cs, string script)
-    {
-        var b = new Npgsql.NpgsqlConnectionStringBuilder(cs);
-        var bin = new SandboxBin();
-        var psi = new ProcessStartInfo(Path.Combine(bin.Directory, "psql")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-X", "-v", "ON_ERROR_STOP=1", "-h", b.Host!, "-p", b.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", b.Username!, "-d", b.Database!, "-f", script })
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        psi.Environment["PGPASSWORD"] = b.Password;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result, stderr.Result);
-    }
-
-    /// <summary>The bin folder of the test cluster's PostgreSQL (psql lives beside the server).</summary>
-    private sealed class SandboxBin
-    {
-        public string Directory { get; } = (string)System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(TestCluster.Root, "pstests", "sandbox.json"))).RootElement.GetProperty("BinDirectory").GetString()!;
-    }
+    private static (int Code, string Out, string Err) Psql(string cs, string script) => PsqlClient.RunFile(cs, script);
 }

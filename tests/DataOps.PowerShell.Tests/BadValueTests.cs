@@ -7,18 +7,6 @@ namespace DataOps.PowerShell.Tests;
 /// <summary>Values a user can type that are out of range get a clear error before anything happens.</summary>
 public sealed class BadValueTests
 {
-    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
-
-    private static string JobWith(Action<JsonObject> change)
-    {
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        change(job);
-        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, job.ToJsonString());
-        return path;
-    }
-
     [Theory]
     [InlineData("([long]::MaxValue)")]
     [InlineData("9e18")]
@@ -92,7 +80,7 @@ public sealed class BadValueTests
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
         var started = DateTime.UtcNow;
 
-        var r = s.Run($"Watch-StagingSoak -Job $job {window} -OutputDirectory $out", new Hashtable { ["job"] = SampleJob, ["out"] = Directory.CreateTempSubdirectory("dataops-bad-").FullName });
+        var r = s.Run($"Watch-StagingSoak -Job $job {window} -OutputDirectory $out", new Hashtable { ["job"] = SampleJobs.Path, ["out"] = Directory.CreateTempSubdirectory("dataops-bad-").FullName });
 
         var error = Assert.Single(r.Errors);
         Assert.StartsWith("SoakWindowInvalid,", error.FullyQualifiedErrorId);
@@ -112,7 +100,7 @@ public sealed class BadValueTests
         var cs = TestCluster.CreateDatabaseWith("Prism");
         using var s = new PsSession();
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
-        var path = JobWith(job =>
+        var path = SampleJobs.With(job =>
         {
             switch (what)
             {

@@ -13,29 +13,16 @@ namespace DataOps.PowerShell.Tests;
 /// A real HTTP endpoint on 127.0.0.1 that behaves like an edge function: it checks the bearer key,
 /// writes to the database through its own connection, and can be told to fail.
 /// </summary>
-internal sealed class FakeEdgeFunction : IDisposable
+internal sealed class FakeEdgeFunction : LoopbackEndpoint
 {
-    private readonly HttpListener _listener = new();
     private readonly string _cs;
     private readonly string _expectedKey;
-    private readonly CancellationTokenSource _stop = new();
 
     public FakeEdgeFunction(string cs, string expectedKey)
     {
         _cs = cs;
         _expectedKey = expectedKey;
-        using (var l = new TcpListener(IPAddress.Loopback, 0))
-        {
-            l.Start();
-            Port = ((IPEndPoint)l.LocalEndpoint).Port;
-        }
-
-        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
-        _listener.Start();
-        _ = Task.Run(Loop);
     }
-
-    public int Port { get; }
 
     /// <summary>ok, fail-once, always-500, throttle-once (429 with Retry-After: 1), slow.</summary>
     public string Mode { get; set; } = "ok";
@@ -50,29 +37,7 @@ internal sealed class FakeEdgeFunction : IDisposable
     private int _inFlight;
     private int _maxInFlight;
 
-    private async Task Loop()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            HttpListenerContext ctx;
-            try
-            {
-                ctx = await _listener.GetContextAsync();
-            }
-            catch (Exception) when (_stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (HttpListenerException)
-            {
-                return;
-            }
-
-            _ = Task.Run(() => Handle(ctx));
-        }
-    }
-
-    private async Task Handle(HttpListenerContext ctx)
+    protected override async Task Handle(HttpListenerContext ctx)
     {
         var now = Interlocked.Increment(ref _inFlight);
         InterlockedMax(ref _maxInFlight, now);
@@ -141,13 +106,6 @@ internal sealed class FakeEdgeFunction : IDisposable
         var bytes = Encoding.UTF8.GetBytes(text);
         await ctx.Response.OutputStream.WriteAsync(bytes);
         ctx.Response.Close();
-    }
-
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-        _listener.Close();
     }
 }
 

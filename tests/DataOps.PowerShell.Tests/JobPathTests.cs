@@ -8,8 +8,6 @@ namespace DataOps.PowerShell.Tests;
 /// <summary>Job files are read as regular files of a sane size; run folders stay inside -OutputDirectory.</summary>
 public sealed class JobPathTests
 {
-    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
-
     private static readonly string[] JobCommands =
     [
         "Invoke-Backfill -Job $job -OutputDirectory $out -Confirm:$false",
@@ -34,11 +32,7 @@ public sealed class JobPathTests
     {
         var (s, output) = Connected();
         using var _ = s;
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        job["name"] = name;
-        var path = Path.Combine(output, "named.job.json");
-        File.WriteAllText(path, job.ToJsonString());
+        var path = SampleJobs.With(job => job["name"] = name, output);
 
         foreach (var command in JobCommands)
         {
@@ -102,7 +96,7 @@ public sealed class JobPathTests
         var file = Path.Combine(output, "a-file");
         File.WriteAllText(file, "not a folder");
 
-        var r = s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", new Hashtable { ["job"] = SampleJob, ["out"] = Path.Combine(file, "below") });
+        var r = s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", new Hashtable { ["job"] = SampleJobs.Path, ["out"] = Path.Combine(file, "below") });
 
         var error = Assert.Single(r.Errors);
         Assert.StartsWith("OutputDirectoryUnusable,", error.FullyQualifiedErrorId);

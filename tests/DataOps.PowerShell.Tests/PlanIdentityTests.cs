@@ -8,14 +8,12 @@ namespace DataOps.PowerShell.Tests;
 /// </summary>
 public sealed class PlanIdentityTests
 {
-    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
-
     [Fact]
     public void A_plan_from_one_sandbox_is_refused_on_a_twin_sandbox_and_changes_nothing_there()
     {
         var names = new[] { $"twin-a-{Guid.NewGuid():N}"[..14], $"twin-b-{Guid.NewGuid():N}"[..14] };
         using var s = new PsSession();
-        var vars = new Hashtable { ["a"] = names[0], ["b"] = names[1], ["root"] = TestCluster.Root, ["job"] = SampleJob, ["out"] = Directory.CreateTempSubdirectory("dataops-twin-").FullName };
+        var vars = new Hashtable { ["a"] = names[0], ["b"] = names[1], ["root"] = TestCluster.Root, ["job"] = SampleJobs.Path, ["out"] = Directory.CreateTempSubdirectory("dataops-twin-").FullName };
         try
         {
             var setup = s.Run("""

@@ -11,8 +11,6 @@ namespace DataOps.PowerShell.Tests;
 /// </summary>
 public sealed class ReadOnlyQueryTests
 {
-    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
-
     /// <summary>A query that returns keys and one that returns a number, each trying to delete every profile.</summary>
     public static TheoryData<string, string, string?> HostileQueries => new()
     {
@@ -38,14 +36,13 @@ public sealed class ReadOnlyQueryTests
         var profiles = Sql.Scalar(cs, "SELECT count(*) FROM prism.profiles");
         Assert.True((long)profiles! > 0);
 
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        job["items"] = new JsonObject { ["discover"] = keysQuery };
-        job["health"]!["discover"] = keysQuery;
-        job["health"]!["checks"]![0]!["query"] = valueQuery;
-        job["soak"] = new JsonObject { ["checks"] = new JsonArray(new JsonObject { ["name"] = "hostile", ["query"] = valueQuery, ["expect"] = new JsonObject { ["equals"] = 0 } }) };
-        var path = Path.Combine(output, "hostile.job.json");
-        File.WriteAllText(path, job.ToJsonString());
+        var path = SampleJobs.With(job =>
+        {
+            job["items"] = new JsonObject { ["discover"] = keysQuery };
+            job["health"]!["discover"] = keysQuery;
+            job["health"]!["checks"]![0]!["query"] = valueQuery;
+            job["soak"] = new JsonObject { ["checks"] = new JsonArray(new JsonObject { ["name"] = "hostile", ["query"] = valueQuery, ["expect"] = new JsonObject { ["equals"] = 0 } }) };
+        }, output);
         var vars = new Hashtable { ["job"] = path, ["out"] = output };
 
         foreach (var command in new[]
@@ -79,18 +76,16 @@ public sealed class ReadOnlyQueryTests
         var cs = TestCluster.CreateDatabaseWith("Prism");
         using var s = new PsSession();
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        switch (field)
+        var path = SampleJobs.With(job =>
         {
-            case "steps": job["steps"]![0]!["sql"] = sql; break;
-            case "verify": job["verify"] = sql; break;
-            case "where": job["capture"]![0]!["where"] = sql; break;
-            default: job["items"] = new JsonObject { ["discover"] = sql }; break;
-        }
-
-        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, job.ToJsonString());
+            switch (field)
+            {
+                case "steps": job["steps"]![0]!["sql"] = sql; break;
+                case "verify": job["verify"] = sql; break;
+                case "where": job["capture"]![0]!["where"] = sql; break;
+                default: job["items"] = new JsonObject { ["discover"] = sql }; break;
+            }
+        });
 
         var error = s.Terminating("Invoke-Backfill", new Hashtable { ["Job"] = path, ["Confirm"] = false });
 
@@ -109,11 +104,7 @@ public sealed class ReadOnlyQueryTests
         var cs = TestCluster.CreateDatabaseWith("Prism");
         using var s = new PsSession();
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        job["items"] = new JsonObject { ["discover"] = discover };
-        var path = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, job.ToJsonString());
+        var path = SampleJobs.With(job => job["items"] = new JsonObject { ["discover"] = discover });
 
         var r = s.Run("Test-DataOpsEnvironment -Job $job", new Hashtable { ["job"] = path });
 

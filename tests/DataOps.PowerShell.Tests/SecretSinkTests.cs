@@ -16,55 +16,14 @@ namespace DataOps.PowerShell.Tests;
 /// header and the lower-cased URL), echo (422 with a JSON body holding the secret JSON-escaped both
 /// ways and raw across the 200th character), slow (answers after the step's timeout).
 /// </summary>
-internal sealed class EchoingEndpoint : IDisposable
+internal sealed class EchoingEndpoint : LoopbackEndpoint
 {
     private static readonly JsonSerializerOptions Relaxed = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-    private readonly HttpListener _listener = new();
-    private readonly CancellationTokenSource _stop = new();
-
-    public EchoingEndpoint()
-    {
-        Port = FreePort();
-        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
-        _listener.Start();
-        _ = Task.Run(Loop);
-    }
-
-    public int Port { get; }
 
     /// <summary>What each call received: the raw URL, the headers and the body.</summary>
     public List<(string Url, string Auth, string ApiKey, string Body)> Calls { get; } = [];
 
-    public static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
-    private async Task Loop()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            HttpListenerContext ctx;
-            try
-            {
-                ctx = await _listener.GetContextAsync();
-            }
-            catch (Exception) when (_stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (HttpListenerException)
-            {
-                return;
-            }
-
-            _ = Task.Run(() => Handle(ctx));
-        }
-    }
-
-    private async Task Handle(HttpListenerContext ctx)
+    protected override async Task Handle(HttpListenerContext ctx)
     {
         var url = ctx.Request.RawUrl ?? string.Empty;
         var auth = ctx.Request.Headers["Authorization"] ?? string.Empty;
@@ -100,13 +59,6 @@ internal sealed class EchoingEndpoint : IDisposable
         {
             // The caller gave up (timeout).
         }
-    }
-
-    public void Dispose()
-    {
-        _stop.Cancel();
-        _listener.Stop();
-        _listener.Close();
     }
 }
 
@@ -169,7 +121,7 @@ public sealed class SecretSinkTests
             ["5xx"] = $"http://127.0.0.1:{endpoint.Port}/fail/{{credential:TOKEN}}/@key",
             ["echo"] = $"http://127.0.0.1:{endpoint.Port}/echo/{{credential:TOKEN}}/@key",
             ["timeout"] = $"http://127.0.0.1:{endpoint.Port}/slow/{{credential:TOKEN}}/@key",
-            ["refused"] = $"http://127.0.0.1:{EchoingEndpoint.FreePort()}/refused/{{credential:TOKEN}}/@key",
+            ["refused"] = $"http://127.0.0.1:{LoopbackEndpoint.FreePort()}/refused/{{credential:TOKEN}}/@key",
         };
 
         var sinks = new List<(string Sink, string Text)>();

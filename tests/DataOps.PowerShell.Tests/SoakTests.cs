@@ -18,15 +18,7 @@ public sealed class SoakTests
         return (s, cs, output);
     }
 
-    private static string JobWithSoak(JsonObject soak)
-    {
-        var job = JsonNode.Parse(File.ReadAllText(SampleJob))!.AsObject();
-        job.Remove("$schema");
-        job["soak"] = soak;
-        var path = Path.Combine(Path.GetTempPath(), $"dataops-soakjob-{Guid.NewGuid():N}.json");
-        File.WriteAllText(path, job.ToJsonString());
-        return path;
-    }
+    private static string JobWithSoak(JsonObject soak) => SampleJobs.With(job => job["soak"] = soak);
 
     private static JsonObject Check(string name, string query, JsonObject expect) => new() { ["name"] = name, ["query"] = query, ["expect"] = expect };
 
@@ -38,7 +30,8 @@ public sealed class SoakTests
         var (s, cs, output) = Setup();
         using var _ = s;
 
-        var before = s.Run("Watch-StagingSoak -Job $job -Duration 1s -Interval 400ms -OutputDirectory $out", Vars(SampleJob, output));
+        // Long enough for two rounds even on a loaded machine (a round opens five read-only sessions).
+        var before = s.Run("Watch-StagingSoak -Job $job -Duration 3s -Interval 500ms -OutputDirectory $out", Vars(SampleJob, output));
         s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out | Out-Null", Vars(SampleJob, output));
         var after = s.Run("Watch-StagingSoak -Job $job -Duration 1s -Interval 400ms -OutputDirectory $out", Vars(SampleJob, output));
 

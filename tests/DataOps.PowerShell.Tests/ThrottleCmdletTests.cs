@@ -5,8 +5,6 @@ namespace DataOps.PowerShell.Tests;
 /// <summary>Every rate -ItemsPerMinute accepts runs to the end (rates above 60,000 used to stall after the first item).</summary>
 public sealed class ThrottleCmdletTests
 {
-    private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
-
     [Theory]
     [InlineData(60_001)]
     [InlineData(120_000)]
@@ -21,7 +19,7 @@ public sealed class ThrottleCmdletTests
         Assert.True(pending > 40, $"{pending} pending");
         var output = Directory.CreateTempSubdirectory("dataops-rate-").FullName;
 
-        var run = Task.Run(() => s.Run($"Invoke-Backfill -Job $job -ItemsPerMinute {perMinute} -OutputDirectory $out -Confirm:$false", new Hashtable { ["job"] = SampleJob, ["out"] = output }));
+        var run = Task.Run(() => s.Run($"Invoke-Backfill -Job $job -ItemsPerMinute {perMinute} -OutputDirectory $out -Confirm:$false", new Hashtable { ["job"] = SampleJobs.Path, ["out"] = output }));
         var finished = await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(90)));
 
         Assert.True(finished == run, $"-ItemsPerMinute {perMinute} did not finish {pending} items in 90 s");
