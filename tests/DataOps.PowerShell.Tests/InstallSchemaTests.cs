@@ -88,6 +88,11 @@ public sealed class InstallSchemaTests
         Assert.Contains("PRODUCTION", error.Exception.Message);
         Assert.False(SchemaExists(cs));
 
+        // An explicit -Confirm asks even with -Force; no one can answer here, so nothing is written.
+        var asked = s.Run("Install-DataOpsSchema -Connection $prod -Component Core -Force -Confirm");
+        Assert.True(asked.HadErrors);
+        Assert.False(SchemaExists(cs));
+
         var forced = s.Run("Install-DataOpsSchema -Connection $prod -Component Core -Force");
         Assert.False(forced.HadErrors, string.Join("\n", forced.Errors));
         Assert.True(SchemaExists(cs));

@@ -27,11 +27,13 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
     /// <summary>
     /// ShouldProcess with production raised to ConfirmImpact High: on a production connection the
     /// user is asked whenever $ConfirmPreference would ask for a High-impact command, even if this
-    /// cmdlet's own impact is lower. -Force skips every prompt (never -WhatIf); -Confirm:$false skips them too.
+    /// cmdlet's own impact is lower. -Force skips the prompts (never -WhatIf, never an explicit -Confirm); -Confirm:$false skips them too.
     /// </summary>
     protected bool ShouldWrite(DataOpsConnection connection, string target, string action, bool force)
     {
-        if (force && !WhatIfRequested)
+        // -Force skips prompts, never a question the user asked for with an explicit -Confirm.
+        var confirmRequested = MyInvocation.BoundParameters.TryGetValue("Confirm", out var confirm) && confirm is SwitchParameter { IsPresent: true };
+        if (force && !WhatIfRequested && !confirmRequested)
         {
             WriteVerbose($"{action} on {target} (confirmation skipped by -Force).");
             return true;
