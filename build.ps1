@@ -52,8 +52,8 @@ function Invoke-Pwsh {
     }
     try {
         $dll = Join-Path $PSHOME 'pwsh.dll'
-        if (Test-Path $dll) { & dotnet $dll -NoProfile -NonInteractive @Arguments }
-        else { & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive @Arguments }
+        if (Test-Path $dll) { & dotnet $dll -NoProfile -NonInteractive @Arguments | Out-Host }
+        else { & (Join-Path $PSHOME 'pwsh') -NoProfile -NonInteractive @Arguments | Out-Host }
         return $LASTEXITCODE
     }
     finally {
@@ -120,9 +120,14 @@ function New-ModulePackage {
     New-Item -ItemType Directory -Force $repository | Out-Null
     # PSResourceGet keeps its repository list in the user's profile: publish from a process whose
     # profile folders are throwaway, so the build registers nothing on the machine.
-    $code = Invoke-Pwsh -Arguments @('-File', (Join-Path $root 'tests/Package/Publish-Package.ps1'), '-ModulePath', $package, '-Repository', $repository) `
-        -Environment (New-ThrowawayProfile 'publish')
-    if ($code -ne 0) { throw "Publish-PSResource failed (exit code $code)." }
+    $environment = New-ThrowawayProfile 'publish'
+    try {
+        $code = Invoke-Pwsh -Arguments @('-File', (Join-Path $root 'tests/Package/Publish-Package.ps1'), '-ModulePath', $package, '-Repository', $repository) -Environment $environment
+        if ($code -ne 0) { throw "Publish-PSResource failed (exit code $code)." }
+    }
+    finally {
+        Remove-Item -Recurse -Force $environment.HOME -ErrorAction SilentlyContinue
+    }
     $nupkg = Get-ChildItem $repository -Filter "DataOps.$($manifest.Version)*.nupkg"
     if (-not $nupkg) { throw "No DataOps.$($manifest.Version).nupkg in $repository." }
     Write-Host "Package: $($nupkg.FullName)"
@@ -131,7 +136,9 @@ function New-ModulePackage {
 function New-ThrowawayProfile([string] $Purpose) {
     $home2 = Join-Path ([IO.Path]::GetTempPath()) "dataops-$Purpose-home-$PID"
     Remove-Item -Recurse -Force $home2 -ErrorAction SilentlyContinue
-    New-Item -ItemType Directory -Force $home2 | Out-Null
+    # The folders must exist: .NET reports a missing LocalApplicationData as '' and PSResourceGet then
+    # writes its repository list into the working directory.
+    foreach ($sub in '.local/share', '.config', '.cache') { New-Item -ItemType Directory -Force (Join-Path $home2 $sub) | Out-Null }
     return @{
         HOME            = $home2
         XDG_DATA_HOME   = Join-Path $home2 '.local/share'
@@ -154,6 +161,29 @@ function Test-ModulePackage {
     }
 }
 
+# One line with every suite's counts (xUnit from its TRX files, Pester from its NUnit XML), also kept
+# in out/TestResults/summary.txt for .ci/run's last line.
+function Write-TestSummary([string] $Results) {
+    $passed = 0; $failed = 0; $parts = @()
+    foreach ($trx in Get-ChildItem $Results -Filter *.trx -ErrorAction SilentlyContinue) {
+        $run = ([xml](Get-Content -Raw $trx.FullName)).TestRun
+        $counters = $run.ResultSummary.Counters
+        $assembly = Split-Path -LeafBase @($run.TestDefinitions.UnitTest)[0].storage
+        $passed += [int]$counters.passed; $failed += [int]$counters.failed + [int]$counters.error
+        $parts += "$($assembly): $($counters.passed)/$($counters.total)"
+    }
+    foreach ($nunit in Get-ChildItem $Results -Filter 'Pester-*.xml' -ErrorAction SilentlyContinue) {
+        $run = ([xml](Get-Content -Raw $nunit.FullName)).'test-results'
+        $p = [int]$run.total - [int]$run.failures - [int]$run.errors - [int]$run.'not-run' - [int]$run.skipped - [int]$run.inconclusive - [int]$run.ignored
+        $passed += $p; $failed += [int]$run.failures + [int]$run.errors
+        $parts += "$($nunit.BaseName): $p/$($run.total)"
+    }
+    $line = "tests: $passed passed, $failed failed"
+    Write-Host ($parts -join '; ')
+    Write-Host $line
+    Set-Content -Path (Join-Path $Results 'summary.txt') -Value (($parts -join '; '), $line)
+}
+
 switch ($Task) {
     'Clean' {
         Invoke-Dotnet clean $solution -c $Configuration
@@ -165,11 +195,15 @@ switch ($Task) {
     }
     'Test' {
         Invoke-Dotnet build $solution -c $Configuration
-        $xunitFailed = $false
-        & dotnet test $solution -c $Configuration --no-build
-        if ($LASTEXITCODE -ne 0) { $xunitFailed = $true }
-        Invoke-PesterSuite
+        $results = Join-Path $out 'TestResults'
+        Remove-Item -Recurse -Force $results -ErrorAction SilentlyContinue
+        & dotnet test $solution -c $Configuration --no-build --results-directory $results --logger 'trx'
+        $xunitFailed = $LASTEXITCODE -ne 0
+        $pesterError = $null
+        try { Invoke-PesterSuite } catch { $pesterError = $_ }
+        Write-TestSummary $results
         if ($xunitFailed) { throw 'The xUnit suites failed (see above).' }
+        if ($pesterError) { throw $pesterError }
     }
     'Pester' {
         Invoke-PesterSuite
