@@ -11,7 +11,7 @@
     (ShouldContinue); -Force answers yes for unattended demos.
 
     Without -Staging and -Production connections it runs on two private sandboxes with sample data:
-        dotnet run --project src/DataOps.Host -- -File examples/backfill-pipeline.ps1 -Force
+        pwsh -NonInteractive -File examples/backfill-pipeline.ps1 -Force
 .PARAMETER Staging
     The staging connection (Connect-DataOps). Default: a sandbox 'pipeline-staging' with sample data.
 .PARAMETER Production
@@ -23,13 +23,18 @@
 param(
     $Staging,
     $Production,
-    [string] $Job = ([IO.Path]::Combine($PSScriptRoot, 'jobs', 'results-v1.2.1.job.json')),
-    [string] $OutputDirectory = ([IO.Path]::Combine([IO.Path]::GetTempPath(), 'dataops-pipeline')),
+    [string] $Job = (Join-Path $PSScriptRoot 'jobs/results-v1.2.1.job.json'),
+    [string] $OutputDirectory = (Join-Path ([IO.Path]::GetTempPath()) 'dataops-pipeline'),
     [TimeSpan] $SoakDuration = [TimeSpan]::FromSeconds(4),
     [switch] $Force
 )
 
 $ErrorActionPreference = 'Stop'
+
+# The module: the repository's build (out/DataOps, from 'dotnet build') when this runs from a clone,
+# else DataOps installed by name (Install-PSResource DataOps).
+$built = Join-Path $PSScriptRoot '../out/DataOps/DataOps.psd1'
+Import-Module $(if (Test-Path $built) { $built } else { 'DataOps' }) -ErrorAction Stop
 $sandboxes = @()
 
 function Gate([string] $Question, [string] $Title) {
@@ -53,7 +58,7 @@ try {
     $results = @(Invoke-Backfill -Job $Job -Connection $Staging -ItemsPerMinute 600 -OutputDirectory $OutputDirectory -Force)
     $results | Out-Default
     $run = Get-BackfillRun -Connection $Staging -RunId $results[0].RunId
-    $summary = [IO.Path]::Combine($run.OutputDirectory, $run.Job, $run.RunId, 'backfill_summary.md')
+    $summary = Join-Path $run.OutputDirectory $run.Job $run.RunId 'backfill_summary.md'
     if (-not (Gate "Phase 1 is done: $(@($results | Where-Object Status -eq 'Applied').Count) applied, $(@($results | Where-Object Status -eq 'Failed').Count) failed. Review $summary. Start the staging soak?" 'Review the backfill')) {
         'Halted after phase 1.'
         return

@@ -4,8 +4,8 @@
     The DataOps quickstart: a private PostgreSQL sandbox, the schema, and a clean finish.
 .DESCRIPTION
     Runs start to finish on a machine with only the .NET SDK and the PostgreSQL server binaries:
-        dotnet run --project src/DataOps.Host -- -File examples/quickstart.ps1
-    With pwsh:  Import-Module ./out/DataOps/DataOps.psd1; ./examples/quickstart.ps1
+        dotnet tool restore; dotnet pwsh -File examples/quickstart.ps1
+    It imports the module itself: the clone's out/DataOps build, else DataOps installed by name.
 .PARAMETER Name
     The sandbox to use. Default: quickstart.
 .PARAMETER Keep
@@ -18,6 +18,11 @@ param(
 )
 
 $ErrorActionPreference = 'Stop'
+
+# The module: the repository's build (out/DataOps, from 'dotnet build') when this runs from a clone,
+# else DataOps installed by name (Install-PSResource DataOps).
+$built = Join-Path $PSScriptRoot '../out/DataOps/DataOps.psd1'
+Import-Module $(if (Test-Path $built) { $built } else { 'DataOps' }) -ErrorAction Stop
 
 "== 1. Start a private PostgreSQL sandbox (the first start runs initdb once; later starts take about a second)"
 $sandbox = Start-DataOpsSandbox -Name $Name
@@ -48,8 +53,8 @@ try {
     $sample | Out-Default
 
     "== 7. Rehearse the backfill (every item in a rolled-back transaction), then apply it"
-    $job = [IO.Path]::Combine($PSScriptRoot, 'jobs', 'results-v1.2.1.job.json')
-    $out = [IO.Path]::Combine([IO.Path]::GetTempPath(), 'dataops-quickstart-runs')
+    $job = Join-Path $PSScriptRoot 'jobs/results-v1.2.1.job.json'
+    $out = Join-Path ([IO.Path]::GetTempPath()) 'dataops-quickstart-runs'
     $dry = @(Invoke-Backfill -Job $job -DryRun -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
     "Dry run: $($dry.Count) items would change."
     $applied = @(Invoke-Backfill -Job $job -ItemsPerMinute 600 -OutputDirectory $out)

@@ -6,7 +6,7 @@
     Exit codes: 0 healthy (or made healthy), 2 action still needed, 1 error. No prompt is ever shown:
     writes pass -Force, and the structured log paths are printed for the job's record.
     Without -Environment the runbook works on a private sandbox with sample data, so it runs anywhere:
-        dotnet run --project src/DataOps.Host -- -File examples/runbook.ps1
+        pwsh -NonInteractive -File examples/runbook.ps1
     Against a real environment: set DATAOPS_PROD_CONNECTION and pass -Environment prod -Apply.
 .PARAMETER Environment
     A DATAOPS_<NAME>_CONNECTION environment. Default: a sandbox named 'runbook' with sample data.
@@ -17,11 +17,16 @@
 param(
     [string] $Environment,
     [switch] $Apply,
-    [string] $Job = ([IO.Path]::Combine($PSScriptRoot, 'jobs', 'results-v1.2.1.job.json')),
-    [string] $OutputDirectory = ([IO.Path]::Combine([IO.Path]::GetTempPath(), 'dataops-runbook'))
+    [string] $Job = (Join-Path $PSScriptRoot 'jobs/results-v1.2.1.job.json'),
+    [string] $OutputDirectory = (Join-Path ([IO.Path]::GetTempPath()) 'dataops-runbook')
 )
 
 $ErrorActionPreference = 'Stop'
+
+# The module: the repository's build (out/DataOps, from 'dotnet build') when this runs from a clone,
+# else DataOps installed by name (Install-PSResource DataOps).
+$built = Join-Path $PSScriptRoot '../out/DataOps/DataOps.psd1'
+Import-Module $(if (Test-Path $built) { $built } else { 'DataOps' }) -ErrorAction Stop
 $sandbox = $null
 try {
     if ($Environment) {
@@ -58,7 +63,7 @@ try {
     $results = @($report | Invoke-Backfill -Connection $connection -OutputDirectory $OutputDirectory -ItemsPerMinute 0 -Force -WarningAction SilentlyContinue)
     "Applied $(@($results | Where-Object Status -eq 'Applied').Count), stale $(@($results | Where-Object Status -eq 'Stale').Count), failed $(@($results | Where-Object Status -eq 'Failed').Count)."
     $run = Get-BackfillRun -Connection $connection -RunId $results[0].RunId
-    "Run files: $([IO.Path]::Combine($run.OutputDirectory, $report.JobName, $run.RunId))"
+    "Run files: $(Join-Path $run.OutputDirectory $report.JobName $run.RunId)"
 
     if (Test-ProdHealth -Job $Job -Connection $connection -OutputDirectory $OutputDirectory -Quiet) { exit 0 }
     exit 2

@@ -110,7 +110,7 @@ internal sealed class BenchSession : IDisposable
         }
     }
 
-    private static string FindManifest()
+    internal static string FindManifest()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

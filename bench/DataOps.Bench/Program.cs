@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats [options]; see the usage text below.
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -14,9 +14,13 @@ switch (mode)
     case "backfill":
         BackfillBenchmark.Run(Option("--items", 10_000), args.Contains("--skip-throttle"), Option("--repeats", 5));
         return 0;
+    case "startup":
+        StartupBenchmark.Run(Option("--repeats", 10));
+        return 0;
     default:
         Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
         Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
+        Console.WriteLine("       DataOps.Bench startup [--repeats N]");
         return mode == "help" ? 0 : 64;
 }

@@ -2,12 +2,13 @@
 <#
     How a team uses DataOps inside its own Pester tests in CI: a throwaway sandbox per run, seeded data,
     and assertions on the health check and the soak verdict. Run with: Invoke-Pester ./examples/pester
-    (Pester is not installed on the project's build machines; CI parses this file and checks that every
-    DataOps command and parameter it uses exists.)
+    (CI runs it under Pester 5.7.1 and 6.2.0: dotnet pwsh ./build.ps1 -Task Pester.)
 #>
 
 BeforeAll {
-    Import-Module (Join-Path $PSScriptRoot '../../out/DataOps/DataOps.psd1') -Force
+    # The repository's build when run from a clone, else DataOps installed by name.
+    $built = Join-Path $PSScriptRoot '../../out/DataOps/DataOps.psd1'
+    Import-Module $(if (Test-Path $built) { $built } else { 'DataOps' }) -ErrorAction Stop
     $script:sandbox = Start-DataOpsSandbox -Name pester-usage -Reset
     Install-DataOpsSchema -Component Prism, ScriptExecution | Out-Null
     $script:job = Join-Path $PSScriptRoot '../jobs/results-v1.2.1.job.json'

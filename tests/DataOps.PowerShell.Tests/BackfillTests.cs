@@ -202,13 +202,8 @@ public sealed class BackfillTests
         var (s, cs, output) = Setup(sessions: 60, seed: 14);
         using var _ = s;
         var total = Pending(cs);
-        var hostDll = Path.Combine(Repo.Root, "src", "DataOps.Host", "bin", Repo.Configuration, "net10.0", "DataOps.Host.dll");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
-        foreach (var a in new[] { hostDll, "-Command", $"Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{SampleJob}' -ItemsPerMinute 300 -OutputDirectory '{output}' | Out-Null" })
-        {
-            psi.ArgumentList.Add(a);
-        }
-
+        // A real pwsh process (the repository's pinned tool), killed hard with its process tree.
+        var psi = Repo.Pwsh($"Import-Module '{Repo.Manifest}'; Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{SampleJob}' -ItemsPerMinute 300 -OutputDirectory '{output}' | Out-Null");
         using var process = Process.Start(psi)!;
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'")) < 3 && DateTime.UtcNow < deadline)

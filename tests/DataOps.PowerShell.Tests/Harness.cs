@@ -18,6 +18,28 @@ internal static class Repo
     /// <summary>The build configuration this test assembly was built with (Debug or Release).</summary>
     public static string Configuration { get; } = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name;
 
+    /// <summary>
+    /// A real pwsh process running a command: 'dotnet pwsh', the PowerShell tool pinned in
+    /// .config/dotnet-tools.json (restored by 'dotnet tool restore'), started in the repository.
+    /// </summary>
+    public static System.Diagnostics.ProcessStartInfo Pwsh(string command)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = Root,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        };
+        foreach (var a in new[] { "pwsh", "-NoProfile", "-NonInteractive", "-Command", command })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["NO_COLOR"] = "1";
+        return psi;
+    }
+
     private static string FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)

@@ -25,8 +25,8 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Watches staging for the job's configured window (6 hours, every 5 minutes) and reports the verdict.</para>
 /// </example>
 /// <example>
-///   <code>$report = Watch-StagingSoak -Job ./fix.job.json -Duration 90m -Interval 30s -FailFast | Where-Object { $_ -is [DataOps.Engine.Soak.SoakReport] }</code>
-///   <para>A 90-minute soak that stops at the first exceeded limit; keeps only the final report.</para>
+///   <code>$report = Watch-StagingSoak -Job ./fix.job.json -Duration 90m -Interval 30s -FailFast | Select-Object -Last 1</code>
+///   <para>A 90-minute soak that stops at the first exceeded limit; keeps only the final report, which is always the last object.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Watch, "StagingSoak")]
 [OutputType(typeof(SoakSample), typeof(SoakReport))]

@@ -32,6 +32,8 @@
         'Test-ProdHealth'
         'Test-DataOpsEnvironment'
     )
+    # No HelpInfoUri: the full help (MAML and about topics) ships inside the module and there is no
+    # updatable-help server; a HelpInfoUri that serves no HelpInfo XML would make Update-Help fail.
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @()
@@ -39,8 +41,21 @@
         PSData = @{
             Tags         = @('PostgreSQL', 'Database', 'Backfill', 'DBA', 'DataOps', 'Migration', 'Seeding', 'PSEdition_Core', 'Linux')
             ProjectUri   = 'https://github.com/dataops-powershell/DataOps.PowerShell'
+            # The LICENSE file at the repository root (also shipped in the package folder).
             LicenseUri   = 'https://github.com/dataops-powershell/DataOps.PowerShell/blob/main/LICENSE'
-            ReleaseNotes = '0.1.0: foundation: sandbox, connections, schema components, hosted test harness.'
+            ReleaseNotes = @'
+0.1.0, the first release:
+- Start-/Stop-/Get-DataOpsSandbox: a private PostgreSQL cluster from local binaries, loopback only.
+- Connect-DataOps (key=value or postgresql:// URI, -Credential, -Production), Get-DataOpsConnection.
+- Install-DataOpsSchema: Core, ScriptExecution, WorkflowExecution and Prism components, idempotent.
+- Invoke-Backfill / Undo-Backfill / Get-BackfillRun: guarded per-item backfills (SQL and HTTP steps)
+  with before/after images, ledger, throttle, resume, psql rollback script and drift-checked undo.
+- Watch-StagingSoak (read-only, Go/NoGo/Inconclusive), Test-ProdHealth (fingerprinted mini plan),
+  Test-DataOpsEnvironment (preflight).
+- New-/Remove-ScriptExecutionSeed (binary COPY), New-PrismSampleData, New-WorkflowSampleData,
+  New-/Get-/Set-/Remove-WorkflowExecution, Get-ExecutionStats.
+Requires PowerShell 7.4+ and the PostgreSQL server binaries for the sandbox.
+'@
         }
     }
 }

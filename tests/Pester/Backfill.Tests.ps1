@@ -1,0 +1,177 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# The backfill lifecycle as an admin runs it: preflight, rehearse, apply, files, ledger, soak, health, undo.
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+    $script:sb = Start-DataOpsSandbox -Name pester-backfill -Reset
+    Install-DataOpsSchema -Component Prism | Out-Null
+    $script:out = New-TestFolder
+    $script:sample = New-PrismSampleData -Sessions 40 -Seed 8 -PendingShare 0.3
+}
+
+AfterAll {
+    Stop-DataOpsSandbox -Name pester-backfill -Remove -Confirm:$false
+    Remove-Item -Recurse -Force $out -ErrorAction SilentlyContinue
+}
+
+Describe 'New-PrismSampleData' {
+    It 'reports what it wrote, with pending sessions for the backfill' {
+        $sample.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Prism.PrismSampleResult'
+        $sample.Sessions | Should -Be 40
+        $sample.Pending | Should -BeGreaterThan 0
+        $sample.Seed | Should -Be 8
+    }
+
+    It 'the same sample again without -Reset is SampleDataExists and writes nothing' {
+        $before = Invoke-TestSql $sb 'SELECT count(*) FROM prism.sessions'
+        $err = Get-ErrorRecord { New-PrismSampleData -Sessions 40 -Seed 8 }
+        $err.FullyQualifiedErrorId | Should -Be 'SampleDataExists,DataOps.PowerShell.Cmdlets.NewPrismSampleDataCommand'
+        $err.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $err.Exception.Message | Should -Match '-Reset'
+        Invoke-TestSql $sb 'SELECT count(*) FROM prism.sessions' | Should -Be $before
+    }
+}
+
+Describe 'Test-DataOpsEnvironment' {
+    It 'returns one passing PreflightCheck per check' {
+        $checks = @(Test-DataOpsEnvironment -Job $SampleJob)
+        $checks[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Backfill.PreflightCheck'
+        $checks.Name | Should -Contain 'Connection'
+        $checks.Name | Should -Contain 'JobFile'
+        $checks | Where-Object { -not $_.Passed } | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Invoke-Backfill' {
+    It 'a missing job file is JobFileNotFound, ObjectNotFound, with the path as target' {
+        $missing = Join-Path $out 'nope.job.json'
+        $err = Get-ErrorRecord { Invoke-Backfill -Job $missing -OutputDirectory $out }
+        $err.FullyQualifiedErrorId | Should -Be 'JobFileNotFound,DataOps.PowerShell.Cmdlets.InvokeBackfillCommand'
+        $err.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $err.TargetObject | Should -Be $missing
+    }
+
+    It 'an invalid job file is JobFileInvalid with the JSON path of the problem, before anything runs' {
+        $bad = Join-Path $out 'bad.job.json'
+        $job = Get-Content -Raw $SampleJob | ConvertFrom-Json -AsHashtable
+        $job['throttle']['itemsPerMinute'] = -5
+        $job | ConvertTo-Json -Depth 20 | Set-Content $bad
+        $err = Get-ErrorRecord { Invoke-Backfill -Job $bad -OutputDirectory $out }
+        $err.FullyQualifiedErrorId | Should -BeLike 'JobFileInvalid,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidData'
+        $err.Exception.Message | Should -Match 'itemsPerMinute'
+        Get-BackfillRun | Should -BeNullOrEmpty
+    }
+
+    It '-WhatIf lists nothing to the pipeline and changes no row' {
+        Invoke-Backfill -Job $SampleJob -OutputDirectory $out -WhatIf | Should -BeNullOrEmpty
+        (Test-ProdHealth -Job $SampleJob -OutputDirectory $out).PendingCount | Should -Be $sample.Pending
+    }
+
+    It '-DryRun rehearses every pending item and rolls it back' {
+        $dry = @(Invoke-Backfill -Job $SampleJob -DryRun -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
+        $dry.Count | Should -Be $sample.Pending
+        $dry.Status | Sort-Object -Unique | Should -Be 'WouldApply'
+        (Test-ProdHealth -Job $SampleJob -OutputDirectory $out).PendingCount | Should -Be $sample.Pending
+    }
+
+    It 'applies every item, one BackfillItemResult each, and warns that the run halted for review' {
+        $script:applied = @(Invoke-Backfill -Job $SampleJob -ItemsPerMinute 0 -OutputDirectory $out -WarningVariable warnings -WarningAction SilentlyContinue)
+        $applied.Count | Should -Be $sample.Pending
+        $applied[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Backfill.BackfillItemResult'
+        $applied.Status | Sort-Object -Unique | Should -Be 'Applied'
+        $applied.RunId | Sort-Object -Unique | Should -HaveCount 1
+        "$warnings" | Should -Match 'backfill_summary.md'
+    }
+
+    It 'writes the summary, the execution results and a psql rollback script into the run folder' {
+        $run = Join-Path $out 'results-v1.2.1' $applied[0].RunId
+        Join-Path $run 'backfill_summary.md' | Should -Exist
+        $results = Get-Content -Raw (Join-Path $run 'backfill_logs/execution_results.json') | ConvertFrom-Json
+        $results | Should -Not -BeNullOrEmpty
+        $rollback = @(Get-ChildItem (Join-Path $run 'backfill_logs') -Filter 'rollback_*.sql')
+        $rollback.Count | Should -Be 1
+        Get-Content -Raw $rollback[0].FullName | Should -Match 'BEGIN'
+    }
+
+    It 'a re-run skips what the ledger shows as applied' {
+        $again = @(Invoke-Backfill -Job $SampleJob -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
+        $again | Where-Object Status -eq 'Applied' | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Get-BackfillRun' {
+    It 'returns the runs newest first with ledger counts, filtered by job and run id' {
+        $runs = @(Get-BackfillRun -Job results-v1.2.1)
+        $runs[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Backfill.BackfillRun'
+        $one = Get-BackfillRun -RunId $applied[0].RunId
+        $one.Applied | Should -Be $sample.Pending
+        $one.Kind | Should -Be 'backfill'
+        $runs.StartedAt | Should -Be ($runs.StartedAt | Sort-Object -Descending)
+    }
+}
+
+Describe 'Watch-StagingSoak' {
+    It 'streams SoakSample objects and ends with a Go SoakReport and its Markdown report' {
+        $soak = @(Watch-StagingSoak -Job $SampleJob -Duration 2s -Interval 1s -OutputDirectory $out -WarningAction SilentlyContinue)
+        $report = $soak[-1]
+        $report.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Soak.SoakReport'
+        "$($report.Verdict)" | Should -Be 'Go'
+        $soak[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Soak.SoakSample'
+        $soak.Count - 1 | Should -Be ($report.Rounds * @($report.Checks).Count)
+        Get-Content -Raw $report.ReportPath | Should -Match 'Verdict: Go'
+    }
+
+    It 'takes -Duration and -Interval as 90s/500ms strings' {
+        $p = (Get-Command Watch-StagingSoak).Parameters['Interval']
+        $p | Should -Not -BeNullOrEmpty
+        { Watch-StagingSoak -Job $SampleJob -Duration 1s -Interval 500ms -OutputDirectory $out -WarningAction SilentlyContinue | Out-Null } | Should -Not -Throw
+    }
+
+    It 'refuses a window below its limits with SoakWindowInvalid' {
+        $err = Get-ErrorRecord { Watch-StagingSoak -Job $SampleJob -Duration 1s -Interval 10ms -OutputDirectory $out }
+        $err.FullyQualifiedErrorId | Should -BeLike 'SoakWindowInvalid,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+    }
+}
+
+Describe 'Test-ProdHealth and Undo-Backfill' {
+    It 'healthy after the backfill: -Quiet is $true, and the report has no plan' {
+        Test-ProdHealth -Job $SampleJob -OutputDirectory $out -Quiet | Should -BeTrue
+        $h = Test-ProdHealth -Job $SampleJob -OutputDirectory $out
+        $h.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Health.ProdHealthReport'
+        $h.Healthy | Should -BeTrue
+        $h.PlanPath | Should -BeNullOrEmpty
+        $h.ReportPath | Should -Exist
+    }
+
+    It 'Undo-Backfill -WhatIf restores nothing' {
+        Undo-Backfill -RunId $applied[0].RunId -WhatIf | Should -BeNullOrEmpty
+        Test-ProdHealth -Job $SampleJob -OutputDirectory $out -Quiet | Should -BeTrue
+    }
+
+    It 'Get-BackfillRun | Undo-Backfill restores every item, and health then finds them pending with a plan' {
+        $undone = @(Get-BackfillRun -RunId $applied[0].RunId | Undo-Backfill -Confirm:$false)
+        $undone.Count | Should -Be $sample.Pending
+        $undone.Status | Sort-Object -Unique | Should -Be 'Restored'
+        $script:health = Test-ProdHealth -Job $SampleJob -OutputDirectory $out
+        $health.Healthy | Should -BeFalse
+        $health.PendingCount | Should -Be $sample.Pending
+        $health.PlanPath | Should -Exist
+    }
+
+    It 'the health report pipes into Invoke-Backfill, which applies exactly the planned items' {
+        $fixed = @($health | Invoke-Backfill -ItemsPerMinute 0 -OutputDirectory $out -Force -WarningAction SilentlyContinue)
+        $fixed.Status | Sort-Object -Unique | Should -Be 'Applied'
+        $fixed.Count | Should -Be $sample.Pending
+        Test-ProdHealth -Job $SampleJob -OutputDirectory $out -Quiet | Should -BeTrue
+    }
+
+    It 'an unknown run is RunNotFound, ObjectNotFound, with the id as target' {
+        $id = [guid]::NewGuid()
+        $err = Get-ErrorRecord { Undo-Backfill -RunId $id -Confirm:$false }
+        $err.FullyQualifiedErrorId | Should -Be 'RunNotFound,DataOps.PowerShell.Cmdlets.UndoBackfillCommand'
+        $err.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        "$($err.TargetObject)" | Should -Be "$id"
+    }
+}

@@ -1,0 +1,165 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Every example in Get-Help, run as pasted against a sandbox: the code comes from the help itself, in a
+# folder that holds the files the examples name (./examples/jobs/..., ./fix.job.json, ./score.job.json)
+# and with the variables they use ($wf, $id, $prod, $staging, $stg) bound to the sandbox. Examples that
+# end with 'exit' run in a new pwsh process and are judged by its exit code. An example that cannot run
+# here is listed below with the reason; a new example that is in neither list fails the suite.
+
+BeforeDiscovery {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+    $script:examples = foreach ($c in Get-Command -Module DataOps | Sort-Object Name) {
+        $i = 0
+        foreach ($e in @((Get-Help $c.Name).examples.example)) {
+            $i++
+            @{ Key = "$($c.Name)#$i"; Code = (@($e.code) -join "`n").Trim() }
+        }
+    }
+}
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+
+    $script:notRunnable = @{
+        'Connect-DataOps#1'        = 'connects to host db1 and prompts for a credential (Get-Credential)'
+        'Connect-DataOps#2'        = 'a URI for db1.example.com: there is no such server from here'
+        'Connect-DataOps#3'        = 'an environment on host stg: there is no such server from here'
+        'New-PrismSampleData#2'    = 'a Pester BeforeEach block: examples/pester/DataOps.Usage.Tests.ps1 runs it under Pester 5 and 6'
+        'New-WorkflowSampleData#2' = 'a million executions: a scale test, measured by bench/DataOps.Bench (stats)'
+        'Undo-Backfill#1'          = 'names a placeholder run id and asks for confirmation; example 2 runs the same undo'
+        'Watch-StagingSoak#1'      = "watches for the job's configured six hours"
+    }
+
+    # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
+    # new pwsh, expect this exit code), Replace (the one adaptation: shorter soak windows).
+    $script:cases = @{
+        'Get-BackfillRun#1'           = @{ Setup = { Use-Backfilled }; Check = { param($o) $o.Job | Should -Contain 'results-v1.2.1' } }
+        'Get-BackfillRun#2'           = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun)[0].RunId }; Check = { param($o) $o | Should -Exist } }
+        'Get-DataOpsConnection#1'     = @{ Check = { param($o) $o.Port | Should -Be $main.Port } }
+        'Get-DataOpsConnection#2'     = @{ Check = { param($o) (Get-DataOpsConnection).Port | Should -Be $main.Port } }
+        'Get-DataOpsSandbox#1'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
+        'Get-DataOpsSandbox#2'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
+        'Get-ExecutionStats#1'        = @{ Check = { param($o) $o.Group | Should -Be 'All' } }
+        'Get-ExecutionStats#2'        = @{ Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Total | Should -Not -Contain 0 } }
+        'Get-WorkflowExecution#1'     = @{ Check = { param($o) $o | Where-Object Status -notin 'failed', 'timed_out' | Should -BeNullOrEmpty } }
+        'Get-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
+                                           Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }
+        'Get-WorkflowExecution#3'     = @{ Setup = { Use-Order42 }; Check = { param($o) $o.TemporalWorkflowId | Should -Be 'order-42' } }
+        'Install-DataOpsSchema#1'     = @{ Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'AlreadyApplied' } }
+        'Install-DataOpsSchema#2'     = @{ Check = { param($o) $o.Status | Should -Not -Contain 'Applied' } }
+        'Invoke-Backfill#1'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; './runs/results-v1.2.1' | Should -Exist } }
+        'Invoke-Backfill#2'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty } }
+        'Invoke-Backfill#3'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeFalse } }
+        'New-PrismSampleData#1'       = @{ Setup = { New-PrismSampleData -Sessions 1 -Seed 1 -Reset | Out-Null }; Check = { param($o) ($o | Where-Object Sessions).Sessions | Should -Be 200 } }
+        'New-PrismSampleData#3'       = @{ Check = { param($o) ($o | Out-String) | Should -Match 'Pending' } }
+        'New-ScriptExecutionSeed#1'   = @{ Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }
+                                           Check = { param($o) $s = $o | Where-Object SeedRunId; $s.Count | Should -Be 1000000; $s.ConstraintViolations | Should -Be 0 } }
+        'New-ScriptExecutionSeed#2'   = @{ Check = { param($o) $o.Scheduled | Should -Be 40000 } }
+        'New-WorkflowExecution#1'     = @{ Check = { param($o) $o.Status | Should -Be 'running'; $o.CreatedBy | Should -Be 'u-17' } }
+        'New-WorkflowExecution#2'     = @{ Check = { param($o) (Get-WorkflowExecution -Id $e.Id).Status | Should -Be 'completed' } }
+        'New-WorkflowSampleData#1'    = @{ Check = { param($o) ($o | Where-Object Group).Group | Should -Contain 'completed' } }
+        'Remove-ScriptExecutionSeed#1' = @{ Setup = { New-ScriptExecutionSeed -Count 100 | Out-Null }; Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main 'SELECT count(*) FROM script_execution' | Should -BeGreaterThan 0 } }
+        'Remove-ScriptExecutionSeed#2' = @{ Check = { param($o) $o.Removed | Should -Be 1000 } }
+        'Remove-WorkflowExecution#1'  = @{ Check = { param($o) $o | Should -BeNullOrEmpty } }
+        'Remove-WorkflowExecution#2'  = @{ Setup = { $script:id = (New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'to-remove' -TemporalRunId (New-Guid) -CreatedBy u1).Id }
+                                           Check = { param($o) $o.Id | Should -Be $id; Get-WorkflowExecution -Id $id -ErrorAction SilentlyContinue | Should -BeNullOrEmpty } }
+        'Set-WorkflowExecution#1'     = @{ Setup = { Use-Order42 }; Check = { param($o) $o.Status | Should -Be 'completed'; $o.ActivitiesExecuted | Should -Be 7 } }
+        'Set-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
+                                           Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }
+        'Start-DataOpsSandbox#1'      = @{ Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }; Check = { param($o) $o.Name | Should -Be 'default'; (Get-DataOpsConnection).Port | Should -Be $o.Port } }
+        'Start-DataOpsSandbox#2'      = @{ Cleanup = { Stop-DataOpsSandbox -Name demo -Remove -Confirm:$false }; Check = { param($o) $o.Status | Should -Contain 'Applied' } }
+        'Stop-DataOpsSandbox#1'       = @{ Setup = { Start-DataOpsSandbox -Name default -NoDefault | Out-Null }; Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }
+                                           Check = { param($o) "$((Get-DataOpsSandbox | Where-Object Name -eq default).Status)" | Should -Be 'Stopped' } }
+        'Stop-DataOpsSandbox#2'       = @{ Setup = { $script:fileRoot = $env:DATAOPS_SANDBOX_ROOT; $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'spare-root'; Start-DataOpsSandbox -Name spare -NoDefault | Out-Null }
+                                           Cleanup = { $env:DATAOPS_SANDBOX_ROOT = $fileRoot }
+                                           Check = { param($o) Get-DataOpsSandbox | Should -BeNullOrEmpty } }
+        'Test-DataOpsEnvironment#1'   = @{ Check = { param($o) $o | Where-Object { -not $_.Passed } | Should -BeNullOrEmpty } }
+        'Test-DataOpsEnvironment#2'   = @{ Exit = 0 }
+        'Test-ProdHealth#1'           = @{ Check = { param($o) $o.JobName | Should -Be 'results-v1.2.1' } }
+        'Test-ProdHealth#2'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeTrue } }
+        'Test-ProdHealth#3'           = @{ Setup = { Use-Pending }; Exit = 2 }
+        'Undo-Backfill#2'             = @{ Setup = { Use-Pending; $script:fresh = @(Invoke-Backfill -Job ./fix.job.json -ItemsPerMinute 0 -OutputDirectory ./runs -WarningAction SilentlyContinue) }
+                                           Check = { param($o) $fresh.Count | Should -BeGreaterThan 0; ($o | Where-Object Key -in $fresh.Key).Status | Should -Be ($fresh | ForEach-Object { 'Restored' }) } }
+        'Watch-StagingSoak#2'         = @{ Replace = @{ '90m' = '2s'; '30s' = '1s' }; Check = { param($o) "$($report.Verdict)" | Should -BeIn 'Go', 'NoGo', 'Inconclusive'; $report.ReportPath | Should -Exist } }
+    }
+
+    # A private sandbox root: examples start 'default' and 'demo', and one stops every sandbox it lists.
+    $script:work = New-TestFolder
+    $script:savedRoot = $env:DATAOPS_SANDBOX_ROOT
+    $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'sandboxes'
+    $script:main = Start-DataOpsSandbox -Name pester-help
+    Install-DataOpsSchema | Out-Null
+    New-WorkflowSampleData -Users 4 -Workflows 3 -Executions 120 -Seed 9 | Out-Null
+    Invoke-TestSql $main "INSERT INTO users (id) VALUES ('u-17'), ('u1'), ('test-user')" | Out-Null
+    $script:wf = [guid](Invoke-TestSql $main 'SELECT id FROM workflows ORDER BY name LIMIT 1')
+    New-Item -ItemType Directory (Join-Path $work 'examples/jobs') | Out-Null
+    foreach ($copy in 'examples/jobs/results-v1.2.1.job.json', 'fix.job.json', 'score.job.json') { Copy-Item $SampleJob (Join-Path $work $copy) }
+
+    # A new seed each time (item keys come from the seed, and the ledger skips keys already applied),
+    # with one or two items pending: the examples run at the job's own rate of 20 items a minute.
+    function Use-Pending {
+        do { $r = New-PrismSampleData -Sessions 10 -PendingShare 0.2 -Seed (Get-Random -Maximum 1000000) -Reset -Force }
+        until ($r.Pending -ge 1 -and $r.Pending -le 2)
+    }
+    function Use-Backfilled {
+        if (-not (Get-BackfillRun | Where-Object Kind -eq backfill)) {
+            Use-Pending
+            Invoke-Backfill -Job ./fix.job.json -ItemsPerMinute 0 -OutputDirectory ./runs -WarningAction SilentlyContinue | Out-Null
+        }
+    }
+    function Use-Order42 {
+        if (-not (Get-WorkflowExecution -TemporalWorkflowId order-42 -ErrorAction SilentlyContinue | Where-Object Status -eq running)) {
+            New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42 -TemporalRunId (New-Guid) -CreatedBy u-17 | Out-Null
+        }
+    }
+}
+
+AfterAll {
+    Get-DataOpsSandbox | Stop-DataOpsSandbox -Remove -Confirm:$false
+    $env:DATAOPS_SANDBOX_ROOT = $savedRoot
+    Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue
+}
+
+Describe 'Help examples run as pasted' {
+    BeforeEach {
+        Push-Location $work
+        # The session's default is the example sandbox again, whatever the previous example did.
+        $script:main = Start-DataOpsSandbox -Name pester-help -WarningAction SilentlyContinue
+        $script:prod = $script:staging = $script:stg = $main.Connection
+    }
+
+    AfterEach {
+        Pop-Location
+    }
+
+    It '<Key>: <Code>' -ForEach $examples {
+        if ($notRunnable.ContainsKey($Key)) {
+            # Not run here; the reason is part of the suite so a reviewer sees it.
+            $notRunnable[$Key] | Should -Not -BeNullOrEmpty
+            return
+        }
+        $case = $cases[$Key]
+        $case | Should -Not -BeNullOrEmpty -Because "every help example is either run here or listed with a reason ($Key is new)"
+        if ($case.Setup) { . $case.Setup }
+        $code = $Code
+        if ($case.Replace) { foreach ($r in $case.Replace.GetEnumerator()) { $code = $code.Replace($r.Key, $r.Value) } }
+        try {
+            if ($case.ContainsKey('Exit')) {
+                $prelude = "`$ErrorActionPreference = 'Stop'; Import-Module '$ModuleManifest'; Start-DataOpsSandbox -Name pester-help -WarningAction SilentlyContinue | Out-Null`n"
+                $dll = Join-Path $PSHOME 'pwsh.dll'
+                $exe = (Get-Process -Id $PID).Path
+                $argv = @('-NoProfile', '-NonInteractive', '-Command', $prelude + $code)
+                if ($exe -notlike '*pwsh*') { $argv = @($dll) + $argv }
+                & $exe @argv | Out-Null
+                $LASTEXITCODE | Should -Be $case.Exit
+            }
+            else {
+                $ErrorActionPreference = 'Stop'
+                $output = . ([scriptblock]::Create($code))
+                & $case.Check $output
+            }
+        }
+        finally {
+            if ($case.Cleanup) { . $case.Cleanup }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Sandbox and connection cmdlets as an admin uses them: objects, defaults, pipelines, -WhatIf, errors.
+
+BeforeAll {
+    . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
+    $script:name = 'pester-sandbox'
+    $script:sb = Start-DataOpsSandbox -Name $name -Reset
+}
+
+AfterAll {
+    Get-DataOpsSandbox | Where-Object Name -like 'pester-sandbox*' | Stop-DataOpsSandbox -Remove -Confirm:$false
+}
+
+Describe 'Start-DataOpsSandbox' {
+    It 'returns a running DataOpsSandbox on loopback and makes it the session default' {
+        $sb.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Sandbox.DataOpsSandbox'
+        "$($sb.Status)" | Should -Be 'Running'
+        $sb.Port | Should -BeGreaterThan 1024
+        $sb.Connection.Host | Should -Be '127.0.0.1'
+        (Get-DataOpsConnection).Port | Should -Be $sb.Port
+        Test-Path $sb.DataDirectory | Should -BeTrue
+    }
+
+    It 'reuses the running sandbox on a second start (same port, Action Reused)' {
+        $again = Start-DataOpsSandbox -Name $name
+        $again.Port | Should -Be $sb.Port
+        "$($again.Action)" | Should -Be 'Reused'
+    }
+
+    It '-WhatIf starts nothing and writes nothing' {
+        $result = Start-DataOpsSandbox -Name "$name-whatif" -WhatIf
+        $result | Should -BeNullOrEmpty
+        Get-DataOpsSandbox | Where-Object Name -eq "$name-whatif" | Should -BeNullOrEmpty
+    }
+
+    It 'refuses a bad name with SandboxNameInvalid, InvalidArgument and the name as target' {
+        $err = Get-ErrorRecord { Start-DataOpsSandbox -Name 'bad name!' }
+        $err.FullyQualifiedErrorId | Should -Be 'SandboxNameInvalid,DataOps.PowerShell.Cmdlets.StartDataOpsSandboxCommand'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err.TargetObject | Should -Be 'bad name!'
+    }
+}
+
+Describe 'Get-DataOpsSandbox and Stop-DataOpsSandbox' {
+    It 'lists the sandbox with its status and port' {
+        $listed = Get-DataOpsSandbox -Name $name
+        "$($listed.Status)" | Should -Be 'Running'
+        $listed.Port | Should -Be $sb.Port
+    }
+
+    It 'stops a sandbox from the pipeline, clears the default (then ConnectionMissing), and a later start resumes it with its data' {
+        $other = Start-DataOpsSandbox -Name "$name-2"
+        Install-DataOpsSchema -Component Core | Out-Null
+        $stopped = Get-DataOpsSandbox -Name "$name-2" | Stop-DataOpsSandbox -PassThru -Confirm:$false
+        "$($stopped.Status)" | Should -Be 'Stopped'
+        Get-DataOpsConnection | Should -BeNullOrEmpty
+        $err = Get-ErrorRecord { Install-DataOpsSchema }
+        $err.FullyQualifiedErrorId | Should -Be 'ConnectionMissing,DataOps.PowerShell.Cmdlets.InstallDataOpsSchemaCommand'
+        $err.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $err.Exception.Message | Should -Match 'Connect-DataOps or Start-DataOpsSandbox'
+        $resumed = Start-DataOpsSandbox -Name "$name-2"
+        "$($resumed.Action)" | Should -Be 'Resumed'
+        (Install-DataOpsSchema -Component Core).Status | Sort-Object -Unique | Should -Be 'AlreadyApplied'
+        Stop-DataOpsSandbox -Name "$name-2" -Remove -Confirm:$false
+        Get-DataOpsSandbox | Where-Object Name -eq "$name-2" | Should -BeNullOrEmpty
+        Start-DataOpsSandbox -Name $name | Out-Null
+    }
+
+    It 'Stop -WhatIf leaves the server running' {
+        Stop-DataOpsSandbox -Name $name -WhatIf
+        "$((Get-DataOpsSandbox -Name $name).Status)" | Should -Be 'Running'
+    }
+
+    It 'an unknown sandbox is SandboxNotFound, ObjectNotFound' {
+        $err = Get-ErrorRecord { Stop-DataOpsSandbox -Name 'no-such-sandbox' -Confirm:$false -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'SandboxNotFound,*'
+        $err.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $err.Exception.Message | Should -Match 'Get-DataOpsSandbox'
+    }
+}
+
+Describe 'Connect-DataOps and Get-DataOpsConnection' {
+    BeforeAll {
+        $script:password = (Get-Content -Raw (Join-Path $(if ($env:DATAOPS_SANDBOX_ROOT) { $env:DATAOPS_SANDBOX_ROOT } else { Join-Path ([IO.Path]::GetTempPath()) 'dataops-sandboxes' }) $name 'password')).Trim()
+        $script:cs = "Host=127.0.0.1;Port=$($sb.Port);Database=dataops;Username=postgres"
+    }
+
+    It 'connects with -Credential, returns a DataOpsConnection and never shows the password' {
+        $cred = [pscredential]::new('postgres', (ConvertTo-SecureString $password -AsPlainText -Force))
+        $c = Connect-DataOps -ConnectionString $cs -Credential $cred
+        $c.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Connections.DataOpsConnection'
+        $c.HasPassword | Should -BeTrue
+        $c.SafeConnectionString | Should -Not -Match ([regex]::Escape($password))
+        ($c | Out-String -Width 200) + ($c | Format-List * | Out-String) | Should -Not -Match ([regex]::Escape($password))
+        (Get-DataOpsConnection).SafeConnectionString | Should -Be $c.SafeConnectionString
+    }
+
+    It 'reads DATAOPS_<NAME>_CONNECTION for -Environment, and -NoDefault keeps the session default' {
+        $before = (Get-DataOpsConnection).SafeConnectionString
+        $env:DATAOPS_PESTERSTG_CONNECTION = "$cs;Password=$password"
+        try {
+            $c = Connect-DataOps -Environment pesterstg -NoDefault
+            "$($c.Source)" | Should -Be 'Environment'
+            $c.Database | Should -Be 'dataops'
+            (Get-DataOpsConnection).SafeConnectionString | Should -Be $before
+        }
+        finally {
+            Remove-Item Env:DATAOPS_PESTERSTG_CONNECTION
+        }
+    }
+
+    It 'refuses a bad connection string with ConnectionStringInvalid and masks the password in the target' {
+        $err = Get-ErrorRecord { Connect-DataOps -ConnectionString 'Host=x;Bogus=1;Password=hunter2' }
+        $err.FullyQualifiedErrorId | Should -Be 'ConnectionStringInvalid,DataOps.PowerShell.Cmdlets.ConnectDataOpsCommand'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$($err.TargetObject) $($err.Exception.Message)" | Should -Not -Match 'hunter2'
+    }
+
+    It 'a -Production connection is marked and shows Prod True in its view' {
+        $c = Connect-DataOps -ConnectionString "$cs;Password=$password" -Production -NoDefault
+        $c.IsProduction | Should -BeTrue
+        ($c | Out-String -Width 80) | Should -Match '\bTrue\s*$'
+    }
+}

@@ -1,0 +1,48 @@
+# Dot-sourced by every test file's BeforeAll: the built module as a user imports it, paths, and a few
+# helpers. Each file starts a sandbox of its own (named after the file), so files can run in parallel.
+$script:RepoRoot = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
+$script:ModuleManifest = if ($env:DATAOPS_TEST_MODULE) { $env:DATAOPS_TEST_MODULE } else { Join-Path $RepoRoot 'out/DataOps/DataOps.psd1' }
+if (-not (Get-Module DataOps)) { Import-Module $ModuleManifest -ErrorAction Stop }
+$script:SampleJob = Join-Path $RepoRoot 'examples/jobs/results-v1.2.1.job.json'
+
+function New-TestFolder {
+    $path = Join-Path ([IO.Path]::GetTempPath()) "dataops-pester-$([guid]::NewGuid().ToString('N').Substring(0, 10))"
+    New-Item -ItemType Directory -Path $path | Out-Null
+    $path
+}
+
+# Runs a command that must fail, and returns its ErrorRecord (terminating or not: -ErrorAction Stop
+# turns a non-terminating one into an exception too).
+function Get-ErrorRecord([scriptblock] $Command) {
+    try {
+        & $Command
+    }
+    catch {
+        return $_
+    }
+    throw "Expected an error from { $Command }, got none."
+}
+
+# SQL through psql from the sandbox's own binaries: arranging and checking data independently of
+# the module. The password is read from the sandbox folder, as the admin who owns it could.
+function Invoke-TestSql([Parameter(Mandatory)] $Sandbox, [Parameter(Mandatory)] [string] $Sql) {
+    $root = if ($env:DATAOPS_SANDBOX_ROOT) { $env:DATAOPS_SANDBOX_ROOT } else { Join-Path ([IO.Path]::GetTempPath()) 'dataops-sandboxes' }
+    $env:PGPASSWORD = (Get-Content -Raw (Join-Path $root $Sandbox.Name 'password')).Trim()
+    try {
+        $psql = Join-Path $Sandbox.BinDirectory 'psql'
+        $out = & $psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $Sandbox.Port -U postgres -d dataops -c $Sql
+        if ($LASTEXITCODE -ne 0) { throw "psql failed ($LASTEXITCODE): $Sql" }
+        $out
+    }
+    finally {
+        Remove-Item Env:PGPASSWORD
+    }
+}
+
+# The table view of an object as text, and the header labels the format file declares for its type.
+function Get-ViewLabels([string] $TypeName) {
+    $xml = [xml](Get-Content -Raw (Join-Path (Split-Path $ModuleManifest) 'DataOps.Format.ps1xml'))
+    $view = $xml.Configuration.ViewDefinitions.View | Where-Object { $_.ViewSelectedBy.TypeName -eq $TypeName }
+    if ($view.TableControl) { return @($view.TableControl.TableHeaders.TableColumnHeader | ForEach-Object Label) }
+    @($view.ListControl.ListEntries.ListEntry.ListItems.ListItem | ForEach-Object { if ($_.Label) { $_.Label } else { $_.PropertyName } })
+}
