@@ -323,6 +323,13 @@ internal sealed class JobLease : IAsyncDisposable
             return false;
         }
 
+        if (IsZombie(pid))
+        {
+            // Killed but not yet reaped (its parent was killed too and nothing reaps orphans, as in many
+            // containers): the process id still exists, the process does not.
+            return true;
+        }
+
         try
         {
             using var process = Process.GetProcessById(pid);
@@ -333,6 +340,26 @@ internal sealed class JobLease : IAsyncDisposable
             return true;
         }
         catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>On Linux, whether /proc says the process is a zombie (Z) or dead (X): the state follows the last ')' of /proc/PID/stat.</summary>
+    private static bool IsZombie(int pid)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var end = stat.LastIndexOf(')');
+            return end > 0 && end + 2 < stat.Length && stat[end + 2] is 'Z' or 'X';
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             return false;
         }
