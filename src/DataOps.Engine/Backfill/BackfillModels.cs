@@ -1,3 +1,5 @@
+using DataOps.Engine.Connections;
+
 namespace DataOps.Engine.Backfill;
 
 public enum BackfillItemStatus
@@ -31,8 +33,11 @@ public enum BackfillErrorCategory
 }
 
 /// <summary>What happened to one item.</summary>
-public sealed class BackfillItemResult
+public sealed record BackfillItemResult
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public Guid RunId { get; init; }
 
     public required string Job { get; init; }
@@ -84,8 +89,11 @@ public sealed record BackfillOptions
 }
 
 /// <summary>A recorded run (backfill, dry run or undo) with its ledger counts.</summary>
-public sealed class BackfillRun
+public sealed record BackfillRun
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public Guid RunId { get; init; }
 
     public required string Kind { get; init; }

@@ -130,6 +130,21 @@ public sealed partial class DataOpsConnection
     public override string ToString() => $"{Username}@{Host}:{Port}/{Database}";
 
     /// <summary>
+    /// Whether two connections reach the same database: the same host (case-insensitive, as
+    /// written: 'localhost' and '127.0.0.1' count as different, the safe side), port and database
+    /// name. The user is left out on purpose: the same data reached under another role (an admin
+    /// removing what a reader listed) is the same database, and the connection the user typed is
+    /// the one that does the work.
+    /// </summary>
+    public bool IsSameDatabase(DataOpsConnection other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        return ReferenceEquals(this, other) ||
+            (string.Equals(Host, other.Host, StringComparison.OrdinalIgnoreCase) && Port == other.Port &&
+             string.Equals(Database, other.Database, StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// Builds a profile from a connection string, with an optional user name and password that
     /// override the string's own (they come from a PSCredential).
     /// </summary>

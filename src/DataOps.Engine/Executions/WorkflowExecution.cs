@@ -1,3 +1,5 @@
+using DataOps.Engine.Connections;
+
 namespace DataOps.Engine.Executions;
 
 /// <summary>The statuses of a workflow execution, as stored.</summary>
@@ -25,8 +27,11 @@ public static class ExecutionStatus
 }
 
 /// <summary>One recorded workflow execution, with its workflow's name and description joined in.</summary>
-public sealed class WorkflowExecution
+public sealed record WorkflowExecution
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public Guid Id { get; init; }
 
     public Guid WorkflowId { get; init; }
@@ -127,8 +132,11 @@ public enum StatsGrouping
 /// Completed + Failed + Cancelled + TimedOut (running executions do not count); null when nothing finished.
 /// Durations are over executions that have one.
 /// </summary>
-public sealed class ExecutionStats
+public sealed record ExecutionStats
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public required string Group { get; init; }
 
     public Guid? WorkflowId { get; init; }

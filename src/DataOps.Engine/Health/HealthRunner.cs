@@ -12,8 +12,11 @@ using Npgsql;
 namespace DataOps.Engine.Health;
 
 /// <summary>What Test-ProdHealth found.</summary>
-public sealed class ProdHealthReport
+public sealed record ProdHealthReport
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     /// <summary>The job's name. (Not "Job": piped to Invoke-Backfill, PlanPath must be what binds to -Job.)</summary>
     public required string JobName { get; init; }
 

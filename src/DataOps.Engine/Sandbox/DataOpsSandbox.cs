@@ -30,6 +30,9 @@ public sealed class DataOpsSandbox
 {
     public required string Name { get; init; }
 
+    /// <summary>The folder that holds this sandbox (and its siblings); piped to a sandbox cmdlet, it binds to -Root.</summary>
+    public required string Root { get; init; }
+
     public required SandboxStatus Status { get; init; }
 
     public SandboxStartAction Action { get; init; } = SandboxStartAction.None;

@@ -155,7 +155,7 @@ public sealed partial class SandboxManager
             _observer.Verbose($"Removed sandbox '{name}' ({dir}).");
             return new DataOpsSandbox
             {
-                Name = name, Status = SandboxStatus.Removed, DataDirectory = data, LogPath = Path.Combine(dir, "postgres.log"),
+                Name = name, Root = Root, Status = SandboxStatus.Removed, DataDirectory = data, LogPath = Path.Combine(dir, "postgres.log"),
                 PostgresVersion = record?.PostgresVersion, BinDirectory = bins.Directory,
             };
         }
@@ -212,6 +212,7 @@ public sealed partial class SandboxManager
         return new DataOpsSandbox
         {
             Name = name,
+            Root = Root,
             Status = alive ? SandboxStatus.Running : SandboxStatus.Stopped,
             Action = action,
             Port = alive ? pid!.Value.Port : record?.Port ?? 0,

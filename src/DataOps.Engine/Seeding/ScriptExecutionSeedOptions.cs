@@ -1,3 +1,5 @@
+using DataOps.Engine.Connections;
+
 namespace DataOps.Engine.Seeding;
 
 /// <summary>What to seed into script_execution. Defaults follow the original plan: 1M rows, half scheduled.</summary>
@@ -30,8 +32,11 @@ public sealed record ScriptExecutionSeedOptions
 }
 
 /// <summary>What one seed run did.</summary>
-public sealed class ScriptExecutionSeedResult
+public sealed record ScriptExecutionSeedResult
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public long SeedRunId { get; init; }
 
     public long Count { get; init; }
@@ -63,8 +68,11 @@ public sealed class ScriptExecutionSeedResult
 }
 
 /// <summary>A recorded seed run, as listed or removed.</summary>
-public sealed class SeedRun
+public sealed record SeedRun
 {
+    /// <summary>The database this came from; a cmdlet it is piped to acts there (binds to -Connection).</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public long SeedRunId { get; init; }
 
     public required string Status { get; init; }

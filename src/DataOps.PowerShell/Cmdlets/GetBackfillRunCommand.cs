@@ -33,7 +33,11 @@ public sealed class GetBackfillRunCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
-        WriteObject(RunEngine((_, ct) => UndoRunner.ListRunsAsync(connection, Job, RunId, ct)), enumerateCollection: true);
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
+        WriteObject(RunEngine((_, ct) => UndoRunner.ListRunsAsync(connection, Job, RunId, ct)).Select(r => r with { Connection = connection }), enumerateCollection: true);
     }
 }

@@ -21,20 +21,20 @@ namespace DataOps.PowerShell.Cmdlets;
 /// </example>
 [Cmdlet(VerbsCommon.Get, "DataOpsSandbox")]
 [OutputType(typeof(DataOpsSandbox))]
-public sealed class GetDataOpsSandboxCommand : DataOpsCmdlet
+public sealed class GetDataOpsSandboxCommand : SandboxCmdlet
 {
     /// <summary>Only the sandbox with this name.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
     public string? Name { get; set; }
 
-    /// <summary>The folder that holds sandboxes. Default: $env:DATAOPS_SANDBOX_ROOT, else a per-user folder.</summary>
-    [Parameter]
-    public string? Root { get; set; }
-
     protected override void ProcessRecord()
     {
-        var root = Root is null ? null : GetUnresolvedProviderPathFromPSPath(Root);
+        if (!TryResolveRoot(out var root))
+        {
+            return;
+        }
+
         var list = RunEngine((observer, _) => new SandboxManager(root, observer).List(Name));
         if (Name is not null && list.Count == 0)
         {

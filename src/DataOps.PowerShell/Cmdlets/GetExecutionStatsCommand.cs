@@ -48,7 +48,11 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var filter = new ExecutionFilter
         {
             WorkflowIds = WorkflowId ?? [],
@@ -56,7 +60,7 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
             Since = Since is { } s ? new DateTimeOffset(s) : null,
             Until = Until is { } u ? new DateTimeOffset(u) : null,
         };
-        WriteObject(RunEngine((observer, ct) => ExecutionStore.StatsAsync(connection, filter, (StatsGrouping)(int)GroupBy, ct, observer)), enumerateCollection: true);
+        WriteObject(RunEngine((observer, ct) => ExecutionStore.StatsAsync(connection, filter, (StatsGrouping)(int)GroupBy, ct, observer)).Select(s => s with { Connection = connection }), enumerateCollection: true);
     }
 }
 

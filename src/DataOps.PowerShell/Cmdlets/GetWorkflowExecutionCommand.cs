@@ -65,7 +65,11 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         switch (ParameterSetName)
         {
             case ById:
@@ -73,7 +77,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetAsync(connection, id, ct), out var execution))
                     {
-                        WriteObject(execution);
+                        WriteObject(execution with { Connection = connection });
                     }
                 }
 
@@ -83,7 +87,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetByTemporalIdAsync(connection, temporalId, null, ct), out var execution))
                     {
-                        WriteObject(execution);
+                        WriteObject(execution with { Connection = connection });
                     }
                 }
 
@@ -105,7 +109,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
 
                 var skip = (long)Math.Min(PagingParameters.Skip, long.MaxValue);
                 long? first = PagingParameters.First == ulong.MaxValue ? null : (long)Math.Min(PagingParameters.First, long.MaxValue);
-                StreamEngine((_, ct) => ExecutionStore.ListAsync(connection, filter, skip, first, ct));
+                StreamEngine((_, ct) => Stamped(ExecutionStore.ListAsync(connection, filter, skip, first, ct), e => e with { Connection = connection }, ct));
                 break;
         }
     }

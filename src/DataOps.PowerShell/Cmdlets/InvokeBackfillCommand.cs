@@ -100,7 +100,11 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             ThrowTerminating("JobFileNotFound", Engine.DataOpsErrorKind.InvalidArgument, "-Job is empty: give the path of a job file or of a mini plan.", Job);
         }
 
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var redactor = new SecretRedactor();
@@ -135,6 +139,6 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, Force = Force, DryRun = DryRun,
             ResolvedSecrets = secrets, Redactor = redactor,
         };
-        StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => BackfillRunner.RunAsync(job, connection, options, log, observer, ct), redactor);
+        StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
 }

@@ -101,6 +101,6 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
         }
 
         var result = RunEngineLogged("New-ScriptExecutionSeed", (log, observer, ct) => ScriptExecutionSeeder.RunAsync(connection, options, log, observer, ct));
-        WriteObject(result);
+        WriteObject(result with { Connection = connection });
     }
 }

@@ -46,7 +46,11 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         // One execution of several (pipeline input): bad input or an unknown workflow or user is non-terminating.
         if (!TryRunEngine((_, _) => Task.FromResult(JsonArgument.ToJson(Input, nameof(Input))), out var input)
             || !ShouldWrite(connection, $"workflow {WorkflowId}", $"Record execution {TemporalWorkflowId}/{TemporalRunId}", false))
@@ -56,7 +60,7 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
 
         if (TryRunEngine((_, ct) => ExecutionStore.CreateAsync(connection, new NewExecution(WorkflowId, TemporalWorkflowId, TemporalRunId, CreatedBy, input), ct), out var created))
         {
-            WriteObject(created);
+            WriteObject(created with { Connection = connection });
         }
     }
 }

@@ -36,7 +36,11 @@ public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var runs = new List<SeedRun>();
         foreach (var id in SeedRunId?.Cast<long?>() ?? [null])
         {
@@ -67,7 +71,7 @@ public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
             }
 
             var removed = RunEngineLogged("Remove-ScriptExecutionSeed", (log, _, ct) => ScriptExecutionSeeder.RemoveAsync(connection, run, log, ct));
-            WriteObject(removed);
+            WriteObject(removed with { Connection = connection });
         }
     }
 }

@@ -37,7 +37,11 @@ public sealed class RemoveWorkflowExecutionCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         foreach (var id in Id)
         {
             if (!TryRunEngine((_, ct) => ExecutionStore.GetAsync(connection, id, ct), out var execution) ||
@@ -48,7 +52,7 @@ public sealed class RemoveWorkflowExecutionCommand : DatabaseCmdlet
 
             if (TryRunEngine(async (_, ct) => { await ExecutionStore.RemoveAsync(connection, id, ct).ConfigureAwait(false); return true; }, out _) && PassThru)
             {
-                WriteObject(execution);
+                WriteObject(execution with { Connection = connection });
             }
         }
     }

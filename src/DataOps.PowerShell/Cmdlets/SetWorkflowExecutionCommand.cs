@@ -75,7 +75,11 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var output = RunEngine((_, _) => JsonArgument.ToJson(Output, nameof(Output)));
         var id = Id;
         if (ParameterSetName == ByTemporalId)
@@ -107,7 +111,7 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
         };
         if (TryRunEngine((_, ct) => ExecutionStore.UpdateAsync(connection, id, update, ct), out var updated) && PassThru)
         {
-            WriteObject(updated);
+            WriteObject(updated with { Connection = connection });
         }
     }
 }

@@ -26,7 +26,7 @@ namespace DataOps.PowerShell.Cmdlets;
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "DataOpsSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DataOpsSandbox))]
-public sealed class StartDataOpsSandboxCommand : DataOpsCmdlet
+public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
 {
     /// <summary>The sandbox's name: letters, digits, '-' and '_'. Default: 'default'.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -45,13 +45,14 @@ public sealed class StartDataOpsSandboxCommand : DataOpsCmdlet
     [Parameter]
     public string? BinDirectory { get; set; }
 
-    /// <summary>The folder that holds sandboxes. Default: $env:DATAOPS_SANDBOX_ROOT, else a per-user folder.</summary>
-    [Parameter]
-    public string? Root { get; set; }
-
     protected override void ProcessRecord()
     {
-        var manager = new SandboxManager(Root is null ? null : GetUnresolvedProviderPathFromPSPath(Root));
+        if (!TryResolveRoot(out var root))
+        {
+            return;
+        }
+
+        var manager = new SandboxManager(root);
         var action = Reset ? "Start with fresh data (existing data is deleted)" : "Start PostgreSQL sandbox";
         if (!ShouldProcess($"sandbox '{Name}' under {manager.Root}", action))
         {

@@ -23,7 +23,7 @@ namespace DataOps.PowerShell.Cmdlets;
 /// </example>
 [Cmdlet(VerbsLifecycle.Stop, "DataOpsSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(DataOpsSandbox))]
-public sealed class StopDataOpsSandboxCommand : DataOpsCmdlet
+public sealed class StopDataOpsSandboxCommand : SandboxCmdlet
 {
     /// <summary>The sandbox to stop. Default: 'default'. Binds from piped names and from pipeline objects' Name property.</summary>
     [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
@@ -38,13 +38,13 @@ public sealed class StopDataOpsSandboxCommand : DataOpsCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    /// <summary>The folder that holds sandboxes. Default: $env:DATAOPS_SANDBOX_ROOT, else a per-user folder.</summary>
-    [Parameter]
-    public string? Root { get; set; }
-
     protected override void ProcessRecord()
     {
-        var root = Root is null ? null : GetUnresolvedProviderPathFromPSPath(Root);
+        if (!TryResolveRoot(out var root))
+        {
+            return;
+        }
+
         if (!ShouldProcess($"sandbox '{Name}'", Remove ? "Stop and delete its data" : "Stop"))
         {
             return;

@@ -56,7 +56,11 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var plan = PlanPath is null ? null : GetUnresolvedProviderPathFromPSPath(PlanPath);
@@ -69,6 +73,6 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
         WriteVerbose(report.Healthy
             ? $"Healthy: nothing still needs '{report.JobName}'. Report: {report.ReportPath}"
             : $"{report.PendingCount} items still need '{report.JobName}'. Report: {report.ReportPath}; plan: {report.PlanPath}");
-        WriteObject(Quiet ? report.Healthy : report);
+        WriteObject(Quiet ? report.Healthy : report with { Connection = connection });
     }
 }

@@ -45,7 +45,11 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
         var runId = ParameterSetName == ByPath
             ? RunEngine((_, _) => UndoRunner.RunIdFromPath(GetUnresolvedProviderPathFromPSPath(Path)))
             : RunId;
@@ -54,6 +58,6 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
             return;
         }
 
-        StreamEngineLogged("Undo-Backfill", (log, observer, ct) => UndoRunner.UndoAsync(connection, runId, log, observer, ct));
+        StreamEngineLogged("Undo-Backfill", (log, observer, ct) => Stamped(UndoRunner.UndoAsync(connection, runId, log, observer, ct), r => r with { Connection = connection }, ct));
     }
 }

@@ -4,15 +4,85 @@ using DataOps.Engine.Connections;
 
 namespace DataOps.PowerShell.Infrastructure;
 
-/// <summary>A cmdlet that talks to a database: -Connection, else the session default, else ConnectionMissing.</summary>
+/// <summary>
+/// A cmdlet that talks to a database: -Connection, else the session default, else ConnectionMissing.
+/// A piped object that carries its Connection is acted on in that database: the property binds to
+/// -Connection, and a -Connection typed on the command line that names another database refuses
+/// the object (ConnectionMismatch) instead of acting on its ids in the wrong place.
+/// </summary>
 public abstract class DatabaseCmdlet : DataOpsCmdlet
 {
-    /// <summary>The connection to use; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox).</summary>
+    /// <summary>The connection to use; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public DataOpsConnection? Connection { get; set; }
 
+    /// <summary>The piped object itself, read only to check that it comes from the database this command acts on. Not for the command line.</summary>
+    [Parameter(ValueFromPipeline = true, DontShow = true)]
+    public PSObject? InputObject { get; set; }
+
+    /// <summary>The connection for a whole command: a piped object from another database than -Connection ends it (ConnectionMismatch).</summary>
     protected DataOpsConnection ResolveConnection()
     {
+        var (connection, refusal) = Resolve();
+        if (refusal is not null)
+        {
+            ThrowTerminatingError(refusal);
+        }
+
+        return connection!;
+    }
+
+    /// <summary>
+    /// The connection for the piped object at hand. An object that comes from another database than
+    /// -Connection, or that binds nothing, is refused with a non-terminating error and false: the
+    /// cmdlet skips it and goes on with the next.
+    /// </summary>
+    protected bool TryResolveConnection(out DataOpsConnection connection)
+    {
+        var (resolved, refusal) = Resolve();
+        if (refusal is not null)
+        {
+            WriteError(refusal);
+            connection = null!;
+            return false;
+        }
+
+        connection = resolved!;
+        return true;
+    }
+
+    /// <summary>Stamps each streamed object with the connection it came from.</summary>
+    protected static async IAsyncEnumerable<T> Stamped<T>(IAsyncEnumerable<T> source, Func<T, T> stamp, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    {
+        await foreach (var item in source.WithCancellation(ct).ConfigureAwait(false))
+        {
+            yield return stamp(item);
+        }
+    }
+
+    private (DataOpsConnection? Connection, ErrorRecord? Refusal) Resolve()
+    {
+        if (InputObject is { } input && !PipelineInput.BindsSomething(this, input))
+        {
+            return (null, PipelineInput.NotBound(this, input));
+        }
+
+        // Bound from the pipeline, Connection is the piped object's own; typed on the command line,
+        // PowerShell keeps it for every object and ignores theirs, so it is compared here.
+        var piped = PipelineInput.Property<DataOpsConnection>(InputObject, nameof(Connection));
+        if (piped is not null && Connection is { } typed && !typed.IsSameDatabase(piped))
+        {
+            var what = InputObject!.BaseObject.GetType().Name;
+            var ex = new DataOpsException("ConnectionMismatch", DataOpsErrorKind.InvalidArgument,
+                $"The piped {what} ({InputObject.BaseObject}) comes from {piped}, but -Connection is {typed}, another database; nothing was done with it. " +
+                "Leave out -Connection to act on each object in its own database, or pipe objects from the database you name.",
+                piped.ToString())
+            {
+                RecommendedAction = $"Leave out -Connection, or pass -Connection for {piped}.",
+            };
+            return (null, ToErrorRecord(ex));
+        }
+
         var connection = Connection ?? SessionDefaults.Connection;
         if (connection is null)
         {
@@ -21,7 +91,7 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
                 null);
         }
 
-        return connection!;
+        return (connection, null);
     }
 
     /// <summary>
