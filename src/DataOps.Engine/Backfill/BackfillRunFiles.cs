@@ -20,7 +20,7 @@ public static class BackfillRunFiles
     /// item it applied and that is not undone yet, undone newest first. <paramref name="path"/> is a
     /// file or a folder; without it, the script goes into the run's own backfill_logs folder. Returns the file.
     /// </summary>
-    public static async Task<string> ExportRollbackAsync(DataOpsConnection connection, Guid runId, string? path, CancellationToken ct)
+    public static async Task<BackfillRollbackScript> ExportRollbackAsync(DataOpsConnection connection, Guid runId, string? path, CancellationToken ct)
     {
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
@@ -54,18 +54,17 @@ public static class BackfillRunFiles
         try
         {
             Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-            await WriteScriptAsync(connection, meta, runId, run.Job, file, ct).ConfigureAwait(false);
+            var items = await WriteScriptAsync(connection, meta, runId, run.Job, file, ct).ConfigureAwait(false);
+            return new BackfillRollbackScript { RunId = runId, Job = run.Job, Path = file, Items = items };
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
         {
             throw new DataOpsException("OutputDirectoryUnusable", DataOpsErrorKind.WriteError,
                 $"The rollback script of run {runId} cannot be written to '{file}': {ex.Message}. Give a -Path you can write to.", file, ex);
         }
-
-        return file;
     }
 
-    private static async Task WriteScriptAsync(DataOpsConnection connection, NpgsqlConnection meta, Guid runId, string job, string file, CancellationToken ct)
+    private static async Task<int> WriteScriptAsync(DataOpsConnection connection, NpgsqlConnection meta, Guid runId, string job, string file, CancellationToken ct)
     {
         // The images are read on a connection of their own, streaming, while the tables are described on the other.
         await using var images = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
@@ -79,6 +78,7 @@ public static class BackfillRunFiles
         var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
         using var script = new RollbackScriptFile(file, runId, job, connection.ToString(), $"Written by Export-BackfillRollback at {DateTimeOffset.UtcNow:u} from the ledger");
         var chunk = new List<(string Key, IReadOnlyList<RestoreOp> Restore)>(ChunkSize);
+        var count = 0;
         await using (var reader = await command.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -91,6 +91,7 @@ public static class BackfillRunFiles
                     tables[name] = await UndoRunner.DescribeAsync(meta, name, ct).ConfigureAwait(false);
                 }
 
+                count++;
                 chunk.Add((key, RestoreOp.ForItem(key, before, after, [.. before.Tables.Keys.Select(n => tables[n])])));
                 if (chunk.Count == ChunkSize)
                 {
@@ -101,6 +102,7 @@ public static class BackfillRunFiles
         }
 
         script.Append(chunk, runId.ToString());
+        return count;
     }
 
     /// <summary>
@@ -127,7 +129,7 @@ public static class BackfillRunFiles
                 string? rollback = null;
                 if (!dryRun)
                 {
-                    rollback = Path.GetFileName(await ExportRollbackAsync(connection, run.RunId, Path.Combine(logs, BackfillArtifacts.RollbackFileName(started)), ct).ConfigureAwait(false));
+                    rollback = Path.GetFileName((await ExportRollbackAsync(connection, run.RunId, Path.Combine(logs, BackfillArtifacts.RollbackFileName(started)), ct).ConfigureAwait(false)).Path);
                 }
 
                 // Dry runs leave nothing in the ledger: their batch files are all there is.
@@ -177,4 +179,20 @@ public static class BackfillRunFiles
     }
 
     private sealed record RunInfo(string Job, string Kind, DateTime StartedAt, string? OutputDirectory);
+}
+
+/// <summary>A rollback script written from the ledger by Export-BackfillRollback.</summary>
+public sealed class BackfillRollbackScript
+{
+    public Guid RunId { get; init; }
+
+    public required string Job { get; init; }
+
+    /// <summary>The script file; run it with psql -v ON_ERROR_STOP=1 -f.</summary>
+    public required string Path { get; init; }
+
+    /// <summary>Applied items the script undoes.</summary>
+    public int Items { get; init; }
+
+    public override string ToString() => Path;
 }

@@ -50,7 +50,7 @@ internal sealed class RollbackScriptFile : IDisposable
 
         var blocks = string.Concat(restore.Select(op => op.ToScript(runId)));
         var tag = ScriptText.DollarTag(blocks, "$dataops_item$");
-        sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}");
         sb.Append(blocks);
         sb.AppendLine(CultureInfo.InvariantCulture, $"{tag});");
         return sb.ToString();

@@ -19,14 +19,14 @@ namespace DataOps.PowerShell.Cmdlets;
 /// </summary>
 /// <example>
 ///   <code>Export-BackfillRollback -RunId 6f1c2a4e-0d7b-4c1e-9a55-3b2f4c6d7e8f -Path ./rollback.sql</code>
-///   <para>Writes the run's rollback script to ./rollback.sql and returns the file.</para>
+///   <para>Writes the run's rollback script to ./rollback.sql and returns its path and the number of items it undoes.</para>
 /// </example>
 /// <example>
 ///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Status -eq abandoned | Export-BackfillRollback</code>
 ///   <para>Writes a complete rollback script into the folder of each abandoned run of the job.</para>
 /// </example>
 [Cmdlet(VerbsData.Export, "BackfillRollback", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
-[OutputType(typeof(FileInfo))]
+[OutputType(typeof(BackfillRollbackScript))]
 public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
 {
     /// <summary>The backfill run. Binds from pipeline objects' RunId property.</summary>
@@ -46,7 +46,6 @@ public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
             return;
         }
 
-        var file = RunEngine((_, ct) => BackfillRunFiles.ExportRollbackAsync(connection, RunId, path, ct));
-        WriteObject(new FileInfo(file));
+        WriteObject(RunEngine((_, ct) => BackfillRunFiles.ExportRollbackAsync(connection, RunId, path, ct)));
     }
 }
