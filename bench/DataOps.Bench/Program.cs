@@ -14,9 +14,13 @@ switch (mode)
     case "backfill":
         BackfillBenchmark.Run(Option("--items", 10_000), args.Contains("--skip-throttle"), Option("--repeats", 5));
         return 0;
+    case "backfill-memory":
+        BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
+        return 0;
     default:
         Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
         Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
+        Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
         return mode == "help" ? 0 : 64;
 }
