@@ -276,6 +276,28 @@ public sealed class BackfillTests
         Assert.Equal(total, Pending(cs));
     }
 
+    [Theory]
+    [InlineData("SELECT (1 / (SELECT count(*) - count(*) FROM prism.sessions))::text AS key", "division by zero")]
+    [InlineData("SELECT id::text AS id FROM prism.sessions", "column named key")]
+    public void A_run_whose_discover_fails_is_recorded_failed_with_why_and_none_is_left_running(string discover, string why)
+    {
+        var (s, cs, output) = Setup(seed: 25);
+        using var _ = s;
+        var job = Job(j => j["items"] = new JsonObject { ["discover"] = discover });
+
+        var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(job, output));
+
+        Assert.Contains(r.Errors, e => e.Exception.Message.Contains(why, StringComparison.Ordinal));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE status = 'running'"));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.job_lease"));
+        var runs = s.Run("Get-BackfillRun -Job results-v1.2.1").Output;
+        Assert.All(runs, run =>
+        {
+            Assert.Equal("failed", run.Properties["Status"].Value);
+            Assert.Contains(why, (string)run.Properties["Reason"].Value);
+        });
+    }
+
     [Fact]
     public void A_rollback_script_that_lacks_an_applied_item_refuses_to_run_and_names_Export_BackfillRollback()
     {
