@@ -27,6 +27,7 @@
         'Invoke-Backfill'
         'Undo-Backfill'
         'Get-BackfillRun'
+        'Export-BackfillRollback'
         'New-PrismSampleData'
         'Watch-StagingSoak'
         'Test-ProdHealth'

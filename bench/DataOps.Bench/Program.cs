@@ -16,11 +16,14 @@ switch (mode)
         return 0;
     case "startup":
         StartupBenchmark.Run(Option("--repeats", 10));
+    case "backfill-memory":
+        BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
     default:
         Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
         Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");
+        Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
         return mode == "help" ? 0 : 64;
 }

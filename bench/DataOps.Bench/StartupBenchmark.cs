@@ -116,7 +116,8 @@ internal static class StartupBenchmark
     }
 
     /// <summary>The pinned pwsh: 'dotnet pwsh' from the repository (the tool manifest), asked for its pwsh.dll.</summary>
-    private static string FindPwsh()
+    /// <summary>The pinned pwsh tool's pwsh.dll (run it with dotnet).</summary>
+    internal static string FindPwsh()
     {
         var root = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(BenchSession.FindManifest())!, "..", ".."));
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, UseShellExecute = false, WorkingDirectory = root };

@@ -182,7 +182,7 @@ public sealed class BackfillLeaseTests
     }
 
     [Fact]
-    public void A_lease_held_elsewhere_refuses_the_run_until_it_expires_then_the_run_takes_over_and_marks_the_holder_stopped()
+    public void A_lease_held_elsewhere_refuses_the_run_until_it_expires_then_the_run_takes_over_and_marks_the_holder_abandoned()
     {
         var (s, cs, job, output) = Setup();
         using var _ = s;
@@ -203,8 +203,8 @@ public sealed class BackfillLeaseTests
 
         Assert.False(run.HadErrors, string.Join("\n", run.Errors));
         Assert.Equal(Keys, run.Output.Count);
-        Assert.Equal("stopped", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{holder}'"));
-        Assert.Contains("lost the job's lease", (string)Sql.Scalar(cs, $"SELECT summary->>'reason' FROM dataops.run WHERE run_id = '{holder}'")!);
+        Assert.Equal("abandoned", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{holder}'"));
+        Assert.Contains("lease expired", (string)Sql.Scalar(cs, $"SELECT summary->>'reason' FROM dataops.run WHERE run_id = '{holder}'")!);
         Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.job_lease")); // released at the end
         AssertNothingAppliedTwice(cs);
     }

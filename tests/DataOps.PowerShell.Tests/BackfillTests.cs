@@ -202,6 +202,7 @@ public sealed class BackfillTests
         var (s, cs, output) = Setup(sessions: 60, seed: 14);
         using var _ = s;
         var total = Pending(cs);
+        var pristine = Checksum(cs);
         // A real pwsh process (the repository's pinned tool), killed hard with its process tree.
         var psi = Repo.Pwsh($"Import-Module '{Repo.Manifest}'; Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{SampleJob}' -ItemsPerMinute 300 -OutputDirectory '{output}' | Out-Null");
         using var process = Process.Start(psi)!;
@@ -217,13 +218,101 @@ public sealed class BackfillTests
         Assert.InRange(applied, 3, total - 1);
         Assert.Equal(total - applied, Pending(cs)); // every committed item is in the ledger, and only those
 
+        // The files were written as the items committed: whole JSON batches and a whole rollback script
+        // holding every item recorded before the kill (an item may commit just before its entry is written).
+        var killed = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run WHERE kind = 'backfill'")!;
+        var logs = Path.Combine(output, "results-v1.2.1", killed.ToString(), "backfill_logs");
+        var batchKeys = Directory.GetFiles(logs, "batch_*.json").Order()
+            .SelectMany(f => JsonDocument.Parse(File.ReadAllText(f)).RootElement.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("Key").GetString()!)).ToList();
+        Assert.InRange(batchKeys.Count, applied - 1, applied);
+        var crashScript = Directory.GetFiles(logs, "rollback_*.sql").Single();
+        Assert.InRange(RollbackScript.ItemKeys(crashScript).Distinct().Count(), applied - 1, applied);
+        Assert.EndsWith("COMMIT;", File.ReadAllText(crashScript).TrimEnd());
+        Assert.False(File.Exists(Path.Combine(logs, "execution_results.json")));
+
+        // Get-BackfillRun sees that the run's process is gone: abandoned, with why.
+        var seen = s.Run("Get-BackfillRun -RunId $id", new Hashtable { ["id"] = killed }).Output.Single();
+        Assert.Equal("abandoned", seen.Properties["Status"].Value);
+        Assert.Matches("is gone|expired", (string)seen.Properties["Reason"].Value);
+
+        // Regenerated from the ledger, complete whatever the kill left.
+        var exportPath = Path.Combine(output, "exported.sql");
+        var exported = s.Run("Export-BackfillRollback -RunId $id -Path $p", new Hashtable { ["id"] = killed, ["p"] = exportPath });
+        Assert.False(exported.HadErrors, string.Join("\n", exported.Errors));
+        Assert.Equal((int)applied, exported.Output.Single().Properties["Items"].Value);
+        Assert.Equal((int)applied, RollbackScript.ItemKeys(exportPath).Distinct().Count());
+
         var rerun = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
 
         Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
         Assert.Equal(0, Pending(cs));
         Assert.Equal(total, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(DISTINCT item_key) FROM dataops.ledger WHERE status = 'applied'")));
         Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM (SELECT item_key FROM dataops.ledger WHERE status = 'applied' GROUP BY item_key HAVING count(*) > 1) x"));
-        Assert.Equal(1L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE kind = 'backfill' AND status = 'stopped'"));
+        Assert.Equal("abandoned", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{killed}'"));
+        Assert.Matches("is gone|expired", (string)Sql.Scalar(cs, $"SELECT summary->>'reason' FROM dataops.run WHERE run_id = '{killed}'")!);
+
+        // The next run completed the abandoned run's files from the ledger.
+        var completed = JsonDocument.Parse(File.ReadAllText(Path.Combine(logs, "execution_results.json"))).RootElement;
+        Assert.Equal("abandoned", completed.GetProperty("outcome").GetString());
+        Assert.Equal(applied, completed.GetProperty("items").GetArrayLength());
+        Assert.Contains("abandoned", File.ReadAllText(Path.Combine(output, "results-v1.2.1", killed.ToString(), "backfill_summary.md")));
+        Assert.Equal((int)applied, RollbackScript.ItemKeys(Directory.GetFiles(logs, "rollback_*.sql").Single()).Distinct().Count());
+
+        // Real psql: the rerun's own script, then the killed run's exported one, put the tables back exactly.
+        var rerunId = (Guid)rerun.Output[0].Properties["RunId"].Value;
+        foreach (var script in new[] { Directory.GetFiles(Path.Combine(output, "results-v1.2.1", rerunId.ToString(), "backfill_logs"), "rollback_*.sql").Single(), exportPath })
+        {
+            var (code, stdout, stderr) = Psql(cs, script);
+            Assert.True(code == 0, stderr + stdout);
+            Assert.Contains("verified", stdout);
+        }
+
+        Assert.Equal(pristine, Checksum(cs));
+        Assert.Equal(total, Pending(cs));
+    }
+
+    [Theory]
+    [InlineData("SELECT (1 / (SELECT count(*) - count(*) FROM prism.sessions))::text AS key", "division by zero")]
+    [InlineData("SELECT id::text AS id FROM prism.sessions", "column named key")]
+    public void A_run_whose_discover_fails_is_recorded_failed_with_why_and_none_is_left_running(string discover, string why)
+    {
+        var (s, cs, output) = Setup(seed: 25);
+        using var _ = s;
+        var job = Job(j => j["items"] = new JsonObject { ["discover"] = discover });
+
+        var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(job, output));
+
+        Assert.Contains(r.Errors, e => e.Exception.Message.Contains(why, StringComparison.Ordinal));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE status = 'running'"));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.job_lease"));
+        var runs = s.Run("Get-BackfillRun -Job results-v1.2.1").Output;
+        Assert.All(runs, run =>
+        {
+            Assert.Equal("failed", run.Properties["Status"].Value);
+            Assert.Contains(why, (string)run.Properties["Reason"].Value);
+        });
+    }
+
+    [Fact]
+    public void A_rollback_script_that_lacks_an_applied_item_refuses_to_run_and_names_Export_BackfillRollback()
+    {
+        var (s, cs, output) = Setup(seed: 24);
+        using var _ = s;
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        var runId = (Guid)run.Output[0].Properties["RunId"].Value;
+        var script = Directory.GetFiles(Path.Combine(output, "results-v1.2.1", runId.ToString(), "backfill_logs"), "rollback_*.sql").Single();
+        var applied = Checksum(cs);
+
+        // As if the process died between an item's commit and its entry in the script.
+        Sql.Execute(cs, $"INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image) VALUES ('{runId}', 'results-v1.2.1', 'committed-after-the-last-write', 'applied', '{{}}', '{{}}')");
+        var (code, _, stderr) = Psql(cs, script);
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("1 items this file does not hold", stderr);
+        Assert.Contains($"Export-BackfillRollback -RunId {runId}", stderr);
+        Assert.Equal(applied, Checksum(cs));
+        Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'undone'"));
     }
 
     [Fact]

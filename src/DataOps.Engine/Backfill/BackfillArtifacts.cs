@@ -5,26 +5,34 @@ using System.Text.Json;
 namespace DataOps.Engine.Backfill;
 
 /// <summary>
-/// Writes a run's files under OutputDirectory/&lt;job&gt;/&lt;runId&gt;/: backfill_logs/batch_NNN.json as each
-/// batch completes, and at the end (also after Ctrl+C or a failure) execution_results.json,
-/// rollback_YYYY-MM-DD.sql and backfill_summary.md.
+/// Writes a run's files under OutputDirectory/&lt;job&gt;/&lt;runId&gt;/ as its items commit:
+/// backfill_logs/batch_NNN.json and backfill_logs/rollback_YYYY-MM-DD.sql get each group of items
+/// as soon as it is recorded, and both are whole at every moment (<see cref="TailFile"/>), so a
+/// killed process leaves usable files. At the end (also after Ctrl+C or a failure)
+/// execution_results.json is streamed from the batch files and backfill_summary.md written.
+/// Nothing per item stays in memory: a million-item run needs what a thousand-item run needs.
 /// </summary>
-internal sealed class BackfillArtifacts
+internal sealed class BackfillArtifacts : IDisposable
 {
-    private static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
-    private readonly List<BackfillItemResult> _results = [];
-    private readonly List<BackfillItemResult> _batch = [];
-    // Each item's part of the rollback script, made as the item is added (while the server runs the
-    // next items) rather than all at the end; a part that cannot be quoted safely fails the script.
-    private readonly List<(string Key, string? Script, int Rows, DataOpsException? Unsafe)> _restores = [];
+    /// <summary>Failed items listed in the summary; all of them are in execution_results.json.</summary>
+    internal const int SummaryFailedLimit = 100;
+
+    internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+    private static readonly JsonSerializerOptions OneLine = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
     private readonly BackfillJob _job;
     private readonly Guid _runId;
     private readonly string _database;
     private readonly int _batchSize;
     private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private readonly StringBuilder _pendingBatch = new();
+    private readonly List<(string Key, IReadOnlyList<RestoreOp> Restore)> _pendingRollback = [];
+    private readonly RollbackScriptFile? _rollback;
+    private readonly List<string> _notes = [];
+    private TailFile? _batchFile;
     private int _batchNumber;
+    private int _inBatch;
 
-    public BackfillArtifacts(string outputDirectory, BackfillJob job, Guid runId, string database, int batchSize)
+    public BackfillArtifacts(string outputDirectory, BackfillJob job, Guid runId, string database, int batchSize, bool dryRun)
     {
         _job = job;
         _runId = runId;
@@ -33,6 +41,10 @@ internal sealed class BackfillArtifacts
         Directory = JobPaths.RunFolder(outputDirectory, job.Name, runId.ToString());
         LogDirectory = Path.Combine(Directory, "backfill_logs");
         System.IO.Directory.CreateDirectory(LogDirectory);
+        if (!dryRun)
+        {
+            _rollback = new RollbackScriptFile(RollbackPath, runId, job.Name, database, $"Written as the run's items committed, from {_started:u}");
+        }
     }
 
     public string Directory { get; }
@@ -41,122 +53,202 @@ internal sealed class BackfillArtifacts
 
     public string SummaryPath => Path.Combine(Directory, "backfill_summary.md");
 
-    public string RollbackPath => Path.Combine(LogDirectory, $"rollback_{_started:yyyy-MM-dd}.sql");
+    public string RollbackPath => Path.Combine(LogDirectory, RollbackFileName(_started));
 
+    internal static string RollbackFileName(DateTimeOffset started) => $"rollback_{started:yyyy-MM-dd}.sql";
+
+    /// <summary>Queues one item's result and restore operations for the next <see cref="Flush"/>.</summary>
     public void Add(BackfillItemResult result, IReadOnlyList<RestoreOp>? restore)
     {
-        _results.Add(result);
-        _batch.Add(result);
-        if (restore is { Count: > 0 })
-        {
-            try
-            {
-                _restores.Add((result.Key, string.Concat(restore.Select(op => op.ToScript(_runId.ToString()))), restore.Count, null));
-            }
-            catch (DataOpsException ex)
-            {
-                _restores.Add((result.Key, null, restore.Count, ex));
-            }
-        }
-
-        if (_batch.Count >= _batchSize)
+        if (_inBatch >= _batchSize)
         {
             FlushBatch();
+            _batchFile?.Dispose();
+            _batchFile = null;
+            _inBatch = 0;
+        }
+
+        _pendingBatch.Append(_inBatch == 0 ? "\n  " : ",\n  ").Append(JsonSerializer.Serialize(result, OneLine));
+        _inBatch++;
+        if (_rollback is not null && result.Status == BackfillItemStatus.Applied)
+        {
+            _pendingRollback.Add((result.Key, restore ?? []));
         }
     }
 
-    public void FlushBatch()
+    /// <summary>Writes what <see cref="Add"/> queued: one write per file, to the OS, not fsynced (see <see cref="TailFile"/>).</summary>
+    public void Flush()
     {
-        if (_batch.Count == 0)
+        FlushBatch();
+        if (_rollback is not null && _pendingRollback.Count > 0)
+        {
+            try
+            {
+                _rollback.Append(_pendingRollback, _runId.ToString());
+            }
+            catch (DataOpsException ex)
+            {
+                // Only a NUL can refuse a value (ScriptText.Literal), and PostgreSQL text holds none.
+                // Left out, the items make the script refuse to run (its tail counts the run's items
+                // against the ledger), so the summary says what to do instead.
+                _notes.Add($"The rollback script could not hold the items {string.Join(", ", _pendingRollback.Select(p => p.Key))} ({ex.Message}); it refuses to run. Use Undo-Backfill -RunId {_runId}.");
+            }
+
+            _pendingRollback.Clear();
+        }
+    }
+
+    private void FlushBatch()
+    {
+        if (_pendingBatch.Length == 0)
         {
             return;
         }
 
-        _batchNumber++;
-        var file = Path.Combine(LogDirectory, $"batch_{_batchNumber:000}.json");
-        File.WriteAllText(file, JsonSerializer.Serialize(new { runId = _runId, job = _job.Name, batch = _batchNumber, items = _batch }, Json));
-        _batch.Clear();
+        if (_batchFile is null)
+        {
+            _batchNumber++;
+            _batchFile = new TailFile(
+                Path.Combine(LogDirectory, $"batch_{_batchNumber:000}.json"),
+                $"{{\"runId\": \"{_runId}\", \"job\": {JsonSerializer.Serialize(_job.Name)}, \"batch\": {_batchNumber}, \"items\": [",
+                BatchTail);
+        }
+
+        _batchFile.Append(_pendingBatch.ToString(), BatchTail);
+        _pendingBatch.Clear();
     }
+
+    private const string BatchTail = "\n]}\n";
 
     /// <summary>Writes the closing files. <paramref name="outcome"/> is completed, stopped or failed.</summary>
     public void Finish(string outcome, string? reason, bool dryRun)
     {
-        FlushBatch();
-        var counts = Enum.GetValues<BackfillItemStatus>().ToDictionary(s => s, s => _results.Count(r => r.Status == s));
-        File.WriteAllText(Path.Combine(LogDirectory, "execution_results.json"), JsonSerializer.Serialize(new
+        try
         {
-            runId = _runId, job = _job.Name, jobFile = _job.SourcePath, database = _database, dryRun, outcome, reason,
-            startedAt = _started, finishedAt = DateTimeOffset.UtcNow, counts, items = _results,
-        }, Json));
-        if (!dryRun)
+            Flush();
+        }
+        finally
         {
-            File.WriteAllText(RollbackPath, RollbackScript());
+            Dispose();
         }
 
-        File.WriteAllText(SummaryPath, Summary(outcome, reason, counts, dryRun));
+        var tally = WriteResults(Path.Combine(LogDirectory, "execution_results.json"), _runId, _job.Name, _job.SourcePath, _database, dryRun, outcome, reason, _started,
+            ReadBatches(LogDirectory));
+        File.WriteAllText(SummaryPath, Summary(_runId, _job.Name, _job.SourcePath, _database, _started, outcome, reason, tally, dryRun, dryRun ? null : Path.GetFileName(RollbackPath), _notes));
     }
 
-    private string RollbackScript()
+    public void Dispose()
     {
-        var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"-- DataOps rollback of backfill run {_runId} (job {ScriptText.Comment(_job.Name)}) on {ScriptText.Comment(_database)}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"-- Generated {DateTimeOffset.UtcNow:u} from the before- and after-images captured in each item's transaction.");
-        sb.AppendLine("-- Run it with:  psql -v ON_ERROR_STOP=1 -f <this file> <connection>");
-        sb.AppendLine("-- One transaction. Items are undone newest first. A row is restored only if it still equals its after-image;");
-        sb.AppendLine("-- otherwise the script stops with an error naming the row and nothing is restored.");
-        sb.AppendLine("\\set ON_ERROR_STOP on");
-        sb.AppendLine(ScriptText.Preamble);
-        sb.AppendLine("BEGIN;");
-        sb.AppendLine(BackfillSql.StableJsonSettings + ";");
-        var rows = 0;
-        foreach (var (_, script, count, unsafeScript) in Enumerable.Reverse(_restores))
+        _batchFile?.Dispose();
+        _batchFile = null;
+        _rollback?.Dispose();
+    }
+
+    /// <summary>The items of a run's batch files, in order, one file in memory at a time.</summary>
+    internal static IEnumerable<BackfillItemResult> ReadBatches(string logDirectory)
+    {
+        foreach (var file in System.IO.Directory.GetFiles(logDirectory, "batch_*.json").Order(StringComparer.Ordinal))
         {
-            sb.AppendLine();
-            sb.Append(script ?? throw unsafeScript!);
-            rows += count;
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
+            foreach (var item in doc.RootElement.GetProperty("items").EnumerateArray())
+            {
+                yield return item.Deserialize<BackfillItemResult>(OneLine)!;
+            }
+        }
+    }
+
+    /// <summary>What the summary needs of the results, gathered while they are streamed to execution_results.json.</summary>
+    internal sealed class Tally
+    {
+        public Dictionary<BackfillItemStatus, int> Counts { get; } = Enum.GetValues<BackfillItemStatus>().ToDictionary(s => s, _ => 0);
+
+        public long RowsChanged { get; set; }
+
+        public List<BackfillItemResult> FirstFailed { get; } = [];
+    }
+
+    /// <summary>Streams execution_results.json: the run's header, every item, then the counts.</summary>
+    internal static Tally WriteResults(string path, Guid runId, string job, string? jobFile, string database, bool dryRun, string outcome, string? reason, DateTimeOffset started, IEnumerable<BackfillItemResult> items)
+    {
+        var tally = new Tally();
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+        using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        writer.WriteStartObject();
+        writer.WriteString("runId", runId);
+        writer.WriteString("job", job);
+        writer.WriteString("jobFile", jobFile);
+        writer.WriteString("database", database);
+        writer.WriteBoolean("dryRun", dryRun);
+        writer.WriteString("outcome", outcome);
+        writer.WriteString("reason", reason);
+        writer.WriteString("startedAt", started);
+        writer.WriteString("finishedAt", DateTimeOffset.UtcNow);
+        writer.WriteStartArray("items");
+        foreach (var item in items)
+        {
+            JsonSerializer.Serialize(writer, item, Json);
+            tally.Counts[item.Status]++;
+            tally.RowsChanged += item.RowsChanged;
+            if (item.Status == BackfillItemStatus.Failed && tally.FirstFailed.Count < SummaryFailedLimit)
+            {
+                tally.FirstFailed.Add(item);
+            }
+
+            if (writer.BytesPending > 1 << 16)
+            {
+                writer.Flush();
+            }
         }
 
-        sb.AppendLine();
-        sb.AppendLine("-- Record the undo in the ledger, so a later Invoke-Backfill applies these items again.");
-        sb.AppendLine(CultureInfo.InvariantCulture,
-            $"INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, finished_at) SELECT run_id, job_name, item_key, 'undone', ledger_id, now() FROM dataops.ledger l WHERE run_id = '{_runId}' AND status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id);");
-        sb.AppendLine();
-        sb.AppendLine("-- Verification: each block above already checked its row against the before-image.");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"SELECT 'rollback of run {_runId} verified' AS result, {rows} AS rows_restored, {_restores.Count} AS items_restored;");
-        sb.AppendLine("COMMIT;");
-        return sb.ToString();
+        writer.WriteEndArray();
+        writer.WritePropertyName("counts");
+        JsonSerializer.Serialize(writer, tally.Counts.ToDictionary(c => c.Key.ToString(), c => c.Value), Json);
+        writer.WriteEndObject();
+        return tally;
     }
 
-    private string Summary(string outcome, string? reason, Dictionary<BackfillItemStatus, int> counts, bool dryRun)
+    internal static string Summary(Guid runId, string job, string? jobFile, string database, DateTimeOffset started, string outcome, string? reason, Tally tally, bool dryRun, string? rollbackFile, IReadOnlyList<string> notes)
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"# Backfill {(dryRun ? "dry run" : "run")}: {_job.Name}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"# Backfill {(dryRun ? "dry run" : "run")}: {job}");
         sb.AppendLine();
         sb.AppendLine("| | |");
         sb.AppendLine("| --- | --- |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Run | `{_runId}` |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Database | {_database} |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Job file | `{_job.SourcePath}` |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Started | {_started:u} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Run | `{runId}` |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Database | {database} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Job file | `{jobFile}` |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Started | {started:u} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Finished | {DateTimeOffset.UtcNow:u} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Outcome | **{outcome}**{(reason is null ? string.Empty : " - " + reason)} |");
-        foreach (var (status, n) in counts.Where(c => c.Value > 0))
+        foreach (var (status, n) in tally.Counts.Where(c => c.Value > 0))
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"| {status} | {n} |");
         }
 
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| Rows changed | {_results.Sum(r => r.RowsChanged)} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| Rows changed | {tally.RowsChanged} |");
         sb.AppendLine();
-        var failed = _results.Where(r => r.Status == BackfillItemStatus.Failed).ToList();
-        if (failed.Count > 0)
+        foreach (var note in notes)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"> {note}");
+            sb.AppendLine();
+        }
+
+        if (tally.FirstFailed.Count > 0)
         {
             sb.AppendLine("## Failed items");
             sb.AppendLine();
             sb.AppendLine("| key | category | error |");
             sb.AppendLine("| --- | --- | --- |");
-            foreach (var f in failed)
+            foreach (var f in tally.FirstFailed)
             {
                 sb.AppendLine(CultureInfo.InvariantCulture, $"| `{f.Key}` | {f.ErrorCategory} | {f.Error?.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ")} |");
+            }
+
+            var more = tally.Counts[BackfillItemStatus.Failed] - tally.FirstFailed.Count;
+            if (more > 0)
+            {
+                sb.AppendLine();
+                sb.AppendLine(CultureInfo.InvariantCulture, $"... and {more} more: every failed item is in `backfill_logs/execution_results.json`.");
             }
 
             sb.AppendLine();
@@ -165,10 +257,11 @@ internal sealed class BackfillArtifacts
         sb.AppendLine("## Files");
         sb.AppendLine();
         sb.AppendLine("- `backfill_logs/execution_results.json`: every item's result");
-        sb.AppendLine("- `backfill_logs/batch_NNN.json`: the results batch by batch, written as the run went");
-        if (!dryRun)
+        sb.AppendLine("- `backfill_logs/batch_NNN.json`: the results batch by batch, written as the items committed");
+        if (rollbackFile is not null)
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"- `backfill_logs/{Path.GetFileName(RollbackPath)}`: restores the before-images (`psql -v ON_ERROR_STOP=1 -f ...`), or use `Undo-Backfill -RunId {_runId}`");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"- `backfill_logs/{rollbackFile}`: restores the before-images, newest item first, in one transaction (`psql -v ON_ERROR_STOP=1 -f ...`), or use `Undo-Backfill -RunId {runId}`.");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"  It was written as the items committed and is runnable even if the run was killed: it refuses to run, restoring nothing, if the run applied an item it lacks. `Export-BackfillRollback -RunId {runId}` writes it again, complete, from the ledger.");
         }
 
         sb.AppendLine();

@@ -116,5 +116,8 @@ public sealed record BackfillRun
 
     public string? OutputDirectory { get; init; }
 
+    /// <summary>Why the run ended as it did (failed, stopped, abandoned), when it says.</summary>
+    public string? Reason { get; init; }
+
     public override string ToString() => $"{Job} {Kind} {RunId} ({Status})";
 }

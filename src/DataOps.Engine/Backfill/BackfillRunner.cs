@@ -171,7 +171,7 @@ public static partial class BackfillRunner
             applied = options.Force || options.DryRun ? [] : await AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
             try
             {
-                artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize);
+                artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize, options.DryRun);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
@@ -432,36 +432,45 @@ public static partial class BackfillRunner
         }
 
         var done = 0;
+        // The group's results and restore blocks go to the files in one write each, flushed to the OS
+        // (not fsynced) before the group is reported: a killed process leaves them on disk. On the
+        // server-side path the next group is already running on the server meanwhile.
         void Record(IReadOnlyList<ItemOutcome> group)
         {
-            foreach (var (_, result, restore) in group)
+            try
             {
-                if (result.Status == BackfillItemStatus.Skipped)
+                foreach (var (_, result, restore) in group)
                 {
-                    skipped++;
-                }
-                else if (result.Status == BackfillItemStatus.Failed)
-                {
-                    failures++;
-                }
+                    if (result.Status == BackfillItemStatus.Skipped)
+                    {
+                        skipped++;
+                    }
+                    else if (result.Status == BackfillItemStatus.Failed)
+                    {
+                        failures++;
+                    }
 
-                try
-                {
                     artifacts.Add(result, restore);
-                }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    outcome = "failed";
-                    reason = "its files could not be written: " + ex.Message;
-                    throw OutputDirectoryUnusable(options.OutputDirectory, ex, "The run stopped; the items it applied are in the ledger, and Undo-Backfill -RunId needs no files.");
+                    done++;
                 }
 
-                done++;
+                artifacts.Flush();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                outcome = "failed";
+                reason = "its files could not be written: " + ex.Message;
+                throw OutputDirectoryUnusable(options.OutputDirectory, ex, $"The run stopped; the items it applied are in the ledger: Undo-Backfill -RunId {runId} needs no files, and Export-BackfillRollback -RunId {runId} writes the rollback script anywhere.");
             }
         }
 
         try
         {
+            if (lease.Abandoned.Count > 0)
+            {
+                await BackfillRunFiles.CompleteAbandonedAsync(connection, name, runId, lease.Abandoned, log, ct).ConfigureAwait(false);
+            }
+
             var source = job.Job.MaxConcurrency > 1 ? OneByOne(job.Job.MaxConcurrency) : Sequential();
             await foreach (var group in source.ConfigureAwait(false))
             {

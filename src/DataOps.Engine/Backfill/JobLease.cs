@@ -6,6 +6,9 @@ using Npgsql;
 
 namespace DataOps.Engine.Backfill;
 
+/// <summary>A run recorded as abandoned when another run took its job over.</summary>
+internal sealed record AbandonedRun(Guid RunId, string Kind, string? OutputDirectory, DateTime StartedAt, string Reason);
+
 /// <summary>Who holds a job's lease, as the lease row says.</summary>
 internal sealed record LeaseHolder(Guid RunId, string HostName, int ProcessId, DateTime AcquiredAt, DateTime ExpiresAt)
 {
@@ -72,6 +75,9 @@ internal sealed class JobLease : IAsyncDisposable
     /// <summary>The run that holds the lease (its dataops.run row was inserted with it).</summary>
     public Guid RunId { get; }
 
+    /// <summary>Runs of the job this acquisition found 'running' without a lease and recorded as abandoned.</summary>
+    public IReadOnlyList<AbandonedRun> Abandoned { get; private init; } = [];
+
     /// <summary>Cancelled when the renewal finds another run holding the lease.</summary>
     public CancellationToken LostToken => _lost.Token;
 
@@ -122,6 +128,7 @@ internal sealed class JobLease : IAsyncDisposable
                 """, new { job }, tx, cancellationToken: ct)).ConfigureAwait(false);
             Guid? takeFrom = null;
             var gone = false;
+            string? why = null;
             if (current is not null)
             {
                 gone = ProcessGone(current.HostName, current.ProcessId, current.ProcessStartedAt);
@@ -131,8 +138,8 @@ internal sealed class JobLease : IAsyncDisposable
                 }
 
                 takeFrom = current.RunId;
-                log.Information("Taking over the lease of job {Job} from run {Holder}: {Why}", job, current.RunId,
-                    current.Expired ? $"it expired at {current.ExpiresAt:u}" : gone ? $"its process {current.ProcessId} on {current.HostName} is gone" : $"that run is {current.RunStatus ?? "deleted"}");
+                why = current.Expired ? $"its lease expired at {current.ExpiresAt:u} without renewal" : gone ? $"its process {current.ProcessId} on {current.HostName} is gone" : $"that run is {current.RunStatus ?? "deleted"}";
+                log.Information("Taking over the lease of job {Job} from run {Holder}: {Why}", job, current.RunId, why);
             }
 
             await conn.ExecuteAsync(new CommandDefinition(
@@ -167,15 +174,24 @@ internal sealed class JobLease : IAsyncDisposable
                     $"Other runs of job '{job}' kept taking its lease on {profile}; try again.", job);
             }
 
-            await conn.ExecuteAsync(new CommandDefinition(
+            // Runs still 'running' hold no lease now: their process or their database went away before
+            // they recorded an outcome. Abandoned, with why; the new run completes their files.
+            var abandoned = (await conn.QueryAsync<AbandonedRun>(new CommandDefinition(
                 """
-                UPDATE dataops.run SET status = 'stopped', finished_at = coalesce(finished_at, now()),
-                       summary = coalesce(summary, '{}'::jsonb) || jsonb_build_object('reason', 'its process ended or it lost the job''s lease without finishing; run ' || @runId::text || ' took the job over')
+                UPDATE dataops.run SET status = 'abandoned', finished_at = coalesce(finished_at, now()),
+                       summary = coalesce(summary, '{}'::jsonb) || jsonb_build_object('reason',
+                           'abandoned: it ended without recording an outcome (' || CASE WHEN run_id = @takeFrom THEN @why ELSE 'it no longer held the job''s lease' END
+                           || '); run ' || @runId::text || ' took the job over')
                 WHERE job_name = @job AND kind IN ('backfill', 'dryrun', 'undo') AND status = 'running' AND run_id <> @runId
-                """, new { job, runId }, tx, cancellationToken: ct)).ConfigureAwait(false);
+                RETURNING run_id AS RunId, kind AS Kind, output_directory AS OutputDirectory, started_at AS StartedAt, summary->>'reason' AS Reason
+                """, new { job, runId, takeFrom, why = why ?? "its process ended" }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
             await tx.CommitAsync(ct).ConfigureAwait(false);
+            foreach (var a in abandoned)
+            {
+                log.Warning("Run {RunId} of job {Job} was {Reason}", a.RunId, job, a.Reason);
+            }
 
-            var lease = new JobLease(profile, job, runId, log);
+            var lease = new JobLease(profile, job, runId, log) { Abandoned = abandoned };
             lease._renewer = Task.Run(lease.RenewLoopAsync, CancellationToken.None);
             return lease;
         }
@@ -316,7 +332,7 @@ internal sealed class JobLease : IAsyncDisposable
     /// True only when the holder ran on this host and its process is no longer running (its id is
     /// free, or taken by a process started at another time). Another host's process is never judged.
     /// </summary>
-    private static bool ProcessGone(string host, int pid, DateTime? startedAt)
+    internal static bool ProcessGone(string host, int pid, DateTime? startedAt)
     {
         if (!string.Equals(host, Environment.MachineName, StringComparison.OrdinalIgnoreCase))
         {

@@ -59,12 +59,12 @@ internal static class ScriptText
     public static string QuotedComment(string value) => "\"" + Comment(value).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>A dollar-quote tag that <paramref name="body"/> does not contain, so the body cannot end the quote early.</summary>
-    public static string DollarTag(string body)
+    public static string DollarTag(string body, string preferred = "$dataops$")
     {
-        var tag = "$dataops$";
+        var tag = preferred;
         for (var i = 1; body.Contains(tag, StringComparison.Ordinal); i++)
         {
-            tag = $"$dataops_{i}$";
+            tag = $"{preferred[..^1]}_{i}$";
         }
 
         return tag;

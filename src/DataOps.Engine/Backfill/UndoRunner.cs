@@ -157,7 +157,7 @@ public static class UndoRunner
         return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Restored, RowsChanged = ops.Count, Duration = watch.Elapsed, Attempts = 1 };
     }
 
-    private static async Task<CaptureTable> DescribeAsync(NpgsqlConnection conn, string table, CancellationToken ct)
+    internal static async Task<CaptureTable> DescribeAsync(NpgsqlConnection conn, string table, CancellationToken ct)
     {
         var pk = await Database.PrimaryKeyAsync(conn, table, null, ct).ConfigureAwait(false);
         if (pk.Count == 0)
@@ -179,18 +179,45 @@ public static class UndoRunner
                    r.output_directory AS OutputDirectory,
                    count(*) FILTER (WHERE l.status = 'applied') AS Applied, count(*) FILTER (WHERE l.status = 'failed') AS Failed,
                    count(*) FILTER (WHERE l.status = 'undone') AS Undone,
-                   coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped
+                   coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped, r.summary->>'reason' AS Reason,
+                   jl.run_id IS NOT NULL AS HasLease, coalesce(jl.expires_at < clock_timestamp(), false) AS LeaseExpired, jl.expires_at AS LeaseExpiresAt,
+                   jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt
             FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
+                 LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
             WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@runId::uuid IS NULL OR r.run_id = @runId)
-            GROUP BY r.run_id ORDER BY r.started_at DESC
+            GROUP BY r.run_id, jl.job_name ORDER BY r.started_at DESC
             """, new { job, runId }, cancellationToken: ct)).ConfigureAwait(false);
-        return [.. rows.Select(r => new BackfillRun
+        return [.. rows.Select(r =>
         {
-            RunId = r.RunId, Kind = r.Kind, Job = r.Job, Status = r.Status, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
-            FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
-            Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
+            // A run 'running' without a live lease ended without recording how (its process was killed,
+            // or the database went away as it finished): abandoned. The next run of the job records it so.
+            var (status, reason) = (r.Status, r.Reason);
+            if (r.Status == "running")
+            {
+                if (!r.HasLease)
+                {
+                    (status, reason) = ("abandoned", "it holds the job's lease no more and recorded no outcome: its process or its database connection went away before it finished");
+                }
+                else if (r.LeaseExpired)
+                {
+                    (status, reason) = ("abandoned", $"its lease expired at {r.LeaseExpiresAt:u} without renewal and it recorded no outcome: its process or its database connection went away");
+                }
+                else if (JobLease.ProcessGone(r.LeaseHost!, r.LeaseProcess ?? 0, r.LeaseProcessStartedAt))
+                {
+                    (status, reason) = ("abandoned", $"its process {r.LeaseProcess} on {r.LeaseHost} is gone and it recorded no outcome");
+                }
+            }
+
+            return new BackfillRun
+            {
+                RunId = r.RunId, Kind = r.Kind, Job = r.Job, Status = status, Reason = reason, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
+                FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
+                Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
+            };
         })];
     }
 
-    private sealed record RunRow(Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped);
+    private sealed record RunRow(
+        Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped,
+        string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt);
 }

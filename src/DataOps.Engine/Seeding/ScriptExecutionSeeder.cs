@@ -113,6 +113,12 @@ public static class ScriptExecutionSeeder
         long scheduledTotal, RunLog log, IOperationObserver observer, Stopwatch watch, CancellationToken ct)
     {
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+
+        // The session that loads the rows, so a run whose session is gone without an outcome (a server
+        // restart, a killed client) is seen as abandoned (AbandonedSql): its rows went with its transaction.
+        await conn.ExecuteAsync(new CommandDefinition(
+            "UPDATE dataops.seed_run SET backend_pid = pg_backend_pid(), backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()) WHERE seed_run_id = @seedRunId",
+            new { seedRunId }, cancellationToken: ct)).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition(
             $"SET LOCAL synchronous_commit = off; SET LOCAL maintenance_work_mem = '512MB'; SET LOCAL lock_timeout = '30s'; LOCK TABLE {Table} IN ACCESS EXCLUSIVE MODE",
@@ -377,9 +383,19 @@ public static class ScriptExecutionSeeder
         }
     }
 
+    /// <summary>A 'running' seed run whose loading session no longer exists.</summary>
+    private const string AbandonedCondition =
+        "s.status = 'running' AND s.backend_pid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = s.backend_pid AND a.backend_start = s.backend_start)";
+
+    private const string AbandonedReason =
+        "abandoned: its loading session ended without recording an outcome (the server restarted or the client was killed); its rows were rolled back with its transaction";
+
     private static async Task<long> RecordStartAsync(DataOpsConnection connection, ScriptExecutionSeedOptions o, int seed, DateTimeOffset since, DateTimeOffset until, CancellationToken ct)
     {
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition(
+            $"UPDATE dataops.seed_run s SET status = 'abandoned', finished_at = clock_timestamp(), error_message = @reason WHERE {AbandonedCondition}",
+            new { reason = AbandonedReason }, cancellationToken: ct)).ConfigureAwait(false);
         var parameters = JsonSerializer.Serialize(new { o.ScheduledRatio, since, until, o.ScriptReferences, o.ScriptVersions, o.TaskSchedules, o.EventTriggers });
         return await conn.ExecuteScalarAsync<long>(new CommandDefinition(
             "INSERT INTO dataops.seed_run (target_table, seed, requested_count, parameters) VALUES (@Table, @seed, @count, @parameters::jsonb) RETURNING seed_run_id",
@@ -407,10 +423,10 @@ public static class ScriptExecutionSeeder
         await EnsureSchemaAsync(connection, ct).ConfigureAwait(false);
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         var rows = await conn.QueryAsync<SeedRunRow>(new CommandDefinition(
-            """
-            SELECT seed_run_id AS SeedRunId, status AS Status, requested_count AS RequestedCount, inserted_count AS InsertedCount,
+            $"""
+            SELECT seed_run_id AS SeedRunId, CASE WHEN {AbandonedCondition} THEN 'abandoned' ELSE status END AS Status, requested_count AS RequestedCount, inserted_count AS InsertedCount,
                    first_id AS FirstId, last_id AS LastId, seed AS Seed, started_at AS StartedAt, finished_at AS FinishedAt, removed_count AS Removed
-            FROM dataops.seed_run
+            FROM dataops.seed_run s
             WHERE target_table = 'script_execution' AND (@seedRunId::bigint IS NULL OR seed_run_id = @seedRunId) AND (@all OR status = 'completed')
             ORDER BY seed_run_id
             """, new { seedRunId, all }, cancellationToken: ct)).ConfigureAwait(false);

@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Text;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>
+/// The psql rollback script of a backfill run, written while the run goes (one entry per item as it
+/// commits) and complete and runnable at every moment, also after the process was killed.
+/// <para>
+/// Items must be undone newest first (two items may change the same row), but a file that grows as
+/// items commit has the newest last. So each item's restore block is stored, as a dollar-quoted
+/// literal, into a temporary table with its sequence number, and the tail, which runs after every
+/// entry was read, checks that the file holds every item the ledger says the run applied (a run
+/// killed between an item's commit and its entry has items the file lacks: the script then stops,
+/// restoring nothing, and says to run Export-BackfillRollback), executes the blocks newest first,
+/// records the undo in the ledger for exactly the items it holds, and prints the verified line.
+/// The whole script is one transaction: a drifted row stops it and nothing is restored.
+/// </para>
+/// <para>
+/// psql-inert as before: the only meta-command is the constant \set in the head; data appears only
+/// inside standard quoted literals (the key; the images inside each block), the block inside a
+/// dollar quote whose tag the block does not contain, and comments escaped to printable ASCII.
+/// </para>
+/// </summary>
+internal sealed class RollbackScriptFile : IDisposable
+{
+    private readonly TailFile _file;
+    private readonly string _tail;
+    private int _seq;
+
+    public RollbackScriptFile(string path, Guid runId, string job, string database, string origin)
+    {
+        _tail = Tail(runId);
+        _file = new TailFile(path, Head(runId, job, database, origin), _tail);
+    }
+
+    public string Path => _file.Path;
+
+    /// <summary>The entry of one applied item (also one with nothing to restore: the undo is recorded for it too).</summary>
+    public static string Entry(int seq, string runId, string key, IReadOnlyList<RestoreOp> restore)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine();
+        if (restore.Count == 0)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"-- applied item {ScriptText.QuotedComment(key)}: no row changed, nothing to restore");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, 0, NULL);");
+            return sb.ToString();
+        }
+
+        var blocks = string.Concat(restore.Select(op => op.ToScript(runId)));
+        var tag = ScriptText.DollarTag(blocks, "$dataops_item$");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}");
+        sb.Append(blocks);
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{tag});");
+        return sb.ToString();
+    }
+
+    /// <summary>Appends the entries of committed items; one write, flushed to the OS (see <see cref="TailFile"/>).</summary>
+    public void Append(IEnumerable<(string Key, IReadOnlyList<RestoreOp> Restore)> items, string runId)
+    {
+        var sb = new StringBuilder();
+        foreach (var (key, restore) in items)
+        {
+            sb.Append(Entry(++_seq, runId, key, restore));
+        }
+
+        if (sb.Length > 0)
+        {
+            _file.Append(sb.ToString(), _tail);
+        }
+    }
+
+    public void Dispose() => _file.Dispose();
+
+    private static string Head(Guid runId, string job, string database, string origin)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"-- DataOps rollback of backfill run {runId} (job {ScriptText.Comment(job)}) on {ScriptText.Comment(database)}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"-- {ScriptText.Comment(origin)}, from the before- and after-images captured in each item's transaction.");
+        sb.AppendLine("-- Run it with:  psql -v ON_ERROR_STOP=1 -f <this file> <connection>");
+        sb.AppendLine("-- Complete at every moment, also if the run was killed: it refuses to run (restoring nothing) if the run");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"-- applied items it does not hold; then write a complete one with Export-BackfillRollback -RunId {runId}.");
+        sb.AppendLine("-- One transaction. Items are undone newest first. A row is restored only if it still equals its after-image;");
+        sb.AppendLine("-- otherwise the script stops with an error naming the row and nothing is restored.");
+        sb.AppendLine("\\set ON_ERROR_STOP on");
+        sb.AppendLine(ScriptText.Preamble);
+        sb.AppendLine("BEGIN;");
+        sb.AppendLine(BackfillSql.StableJsonSettings + ";");
+        sb.AppendLine("-- Each item's restore blocks, in the order the items committed; run below, newest first.");
+        sb.AppendLine("CREATE TEMPORARY TABLE dataops_rollback (seq integer PRIMARY KEY, item_key text NOT NULL, rows_restored integer NOT NULL, restore text) ON COMMIT DROP;");
+        return sb.ToString();
+    }
+
+    /// <summary>The closing statements; constant text (the run id is a GUID), so the tail a crash leaves is always whole.</summary>
+    private static string Tail(Guid runId) => $$"""
+
+        -- End of the items. The run must have applied no item this file lacks.
+        DO $dataops_check$ DECLARE missing bigint; BEGIN
+          SELECT count(*) INTO missing FROM dataops.ledger l
+          WHERE l.run_id = '{{runId}}' AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
+            AND NOT EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
+          IF missing > 0 THEN
+            RAISE EXCEPTION 'DataOps rollback of run {{runId}} stopped: the run applied % items this file does not hold (it ended before writing them); nothing was restored. Write a complete script from the ledger: Export-BackfillRollback -RunId {{runId}}', missing;
+          END IF;
+        END $dataops_check$;
+
+        -- Newest item first.
+        DO $dataops_run$ DECLARE r record; BEGIN
+          FOR r IN SELECT restore FROM pg_temp.dataops_rollback WHERE restore IS NOT NULL ORDER BY seq DESC LOOP
+            EXECUTE r.restore;
+          END LOOP;
+        END $dataops_run$;
+
+        -- Record the undo in the ledger, so a later Invoke-Backfill applies these items again.
+        INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, finished_at)
+        SELECT run_id, job_name, item_key, 'undone', ledger_id, now() FROM dataops.ledger l
+        WHERE run_id = '{{runId}}' AND status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
+          AND EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
+
+        -- Verification: each block above already checked its rows against the before-images.
+        SELECT 'rollback of run {{runId}} verified' AS result, coalesce(sum(rows_restored), 0) AS rows_restored, count(*) FILTER (WHERE restore IS NOT NULL) AS items_restored FROM pg_temp.dataops_rollback;
+        COMMIT;
+
+        """;
+}
