@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup [options]; see the usage text below.
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -16,6 +16,7 @@ switch (mode)
         return 0;
     case "startup":
         StartupBenchmark.Run(Option("--repeats", 10));
+        return 0;
     case "backfill-memory":
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
