@@ -80,6 +80,27 @@ public sealed class HealthTests
     }
 
     [Fact]
+    public void A_row_deleted_since_the_plan_is_stale_before_any_step_runs_not_a_failure()
+    {
+        var (s, cs, output) = Setup(27);
+        using var _ = s;
+        var plan = (string)s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", Vars(output)).Output.Single().Properties["PlanPath"].Value;
+        var keys = JsonNode.Parse(File.ReadAllText(plan))!["items"]!["keys"]!.AsArray().Select(k => k!.GetValue<string>()).ToList();
+        var deleted = keys[0];
+        // The step would insert a profile for this session: a foreign-key error (23503) if the steps ran first.
+        Sql.Execute(cs, $"DELETE FROM prism.sessions WHERE id = '{deleted}'");
+
+        var r = s.Run("Invoke-Backfill -Job $x -ItemsPerMinute 0 -MaxFailures 1 -OutputDirectory $out", Vars(output, plan));
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        var stale = Assert.Single(r.Output, o => o.Properties["Status"].Value.ToString() == "Stale");
+        Assert.Equal(deleted, stale.Properties["Key"].Value);
+        Assert.DoesNotContain(r.Output, o => o.Properties["Status"].Value.ToString() == "Failed");
+        Assert.Equal(keys.Count - 1, r.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
+        Assert.Equal(0L, Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE status = 'failed'"));
+    }
+
+    [Fact]
     public void Rows_changed_since_the_plan_are_skipped_as_stale()
     {
         var (s, cs, output) = Setup(23);

@@ -586,7 +586,25 @@ public static partial class BackfillRunner
                     }
                 }
 
-                var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore).ConfigureAwait(false);
+                var inTransaction = false;
+                if (plan is not null && knownBefore is null)
+                {
+                    // A plan's item is checked against its fingerprint before any step runs: a row deleted
+                    // or changed since the plan is Stale, not a step's constraint error.
+                    knownBefore = await LockBeforeAsync(conn, job, key, token).ConfigureAwait(false);
+                    inTransaction = true;
+                    if (!plan.Items.TryGetValue(key, out var lockedHash) || lockedHash != PlanFingerprint.Hash(knownBefore, job.Capture))
+                    {
+                        await RollbackAsync(conn).ConfigureAwait(false);
+                        return (new BackfillItemResult
+                        {
+                            RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Stale, Duration = watch.Elapsed, Attempts = attempts,
+                            Error = "the item's rows changed since the plan was made; run Test-ProdHealth again for a fresh plan",
+                        }, (IReadOnlyList<RestoreOp>?)null);
+                    }
+                }
+
+                var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore, inTransaction).ConfigureAwait(false);
                 if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
                 {
                     // The rows changed since the plan was made: apply nothing blindly.
@@ -691,7 +709,7 @@ public static partial class BackfillRunner
     /// (kept in transaction-local settings, so the server needs no temp tables), the steps, the
     /// after-images, verify, and the images back to the client. The transaction stays open.
     /// </summary>
-    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct, ItemImage? knownBefore = null)
+    private static async Task<(ItemImage Before, ItemImage After, object? Verified)> RunStepsAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct, ItemImage? knownBefore = null, bool inTransaction = false)
     {
         await using var batch = new NpgsqlBatch(conn);
         void Add(string sql, bool bindJob = true)
@@ -705,9 +723,14 @@ public static partial class BackfillRunner
             batch.BatchCommands.Add(command);
         }
 
-        Add("BEGIN", bindJob: false);
-        Add(ItemSettingsSelect(local: true), bindJob: false);
-        for (var i = 0; i < job.Capture.Count; i++)
+        // inTransaction: LockBeforeAsync began the transaction, made the settings and keeps the locked before-images.
+        if (!inTransaction)
+        {
+            Add("BEGIN", bindJob: false);
+            Add(ItemSettingsSelect(local: true), bindJob: false);
+        }
+
+        for (var i = 0; i < job.Capture.Count && !inTransaction; i++)
         {
             var t = job.Capture[i];
             if (knownBefore is null)
@@ -767,6 +790,45 @@ public static partial class BackfillRunner
         }
 
         return (before, after, verified);
+    }
+
+    /// <summary>
+    /// For plans: BEGIN, the item settings and each table's before-image locked FOR UPDATE (kept in
+    /// dataops.before_N), returned to the client while the transaction stays open, so the fingerprint
+    /// is checked before any step runs.
+    /// </summary>
+    private static async Task<ItemImage> LockBeforeAsync(NpgsqlConnection conn, ValidatedJob job, string key, CancellationToken ct)
+    {
+        await using var batch = new NpgsqlBatch(conn);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: true)));
+        for (var i = 0; i < job.Capture.Count; i++)
+        {
+            var command = new NpgsqlBatchCommand(BeforeImageSelect(job.Capture[i], i));
+            BackfillSql.Bind(command.Parameters, command.CommandText, job.Job.Parameters, key);
+            batch.BatchCommands.Add(command);
+        }
+
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT " + string.Join(", ", job.Capture.Select((_, i) => $"current_setting('dataops.before_{i}')"))));
+        var image = new ItemImage();
+        await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        object?[]? last = null;
+        do
+        {
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                last = new object?[reader.FieldCount];
+                reader.GetValues(last!);
+            }
+        }
+        while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+
+        for (var i = 0; i < job.Capture.Count; i++)
+        {
+            image.Tables[job.Capture[i].QualifiedName] = Rows((string)last![i]!);
+        }
+
+        return image;
     }
 
     /// <summary>
