@@ -83,4 +83,24 @@ public sealed class FaultOutcomeTests
         Assert.Equal(root, error.TargetObject);
         Assert.Contains("-Root", error.Exception.Message);
     }
+
+    [Fact]
+    public void Backfill_runs_on_a_database_without_Core_or_with_an_unknown_id_are_clear_errors()
+    {
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabase() });
+
+        var noCore = s.Run("Get-BackfillRun; Undo-Backfill -RunId ([guid]::NewGuid()) -Confirm:$false");
+
+        Assert.Equal(["SchemaMissing", "SchemaMissing"], noCore.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+        Assert.All(noCore.Errors, e => Assert.Equal(ErrorCategory.NotInstalled, e.CategoryInfo.Category));
+
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Core") });
+        var unknown = Guid.NewGuid();
+        var missing = s.Run("$ids | Get-BackfillRun; 'after'", new Hashtable { ["ids"] = new[] { new PSObject(new { RunId = unknown }), new PSObject(new { RunId = Guid.NewGuid() }) } });
+
+        Assert.Equal(["RunNotFound", "RunNotFound"], missing.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+        Assert.Equal(unknown, missing.Errors[0].TargetObject);
+        Assert.Equal("after", Assert.Single(missing.Output).BaseObject);
+    }
 }

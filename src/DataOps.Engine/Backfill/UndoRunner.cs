@@ -172,6 +172,8 @@ public static class UndoRunner
     /// <summary>Run summaries from the ledger, newest first.</summary>
     public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct)
     {
+        // Without Core there is no run to list: SchemaMissing says what to install, not a raw 42P01.
+        await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         var rows = await conn.QueryAsync<RunRow>(new CommandDefinition(
             """

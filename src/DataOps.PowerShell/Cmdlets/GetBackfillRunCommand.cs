@@ -38,6 +38,19 @@ public sealed class GetBackfillRunCommand : DatabaseCmdlet
             return;
         }
 
-        WriteObject(RunEngine((_, ct) => UndoRunner.ListRunsAsync(connection, Job, RunId, ct)).Select(r => r with { Connection = connection }), enumerateCollection: true);
+        // One run id of several (pipeline input): a failure or an unknown id is non-terminating.
+        if (!TryRunEngine((_, ct) => UndoRunner.ListRunsAsync(connection, Job, RunId, ct), out var runs))
+        {
+            return;
+        }
+
+        if (RunId is { } id && runs.Count == 0)
+        {
+            WriteError(ToErrorRecord(new Engine.DataOpsException("RunNotFound", Engine.DataOpsErrorKind.ObjectNotFound,
+                $"No backfill, dry run or undo run {id}{(Job is null ? string.Empty : $" of job '{Job}'")} is recorded in {connection}. Get-BackfillRun lists the runs there.", id)));
+            return;
+        }
+
+        WriteObject(runs.Select(r => r with { Connection = connection }), enumerateCollection: true);
     }
 }
