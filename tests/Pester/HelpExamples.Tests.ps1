@@ -26,12 +26,16 @@ BeforeAll {
         'New-PrismSampleData#2'    = 'a Pester BeforeEach block: examples/pester/DataOps.Usage.Tests.ps1 runs it under Pester 5 and 6'
         'New-WorkflowSampleData#2' = 'a million executions: a scale test, measured by bench/DataOps.Bench (stats)'
         'Undo-Backfill#1'          = 'names a placeholder run id and asks for confirmation; example 2 runs the same undo'
+        'Export-BackfillRollback#1' = 'names a placeholder run id; example 2 exports real runs, and the xUnit kill -9 test runs an exported script with psql'
         'Watch-StagingSoak#1'      = "watches for the job's configured six hours"
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
     # new pwsh, expect this exit code), Replace (the one adaptation: shorter soak windows).
     $script:cases = @{
+        # A backfill run left 'running' without its lease is what a killed process leaves: Get-BackfillRun shows it abandoned.
+        'Export-BackfillRollback#2'   = @{ Setup = { Use-Backfilled; Invoke-TestSql $main "UPDATE dataops.run SET status = 'running', finished_at = NULL WHERE run_id = (SELECT run_id FROM dataops.run WHERE kind = 'backfill' ORDER BY started_at DESC LIMIT 1)" | Out-Null }
+                                           Check = { param($o) $o | Should -Not -BeNullOrEmpty; $o | ForEach-Object { $_.Path | Should -Exist; $_.Items | Should -BeGreaterThan 0 } } }
         'Get-BackfillRun#1'           = @{ Setup = { Use-Backfilled }; Check = { param($o) $o.Job | Should -Contain 'results-v1.2.1' } }
         'Get-BackfillRun#2'           = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun)[0].RunId }; Check = { param($o) $o | Should -Exist } }
         'Get-DataOpsConnection#1'     = @{ Check = { param($o) $o.Port | Should -Be $main.Port } }
