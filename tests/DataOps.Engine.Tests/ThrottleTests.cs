@@ -25,22 +25,6 @@ public sealed class ThrottleTests
     }
 
     [Fact]
-    public async Task A_million_a_minute_hands_out_tokens_at_that_rate_instead_of_stalling()
-    {
-        using var limiter = Throttle.Create(1_000_000)!;
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        var granted = 0;
-        while (watch.Elapsed < TimeSpan.FromSeconds(1))
-        {
-            using var lease = await limiter.AcquireAsync(1);
-            granted += lease.IsAcquired ? 1 : 0;
-        }
-
-        // 16,667 a second at most (plus the first bucket); a stalled bucket grants one or two.
-        Assert.InRange(granted, 1_000, 16_667 + 200);
-    }
-
-    [Fact]
     public void Zero_is_unthrottled()
     {
         Assert.Null(Throttle.Create(0));
