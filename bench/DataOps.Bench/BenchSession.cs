@@ -84,6 +84,12 @@ internal sealed class BenchSession : IDisposable
         }
 
         psi.Environment["PGPASSWORD"] = Password;
+        return TimedRun(psi, tool);
+    }
+
+    /// <summary>Runs a process to its end and returns its wall time; a non-zero exit is an error with its output.</summary>
+    public static TimeSpan TimedRun(ProcessStartInfo psi, string what)
+    {
         var watch = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -92,7 +98,7 @@ internal sealed class BenchSession : IDisposable
         watch.Stop();
         if (p.ExitCode != 0)
         {
-            throw new InvalidOperationException($"{tool} failed: {stderr.Result}{stdout.Result}");
+            throw new InvalidOperationException($"{what} exited {p.ExitCode}: {stderr.Result}{stdout.Result}");
         }
 
         return watch.Elapsed;

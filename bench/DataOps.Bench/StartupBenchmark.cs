@@ -87,18 +87,8 @@ internal static class StartupBenchmark
         }
 
         psi.Environment["NO_COLOR"] = "1";
-        var watch = Stopwatch.StartNew();
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        p.WaitForExit();
-        watch.Stop();
-        if (p.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"pwsh -Command '{command}' exited {p.ExitCode}: {stdout.Result}{stderr.Result}");
-        }
-
-        return (watch.Elapsed.TotalMilliseconds, ChildrenCpuMilliseconds() - cpuBefore);
+        var wall = BenchSession.TimedRun(psi, $"pwsh -Command '{command}'");
+        return (wall.TotalMilliseconds, ChildrenCpuMilliseconds() - cpuBefore);
     }
 
     private static double InProcessImport(string pwshDll, string manifest)
