@@ -26,6 +26,9 @@ public enum BackfillErrorCategory
     None,
     Constraint,
     Timeout,
+
+    /// <summary>The item waited -LockTimeout for rows another session holds (55P03), or lost a deadlock (40P01) on every attempt.</summary>
+    LockTimeout,
     VerifyFailed,
     ConnectionLost,
     Drift,
@@ -69,6 +72,19 @@ public sealed record BackfillOptions
     public required string OutputDirectory { get; init; }
 
     public int MaxFailures { get; init; } = 5;
+
+    /// <summary>
+    /// How long an item waits for a row lock another session holds before it fails as LockTimeout
+    /// (the run goes on with the next item). Between <see cref="MinLockTimeout"/> and <see cref="MaxLockTimeout"/>.
+    /// </summary>
+    public TimeSpan LockTimeout { get; init; } = DefaultLockTimeout;
+
+    public static readonly TimeSpan DefaultLockTimeout = TimeSpan.FromSeconds(5);
+
+    public static readonly TimeSpan MinLockTimeout = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>An item's statement timeout: a longer lock wait would end as a statement timeout anyway.</summary>
+    public static readonly TimeSpan MaxLockTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>Re-apply items the ledger shows as applied.</summary>
     public bool Force { get; init; }

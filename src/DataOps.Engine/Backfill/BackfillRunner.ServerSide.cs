@@ -93,7 +93,7 @@ public static partial class BackfillRunner
             // The server stops at the first error: every item before it committed (the ledger has them),
             // so the failing item is the next one. Transient errors (a restart, a deadlock) go the
             // one-item way, which reconnects and runs the item again.
-            if (ex is PostgresException { IsTransient: false } pg && ledger.Count < keys.Count
+            if (ex is PostgresException pg && !IsTransient(pg) && ledger.Count < keys.Count
                 && ledger.Select(c => c.Item1).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
             {
                 var failed = await FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log).ConfigureAwait(false);

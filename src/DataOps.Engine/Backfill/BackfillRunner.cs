@@ -198,7 +198,7 @@ public static partial class BackfillRunner
         var http = job.Job.HasHttpSteps
             ? new HttpContext(options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), redactor), redactor)
             : null;
-        await using var work = new WorkConnection(connection);
+        await using var work = new WorkConnection(connection, options.LockTimeout);
         log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             runId, name, keys.Count, applied.Count(keys.Contains), perMinute, artifacts.Directory);
 
@@ -208,7 +208,8 @@ public static partial class BackfillRunner
         }
 
         var outcome = "stopped";
-        string? reason = "stopped before the end (Ctrl+C)";
+        string? reason = null;
+        Exception? error = null;
         var failures = 0;
         var skipped = 0;
         var watch = Stopwatch.StartNew();
@@ -386,7 +387,7 @@ public static partial class BackfillRunner
 
                         running.Add(Task.Run(async () =>
                         {
-                            var mine = pool.TryTake(out var w) ? w : new WorkConnection(connection);
+                            var mine = pool.TryTake(out var w) ? w : new WorkConnection(connection, options.LockTimeout);
                             try
                             {
                                 done.Writer.TryWrite(await ProcessAsync(key, mine).ConfigureAwait(false));
@@ -472,7 +473,7 @@ public static partial class BackfillRunner
             }
 
             var source = job.Job.MaxConcurrency > 1 ? OneByOne(job.Job.MaxConcurrency) : Sequential();
-            await foreach (var group in source.ConfigureAwait(false))
+            await foreach (var group in Observed(source, ex => error = ex).ConfigureAwait(false))
             {
                 // A whole group is in the artifacts before any of it is reported: Ctrl+C while reporting loses none.
                 Record(group);
@@ -488,6 +489,16 @@ public static partial class BackfillRunner
                 foreach (var (_, result, _) in group)
                 {
                     yield return result;
+                }
+
+                if (!stop && group.FirstOrDefault(g => g.Result.ErrorCategory == BackfillErrorCategory.ConnectionLost) is { Key: not null } gone)
+                {
+                    // The database stayed unreachable through every retry: the next items would only fail the same way.
+                    stop = true;
+                    outcome = "failed";
+                    reason = $"stopped: the database connection was lost and did not come back within {MaxRetries} retries (item {gone.Key}: {gone.Result.Error}). " +
+                        "Run the job again when the database is back; applied items are skipped";
+                    log.Warning("Run {RunId} {Reason}", runId, reason);
                 }
 
                 if (failures >= options.MaxFailures && !stop)
@@ -513,6 +524,15 @@ public static partial class BackfillRunner
             {
                 outcome = "failed";
                 reason = lost.Message;
+            }
+            else if (outcome == "stopped" && reason is null)
+            {
+                // Ended early without an outcome of its own: Ctrl+C, an error, or a pipeline that stopped reading.
+                (outcome, reason) = ct.IsCancellationRequested || error is OperationCanceledException
+                    ? ("stopped", "stopped before the end (Ctrl+C)")
+                    : error is not null
+                        ? ("failed", "stopped by an error: " + (options.Redactor?.Redact(error.Message) ?? error.Message))
+                        : ("stopped", "stopped before the end: the pipeline stopped reading its results (for example Select-Object -First)");
             }
 
             observer.Progress(new OperationProgress($"Backfill {name}", "Done", Completed: true));
@@ -562,7 +582,20 @@ public static partial class BackfillRunner
             return await retry.ExecuteAsync(async token =>
             {
                 attempts++;
+                if (attempts > 1)
+                {
+                    // Never the connection of the failed attempt: it may be broken, or open in an aborted transaction.
+                    await work.ResetAsync().ConfigureAwait(false);
+                }
+
                 var conn = await work.GetAsync(token).ConfigureAwait(false);
+                if (attempts > 1 && !dryRun && await AppliedByLedgerAsync(conn, job, runId, key, token).ConfigureAwait(false) is { } committed)
+                {
+                    // The failed attempt's COMMIT reached the server before the connection went: the
+                    // ledger says the item is applied; running it again would apply it twice.
+                    log.Information("Item {Key} committed before the connection failed; not run again", key);
+                    return (committed.Result with { Duration = watch.Elapsed, Attempts = attempts }, (IReadOnlyList<RestoreOp>?)committed.Restore);
+                }
                 ItemImage? knownBefore = null;
                 if (job.Job.HasHttpSteps)
                 {
@@ -683,6 +716,44 @@ public static partial class BackfillRunner
             await work.ResetAsync().ConfigureAwait(false);
             return (await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun, http?.Redactor).ConfigureAwait(false), null);
         }
+    }
+
+    /// <summary>The items of <paramref name="source"/>, telling <paramref name="failed"/> the exception that ends it, if one does.</summary>
+    private static async IAsyncEnumerable<T> Observed<T>(IAsyncEnumerable<T> source, Action<Exception> failed)
+    {
+        await using var items = source.GetAsyncEnumerator();
+        while (true)
+        {
+            try
+            {
+                if (!await items.MoveNextAsync().ConfigureAwait(false))
+                {
+                    yield break;
+                }
+            }
+            catch (Exception ex)
+            {
+                failed(ex);
+                throw;
+            }
+
+            yield return items.Current;
+        }
+    }
+
+    /// <summary>This run's ledger row for the item if the item committed (a retry whose first COMMIT's answer was lost).</summary>
+    private static async Task<(BackfillItemResult Result, IReadOnlyList<RestoreOp> Restore)?> AppliedByLedgerAsync(NpgsqlConnection conn, ValidatedJob job, Guid runId, string key, CancellationToken ct)
+    {
+        var row = await conn.QuerySingleOrDefaultAsync<(string Before, string After, int Rows)?>(new CommandDefinition(
+            "SELECT before_image::text, after_image::text, rows_changed FROM dataops.ledger WHERE run_id = @runId AND item_key = @key AND status = 'applied'",
+            new { runId, key }, cancellationToken: ct)).ConfigureAwait(false);
+        if (row is not { } r)
+        {
+            return null;
+        }
+
+        var (_, result, restore) = Committed(job, runId, key, r.Before, r.After, r.Rows, TimeSpan.Zero);
+        return (result, restore!);
     }
 
     /// <summary>A failed item: categorised, logged, recorded in the ledger (unless a dry run), as a result.</summary>
@@ -881,9 +952,12 @@ public static partial class BackfillRunner
     internal static string ImageSelect(CaptureTable t, bool forUpdate) =>
         $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
 
-    /// <summary>The session settings of item work: stable to_jsonb() text, statement and lock timeouts; for the transaction or the session.</summary>
+    /// <summary>
+    /// The session settings of item work: stable to_jsonb() text and the statement timeout, for the
+    /// transaction or the session. The lock timeout is the work connection's own (-LockTimeout).
+    /// </summary>
     private static string ItemSettingsSelect(bool local) =>
-        $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")}), set_config('lock_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
+        $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
 
     /// <summary>Locks a capture table's rows of the item and keeps their image in the transaction-local setting dataops.before_N.</summary>
     private static string BeforeImageSelect(CaptureTable t, int index) =>
@@ -971,14 +1045,19 @@ public static partial class BackfillRunner
         return command;
     }
 
-    /// <summary>Transient connection failures retry the whole item, with backoff and jitter.</summary>
-    private static ResiliencePipeline RetryPipeline(RunLog log) => new ResiliencePipelineBuilder()
+    /// <summary>How many times an item is run again after a transient failure.</summary>
+    internal const int MaxRetries = 5;
+
+    /// <summary>
+    /// Transient connection failures retry the whole item on a new connection: up to
+    /// <see cref="MaxRetries"/> times, waiting 0.25, 0.5, 1, 2 and 4 s (with jitter), which rides out a
+    /// server restart of several seconds.
+    /// </summary>
+    internal static ResiliencePipeline RetryPipeline(RunLog log) => new ResiliencePipelineBuilder()
         .AddRetry(new RetryStrategyOptions
         {
-            ShouldHandle = new PredicateBuilder().Handle<NpgsqlException>(e => e is not PostgresException && e.IsTransient)
-                .Handle<DataOpsException>(e => e.Kind == DataOpsErrorKind.ConnectionError)
-                .Handle<SocketException>().Handle<IOException>(),
-            MaxRetryAttempts = 3,
+            ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+            MaxRetryAttempts = MaxRetries,
             BackoffType = DelayBackoffType.Exponential,
             UseJitter = true,
             Delay = TimeSpan.FromMilliseconds(250),
@@ -990,13 +1069,31 @@ public static partial class BackfillRunner
         })
         .Build();
 
+    /// <summary>
+    /// Whether running the item again on a new connection can succeed: the connection or the server
+    /// went away (<see cref="Database.IsConnectionLevel"/>: pg_terminate_backend, a restart, a crash,
+    /// idle_session_timeout, no free connection slot), or the transaction lost a deadlock or a
+    /// serialization check (40P01, 40001). A lock timeout (55P03) is not: the other session may hold
+    /// its rows for hours, so the item fails as LockTimeout and the run goes on.
+    /// </summary>
+    internal static bool IsTransient(Exception ex) => ex switch
+    {
+        PostgresException pg => Database.IsConnectionLevel(pg.SqlState) || pg.SqlState is "40P01" or "40001",
+        NpgsqlException n => n.IsTransient,
+        DataOpsException d => d.Kind == DataOpsErrorKind.ConnectionError,
+        SocketException or IOException => true,
+        _ => false,
+    };
+
     private static (BackfillErrorCategory, string) Categorise(Exception ex, DataOpsConnection connection) => ex switch
     {
         HttpStepException h => (h.Category, h.Message),
         VerifyFailedException v => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + v.Message),
         PostgresException { SqlState: VerifyFailedState } pg => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + pg.MessageText),
         PostgresException { SqlState: var s } pg when s.StartsWith("23", StringComparison.Ordinal) => (BackfillErrorCategory.Constraint, $"{pg.SqlState}: {pg.MessageText}{(pg.ConstraintName is null ? string.Empty : $" ({pg.ConstraintName})")}"),
-        PostgresException { SqlState: "57014" or "55P03" or "40P01" } pg => (BackfillErrorCategory.Timeout, $"{pg.SqlState}: {pg.MessageText}"),
+        PostgresException { SqlState: "55P03" or "40P01" or "40001" } pg => (BackfillErrorCategory.LockTimeout, $"{pg.SqlState}: {pg.MessageText}"),
+        PostgresException { SqlState: "57014" } pg => (BackfillErrorCategory.Timeout, $"{pg.SqlState}: {pg.MessageText}"),
+        PostgresException pg when IsTransient(pg) => (BackfillErrorCategory.ConnectionLost, $"{pg.SqlState}: {pg.MessageText}"),
         PostgresException pg => (BackfillErrorCategory.Other, $"{pg.SqlState}: {pg.MessageText}"),
         DataOpsException { Kind: DataOpsErrorKind.ConnectionError } d => (BackfillErrorCategory.ConnectionLost, d.Message),
         NpgsqlException or SocketException or IOException or TimeoutException => (BackfillErrorCategory.ConnectionLost, Database.Translate(ex, connection).Message),
@@ -1009,9 +1106,16 @@ public static partial class BackfillRunner
     /// <summary>The resolved secrets of a job's HTTP steps and the redactor that hides them.</summary>
     private sealed record HttpContext(IReadOnlyDictionary<string, string> Secrets, SecretRedactor Redactor);
 
-    /// <summary>The run's one connection for item work; dropped after any failure, reopened on the next use.</summary>
-    private sealed class WorkConnection(DataOpsConnection profile) : IAsyncDisposable
+    /// <summary>
+    /// The run's one connection for item work; dropped after any failure, reopened on the next use.
+    /// Its session waits at most <paramref name="lockTimeout"/> for a row lock (55P03 then, an item
+    /// outcome), and the client waits longer than the server's statement timeout, so a slow or
+    /// blocked item ends with the server's answer on a connection still in a known state, never
+    /// with a client-side timeout mid-transaction.
+    /// </summary>
+    private sealed class WorkConnection(DataOpsConnection profile, TimeSpan lockTimeout) : IAsyncDisposable
     {
+        private readonly string _connectionString = WorkConnectionString(profile, lockTimeout);
         private NpgsqlConnection? _connection;
 
         public DataOpsConnection Profile => profile;
@@ -1024,7 +1128,7 @@ public static partial class BackfillRunner
             }
 
             await ResetAsync().ConfigureAwait(false);
-            _connection = new NpgsqlConnection(profile.BatchConnectionString);
+            _connection = new NpgsqlConnection(_connectionString);
             try
             {
                 await _connection.OpenAsync(ct).ConfigureAwait(false);
@@ -1036,6 +1140,14 @@ public static partial class BackfillRunner
             }
 
             return _connection;
+        }
+
+        private static string WorkConnectionString(DataOpsConnection profile, TimeSpan lockTimeout)
+        {
+            var builder = new NpgsqlConnectionStringBuilder(profile.BatchConnectionString) { CommandTimeout = StatementTimeoutSeconds + 15 };
+            var ms = (long)Math.Ceiling(lockTimeout.TotalMilliseconds);
+            builder.Options = $"{builder.Options} -c lock_timeout={ms.ToString(System.Globalization.CultureInfo.InvariantCulture)}".Trim();
+            return builder.ConnectionString;
         }
 
         /// <summary>Ends any transaction left open by a failure and drops the connection.</summary>

@@ -43,6 +43,13 @@ internal sealed class JobLease : IAsyncDisposable
 
     private static readonly DateTime ProcessStartedAt = Process.GetCurrentProcess().StartTime.ToUniversalTime();
 
+    /// <summary>
+    /// The runs of this process that hold a lease and have not ended. A lease row naming this process
+    /// and a run not in here belongs to a run that ended without recording it (the database was
+    /// unreachable as it ended): its holder is gone, like a killed process's.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, byte> Active = new();
+
     private readonly DataOpsConnection _profile;
     private readonly string _renewalConnectionString;
     private readonly RunLog _log;
@@ -131,14 +138,15 @@ internal sealed class JobLease : IAsyncDisposable
             string? why = null;
             if (current is not null)
             {
-                gone = ProcessGone(current.HostName, current.ProcessId, current.ProcessStartedAt);
+                var goneWhy = HolderGone(current.RunId, current.HostName, current.ProcessId, current.ProcessStartedAt);
+                gone = goneWhy is not null;
                 if (!current.Expired && current.RunStatus == "running" && !gone)
                 {
                     throw refused(current.Holder);
                 }
 
                 takeFrom = current.RunId;
-                why = current.Expired ? $"its lease expired at {current.ExpiresAt:u} without renewal" : gone ? $"its process {current.ProcessId} on {current.HostName} is gone" : $"that run is {current.RunStatus ?? "deleted"}";
+                why = current.Expired ? $"its lease expired at {current.ExpiresAt:u} without renewal" : goneWhy ?? $"that run is {current.RunStatus ?? "deleted"}";
                 log.Information("Taking over the lease of job {Job} from run {Holder}: {Why}", job, current.RunId, why);
             }
 
@@ -191,6 +199,7 @@ internal sealed class JobLease : IAsyncDisposable
                 log.Warning("Run {RunId} of job {Job} was {Reason}", a.RunId, job, a.Reason);
             }
 
+            Active[runId] = 0;
             var lease = new JobLease(profile, job, runId, log) { Abandoned = abandoned };
             lease._renewer = Task.Run(lease.RenewLoopAsync, CancellationToken.None);
             return lease;
@@ -230,6 +239,18 @@ internal sealed class JobLease : IAsyncDisposable
 
         _ended = true;
         await StopRenewingAsync().ConfigureAwait(false);
+        try
+        {
+            await RecordEndAsync(status, summary).ConfigureAwait(false);
+        }
+        finally
+        {
+            Active.TryRemove(RunId, out _);
+        }
+    }
+
+    private async Task RecordEndAsync(string status, string summary)
+    {
         for (var attempt = 1; attempt <= 3; attempt++)
         {
             try
@@ -326,6 +347,21 @@ internal sealed class JobLease : IAsyncDisposable
             FROM dataops.job_lease WHERE job_name = @job
             """, new { job = Job }, cancellationToken: ct)).ConfigureAwait(false);
         return holder is null ? "no run holds the lease any more" : $"{holder.Holder} holds it now";
+    }
+
+    /// <summary>
+    /// Why the run holding a lease is provably gone, or null: its process on this host is no longer
+    /// running, or it is this process and the run has ended here (without recording it).
+    /// </summary>
+    internal static string? HolderGone(Guid runId, string host, int pid, DateTime? startedAt)
+    {
+        if (string.Equals(host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) && pid == Environment.ProcessId
+            && (startedAt is not { } s || Math.Abs((ProcessStartedAt - DateTime.SpecifyKind(s, DateTimeKind.Utc)).TotalSeconds) <= 2))
+        {
+            return Active.ContainsKey(runId) ? null : $"it ended in this process ({pid} on {host}) while the database could not be reached";
+        }
+
+        return ProcessGone(host, pid, startedAt) ? $"its process {pid} on {host} is gone" : null;
     }
 
     /// <summary>

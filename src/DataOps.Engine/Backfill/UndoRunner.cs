@@ -36,6 +36,45 @@ public static class UndoRunner
         }
     }
 
+    /// <summary>What an undo of a run would do: the run's job, its applied items, and those not yet restored.</summary>
+    public sealed record UndoCheck(string Job, long Applied, long Remaining, string? UndoneBy);
+
+    /// <summary>
+    /// The run to undo, checked before anyone is asked to confirm: RunNotFound if there is no such
+    /// backfill run, RunAlreadyUndone if every item it applied was restored by earlier undos.
+    /// </summary>
+    public static async Task<UndoCheck> CheckAsync(DataOpsConnection connection, Guid runId, CancellationToken ct)
+    {
+        await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var check = await conn.QuerySingleOrDefaultAsync<UndoCheck>(new CommandDefinition(
+            """
+            SELECT r.job_name AS Job, count(l.ledger_id) AS Applied,
+                   count(l.ledger_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)) AS Remaining,
+                   (SELECT string_agg(DISTINCT u.run_id::text || ' (' || to_char(u.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || 'Z)', ', ')
+                    FROM dataops.ledger u JOIN dataops.ledger a ON a.ledger_id = u.undo_of WHERE a.run_id = r.run_id) AS UndoneBy
+            FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id AND l.status = 'applied'
+            WHERE r.run_id = @runId AND r.kind = 'backfill'
+            GROUP BY r.run_id, r.job_name
+            """, new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        if (check is null)
+        {
+            throw NotFound(connection, runId);
+        }
+
+        if (check.Applied > 0 && check.Remaining == 0)
+        {
+            throw new DataOpsException("RunAlreadyUndone", DataOpsErrorKind.InvalidOperation,
+                $"Run {runId} of job '{check.Job}' in {connection} is already undone: all {check.Applied} items it applied were restored by undo run {check.UndoneBy}. Nothing was changed.",
+                runId) { RecommendedAction = $"Get-BackfillRun -Job {check.Job}" };
+        }
+
+        return check;
+    }
+
+    private static DataOpsException NotFound(DataOpsConnection connection, Guid runId) =>
+        new("RunNotFound", DataOpsErrorKind.ObjectNotFound, $"There is no backfill run {runId} in {connection}. Get-BackfillRun lists the runs there.", runId);
+
     public static async IAsyncEnumerable<BackfillItemResult> UndoAsync(DataOpsConnection connection, Guid runId, RunLog log, IOperationObserver observer, [EnumeratorCancellation] CancellationToken ct)
     {
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
@@ -44,7 +83,7 @@ public static class UndoRunner
             "SELECT job_name, kind FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct)).ConfigureAwait(false);
         if (run is null || run.Value.Kind != "backfill")
         {
-            throw new DataOpsException("RunNotFound", DataOpsErrorKind.ObjectNotFound, $"There is no backfill run {runId} in {connection}.", runId);
+            throw NotFound(connection, runId);
         }
 
         var job = run.Value.Job;
@@ -62,8 +101,11 @@ public static class UndoRunner
         await using var leaseScope = lease.ConfigureAwait(false);
         var undoRun = lease.RunId;
         var status = "stopped";
+        string? reason = null;
         var restored = 0;
         var drifted = 0;
+        var locked = 0;
+        var retry = BackfillRunner.RetryPipeline(log);
         try
         {
             var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
@@ -79,18 +121,45 @@ public static class UndoRunner
             foreach (var item in items)
             {
                 BackfillItemResult result;
+                var attempts = 0;
                 try
                 {
-                    result = await UndoItemAsync(connection, meta, tables, lease, job, item, ct).ConfigureAwait(false);
+                    // A lost connection or a server restart runs the item again on a new connection;
+                    // its restore and its 'undone' row commit together, so a retry never restores twice.
+                    result = await retry.ExecuteAsync(async token =>
+                    {
+                        attempts++;
+                        return await UndoItemAsync(connection, meta, tables, lease, job, item, token).ConfigureAwait(false);
+                    }, ct).ConfigureAwait(false);
                 }
                 catch (PostgresException pg) when (pg.SqlState == JobLease.LostState)
                 {
                     status = "failed";
                     throw lease.MarkLost(pg.MessageText);
                 }
+                catch (PostgresException pg) when (pg.SqlState is "55P03" or "40P01" or "40001")
+                {
+                    // Another session holds the item's rows: nothing of it is restored; the next items go on.
+                    var message = $"{pg.SqlState}: {pg.MessageText}; another session holds the item's rows, nothing of it was restored. Run Undo-Backfill -RunId {runId} again to restore the rest.";
+                    log.Warning("Item {Key} not restored: {Error}", item.Key, message);
+                    result = new BackfillItemResult
+                    {
+                        RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Failed, ErrorCategory = BackfillErrorCategory.LockTimeout, Error = message, Attempts = attempts,
+                    };
+                }
+                catch (Exception ex) when (BackfillRunner.IsTransient(ex))
+                {
+                    status = "failed";
+                    reason = $"the database connection was lost and did not come back within {BackfillRunner.MaxRetries} retries: {ex.Message}";
+                    throw new DataOpsException("UndoConnectionLost", DataOpsErrorKind.ConnectionError,
+                        $"Undo {undoRun} of run {runId} stopped: {reason}. The {restored} items restored before it stay restored (each with its ledger row); " +
+                        $"run Undo-Backfill -RunId {runId} again when {connection} is reachable: it restores only the rest.",
+                        runId, ex) { RecommendedAction = $"Undo-Backfill -RunId {runId}" };
+                }
 
                 restored += result.Status == BackfillItemStatus.Restored ? 1 : 0;
                 drifted += result.Status == BackfillItemStatus.Drifted ? 1 : 0;
+                locked += result.Status == BackfillItemStatus.Failed ? 1 : 0;
                 n++;
                 observer.Progress(new OperationProgress($"Undo {job}", $"{n} of {items.Count} items ({drifted} drifted)", (int)(n * 100L / items.Count), CurrentOperation: item.Key));
                 yield return result;
@@ -101,7 +170,8 @@ public static class UndoRunner
         finally
         {
             observer.Progress(new OperationProgress($"Undo {job}", "Done", Completed: true));
-            await lease.EndAsync(status, JsonSerializer.Serialize(new { undoOf = runId, restored, drifted, reason = lease.LostError?.Message })).ConfigureAwait(false);
+            reason = lease.LostError?.Message ?? reason ?? (status == "stopped" ? (ct.IsCancellationRequested ? "stopped before the end (Ctrl+C)" : "stopped before the end") : null);
+            await lease.EndAsync(status, JsonSerializer.Serialize(new { undoOf = runId, restored, drifted, lockTimeouts = locked, reason })).ConfigureAwait(false);
             log.Information("Undo {UndoRun} {Status}: {Restored} items restored, {Drifted} drifted", undoRun, status, restored, drifted);
         }
     }
@@ -123,6 +193,7 @@ public static class UndoRunner
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition(BackfillSql.StableJsonSettings, transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition(LockTimeoutSql, transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
 
         // Like a run's items: only while this undo holds the job's lease (locked until COMMIT).
         await conn.ExecuteAsync(new CommandDefinition(JobLease.CheckSql(), new { dataops_job = job, dataops_run = undoRun }, tx, cancellationToken: ct)).ConfigureAwait(false);
@@ -156,6 +227,9 @@ public static class UndoRunner
         await tx.CommitAsync(CancellationToken.None).ConfigureAwait(false);
         return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Restored, RowsChanged = ops.Count, Duration = watch.Elapsed, Attempts = 1 };
     }
+
+    /// <summary>An undo item waits this long for rows another session holds, then fails as LockTimeout (the undo goes on).</summary>
+    private static readonly string LockTimeoutSql = $"SET LOCAL lock_timeout = '{(long)BackfillOptions.DefaultLockTimeout.TotalMilliseconds}ms'";
 
     internal static async Task<CaptureTable> DescribeAsync(NpgsqlConnection conn, string table, CancellationToken ct)
     {
@@ -204,9 +278,9 @@ public static class UndoRunner
                 {
                     (status, reason) = ("abandoned", $"its lease expired at {r.LeaseExpiresAt:u} without renewal and it recorded no outcome: its process or its database connection went away");
                 }
-                else if (JobLease.ProcessGone(r.LeaseHost!, r.LeaseProcess ?? 0, r.LeaseProcessStartedAt))
+                else if (JobLease.HolderGone(r.RunId, r.LeaseHost!, r.LeaseProcess ?? 0, r.LeaseProcessStartedAt) is { } gone)
                 {
-                    (status, reason) = ("abandoned", $"its process {r.LeaseProcess} on {r.LeaseHost} is gone and it recorded no outcome");
+                    (status, reason) = ("abandoned", $"{gone}, and it recorded no outcome");
                 }
             }
 

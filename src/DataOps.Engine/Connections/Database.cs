@@ -47,6 +47,15 @@ internal static class Database
     }
 
     /// <summary>Maps a driver or socket failure onto a stable ErrorId and kind; the message is redacted.</summary>
+    /// <summary>
+    /// SQLSTATEs about the session rather than the statement: the connection is gone or was not
+    /// taken (class 08; 57P01 pg_terminate_backend or a fast shutdown, 57P02 a crash, 57P03 starting
+    /// up or shutting down, 57P05 idle_session_timeout; 53300 no free connection slot). A new
+    /// connection, later, may succeed.
+    /// </summary>
+    public static bool IsConnectionLevel(string sqlState) =>
+        sqlState.StartsWith("08", StringComparison.Ordinal) || sqlState is "57P01" or "57P02" or "57P03" or "57P05" or "53300";
+
     public static DataOpsException Translate(Exception ex, DataOpsConnection profile)
     {
         if (ex is DataOpsException d)
@@ -68,6 +77,11 @@ internal static class Database
             case PostgresException { SqlState: "3D000" }:
                 return new DataOpsException("DatabaseNotFound", DataOpsErrorKind.ObjectNotFound,
                     $"The database '{profile.Database}' does not exist on {profile.Host}:{profile.Port}: {detail}.", profile.Database, null);
+            case PostgresException pg when IsConnectionLevel(pg.SqlState):
+                // The server is shutting down, starting up, out of connection slots, or dropped the session: try again later.
+                return new DataOpsException("ConnectionFailed", DataOpsErrorKind.ConnectionError,
+                    $"PostgreSQL at {where} is not taking this connection now ({pg.SqlState}: {redactor.Redact(pg.MessageText)}). It may be restarting; try again shortly.",
+                    where, null);
             case PostgresException pg:
                 return new DataOpsException("DatabaseError", DataOpsErrorKind.InvalidOperation,
                     $"PostgreSQL at {where} reported {pg.SqlState}: {redactor.Redact(pg.MessageText)}{(pg.Detail is { Length: > 0 } pgDetail ? " (" + redactor.Redact(pgDetail) + ")" : string.Empty)}", where, null);

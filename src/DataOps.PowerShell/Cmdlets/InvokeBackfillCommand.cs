@@ -11,8 +11,12 @@ namespace DataOps.PowerShell.Cmdlets;
 /// every statement parsed by the server in a rolled-back transaction); any problem stops it with JobFileInvalid naming the JSON paths.
 /// Then each item runs in one transaction: lock and capture the before-image of the captured rows, run the steps with @key and the
 /// job's parameters bound as parameters, capture the after-image, run verify (it must return true), write the ledger row, commit.
-/// A failed item is rolled back and categorised (Constraint, Timeout, VerifyFailed, ConnectionLost, Other); the run goes on until
-/// -MaxFailures. Transient connection errors retry the item whole with backoff.</para>
+/// A failed item is rolled back and categorised (Constraint, Timeout, LockTimeout, VerifyFailed, ConnectionLost, Other); the run goes on
+/// until -MaxFailures. An item whose rows another session has locked waits -LockTimeout (default 5s), then fails as LockTimeout and
+/// the next item runs. A lost connection, pg_terminate_backend, a server restart (57P01, 57P03) or a lost deadlock runs the item again
+/// whole on a new connection, up to 5 times with backoff (0.25 s doubling to 4 s, about 8 s in all); an item whose COMMIT reached the
+/// server before the connection went is found in the ledger and not run twice. If the database stays unreachable through every retry,
+/// the item fails as ConnectionLost and the run stops there: run the job again when the database is back.</para>
 /// <para type="description">Items the ledger shows as applied for this job are Skipped unless -Force, so a re-run after Ctrl+C or a
 /// killed process resumes. One run per job: a run holds the job's lease in the database (renewed every 5 s, checked in every item's
 /// transaction, on no particular connection), so a second concurrent run of the same job fails at once (BackfillAlreadyRunning), and a
@@ -75,6 +79,14 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     [ValidateRange(1, int.MaxValue)]
     public int MaxFailures { get; set; } = 5;
 
+    /// <summary>
+    /// How long an item waits for rows another session has locked before it fails as LockTimeout and the run goes on
+    /// with the next item: 1ms to 60s (an item's statement timeout). Accepts a TimeSpan or text such as 500ms, 5s, 1m. Default: 5s.
+    /// </summary>
+    [Parameter]
+    [DurationTransformation]
+    public TimeSpan LockTimeout { get; set; } = BackfillOptions.DefaultLockTimeout;
+
     /// <summary>Secrets for HTTP steps' {credential:NAME} placeholders: @{ NAME = $credential } (the password is the secret).</summary>
     [Parameter]
     public System.Collections.Hashtable? Secret { get; set; }
@@ -103,6 +115,12 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         if (!TryResolveConnection(out var connection))
         {
             return;
+        }
+
+        if (LockTimeout < BackfillOptions.MinLockTimeout || LockTimeout > BackfillOptions.MaxLockTimeout)
+        {
+            ThrowTerminating("LockTimeoutOutOfRange", Engine.DataOpsErrorKind.InvalidArgument,
+                $"-LockTimeout {LockTimeout} is out of range: give 1ms to 60s (an item's statement timeout). Nothing was run.", LockTimeout);
         }
 
         var path = GetUnresolvedProviderPathFromPSPath(Job);
@@ -136,7 +154,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
         var options = new BackfillOptions
         {
-            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, Force = Force, DryRun = DryRun,
+            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, Force = Force, DryRun = DryRun,
             ResolvedSecrets = secrets, Redactor = redactor,
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);

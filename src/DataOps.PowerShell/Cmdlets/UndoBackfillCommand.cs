@@ -11,6 +11,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// still equals the after-image the run captured; otherwise the item is reported Drifted and nothing of it changes. Restored items
 /// are recorded in the ledger, so Invoke-Backfill applies them again. The undo holds the job's lease while it restores: it is refused
 /// (BackfillRunInProgress) while the run, or any run of the job, is still applying, and no run of the job starts until it is done.
+/// An item whose rows another session holds waits 5 seconds, then is reported Failed (LockTimeout) and the undo goes on; a lost
+/// connection or a server restart retries the item on a new connection. Run Undo-Backfill again to restore what is left: items
+/// already restored are not touched again, and a run whose items are all restored is reported RunAlreadyUndone.
 /// Find the run by -RunId, or by -Path to its folder or its
 /// execution_results.json. It asks for confirmation (ConfirmImpact High) unless -Force or -Confirm:$false.</para>
 /// <para type="link">Invoke-Backfill</para>
@@ -53,7 +56,19 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
         var runId = ParameterSetName == ByPath
             ? RunEngine((_, _) => UndoRunner.RunIdFromPath(GetUnresolvedProviderPathFromPSPath(Path)))
             : RunId;
-        if (!ShouldWrite(connection, $"backfill run {runId} on {connection}", "Restore the before-images of every applied item", Force))
+        // An unknown or already undone run is an error for this run id only: the next piped one goes on.
+        if (!TryRunEngine((_, ct) => UndoRunner.CheckAsync(connection, runId, ct), out var check))
+        {
+            return;
+        }
+
+        if (check.Applied == 0)
+        {
+            WriteWarning($"Run {runId} of job '{check.Job}' applied no items: there is nothing to undo.");
+            return;
+        }
+
+        if (!ShouldWrite(connection, $"backfill run {runId} of job {check.Job} on {connection}", $"Restore the before-images of {check.Remaining} applied items", Force))
         {
             return;
         }
