@@ -141,6 +141,36 @@ public sealed class SeedTests
     }
 
     [Fact]
+    public void A_loading_session_killed_on_the_server_is_a_clear_error_rolls_back_and_leaves_no_run_running()
+    {
+        var (s, cs) = SeededSession();
+        using var _ = s;
+        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
+        ps.AddCommand("New-ScriptExecutionSeed").AddParameter("Count", 20_000_000L).AddParameter("Seed", 6);
+        var started = new ManualResetEventSlim();
+        ps.Streams.Progress.DataAdded += (_, _) => started.Set();
+
+        var handle = ps.BeginInvoke();
+        Assert.True(started.Wait(TimeSpan.FromSeconds(60)), "the seed never reported progress");
+
+        // What a server crash, a restart or an admin's pg_terminate_backend does to the loading session (57P01).
+        var killed = Count(cs, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
+        Assert.True(killed > 0, "no loading session to terminate");
+        var error = Assert.ThrowsAny<RuntimeException>(() => ps.EndInvoke(handle)).ErrorRecord;
+
+        Assert.Equal("DataOps.Engine.DataOpsException", error.Exception.GetType().FullName);
+        Assert.StartsWith("SeedConnectionLost,", error.FullyQualifiedErrorId);
+        Assert.True(ErrorCategory.ConnectionError == error.CategoryInfo.Category, error.Exception.Message);
+        Assert.Contains("rolled back", error.Exception.Message);
+        Assert.Equal(0, Count(cs, "SELECT count(*) FROM script_execution"));
+        Assert.Equal(0, Count(cs, "SELECT count(*) FROM dataops.seed_run WHERE status = 'running'"));
+        Assert.Equal(1, Count(cs, "SELECT count(*) FROM dataops.seed_run WHERE status IN ('failed', 'abandoned')"));
+        var again = s.Run("New-ScriptExecutionSeed -Count 100 -Seed 6");
+        Assert.False(again.HadErrors, string.Join("\n", again.Errors));
+        Assert.Equal(100, Count(cs, "SELECT count(*) FROM script_execution"));
+    }
+
+    [Fact]
     public void Remove_deletes_only_seeded_rows()
     {
         var (s, cs) = SeededSession();

@@ -255,6 +255,15 @@ public static class ScriptExecutionSeeder
         {
             await Task.Run(() => BinaryCopyWriter.WriteRows(raw, generator, firstId, count, observer, watch, ct), ct).ConfigureAwait(false);
         }
+        catch (Exception ex) when (ex is not OperationCanceledException && (conn.FullState.HasFlag(System.Data.ConnectionState.Broken) || conn.State != System.Data.ConnectionState.Open))
+        {
+            // The server ended the session (a restart, a crash, pg_terminate_backend) or the network went:
+            // the COPY stream reports only that it is gone; say what happened instead.
+            throw new DataOpsException("SeedConnectionLost", DataOpsErrorKind.ConnectionError,
+                $"The connection to the database was lost while loading rows ({ex.GetType().Name}: {ex.Message}): the server restarted or ended the session, or the network failed. " +
+                "Every row of this seed run was rolled back with its transaction; run New-ScriptExecutionSeed again when the database is reachable.",
+                null, ex);
+        }
         catch
         {
             await raw.CancelAsync().ConfigureAwait(false);
