@@ -306,6 +306,45 @@ public sealed class BackfillFaultTests
             Assert.Equal(0L, DuplicateApplications(cs));
             Assert.Equal("abandoned", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{secondRun}'"));
             Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE status = 'running'"));
+            if (plan)
+            {
+                return;
+            }
+
+            // 4. An undo whose server goes down mid-way (while an item waits for a row another session holds):
+            // a clear error, what it restored stays restored, it shows abandoned, and the next undo does the rest.
+            var thirdRun = (Guid)third.Output[0].Properties["RunId"].Value;
+            var thirdItems = Convert.ToInt64(Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{thirdRun}' AND status = 'applied'"));
+            var held = (string)Sql.Scalar(cs, $"SELECT item_key FROM dataops.ledger WHERE run_id = '{thirdRun}' AND status = 'applied' ORDER BY ledger_id DESC OFFSET 1 LIMIT 1")!;
+            var holder = HoldRow(cs, "prism.profiles", $"session_id = '{held}'");
+            var down = Background(() =>
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while (Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")) == 0 && DateTime.UtcNow < deadline)
+                {
+                    Thread.Sleep(20);
+                }
+
+                Assert.False(admin.Run("Stop-DataOpsSandbox -Name $name -Root $root | Out-Null", vars).HadErrors);
+            });
+            var brokenUndo = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = thirdRun });
+            down();
+            holder.Dispose();
+
+            var undoLost = Assert.Single(brokenUndo.Errors);
+            Assert.StartsWith("UndoConnectionLost,", undoLost.FullyQualifiedErrorId);
+            Assert.Equal(ErrorCategory.ConnectionError, undoLost.CategoryInfo.Category);
+            var restoredFirst = Assert.Single(brokenUndo.Output);
+            Assert.Equal("Restored", restoredFirst.Properties["Status"].Value.ToString());
+            var undoRun = (Guid)restoredFirst.Properties["RunId"].Value;
+
+            Assert.False(admin.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault | Out-Null", vars).HadErrors);
+            var undoSeen = s.Run("Get-BackfillRun -RunId $id", new Hashtable { ["id"] = undoRun }).Output.Single();
+            Assert.Equal("abandoned", undoSeen.Properties["Status"].Value);
+            var rest = s.Run("Undo-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = thirdRun });
+            Assert.False(rest.HadErrors, string.Join("\n", rest.Errors));
+            Assert.Equal(thirdItems - 1, rest.Output.Count(o => o.Properties["Status"].Value.ToString() == "Restored"));
+            Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE status = 'running'"));
         }
         finally
         {
