@@ -90,31 +90,14 @@ public sealed class BadValueTests
     }
 
     [Theory]
-    [InlineData("soak-failureLimit", "$.soak.checks[0].failureLimit: '-1' must be a whole number from 0")]
-    [InlineData("soak-consecutiveErrorLimit", "$.soak.consecutiveErrorLimit: '0' must be a whole number from 1")]
-    [InlineData("soak-interval", "The soak interval must be at least 100 ms")]
-    [InlineData("duplicate", "$.name: given more than once")]
-    [InlineData("kind", "$.steps[0].kind: '5' is not a step kind")]
-    public void Bad_values_in_a_job_file_are_refused_with_their_JSON_path(string what, string expected)
+    [MemberData(nameof(BadJobs.Changes), MemberType = typeof(BadJobs))]
+    public void Bad_values_in_a_job_file_are_refused_with_their_JSON_path(string what, string expected, string? validatorOnly)
     {
+        Assert.NotNull(expected + validatorOnly); // validatorOnly is the schema agreement test's column
         var cs = TestCluster.CreateDatabaseWith("Prism");
         using var s = new PsSession();
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
-        var path = SampleJobs.With(job =>
-        {
-            switch (what)
-            {
-                case "soak-failureLimit": job["soak"]!["checks"]![0]!["failureLimit"] = -1; break;
-                case "soak-consecutiveErrorLimit": job["soak"]!["consecutiveErrorLimit"] = 0; break;
-                case "soak-interval": job["soak"]!["interval"] = "50ms"; break;
-                case "kind": job["steps"]![0]!["kind"] = 5; break;
-                default: break;
-            }
-        });
-        if (what == "duplicate")
-        {
-            File.WriteAllText(path, File.ReadAllText(path).Replace("\"name\":\"results-v1.2.1\"", "\"name\":\"results-v1.2.1\",\"name\":\"other\"", StringComparison.Ordinal));
-        }
+        var path = BadJobs.Changed(what);
 
         var command = what.StartsWith("soak", StringComparison.Ordinal) ? "Watch-StagingSoak -Job $job -OutputDirectory $out" : "Invoke-Backfill -Job $job -OutputDirectory $out -Confirm:$false";
         var r = s.Run(command, new Hashtable { ["job"] = path, ["out"] = Directory.CreateTempSubdirectory("dataops-bad-").FullName });

@@ -34,16 +34,8 @@ public static partial class BackfillRunner
     }
 
     /// <summary>Core installed at this version (the job lease and the ledger's guard came with Core/0005), or SchemaMissing.</summary>
-    internal static async Task RequireCoreAsync(DataOpsConnection connection, CancellationToken ct)
-    {
-        var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
-        if (!installed.Contains(SchemaComponent.Core))
-        {
-            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the Core schema component (the backfill ledger) or has an older version of it. Install or upgrade it first: Install-DataOpsSchema -Component Core",
-                "Core") { RecommendedAction = "Install-DataOpsSchema -Component Core" };
-        }
-    }
+    internal static Task RequireCoreAsync(DataOpsConnection connection, CancellationToken ct) =>
+        SchemaInstaller.RequireAsync(connection, ct, SchemaComponent.Core);
 
     /// <summary>
     /// A fingerprinted plan (from Test-ProdHealth) only runs where and when it was made: the same

@@ -34,13 +34,7 @@ public static class ExecutionSampleData
             }
         }
 
-        var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
-        if (!installed.Contains(SchemaComponent.WorkflowExecution))
-        {
-            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the WorkflowExecution schema component. Install it first: Install-DataOpsSchema -Component WorkflowExecution", "WorkflowExecution")
-            { RecommendedAction = "Install-DataOpsSchema -Component WorkflowExecution" };
-        }
+        await SchemaInstaller.RequireAsync(connection, ct, SchemaComponent.WorkflowExecution).ConfigureAwait(false);
 
         var actualSeed = seed ?? Random.Shared.Next();
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using Dapper;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Schema;
 using Npgsql;
 
 namespace DataOps.Engine.Executions;
@@ -267,9 +268,7 @@ public static class ExecutionStore
         }
         catch (PostgresException pg) when (pg.SqlState == PostgresErrorCodes.UndefinedTable)
         {
-            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the WorkflowExecution schema component ({pg.MessageText}). Install it first: Install-DataOpsSchema -Component WorkflowExecution",
-                "WorkflowExecution") { RecommendedAction = "Install-DataOpsSchema -Component WorkflowExecution" };
+            throw SchemaInstaller.Missing(connection, [SchemaComponent.WorkflowExecution], pg.MessageText);
         }
         catch (PostgresException pg) when (pg.SqlState == PostgresErrorCodes.InvalidTextRepresentation && pg.MessageText.Contains("json", StringComparison.OrdinalIgnoreCase))
         {

@@ -51,13 +51,7 @@ public static class PrismSampleData
             throw new DataOpsException("SampleShareInvalid", DataOpsErrorKind.InvalidArgument, $"-PendingShare must be between 0 and 1; got {pendingShare}.", pendingShare);
         }
 
-        var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
-        if (!installed.Contains(SchemaComponent.Prism))
-        {
-            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the Prism schema component. Install it first: Install-DataOpsSchema -Component Prism", "Prism")
-            { RecommendedAction = "Install-DataOpsSchema -Component Prism" };
-        }
+        await SchemaInstaller.RequireAsync(connection, ct, SchemaComponent.Prism).ConfigureAwait(false);
 
         var actualSeed = seed ?? Random.Shared.Next();
         var random = new Random(actualSeed);

@@ -141,6 +141,30 @@ public static class SchemaInstaller
         }
     }
 
+    /// <summary>
+    /// SchemaMissing: the database lacks these components (or has older versions of them); the
+    /// error says what to install and recommends the command. <paramref name="detail"/> says what was found missing.
+    /// </summary>
+    public static DataOpsException Missing(DataOpsConnection connection, IReadOnlyCollection<SchemaComponent> components, string? detail = null)
+    {
+        var list = string.Join(",", components);
+        return new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
+            $"The database {connection} lacks the schema component{(components.Count > 1 ? "s" : string.Empty)} {list}{(detail is null ? string.Empty : $" ({detail})")}, or has an older version of it. " +
+            $"Install or upgrade it first: Install-DataOpsSchema -Component {list}",
+            list) { RecommendedAction = $"Install-DataOpsSchema -Component {list}" };
+    }
+
+    /// <summary>Every one of <paramref name="components"/> installed at this module's version, or <see cref="Missing"/>.</summary>
+    public static async Task RequireAsync(DataOpsConnection connection, CancellationToken ct, params SchemaComponent[] components)
+    {
+        var installed = await InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
+        var missing = components.Where(c => !installed.Contains(c)).ToList();
+        if (missing.Count > 0)
+        {
+            throw Missing(connection, missing);
+        }
+    }
+
     /// <summary>The components whose every script is journaled in the database.</summary>
     public static async Task<IReadOnlyList<SchemaComponent>> InstalledComponentsAsync(DataOpsConnection connection, CancellationToken ct = default)
     {

@@ -349,11 +349,7 @@ public static class ScriptExecutionSeeder
 
         if (missing.Count > 0)
         {
-            var list = string.Join(",", missing);
-            throw new DataOpsException("SchemaMissing", DataOpsErrorKind.NotInstalled,
-                $"The database {connection} lacks the schema component(s) {list}. Install them first: Install-DataOpsSchema -Component {list}",
-                list)
-            { RecommendedAction = $"Install-DataOpsSchema -Component {list}" };
+            throw SchemaInstaller.Missing(connection, missing);
         }
 
         var columns = (await conn.QueryAsync<(string Column, string Type, string Nullable, bool HasDefault)>(new CommandDefinition(

@@ -1,0 +1,79 @@
+using System.Text.Json.Nodes;
+
+namespace DataOps.PowerShell.Tests;
+
+/// <summary>
+/// The bad job files the tests refuse, in one place: the validator's tests run them through the
+/// cmdlets, and the schema agreement test through module/schemas/backfill-job.schema.json. Each
+/// says why the JSON Schema cannot refuse it too, or null when it must.
+/// </summary>
+internal static class BadJobs
+{
+    /// <summary>Whole files: the JSON, the text the validator's error holds, and why only the validator can refuse it (null: the schema must too).</summary>
+    public static TheoryData<string, string, string?> Files { get; } = new()
+    {
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT true OR @key IS NULL","colour":"blue"}""",
+          "$.colour: unknown field", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.steps: required", null },
+        { """{"version":2,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.version", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key, @missing"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.steps[0].sql: uses @missing", "which parameters a statement uses is in its SQL text" },
+        { """{"version":1,"name":"j","items":{"keys":["1"],"discover":"SELECT 1 AS key"},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.items: give exactly one", null },
+        { """{"version":1,"name":"j","items":{"discover":"SELECT @key AS key"},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.items.discover: @key is not available", "which parameters a statement uses is in its SQL text" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = 'functions'"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.steps[0].sql: does not use @key", "which parameters a statement uses is in its SQL text" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"nopk","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.capture[0].table: 'nopk' has no primary key", "the database knows which tables have primary keys" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.nothere","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.capture[0].table: the table 'prism.nothere' does not exist", "the database knows which tables exist" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.steps[0].sql: PostgreSQL rejects the statement: 42601", "only PostgreSQL parses SQL" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"UPDATE prism.sessions SET no_such_column = 1 WHERE id::text = @key"}],"verify":"SELECT @key IS NOT NULL"}""",
+          "$.steps[0].sql: PostgreSQL rejects the statement: 42703", "only PostgreSQL parses SQL" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}]}""",
+          "$.verify: required", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT count(*) FROM prism.sessions WHERE id::text = @key"}""",
+          "$.verify: the query returns bigint; it must return one boolean", "only PostgreSQL knows a query's result type" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"itemsPerMinute":-1}}""",
+          "$.throttle.itemsPerMinute", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL",}x""",
+          "$: not valid JSON", null },
+    };
+
+    /// <summary>Changes to the sample job: the change's name, the text the error holds, and why only the validator can refuse it.</summary>
+    public static TheoryData<string, string, string?> Changes { get; } = new()
+    {
+        { "soak-failureLimit", "$.soak.checks[0].failureLimit: '-1' must be a whole number from 0", null },
+        { "soak-consecutiveErrorLimit", "$.soak.consecutiveErrorLimit: '0' must be a whole number from 1", null },
+        { "soak-interval", "The soak interval must be at least 100 ms", "a duration's length is in its text (50ms)" },
+        { "duplicate", "$.name: given more than once", "JSON Schema sees a parsed object, in which a name appears once" },
+        { "kind", "$.steps[0].kind: '5' is not a step kind", null },
+    };
+
+    /// <summary>The sample job with change <paramref name="what"/> (one of <see cref="Changes"/>), in a file of its own.</summary>
+    public static string Changed(string what)
+    {
+        var path = SampleJobs.With(job =>
+        {
+            switch (what)
+            {
+                case "soak-failureLimit": job["soak"]!["checks"]![0]!["failureLimit"] = -1; break;
+                case "soak-consecutiveErrorLimit": job["soak"]!["consecutiveErrorLimit"] = 0; break;
+                case "soak-interval": job["soak"]!["interval"] = "50ms"; break;
+                case "kind": job["steps"]![0]!["kind"] = 5; break;
+                case "duplicate": break;
+                default: throw new ArgumentOutOfRangeException(nameof(what), what, "not a change of BadJobs.Changes");
+            }
+        });
+        if (what == "duplicate")
+        {
+            File.WriteAllText(path, File.ReadAllText(path).Replace("\"name\":\"results-v1.2.1\"", "\"name\":\"results-v1.2.1\",\"name\":\"other\"", StringComparison.Ordinal));
+        }
+
+        return path;
+    }
+}
