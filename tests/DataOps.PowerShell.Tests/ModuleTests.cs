@@ -76,6 +76,29 @@ public sealed class ModuleTests
     }
 
     [Fact]
+    public void Every_cmdlet_gets_Ctrl_C_from_the_base_and_is_disposed_with_its_pipeline()
+    {
+        using var s = new PsSession();
+        var r = s.Run("""
+            $base = [DataOps.PowerShell.Infrastructure.DataOpsCmdlet]
+            $stop = $base.GetMethod('StopProcessing', [Reflection.BindingFlags]'NonPublic,Instance')
+            [pscustomobject]@{
+                Sealed = $stop.IsFinal
+                Disposable = [IDisposable].IsAssignableFrom($base)
+                NotDerived = @(Get-Command -Module DataOps -CommandType Cmdlet | Where-Object { -not $base.IsAssignableFrom($_.ImplementingType) } | ForEach-Object Name)
+                Overriding = @(Get-Command -Module DataOps -CommandType Cmdlet | Where-Object { $_.ImplementingType.GetMethod('StopProcessing', [Reflection.BindingFlags]'NonPublic,Instance').DeclaringType -ne $base } | ForEach-Object Name)
+            }
+            """);
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        var o = r.Output.Single();
+        Assert.True((bool)o.Properties["Sealed"].Value);
+        Assert.True((bool)o.Properties["Disposable"].Value);
+        Assert.Empty((object[])o.Properties["NotDerived"].Value);
+        Assert.Empty((object[])o.Properties["Overriding"].Value);
+    }
+
+    [Fact]
     public void About_topic_is_shipped()
     {
         using var s = new PsSession();

@@ -8,18 +8,44 @@ namespace DataOps.PowerShell.Infrastructure;
 /// <summary>
 /// What every DataOps cmdlet shares: engine calls run off the pipeline thread while this thread
 /// pumps their Verbose, Warning and Progress records; Ctrl+C cancels the engine's token; engine
-/// failures become ErrorRecords with the engine's ErrorId, category and target.
+/// failures become ErrorRecords with the engine's ErrorId, category and target. StopProcessing is
+/// sealed (a cmdlet that overrode it without calling this one would leave its engine work running
+/// after Ctrl+C), and PowerShell disposes the cmdlet, with its cancellation source, when its
+/// pipeline ends.
 /// </summary>
-public abstract class DataOpsCmdlet : PSCmdlet
+public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
+    private int _disposed;
 
     protected CancellationToken StopToken => _stop.Token;
 
-    protected override void StopProcessing()
+    protected sealed override void StopProcessing()
     {
-        _stop.Cancel();
+        // Ctrl+C can arrive from another thread as the pipeline ends: a disposed source has nothing left to stop.
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            try
+            {
+                _stop.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposed between the check and the call.
+            }
+        }
+
         base.StopProcessing();
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _stop.Dispose();
+        }
+
+        GC.SuppressFinalize(this);
     }
 
     /// <summary>Runs an engine operation, relaying its reports, and returns its result.</summary>
