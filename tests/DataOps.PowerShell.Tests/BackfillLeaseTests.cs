@@ -302,7 +302,7 @@ public sealed class BackfillLeaseTests
         Sql.Execute(cs, "UPDATE counted SET n = 0 WHERE k = 7; INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of) SELECT run_id, job_name, item_key, 'undone', ledger_id FROM dataops.ledger WHERE status = 'applied' AND item_key = '7'");
         var again = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", vars);
         Assert.Equal("Applied", Assert.Single(again.Output, o => o.Properties["Status"].Value.ToString() != "Skipped").Properties["Status"].Value.ToString());
-        var forced = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Force", vars);
+        var forced = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Reapply", vars);
         Assert.False(forced.HadErrors, string.Join("\n", forced.Errors));
         Assert.All(forced.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
         Assert.Equal((long)Keys, Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied' AND superseded_by IS NOT NULL"));

@@ -85,7 +85,7 @@ public sealed class BackfillTests
         Assert.All(second.Output, o => Assert.Equal("Skipped", o.Properties["Status"].Value.ToString()));
         Assert.Equal(keys.Count, second.Output.Count);
 
-        var forced = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Force", Vars(job, output));
+        var forced = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Reapply", Vars(job, output));
         Assert.All(forced.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
         Assert.All(forced.Output, o => Assert.Equal(0, o.Properties["RowsChanged"].Value));
 
@@ -339,6 +339,53 @@ public sealed class BackfillTests
         Assert.StartsWith("BackfillAlreadyRunning,", error.FullyQualifiedErrorId);
         Assert.Equal(ErrorCategory.ResourceUnavailable, error.CategoryInfo.Category);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public void Force_only_skips_the_production_prompt_and_Reapply_alone_runs_applied_items_again()
+    {
+        var (s, cs, output) = Setup(seed: 23);
+        using var _ = s;
+        // Named keys, so a later run meets the applied items instead of discovering nothing left to do.
+        var keys = PendingKeys(cs);
+        var pending = keys.Count;
+        Assert.True(pending > 2);
+        var vars = Vars(Job(j => j["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) }), output);
+        vars["cs"] = cs;
+        s.Run("$prod = Connect-DataOps -ConnectionString $cs -Production -NoDefault", vars);
+        const string run = "Invoke-Backfill -Job $job -Connection $prod -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue";
+        long Superseded() => Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied' AND superseded_by IS NOT NULL"));
+        static IEnumerable<string> Statuses(PsResult r) => r.Output.Select(o => o.Properties["Status"].Value.ToString()!).Distinct();
+
+        // Production asks first; this host cannot answer, so nothing runs.
+        var refused = s.Run(run, vars);
+        Assert.StartsWith("ConfirmationRequired,", Assert.Single(refused.Errors).FullyQualifiedErrorId);
+        Assert.Equal(pending, Pending(cs));
+
+        var first = s.Run(run + " -Force", vars);
+        Assert.False(first.HadErrors, string.Join("\n", first.Errors));
+        Assert.Equal(["Applied"], Statuses(first));
+        Assert.Equal(pending, first.Output.Count);
+        Assert.Equal(0, Pending(cs));
+
+        // -Force again: no question, and the applied items are still skipped, not applied a second time.
+        var forced = s.Run(run + " -Force", vars);
+        Assert.False(forced.HadErrors, string.Join("\n", forced.Errors));
+        Assert.Equal(["Skipped"], Statuses(forced));
+        Assert.Equal(pending, forced.Output.Count);
+        Assert.Equal(0L, Superseded());
+
+        // -Reapply is not a yes: on production it still asks.
+        var unconfirmed = s.Run(run + " -Reapply", vars);
+        Assert.StartsWith("ConfirmationRequired,", Assert.Single(unconfirmed.Errors).FullyQualifiedErrorId);
+        Assert.Empty(unconfirmed.Output);
+        Assert.Equal(0L, Superseded());
+
+        var reapplied = s.Run(run + " -Reapply -Confirm:$false", vars);
+        Assert.False(reapplied.HadErrors, string.Join("\n", reapplied.Errors));
+        Assert.Equal(["Applied"], Statuses(reapplied));
+        Assert.Equal(pending, reapplied.Output.Count);
+        Assert.Equal(pending, Superseded());
     }
 
     [Fact]

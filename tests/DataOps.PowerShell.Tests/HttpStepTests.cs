@@ -221,7 +221,7 @@ public sealed class HttpStepTests
         edge.Hits.Clear();
         edge.Mode = "throttle-once";
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var throttled = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Secret @{ SCORE_KEY = $cred } -Force", vars);
+        var throttled = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Secret @{ SCORE_KEY = $cred } -Reapply", vars);
         Assert.All(throttled.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
         Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(4), $"Retry-After: 1 was not honoured ({watch.Elapsed})");
     }
@@ -340,7 +340,7 @@ public sealed class HttpStepTests
             // At 60 items/minute one item may start per second, however many may run at once.
             Sql.Execute(cs, "UPDATE prism.profiles SET scores = '{}'");
             var watch = System.Diagnostics.Stopwatch.StartNew();
-            var limited = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", maxConcurrency: 3, perMinute: 60), ["out"] = output });
+            var limited = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Reapply", new Hashtable { ["job"] = Job(edge.Port, $"{{env:{variable}}}", maxConcurrency: 3, perMinute: 60), ["out"] = output });
             Assert.Equal(4, limited.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
             Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(3), $"4 items at 60/minute took only {watch.Elapsed}");
         }

@@ -131,7 +131,7 @@ public sealed class SecretSinkTests
         {
             foreach (var (name, url) in runs)
             {
-                var r = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -MaxFailures 10 -Secret @{ TOKEN = $cred; HEADER = $header } -Force -Verbose",
+                var r = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -MaxFailures 10 -Secret @{ TOKEN = $cred; HEADER = $header } -Reapply -Verbose",
                     new Hashtable { ["job"] = Job(url), ["out"] = output, ["cred"] = new PSCredential("svc", Secure(secret)), ["header"] = new PSCredential("svc", Secure(headerSecret)) });
 
                 Assert.Equal(2, r.Output.Count);

@@ -86,8 +86,8 @@ public sealed record BackfillOptions
     /// <summary>An item's statement timeout: a longer lock wait would end as a statement timeout anyway.</summary>
     public static readonly TimeSpan MaxLockTimeout = TimeSpan.FromSeconds(60);
 
-    /// <summary>Re-apply items the ledger shows as applied.</summary>
-    public bool Force { get; init; }
+    /// <summary>Re-apply items the ledger shows as applied (Invoke-Backfill -Reapply).</summary>
+    public bool Reapply { get; init; }
 
     public bool DryRun { get; init; }
 

@@ -152,7 +152,7 @@ public static partial class BackfillRunner
 
     /// <summary>
     /// One batch for the whole group: the session's stable JSON and timeout settings, then per item
-    /// BEGIN, before-images (FOR UPDATE), steps, for -Force the earlier application superseded, the
+    /// BEGIN, before-images (FOR UPDATE), steps, for -Reapply the earlier application superseded, the
     /// ledger statement (which also checks the job's lease and locks it FOR SHARE until COMMIT),
     /// COMMIT. The key, the run and the table names are parameters.
     /// </summary>

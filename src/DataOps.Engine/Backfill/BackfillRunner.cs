@@ -116,7 +116,7 @@ public static partial class BackfillRunner
         var name = job.Job.Name;
         var lease = await JobLease.AcquireAsync(
             connection, name, options.DryRun ? "dryrun" : "backfill",
-            JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Force, options.DryRun }),
+            JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun }),
             Path.GetFullPath(options.OutputDirectory), log,
             holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
                 $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -Job {name} shows it. " +
@@ -160,7 +160,7 @@ public static partial class BackfillRunner
         try
         {
             keys = options.Keys ?? await ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-            applied = options.Force || options.DryRun ? [] : await AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
+            applied = options.Reapply || options.DryRun ? [] : await AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
             try
             {
                 artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize, options.DryRun);
@@ -180,7 +180,7 @@ public static partial class BackfillRunner
         }
 
         // Items this run's forced re-application makes the ledger's live row (see Core/0005).
-        var force = options.Force && !options.DryRun;
+        var force = options.Reapply && !options.DryRun;
         var perMinute = options.ItemsPerMinute ?? job.Job.ItemsPerMinute;
         using var limiter = Throttle.Create(perMinute);
         var retry = RetryPipeline(log);
@@ -1025,7 +1025,7 @@ public static partial class BackfillRunner
     }
 
     /// <summary>
-    /// -Force re-applies applied items: in the item's transaction, before its ledger row, the earlier
+    /// -Reapply re-applies applied items: in the item's transaction, before its ledger row, the earlier
     /// live application is marked superseded by this run, so ledger_applied_once still holds.
     /// </summary>
     private static NpgsqlBatchCommand SupersedeCommand(JobLease lease, string key)

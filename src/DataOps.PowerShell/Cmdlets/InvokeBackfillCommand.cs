@@ -17,9 +17,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// whole on a new connection, up to 5 times with backoff (0.25 s doubling to 4 s, about 8 s in all); an item whose COMMIT reached the
 /// server before the connection went is found in the ledger and not run twice. If the database stays unreachable through every retry,
 /// the item fails as ConnectionLost and the run stops there: run the job again when the database is back.</para>
-/// <para type="description">Items the ledger shows as applied for this job are Skipped unless -Force, so a re-run after Ctrl+C or a
-/// killed process resumes. One run per job: a run holds the job's lease in the database (renewed every 5 s, checked in every item's
-/// transaction, on no particular connection), so a second concurrent run of the same job fails at once (BackfillAlreadyRunning), and a
+/// <para type="description">Items the ledger shows as applied for this job are Skipped, so a re-run after Ctrl+C or a killed process
+/// resumes; -Reapply runs them again (the earlier application stays in the ledger, marked superseded by the new run). One run per
+/// job: a run holds the job's lease in the database (renewed every 5 s, checked in every item's transaction, on no particular
+/// connection), so a second concurrent run of the same job fails at once (BackfillAlreadyRunning), and a
 /// run whose lease was taken over (it expired after 30 s without renewal, or its process is gone) stops with BackfillLeaseLost. The
 /// ledger itself refuses a second live application of an item. A crashed run's lease is free at once on its own host, after 30 s
 /// elsewhere. The throttle is a token
@@ -27,7 +28,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// Files go to OutputDirectory/job/runId: backfill_summary.md, backfill_logs/execution_results.json, batch_NNN.json and
 /// rollback_YYYY-MM-DD.sql (psql -v ON_ERROR_STOP=1 -f). The run then halts for review; nothing starts the next phase.</para>
 /// <para type="description">-WhatIf lists the items and steps without touching data. -DryRun runs every item and rolls it back, reporting
-/// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false.</para>
+/// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false; -Force
+/// only skips that question, it never changes what the run does.</para>
 /// <para type="link">Undo-Backfill</para>
 /// <para type="link">Get-BackfillRun</para>
 /// <para type="link">about_DataOps_JobFile</para>
@@ -91,7 +93,11 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     [Parameter]
     public System.Collections.Hashtable? Secret { get; set; }
 
-    /// <summary>Re-applies items the ledger shows as applied, and skips confirmation prompts.</summary>
+    /// <summary>Runs again the items the ledger shows as applied for this job, instead of skipping them; each earlier application is marked superseded by this run.</summary>
+    [Parameter]
+    public SwitchParameter Reapply { get; set; }
+
+    /// <summary>Skips the confirmation a production connection asks for. It changes nothing else: applied items are still skipped (see -Reapply).</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -154,7 +160,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
         var options = new BackfillOptions
         {
-            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, Force = Force, DryRun = DryRun,
+            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, Reapply = Reapply, DryRun = DryRun,
             ResolvedSecrets = secrets, Redactor = redactor,
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
