@@ -138,19 +138,21 @@ public sealed class ExecutionTests
     }
 
     [Theory]
-    [InlineData("running", "completed", false, true)]
-    [InlineData("running", "failed", false, true)]
-    [InlineData("running", "cancelled", false, true)]
-    [InlineData("running", "timed_out", false, true)]
-    [InlineData("running", "running", false, true)]
-    [InlineData("completed", "completed", false, true)]
-    [InlineData("completed", "running", false, false)]
-    [InlineData("failed", "running", false, false)]
-    [InlineData("completed", "failed", false, false)]
-    [InlineData("timed_out", "cancelled", false, false)]
-    [InlineData("completed", "running", true, true)]
-    [InlineData("cancelled", "completed", true, true)]
-    public void Status_transitions_follow_the_rules(string from, string to, bool force, bool allowed)
+    [InlineData("running", "completed", "", true)]
+    [InlineData("running", "failed", "", true)]
+    [InlineData("running", "cancelled", "", true)]
+    [InlineData("running", "timed_out", "", true)]
+    [InlineData("running", "running", "", true)]
+    [InlineData("completed", "completed", "", true)]
+    [InlineData("completed", "running", "", false)]
+    [InlineData("failed", "running", "", false)]
+    [InlineData("completed", "failed", "", false)]
+    [InlineData("timed_out", "cancelled", "", false)]
+    [InlineData("completed", "running", "-AllowFinalStatusChange", true)]
+    [InlineData("cancelled", "completed", "-AllowFinalStatusChange", true)]
+    [InlineData("completed", "running", "-Force", false)]
+    [InlineData("failed", "completed", "-Force -Confirm:$false", false)]
+    public void Status_transitions_follow_the_rules(string from, string to, string switches, bool allowed)
     {
         var (s, cs) = Setup();
         using var _ = s;
@@ -160,7 +162,7 @@ public sealed class ExecutionTests
             Sql.Execute(cs, $"UPDATE workflow_executions SET status = '{from}', completed_at = now(), duration_ms = 5 WHERE id = '{id}'");
         }
 
-        var r = s.Run($"Set-WorkflowExecution -Id {id} -Status {to} {(force ? "-Force" : string.Empty)} -PassThru");
+        var r = s.Run($"Set-WorkflowExecution -Id {id} -Status {to} {switches} -PassThru");
 
         if (allowed)
         {
@@ -176,7 +178,8 @@ public sealed class ExecutionTests
             Assert.Equal(ErrorCategory.InvalidOperation, error.CategoryInfo.Category);
             Assert.Contains($"'{from}'", error.Exception.Message);
             Assert.Contains($"'{to}'", error.Exception.Message);
-            Assert.Contains("-Force", error.Exception.Message);
+            Assert.Contains("-AllowFinalStatusChange", error.Exception.Message);
+            Assert.DoesNotContain("-Force", error.Exception.Message);
             Assert.Equal(from, Sql.Scalar(cs, $"SELECT status FROM workflow_executions WHERE id = '{id}'"));
         }
     }

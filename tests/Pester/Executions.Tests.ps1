@@ -86,12 +86,16 @@ Describe 'Set-WorkflowExecution' {
         ($done.Output | ConvertFrom-Json).total | Should -Be 99.5
     }
 
-    It 'refuses to reopen a finished execution without -Force (StatusTransitionInvalid-style error), and -Force allows it' {
+    It 'refuses to reopen a finished execution, even with -Force (InvalidStatusTransition), and -AllowFinalStatusChange allows it' {
         $err = Get-ErrorRecord { Set-WorkflowExecution -TemporalWorkflowId 'pester-1' -Status running -ErrorAction Stop }
+        $err.FullyQualifiedErrorId | Should -BeLike 'InvalidStatusTransition,*'
         $err.CategoryInfo.Category | Should -Be 'InvalidOperation'
         $err.Exception.Message | Should -Match 'completed'
+        $err.Exception.Message | Should -Match '-AllowFinalStatusChange'
+        $forced = Get-ErrorRecord { Set-WorkflowExecution -TemporalWorkflowId 'pester-1' -Status running -Force -ErrorAction Stop }
+        $forced.FullyQualifiedErrorId | Should -BeLike 'InvalidStatusTransition,*'
         (Get-WorkflowExecution -TemporalWorkflowId 'pester-1').Status | Should -Be 'completed'
-        (Set-WorkflowExecution -TemporalWorkflowId 'pester-1' -Status running -Force -PassThru).Status | Should -Be 'running'
+        (Set-WorkflowExecution -TemporalWorkflowId 'pester-1' -Status running -AllowFinalStatusChange -PassThru).Status | Should -Be 'running'
     }
 
     It 'takes executions from the pipeline: running ones become timed_out' {
@@ -104,7 +108,7 @@ Describe 'Set-WorkflowExecution' {
 
     It '-WhatIf changes nothing' {
         $e = Get-WorkflowExecution -Status completed -First 1
-        $e | Set-WorkflowExecution -Status failed -Force -WhatIf
+        $e | Set-WorkflowExecution -Status failed -AllowFinalStatusChange -WhatIf
         (Get-WorkflowExecution -Id $e.Id).Status | Should -Be 'completed'
     }
 }

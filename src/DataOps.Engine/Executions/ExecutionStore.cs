@@ -100,10 +100,10 @@ public static class ExecutionStore
             var sets = new List<string>();
             if (newStatus is not null && newStatus != current)
             {
-                if (ExecutionStatus.IsTerminal(current) && !update.Force)
+                if (ExecutionStatus.IsTerminal(current) && !update.AllowFinalStatusChange)
                 {
                     throw new DataOpsException("InvalidStatusTransition", DataOpsErrorKind.InvalidOperation,
-                        $"Execution {id} is '{current}', a final status; it cannot change to '{newStatus}'. Use -Force to change a finished execution.",
+                        $"Execution {id} is '{current}', a final status; it cannot change to '{newStatus}'. Pass -AllowFinalStatusChange to change a finished execution.",
                         $"{current} -> {newStatus}");
                 }
 

@@ -113,8 +113,8 @@ public sealed record ExecutionUpdate
     /// <summary>The duration to record when a terminal status is reached; default: now minus started_at.</summary>
     public long? DurationMs { get; init; }
 
-    /// <summary>Allows leaving a terminal status (back to running, or to another terminal status).</summary>
-    public bool Force { get; init; }
+    /// <summary>Allows leaving a terminal status (back to running, or to another terminal status): Set-WorkflowExecution -AllowFinalStatusChange.</summary>
+    public bool AllowFinalStatusChange { get; init; }
 }
 
 /// <summary>How Get-ExecutionStats groups.</summary>

@@ -9,9 +9,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">Set-WorkflowExecution changes an execution found by -Id, by -TemporalWorkflowId (the newest run, or
 /// the one named by -TemporalRunId) or by pipeline input. Reaching a final status (completed, failed, cancelled, timed_out)
 /// sets completed_at, and duration_ms from started_at unless -DurationMs gives it. A finished execution cannot go back to
-/// running or change to another final status unless -Force is given; such a transition is an InvalidStatusTransition error
-/// that names both states. Each update locks the row, so concurrent updates from several sessions are applied one after
-/// the other and none is lost.</para>
+/// running or change to another final status unless -AllowFinalStatusChange is given; such a transition is an
+/// InvalidStatusTransition error that names both states. -Force only skips confirmation (asked on a production connection).
+/// Each update locks the row, so concurrent updates from several sessions are applied one after the other and none is lost.</para>
 /// <para type="link">Get-WorkflowExecution</para>
 /// <para type="link">New-WorkflowExecution</para>
 /// </summary>
@@ -65,7 +65,11 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
     [ValidateRange(0, long.MaxValue)]
     public long? DurationMs { get; set; }
 
-    /// <summary>Allows changing a finished execution (back to running, or to another final status), and skips confirmation.</summary>
+    /// <summary>Allows changing the status of a finished execution (completed, failed, cancelled or timed_out): back to running, or to another final status. Without it such a change is an InvalidStatusTransition error.</summary>
+    [Parameter]
+    public SwitchParameter AllowFinalStatusChange { get; set; }
+
+    /// <summary>Skips the confirmation a production connection asks for. It allows nothing else (see -AllowFinalStatusChange).</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
@@ -107,7 +111,8 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
 
         var update = new ExecutionUpdate
         {
-            Status = Status, OutputJson = output, ErrorMessage = ErrorMessage, ActivitiesExecuted = ActivitiesExecuted, DurationMs = DurationMs, Force = Force,
+            Status = Status, OutputJson = output, ErrorMessage = ErrorMessage, ActivitiesExecuted = ActivitiesExecuted, DurationMs = DurationMs,
+            AllowFinalStatusChange = AllowFinalStatusChange,
         };
         if (TryRunEngine((_, ct) => ExecutionStore.UpdateAsync(connection, id, update, ct), out var updated) && PassThru)
         {
