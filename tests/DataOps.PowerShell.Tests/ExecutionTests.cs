@@ -70,6 +70,50 @@ public sealed class ExecutionTests
     }
 
     [Fact]
+    public void An_execution_piped_back_is_read_again_by_its_id_from_its_own_database()
+    {
+        var (s, cs) = Setup();
+        using var _ = s;
+        var first = NewExecution(s, WorkflowA, "u1", "order-7");
+        var second = NewExecution(s, WorkflowA, "u1", "order-7"); // the newest run of the same Temporal workflow
+        Sql.Execute(cs, $"UPDATE workflow_executions SET status = 'completed', completed_at = now() WHERE id = '{Prop(first, "Id")}'");
+        // The session's default is now another database: the executions must still be read where they came from.
+        var other = TestCluster.CreateDatabaseWith("WorkflowExecution");
+        var vars = new Hashtable { ["first"] = first, ["second"] = second, ["other"] = other };
+        Assert.False(s.Run("$elsewhere = Connect-DataOps -ConnectionString $other", vars).HadErrors);
+        var database = new Npgsql.NpgsqlConnectionStringBuilder(cs).Database;
+
+        var one = s.Run("$first | Get-WorkflowExecution", vars);
+        var both = s.Run("$first, $second | Get-WorkflowExecution", vars);
+        var typedSame = s.Run("$first | Get-WorkflowExecution -Connection $first.Connection", vars);
+
+        foreach (var r in new[] { one, both, typedSame })
+        {
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        }
+
+        // By its Id, not by its Temporal workflow id (whose newest run is the second execution).
+        var reread = one.Output.Single();
+        Assert.Equal(Prop(first, "Id"), Prop(reread, "Id"));
+        Assert.Equal("completed", Prop(reread, "Status"));
+        Assert.Equal(database, Prop(PSObject.AsPSObject(Prop(reread, "Connection")!), "Database"));
+        Assert.Equal([Prop(first, "Id"), Prop(second, "Id")], both.Output.Select(o => Prop(o, "Id")));
+        Assert.Equal(Prop(first, "Id"), Prop(typedSame.Output.Single(), "Id"));
+
+        // A -Connection that names another database refuses the execution instead of reading its id there.
+        var mismatch = s.Run("$first | Get-WorkflowExecution -Connection $elsewhere", vars);
+        Assert.Empty(mismatch.Output);
+        Assert.StartsWith("ConnectionMismatch,", Assert.Single(mismatch.Errors).FullyQualifiedErrorId);
+
+        // -TemporalWorkflowId is for the command line; a piped string binds nothing and lists nothing.
+        var newest = s.Run("Get-WorkflowExecution -TemporalWorkflowId order-7 -Connection $first.Connection", vars);
+        Assert.Equal(Prop(second, "Id"), Prop(newest.Output.Single(), "Id"));
+        var text = s.Run("'order-7' | Get-WorkflowExecution", vars);
+        Assert.Empty(text.Output);
+        Assert.StartsWith("InputObjectNotBound,", Assert.Single(text.Errors).FullyQualifiedErrorId);
+    }
+
+    [Fact]
     public void Duration_can_be_given_and_remove_honours_WhatIf()
     {
         var (s, cs) = Setup();

@@ -10,7 +10,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// description joined in. Filters combine with AND; -Status takes several values; -Since and -Until bound started_at.
 /// Paging is done in SQL: -First, -Skip and -IncludeTotalCount (the total comes first, as a PSObject with a Count). Rows are
 /// streamed from the server as the pipeline consumes them, so a large listing is not held in memory. An -Id or
-/// -TemporalWorkflowId that matches nothing is an ObjectNotFound error.</para>
+/// -TemporalWorkflowId that matches nothing is an ObjectNotFound error. An execution piped in (from Get-, New- or
+/// Set-WorkflowExecution) is read again by its Id, from the database it came from.</para>
 /// <para type="link">Set-WorkflowExecution</para>
 /// <para type="link">Get-ExecutionStats</para>
 /// </summary>
@@ -34,12 +35,17 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
     private const string ById = "ById";
     private const string ByTemporalId = "ByTemporalId";
 
-    /// <summary>Execution ids. Binds from pipeline objects' Id property.</summary>
+    /// <summary>Execution ids. Binds from pipeline objects' Id property, so a piped execution is read again by its Id (and from its own Connection).</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ById, ValueFromPipelineByPropertyName = true)]
     public Guid[] Id { get; set; } = [];
 
     /// <summary>Temporal workflow ids; the newest execution of each is returned.</summary>
-    [Parameter(Mandatory = true, ParameterSetName = ByTemporalId, ValueFromPipelineByPropertyName = true)]
+    /// <remarks>
+    /// Not bound from the pipeline (as in Set-WorkflowExecution): an execution has both an Id and a
+    /// TemporalWorkflowId, and binding both made '$e | Get-WorkflowExecution' an AmbiguousParameterSet
+    /// error. A piped object is read by its Id.
+    /// </remarks>
+    [Parameter(Mandatory = true, ParameterSetName = ByTemporalId)]
     public string[] TemporalWorkflowId { get; set; } = [];
 
     /// <summary>Only executions of these workflows.</summary>
