@@ -46,7 +46,7 @@ function Gate([string] $Question, [string] $Title) {
 try {
     foreach ($name in 'pipeline-staging', 'pipeline-prod') {
         if (($name -eq 'pipeline-staging' -and -not $Staging) -or ($name -eq 'pipeline-prod' -and -not $Production)) {
-            $sb = Start-DataOpsSandbox -Name $name -Reset -NoDefault
+            $sb = Start-DataOpsSandbox -Name $name -Reset -Force -NoDefault
             $sandboxes += $name
             Install-DataOpsSchema -Connection $sb.Connection -Force | Out-Null
             New-PrismSampleData -Connection $sb.Connection -Sessions 100 -Seed ($name.Length) -Force | Out-Null

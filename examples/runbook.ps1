@@ -4,7 +4,8 @@
     Non-interactive use for automation: preflight, health check, apply the mini plan, report.
 .DESCRIPTION
     Exit codes: 0 healthy (or made healthy), 2 action still needed, 1 error. No prompt is ever shown:
-    writes pass -Force, and the structured log paths are printed for the job's record.
+    writes pass -Force (it only skips confirmation: Invoke-Backfill still skips items already applied),
+    and the structured log paths are printed for the job's record.
     Without -Environment the runbook works on a private sandbox with sample data, so it runs anywhere:
         pwsh -NonInteractive -File examples/runbook.ps1
     Against a real environment: set DATAOPS_PROD_CONNECTION and pass -Environment prod -Apply.
@@ -33,7 +34,7 @@ try {
         $connection = Connect-DataOps -Environment $Environment
     }
     else {
-        $sandbox = Start-DataOpsSandbox -Name runbook -Reset
+        $sandbox = Start-DataOpsSandbox -Name runbook -Reset -Force
         $connection = $sandbox.Connection
         Install-DataOpsSchema -Connection $connection -Force | Out-Null
         New-PrismSampleData -Connection $connection -Sessions 80 -Seed 11 -Force | Out-Null

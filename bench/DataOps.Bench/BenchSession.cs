@@ -17,7 +17,7 @@ internal sealed class BenchSession : IDisposable
         state.ImportPSModule(FindManifest());
         _runspace = RunspaceFactory.CreateRunspace(state);
         _runspace.Open();
-        var sandbox = Invoke($"Start-DataOpsSandbox -Name {sandboxName} -Reset").Single();
+        var sandbox = Invoke($"Start-DataOpsSandbox -Name {sandboxName} -Reset -Force").Single();
         Port = (int)sandbox.Properties["Port"].Value;
         BinDirectory = (string)sandbox.Properties["BinDirectory"].Value;
         var root = Path.GetDirectoryName((string)sandbox.Properties["DataDirectory"].Value)!;

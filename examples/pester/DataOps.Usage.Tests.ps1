@@ -9,7 +9,8 @@ BeforeAll {
     # The repository's build when run from a clone, else DataOps installed by name.
     $built = Join-Path $PSScriptRoot '../../out/DataOps/DataOps.psd1'
     Import-Module $(if (Test-Path $built) { $built } else { 'DataOps' }) -ErrorAction Stop
-    $script:sandbox = Start-DataOpsSandbox -Name pester-usage -Reset
+    # -Reset asks before deleting a sandbox an earlier run left behind, and CI cannot answer: -Force says yes.
+    $script:sandbox = Start-DataOpsSandbox -Name pester-usage -Reset -Force
     Install-DataOpsSchema -Component Prism, ScriptExecution | Out-Null
     $script:job = Join-Path $PSScriptRoot '../jobs/results-v1.2.1.job.json'
     $script:out = Join-Path ([IO.Path]::GetTempPath()) 'dataops-pester'

@@ -66,6 +66,107 @@ public sealed class SandboxCmdletTests
         Assert.StartsWith("SandboxNotFound,", Assert.Single(gone.Errors).FullyQualifiedErrorId);
     }
 
+    private static object? Prop(PSObject o, string name) => o.Properties[name].Value;
+
+    /// <summary>A command in a new 'pwsh -NonInteractive' process (CI, a runbook): its exit code and both streams.</summary>
+    private static (int ExitCode, string Out, string Err) NonInteractivePwsh(string command)
+    {
+        using var process = System.Diagnostics.Process.Start(Repo.Pwsh($"Import-Module '{Repo.Manifest}'; {command}"))!;
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(120_000), "pwsh did not finish in 120 s");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    [Fact]
+    public void Remove_and_Reset_ask_before_deleting_data_and_a_session_that_cannot_ask_deletes_nothing()
+    {
+        _ = TestCluster.Port; // the shared template exists, so each start is a copy
+        var name = "ask-" + Guid.NewGuid().ToString("N")[..6];
+        var folder = Path.Combine(TestCluster.Root, name);
+        var marker = Path.Combine(folder, "earlier-data.txt");
+        using var s = new PsSession();
+        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
+        PSObject Listed() => s.Run("Get-DataOpsSandbox -Name $name -Root $root", vars).Output.Single();
+        void AssertRefused(PsResult r)
+        {
+            var error = Assert.Single(r.Errors);
+            Assert.StartsWith("ConfirmationRequired,", error.FullyQualifiedErrorId);
+            Assert.Equal(ErrorCategory.InvalidOperation, error.CategoryInfo.Category);
+            Assert.Equal(name, error.TargetObject);
+            Assert.Contains($"sandbox '{name}' deletes its data", error.Exception.Message);
+            Assert.Contains("-Confirm:$false", error.Exception.Message);
+            Assert.True(File.Exists(marker), "the sandbox's data was deleted without a yes");
+        }
+
+        try
+        {
+            // -Reset of a sandbox that does not exist yet deletes nothing, so it does not ask.
+            var created = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -NoDefault", vars);
+            Assert.False(created.HadErrors, string.Join("\n", created.Errors));
+            Assert.Equal("Created", Prop(created.Output.Single(), "Action")!.ToString());
+            var pid = Prop(created.Output.Single(), "ProcessId");
+            File.WriteAllText(marker, "earlier data");
+
+            // This host cannot answer a prompt, like pwsh -NonInteractive or CI: refused, nothing deleted or stopped.
+            AssertRefused(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -NoDefault", vars));
+            AssertRefused(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove", vars));
+            Assert.Equal("Running", Prop(Listed(), "Status")!.ToString());
+            Assert.Equal(pid, Prop(Listed(), "ProcessId"));
+
+            // The same in a real pwsh -NonInteractive process.
+            var ci = NonInteractivePwsh($"Stop-DataOpsSandbox -Name {name} -Root '{TestCluster.Root}' -Remove");
+            Assert.NotEqual(0, ci.ExitCode);
+            Assert.Contains("-Confirm:$false", ci.Err);
+            Assert.True(File.Exists(marker));
+
+            // An explicit -Confirm asks even with -Force (and no one can answer here); -WhatIf deletes nothing.
+            Assert.True(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Force -Confirm", vars).HadErrors);
+            Assert.True(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Force -Confirm -NoDefault", vars).HadErrors);
+            Assert.False(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -WhatIf", vars).HadErrors);
+            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -WhatIf -NoDefault", vars).HadErrors);
+            Assert.True(File.Exists(marker));
+            Assert.Equal(pid, Prop(Listed(), "ProcessId"));
+
+            // A plain stop and a plain start do not ask, and keep the data.
+            var stopped = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -PassThru", vars);
+            Assert.False(stopped.HadErrors, string.Join("\n", stopped.Errors));
+            Assert.Equal("Stopped", Prop(stopped.Output.Single(), "Status")!.ToString());
+            var resumed = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
+            Assert.False(resumed.HadErrors, string.Join("\n", resumed.Errors));
+            Assert.Equal("Resumed", Prop(resumed.Output.Single(), "Action")!.ToString());
+            Assert.True(File.Exists(marker));
+
+            // -Force and -Confirm:$false are the yes.
+            var forced = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Force -NoDefault", vars);
+            Assert.False(forced.HadErrors, string.Join("\n", forced.Errors));
+            Assert.Equal("Created", Prop(forced.Output.Single(), "Action")!.ToString());
+            Assert.False(File.Exists(marker));
+            File.WriteAllText(marker, "earlier data");
+            var confirmed = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Confirm:$false -NoDefault", vars);
+            Assert.False(confirmed.HadErrors, string.Join("\n", confirmed.Errors));
+            Assert.Equal("Created", Prop(confirmed.Output.Single(), "Action")!.ToString());
+            Assert.False(File.Exists(marker));
+
+            var removed = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Force", vars);
+            Assert.False(removed.HadErrors, string.Join("\n", removed.Errors));
+            Assert.False(Directory.Exists(folder));
+            s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
+            var removedConfirmed = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
+            Assert.False(removedConfirmed.HadErrors, string.Join("\n", removedConfirmed.Errors));
+            Assert.False(Directory.Exists(folder));
+
+            // Nothing left to delete: an unknown sandbox is SandboxNotFound, not a question.
+            var missing = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove", vars);
+            Assert.StartsWith("SandboxNotFound,", Assert.Single(missing.Errors).FullyQualifiedErrorId);
+        }
+        finally
+        {
+            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
+        }
+    }
+
     [Fact]
     public void Bad_name_is_rejected_before_anything_is_created()
     {

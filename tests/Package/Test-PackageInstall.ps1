@@ -30,7 +30,7 @@ $ErrorActionPreference = 'Stop'
 Import-Module DataOps
 $m = Get-Module DataOps
 "Imported DataOps $($m.Version) from $($m.ModuleBase)"
-$sb = Start-DataOpsSandbox -Name package-roundtrip -Reset
+$sb = Start-DataOpsSandbox -Name package-roundtrip -Reset -Force
 try {
     Install-DataOpsSchema -Component WorkflowExecution | Out-Null
     New-WorkflowSampleData -Executions 50 -Seed 1 | Out-Null

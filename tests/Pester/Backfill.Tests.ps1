@@ -3,7 +3,7 @@
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
-    $script:sb = Start-DataOpsSandbox -Name pester-backfill -Reset
+    $script:sb = Start-DataOpsSandbox -Name pester-backfill -Reset -Force
     Install-DataOpsSchema -Component Prism | Out-Null
     $script:out = New-TestFolder
     $script:sample = New-PrismSampleData -Sessions 40 -Seed 8 -PendingShare 0.3

@@ -3,7 +3,7 @@
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
-    $script:sb = Start-DataOpsSandbox -Name pester-exec -Reset
+    $script:sb = Start-DataOpsSandbox -Name pester-exec -Reset -Force
     Install-DataOpsSchema -Component WorkflowExecution | Out-Null
     $script:sample = New-WorkflowSampleData -Users 5 -Workflows 4 -Executions 300 -Seed 21
     Invoke-TestSql $sb "INSERT INTO users (id, email, name) VALUES ('u-pester', 'u-pester@example.test', 'Pester')" | Out-Null

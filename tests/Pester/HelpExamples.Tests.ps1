@@ -71,6 +71,10 @@ BeforeAll {
                                            Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }
         'Start-DataOpsSandbox#1'      = @{ Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }; Check = { param($o) $o.Name | Should -Be 'default'; (Get-DataOpsConnection).Port | Should -Be $o.Port } }
         'Start-DataOpsSandbox#2'      = @{ Cleanup = { Stop-DataOpsSandbox -Name demo -Remove -Confirm:$false }; Check = { param($o) $o.Status | Should -Contain 'Applied' } }
+        # An earlier 'ci' with data in it: -Reset -Force deletes it without asking (this pwsh is -NonInteractive).
+        'Start-DataOpsSandbox#3'      = @{ Setup = { Start-DataOpsSandbox -Name ci -NoDefault | Out-Null; Set-Content (Join-Path $env:DATAOPS_SANDBOX_ROOT 'ci/earlier.txt') 'earlier data' }
+                                           Cleanup = { Stop-DataOpsSandbox -Name ci -Remove -Confirm:$false }
+                                           Check = { param($o) "$($sb.Action)" | Should -Be 'Created'; Join-Path $env:DATAOPS_SANDBOX_ROOT 'ci/earlier.txt' | Should -Not -Exist } }
         'Stop-DataOpsSandbox#1'       = @{ Setup = { Start-DataOpsSandbox -Name default -NoDefault | Out-Null }; Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }
                                            Check = { param($o) "$((Get-DataOpsSandbox | Where-Object Name -eq default).Status)" | Should -Be 'Stopped' } }
         'Stop-DataOpsSandbox#2'       = @{ Setup = { $script:fileRoot = $env:DATAOPS_SANDBOX_ROOT; $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'spare-root'; Start-DataOpsSandbox -Name spare -NoDefault | Out-Null }

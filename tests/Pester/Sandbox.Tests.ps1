@@ -4,7 +4,7 @@
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $script:name = 'pester-sandbox'
-    $script:sb = Start-DataOpsSandbox -Name $name -Reset
+    $script:sb = Start-DataOpsSandbox -Name $name -Reset -Force
 }
 
 AfterAll {
@@ -69,6 +69,26 @@ Describe 'Get-DataOpsSandbox and Stop-DataOpsSandbox' {
     It 'Stop -WhatIf leaves the server running' {
         Stop-DataOpsSandbox -Name $name -WhatIf
         "$((Get-DataOpsSandbox -Name $name).Status)" | Should -Be 'Running'
+    }
+
+    It 'Stop -Remove and Start -Reset in pwsh -NonInteractive are refused with ConfirmationRequired and delete nothing' {
+        $root = if ($env:DATAOPS_SANDBOX_ROOT) { $env:DATAOPS_SANDBOX_ROOT } else { Join-Path ([IO.Path]::GetTempPath()) 'dataops-sandboxes' }
+        $marker = Join-Path $root $name 'earlier-data.txt'
+        Set-Content $marker 'earlier data'
+        foreach ($command in "Stop-DataOpsSandbox -Name $name -Remove", "Start-DataOpsSandbox -Name $name -Reset") {
+            $psi = [Diagnostics.ProcessStartInfo]::new((Get-Process -Id $PID).Path)
+            if ($psi.FileName -notlike '*pwsh*') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
+            foreach ($a in '-NoProfile', '-NonInteractive', '-Command', "Import-Module '$ModuleManifest'; $command") { $psi.ArgumentList.Add($a) }
+            $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.Environment['NO_COLOR'] = '1'
+            $p = [Diagnostics.Process]::Start($psi)
+            $err = $p.StandardError.ReadToEndAsync(); $null = $p.StandardOutput.ReadToEnd()
+            $p.WaitForExit()
+            $p.ExitCode | Should -Not -Be 0 -Because $command
+            $err.Result | Should -Match ([regex]::Escape('-Confirm:$false'))
+            $marker | Should -Exist
+        }
+        "$((Get-DataOpsSandbox -Name $name).Status)" | Should -Be 'Running'
+        Remove-Item $marker
     }
 
     It 'an unknown sandbox is SandboxNotFound, ObjectNotFound' {

@@ -3,7 +3,7 @@
 
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
-    $script:sb = Start-DataOpsSandbox -Name pester-schema -Reset
+    $script:sb = Start-DataOpsSandbox -Name pester-schema -Reset -Force
 }
 
 AfterAll {

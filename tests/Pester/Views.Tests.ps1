@@ -16,7 +16,7 @@ BeforeDiscovery {
 BeforeAll {
     . (Join-Path $PSScriptRoot 'TestHelpers.ps1')
     $script:out = New-TestFolder
-    $sb = Start-DataOpsSandbox -Name pester-views -Reset
+    $sb = Start-DataOpsSandbox -Name pester-views -Reset -Force
     $schema = @(Install-DataOpsSchema)
     $seed = New-ScriptExecutionSeed -Count 2000 -Seed 3
     $wfSample = New-WorkflowSampleData -Executions 200 -Seed 4

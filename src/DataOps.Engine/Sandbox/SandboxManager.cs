@@ -64,6 +64,12 @@ public sealed partial class SandboxManager
         }
     }
 
+    /// <summary>
+    /// The named sandbox's folder (its data, log and password: what Stop -Remove and Start -Reset
+    /// delete) when it exists; null when it does not, or when the name is not valid.
+    /// </summary>
+    public string? ExistingFolder(string name) => NamePattern().IsMatch(name) && Directory.Exists(SandboxDir(name)) ? SandboxDir(name) : null;
+
     /// <summary>Starts the named sandbox: reuses a running one, resumes a stopped one, or creates it from the template.</summary>
     public DataOpsSandbox Start(string name = DefaultName, bool reset = false, CancellationToken ct = default)
     {

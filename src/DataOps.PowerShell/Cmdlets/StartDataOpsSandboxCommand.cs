@@ -11,6 +11,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// runs initdb once and caches the result; later starts copy it, so a new sandbox is up in about a second. The server
 /// listens on a free loopback port only. As root it runs as the 'postgres' OS user. A sandbox that is already running
 /// (for example left by a session that was killed) is reused and reported, never duplicated; a stopped one is resumed.</para>
+/// <para type="description">-Reset deletes an existing sandbox's data, so it asks first, as a High-impact change (whenever
+/// $ConfirmPreference is not None), unless -Force or -Confirm:$false is given; an explicit -Confirm always asks, and -WhatIf
+/// deletes nothing. A session that cannot ask (pwsh -NonInteractive, CI) stops with a ConfirmationRequired error and deletes
+/// nothing: pass -Force (or -Confirm:$false) there. -Reset of a sandbox that does not exist yet deletes nothing and does not ask;
+/// a plain start never asks.</para>
 /// <para type="link">Stop-DataOpsSandbox</para>
 /// <para type="link">Get-DataOpsSandbox</para>
 /// <para type="link">Install-DataOpsSchema</para>
@@ -22,7 +27,12 @@ namespace DataOps.PowerShell.Cmdlets;
 /// </example>
 /// <example>
 ///   <code>$sb = Start-DataOpsSandbox -Name demo -Reset; Install-DataOpsSchema -Connection $sb.Connection</code>
-///   <para>Starts a fresh sandbox named 'demo', discarding any earlier data, and installs the schema into it.</para>
+///   <para>Starts a fresh sandbox named 'demo' and installs the schema into it. If 'demo' already exists, it first asks before
+///   deleting its data.</para>
+/// </example>
+/// <example>
+///   <code>$sb = Start-DataOpsSandbox -Name ci -Reset -Force -NoDefault</code>
+///   <para>In a script or CI job: a fresh sandbox named 'ci', deleting any earlier data without asking.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "DataOpsSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DataOpsSandbox))]
@@ -33,9 +43,13 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
     public string Name { get; set; } = SandboxManager.DefaultName;
 
-    /// <summary>Deletes the sandbox's existing data first and starts from a fresh copy of the template.</summary>
+    /// <summary>Deletes the sandbox's existing data first, after asking for confirmation, and starts from a fresh copy of the template.</summary>
     [Parameter]
     public SwitchParameter Reset { get; set; }
+
+    /// <summary>With -Reset: deletes the existing data without asking. It only skips the question: an explicit -Confirm still asks, and -WhatIf still deletes nothing.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
 
     /// <summary>Do not make the sandbox the session's default connection.</summary>
     [Parameter]
@@ -54,7 +68,9 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
 
         var manager = new SandboxManager(root);
         var action = Reset ? "Start with fresh data (existing data is deleted)" : "Start PostgreSQL sandbox";
-        if (!ShouldProcess($"sandbox '{Name}' under {manager.Root}", action))
+        var folder = Reset ? manager.ExistingFolder(Name) : null;
+        var deletion = folder is null ? null : new HighImpact($"Resetting sandbox '{Name}' deletes its data for good ({folder})", "Confirm sandbox reset", Name);
+        if (!ShouldWrite($"sandbox '{Name}' under {manager.Root}", action, Force, deletion))
         {
             return;
         }

@@ -10,6 +10,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">Stop-DataOpsSandbox shuts the sandbox's server down cleanly (pg_ctl stop -m fast). The data stays
 /// for the next Start-DataOpsSandbox unless -Remove is given. If the session's default connection points at the sandbox,
 /// the default is cleared.</para>
+/// <para type="description">A plain stop does not ask. -Remove deletes data, so it asks first, as a High-impact change (whenever
+/// $ConfirmPreference is not None), unless -Force or -Confirm:$false is given; an explicit -Confirm always asks, and -WhatIf
+/// deletes nothing. A session that cannot ask (pwsh -NonInteractive, CI) stops with a ConfirmationRequired error and
+/// deletes nothing: pass -Confirm:$false (or -Force) there.</para>
 /// <para type="link">Start-DataOpsSandbox</para>
 /// <para type="link">Get-DataOpsSandbox</para>
 /// </summary>
@@ -30,9 +34,13 @@ public sealed class StopDataOpsSandboxCommand : SandboxCmdlet
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
     public string Name { get; set; } = SandboxManager.DefaultName;
 
-    /// <summary>Also deletes the sandbox's folder (data, log, password).</summary>
+    /// <summary>Also deletes the sandbox's folder (data, log, password), after asking for confirmation.</summary>
     [Parameter]
     public SwitchParameter Remove { get; set; }
+
+    /// <summary>With -Remove: deletes without asking. It only skips the question: an explicit -Confirm still asks, and -WhatIf still deletes nothing.</summary>
+    [Parameter]
+    public SwitchParameter Force { get; set; }
 
     /// <summary>Returns the stopped sandbox.</summary>
     [Parameter]
@@ -45,7 +53,10 @@ public sealed class StopDataOpsSandboxCommand : SandboxCmdlet
             return;
         }
 
-        if (!ShouldProcess($"sandbox '{Name}'", Remove ? "Stop and delete its data" : "Stop"))
+        // Only deleting asks; a sandbox that does not exist fails below with SandboxNotFound, unasked.
+        var folder = Remove ? new SandboxManager(root).ExistingFolder(Name) : null;
+        var deletion = folder is null ? null : new HighImpact($"Removing sandbox '{Name}' deletes its data for good ({folder})", "Confirm sandbox deletion", Name);
+        if (!ShouldWrite($"sandbox '{Name}'", Remove ? "Stop and delete its data" : "Stop", Force, deletion))
         {
             return;
         }

@@ -182,6 +182,73 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// A write that must be confirmed as if the cmdlet's ConfirmImpact were High, for this call only:
+    /// <paramref name="What"/> says what it does as the start of a sentence (the question and the
+    /// refusal both begin with it), <paramref name="Caption"/> titles the prompt, and a refusal names
+    /// <paramref name="Target"/>.
+    /// </summary>
+    protected sealed record HighImpact(string What, string Caption, object? Target);
+
+    /// <summary>
+    /// ShouldProcess, raised to ConfirmImpact High for a <see cref="HighImpact"/> write: the user is then
+    /// asked whenever $ConfirmPreference would ask for a High-impact command, even if this cmdlet's own
+    /// impact is lower (production writes, deleting a sandbox's data). -Force skips the prompts (never
+    /// -WhatIf, never an explicit -Confirm); -Confirm:$false skips them too. A session that cannot ask
+    /// (pwsh -NonInteractive, CI, a runbook) ends the command with ConfirmationRequired: it never writes unasked.
+    /// </summary>
+    protected bool ShouldWrite(string target, string action, bool force, HighImpact? highImpact)
+    {
+        // -Force skips prompts, never a question the user asked for with an explicit -Confirm.
+        var confirmRequested = MyInvocation.BoundParameters.TryGetValue("Confirm", out var confirm) && confirm is SwitchParameter { IsPresent: true };
+        if (force && !WhatIfRequested && !confirmRequested)
+        {
+            WriteVerbose($"{action} on {target} (confirmation skipped by -Force).");
+            return true;
+        }
+
+        if (!ShouldProcess(target, action))
+        {
+            return false;
+        }
+
+        if (highImpact is null || MyInvocation.BoundParameters.ContainsKey("Confirm"))
+        {
+            return true;
+        }
+
+        var preference = SessionState.PSVariable.GetValue("ConfirmPreference") is ConfirmImpact p ? p : ConfirmImpact.High;
+        var declared = ((CmdletAttribute)Attribute.GetCustomAttribute(GetType(), typeof(CmdletAttribute))!).ConfirmImpact;
+        var alreadyAsked = declared >= preference && preference != ConfirmImpact.None;
+        if (preference == ConfirmImpact.None || alreadyAsked)
+        {
+            return true;
+        }
+
+        // Yes to All / No to All hold for the rest of this invocation (every item of a pipeline).
+        try
+        {
+            return ShouldContinue($"{highImpact.What}. Continue?", highImpact.Caption, ref _yesToAll, ref _noToAll);
+        }
+        catch (Exception ex) when (ex is PSInvalidOperationException or System.Management.Automation.Host.HostException or NotImplementedException)
+        {
+            // A non-interactive host (a runbook, CI, pwsh -NonInteractive) cannot ask.
+            ThrowTerminating("ConfirmationRequired", DataOpsErrorKind.InvalidOperation,
+                $"{highImpact.What}, and this session cannot ask for confirmation ({ex.Message}). " +
+                "Confirm it on the command line: pass -Confirm:$false (or -Force).",
+                highImpact.Target);
+            return false;
+        }
+    }
+
+    private bool _yesToAll;
+    private bool _noToAll;
+
+    protected bool WhatIfRequested =>
+        (MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) && w is SwitchParameter { IsPresent: true }) ||
+        (SessionState.PSVariable.GetValue("WhatIfPreference") is bool b && b) ||
+        (SessionState.PSVariable.GetValue("WhatIfPreference") is SwitchParameter { IsPresent: true });
+
     protected static ErrorRecord ToErrorRecord(DataOpsException ex)
     {
         var record = new ErrorRecord(ex, ex.ErrorId, Category(ex.Kind), ex.Target);

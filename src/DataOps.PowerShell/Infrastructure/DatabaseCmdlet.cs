@@ -99,57 +99,8 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
     /// user is asked whenever $ConfirmPreference would ask for a High-impact command, even if this
     /// cmdlet's own impact is lower. -Force skips the prompts (never -WhatIf, never an explicit -Confirm); -Confirm:$false skips them too.
     /// </summary>
-    protected bool ShouldWrite(DataOpsConnection connection, string target, string action, bool force)
-    {
-        // -Force skips prompts, never a question the user asked for with an explicit -Confirm.
-        var confirmRequested = MyInvocation.BoundParameters.TryGetValue("Confirm", out var confirm) && confirm is SwitchParameter { IsPresent: true };
-        if (force && !WhatIfRequested && !confirmRequested)
-        {
-            WriteVerbose($"{action} on {target} (confirmation skipped by -Force).");
-            return true;
-        }
-
-        if (!ShouldProcess(target, action))
-        {
-            return false;
-        }
-
-        if (!connection.IsProduction || MyInvocation.BoundParameters.ContainsKey("Confirm"))
-        {
-            return true;
-        }
-
-        var preference = SessionState.PSVariable.GetValue("ConfirmPreference") is ConfirmImpact p ? p : ConfirmImpact.High;
-        var declared = ((CmdletAttribute)Attribute.GetCustomAttribute(GetType(), typeof(CmdletAttribute))!).ConfirmImpact;
-        var alreadyAsked = declared >= preference && preference != ConfirmImpact.None;
-        if (preference == ConfirmImpact.None || alreadyAsked)
-        {
-            return true;
-        }
-
-        // Yes to All / No to All hold for the rest of this invocation (every item of a pipeline).
-        try
-        {
-            return ShouldContinue(
-                $"{action} on {target} writes to the PRODUCTION connection {connection}. Continue?",
-                "Confirm production write", ref _yesToAll, ref _noToAll);
-        }
-        catch (Exception ex) when (ex is PSInvalidOperationException or System.Management.Automation.Host.HostException or NotImplementedException)
-        {
-            // A non-interactive host (a runbook, CI, pwsh -NonInteractive) cannot ask.
-            ThrowTerminating("ConfirmationRequired", DataOpsErrorKind.InvalidOperation,
-                $"{action} on {target} writes to the PRODUCTION connection {connection}, and this session cannot ask for confirmation ({ex.Message}). " +
-                "Confirm it on the command line: pass -Confirm:$false (or -Force).",
-                connection.ToString());
-            return false;
-        }
-    }
-
-    private bool _yesToAll;
-    private bool _noToAll;
-
-    protected bool WhatIfRequested =>
-        (MyInvocation.BoundParameters.TryGetValue("WhatIf", out var w) && w is SwitchParameter { IsPresent: true }) ||
-        (SessionState.PSVariable.GetValue("WhatIfPreference") is bool b && b) ||
-        (SessionState.PSVariable.GetValue("WhatIfPreference") is SwitchParameter { IsPresent: true });
+    protected bool ShouldWrite(DataOpsConnection connection, string target, string action, bool force) =>
+        ShouldWrite(target, action, force, connection.IsProduction
+            ? new HighImpact($"{action} on {target} writes to the PRODUCTION connection {connection}", "Confirm production write", connection.ToString())
+            : null);
 }
