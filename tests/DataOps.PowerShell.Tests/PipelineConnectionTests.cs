@@ -260,11 +260,15 @@ public sealed class PipelineConnectionTests
         using var __ = s;
         Assert.False(s.Run("New-ScriptExecutionSeed -Count 100 -Seed 1 -Confirm:$false | Out-Null").HadErrors);
 
-        var r = s.Run("[pscustomobject]@{ X = 1 }, 'text' | Remove-ScriptExecutionSeed -Confirm:$false; 'text' | Get-DataOpsSandbox -Root $root", new Hashtable { ["root"] = TestCluster.Root });
+        var r = s.Run("[pscustomobject]@{ X = 1 }, 'text' | Remove-ScriptExecutionSeed -Confirm:$false; [pscustomobject]@{ X = 1 } | Get-WorkflowExecution", new Hashtable { ["root"] = TestCluster.Root });
+        // Get-DataOpsSandbox takes piped strings as names (like Stop-DataOpsSandbox): a filter, never "every sandbox".
+        var name = s.Run("'text' | Get-DataOpsSandbox -Root $root", new Hashtable { ["root"] = TestCluster.Root });
 
         Assert.Equal(3, r.Errors.Count);
         Assert.All(r.Errors, e => Assert.StartsWith("InputObjectNotBound,", e.FullyQualifiedErrorId));
         Assert.Empty(r.Output);
+        Assert.StartsWith("SandboxNotFound,", Assert.Single(name.Errors).FullyQualifiedErrorId);
+        Assert.Empty(name.Output);
         Assert.Equal(100, Count(a, "SELECT count(*) FROM script_execution"));
     }
 }

@@ -168,6 +168,39 @@ public sealed class SandboxCmdletTests
     }
 
     [Fact]
+    public void Several_names_are_listed_and_an_unknown_one_is_a_non_terminating_SandboxNotFound()
+    {
+        _ = TestCluster.Port;
+        var name = "names-" + Guid.NewGuid().ToString("N")[..6];
+        using var s = new PsSession();
+        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
+        try
+        {
+            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars).HadErrors);
+
+            var byParameter = s.Run("Get-DataOpsSandbox -Name no-such-sandbox, $name -Root $root; 'after'", vars);
+            var piped = s.Run("'no-such-sandbox', $name, 'nor-this-one' | Get-DataOpsSandbox -Root $root; 'after'", vars);
+
+            foreach (var (r, unknown) in new[] { (byParameter, 1), (piped, 2) })
+            {
+                Assert.Equal(unknown, r.Errors.Count);
+                Assert.All(r.Errors, e => Assert.StartsWith("SandboxNotFound,", e.FullyQualifiedErrorId));
+                Assert.All(r.Errors, e => Assert.Equal(ErrorCategory.ObjectNotFound, e.CategoryInfo.Category));
+                Assert.Equal(name, Prop(r.Output[0], "Name"));
+                Assert.Equal("after", r.Output[^1].BaseObject);
+                Assert.Equal(2, r.Output.Count);
+            }
+
+            Assert.Equal("no-such-sandbox", piped.Errors[0].TargetObject);
+            Assert.Equal("nor-this-one", piped.Errors[1].TargetObject);
+        }
+        finally
+        {
+            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
+        }
+    }
+
+    [Fact]
     public void Bad_name_is_rejected_before_anything_is_created()
     {
         using var s = new PsSession();

@@ -7,7 +7,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <summary>
 /// <para type="synopsis">Lists PostgreSQL sandboxes on this machine, running or stopped.</para>
 /// <para type="description">Get-DataOpsSandbox reads the sandbox root folder and reports each sandbox's status, port and data
-/// directory, including clusters left running by sessions that ended without stopping them.</para>
+/// directory, including clusters left running by sessions that ended without stopping them. A -Name (or a piped name) with no
+/// sandbox is a non-terminating SandboxNotFound error (ObjectNotFound), and the other names are still listed.</para>
 /// <para type="link">Start-DataOpsSandbox</para>
 /// <para type="link">Stop-DataOpsSandbox</para>
 /// </summary>
@@ -23,10 +24,10 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(DataOpsSandbox))]
 public sealed class GetDataOpsSandboxCommand : SandboxCmdlet
 {
-    /// <summary>Only the sandbox with this name.</summary>
-    [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+    /// <summary>Only the sandboxes with these names. Binds from piped names and from pipeline objects' Name property.</summary>
+    [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
-    public string? Name { get; set; }
+    public string[]? Name { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -35,14 +36,24 @@ public sealed class GetDataOpsSandboxCommand : SandboxCmdlet
             return;
         }
 
-        var list = RunEngine((observer, _) => new SandboxManager(root, observer).List(Name));
-        if (Name is not null && list.Count == 0)
+        if (Name is null)
         {
-            WriteError(ToErrorRecord(new Engine.DataOpsException("SandboxNotFound", Engine.DataOpsErrorKind.ObjectNotFound,
-                $"There is no sandbox named '{Name}' under {new SandboxManager(root).Root}.", Name)));
+            WriteObject(RunEngine((observer, _) => new SandboxManager(root, observer).List()), enumerateCollection: true);
             return;
         }
 
-        WriteObject(list, enumerateCollection: true);
+        // One name of several: an unknown one is reported and the rest are still listed.
+        foreach (var name in Name)
+        {
+            var list = RunEngine((observer, _) => new SandboxManager(root, observer).List(name));
+            if (list.Count == 0)
+            {
+                WriteError(ToErrorRecord(new Engine.DataOpsException("SandboxNotFound", Engine.DataOpsErrorKind.ObjectNotFound,
+                    $"There is no sandbox named '{name}' under {new SandboxManager(root).Root}.", name)));
+                continue;
+            }
+
+            WriteObject(list, enumerateCollection: true);
+        }
     }
 }
