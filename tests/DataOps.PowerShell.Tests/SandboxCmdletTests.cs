@@ -201,6 +201,42 @@ public sealed class SandboxCmdletTests
     }
 
     [Fact]
+    public void Reusing_a_sandbox_this_process_started_does_not_warn_but_one_left_by_another_process_does()
+    {
+        _ = TestCluster.Port;
+        var name = "reuse-" + Guid.NewGuid().ToString("N")[..6];
+        using var s = new PsSession();
+        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
+        try
+        {
+            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars).HadErrors);
+
+            var again = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault -Verbose", vars);
+            Assert.Equal("Reused", Prop(again.Output.Single(), "Action")!.ToString());
+            Assert.Empty(again.Warnings);
+            Assert.Contains(again.Verbose, v => v.Contains("started earlier by this process"));
+
+            // Another session of the same process (a second runspace) reuses it without a warning too.
+            using var other = new PsSession();
+            var fromOther = other.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
+            Assert.Equal("Reused", Prop(fromOther.Output.Single(), "Action")!.ToString());
+            Assert.Empty(fromOther.Warnings);
+
+            // Started by another process that has ended: that is a cluster left behind, and it is reported.
+            Assert.False(s.Run("Stop-DataOpsSandbox -Name $name -Root $root", vars).HadErrors);
+            var elsewhere = NonInteractivePwsh($"Start-DataOpsSandbox -Name {name} -Root '{TestCluster.Root}' -NoDefault | Out-Null");
+            Assert.True(elsewhere.ExitCode == 0, elsewhere.Err);
+            var left = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
+            Assert.Equal("Reused", Prop(left.Output.Single(), "Action")!.ToString());
+            Assert.Contains(left.Warnings, w => w.Contains("probably left by an earlier session"));
+        }
+        finally
+        {
+            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
+        }
+    }
+
+    [Fact]
     public void Bad_name_is_rejected_before_anything_is_created()
     {
         using var s = new PsSession();

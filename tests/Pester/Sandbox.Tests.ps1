@@ -21,10 +21,11 @@ Describe 'Start-DataOpsSandbox' {
         Test-Path $sb.DataDirectory | Should -BeTrue
     }
 
-    It 'reuses the running sandbox on a second start (same port, Action Reused)' {
-        $again = Start-DataOpsSandbox -Name $name
+    It 'reuses the running sandbox on a second start (same port, Action Reused), without warning about a sandbox it started itself' {
+        $again = Start-DataOpsSandbox -Name $name -WarningVariable warned
         $again.Port | Should -Be $sb.Port
         "$($again.Action)" | Should -Be 'Reused'
+        $warned | Should -BeNullOrEmpty
     }
 
     It '-WhatIf starts nothing and writes nothing' {

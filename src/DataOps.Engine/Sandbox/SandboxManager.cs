@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
@@ -21,6 +22,13 @@ public sealed partial class SandboxManager
     private const int TemplateVersion = 2;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    /// <summary>
+    /// The servers this process started (or resumed), by data folder, with their postmaster's pid.
+    /// Finding one of them running again is this process's own sandbox, not one left behind by an
+    /// earlier session, so only the others are warned about.
+    /// </summary>
+    private static readonly ConcurrentDictionary<string, int> StartedHere = new(StringComparer.Ordinal);
 
     private readonly IOperationObserver _observer;
     private readonly PgSearchOptions _search;
@@ -98,7 +106,15 @@ public sealed partial class SandboxManager
         var running = ReadPostmasterPid(data);
         if (running is { } live && ProcessRunner.IsProcessAlive(live.Pid))
         {
-            _observer.Warning($"Sandbox '{name}' was already running (pid {live.Pid}, port {live.Port}), probably left by an earlier session; reusing it. Stop it with Stop-DataOpsSandbox -Name {name}.");
+            if (StartedHere.TryGetValue(Path.GetFullPath(data), out var pid) && pid == live.Pid)
+            {
+                _observer.Verbose($"Sandbox '{name}' is already running (pid {live.Pid}, port {live.Port}), started earlier by this process; reusing it.");
+            }
+            else
+            {
+                _observer.Warning($"Sandbox '{name}' was already running (pid {live.Pid}, port {live.Port}), probably left by an earlier session; reusing it. Stop it with Stop-DataOpsSandbox -Name {name}.");
+            }
+
             return Describe(name, bins, SandboxStartAction.Reused);
         }
 
@@ -129,6 +145,10 @@ public sealed partial class SandboxManager
         // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
         var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
         File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+        if (ReadPostmasterPid(data) is { } started)
+        {
+            StartedHere[Path.GetFullPath(data)] = started.Pid;
+        }
 
         // Pooled connections to this port may point at a server that stopped or crashed; they must not be reused.
         Npgsql.NpgsqlConnection.ClearAllPools();
@@ -154,6 +174,7 @@ public sealed partial class SandboxManager
             ? new PgBinaries(bin, record.PostgresVersion ?? "?", 0)
             : PgBinaryLocator.Locate(_search);
         StopServer(bins, data);
+        StartedHere.TryRemove(Path.GetFullPath(data), out var _);
         Npgsql.NpgsqlConnection.ClearAllPools();
         if (remove)
         {
