@@ -82,13 +82,17 @@ public sealed class SandboxCmdletTests
     [Fact]
     public void Remove_and_Reset_ask_before_deleting_data_and_a_session_that_cannot_ask_deletes_nothing()
     {
-        _ = TestCluster.Port; // the shared template exists, so each start is a copy
-        var name = "ask-" + Guid.NewGuid().ToString("N")[..6];
-        var folder = Path.Combine(TestCluster.Root, name);
+        using var sb = new OwnSandbox("ask");
+        var (name, folder) = (sb.Name, sb.Folder);
         var marker = Path.Combine(folder, "earlier-data.txt");
-        using var s = new PsSession();
-        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
-        PSObject Listed() => s.Run("Get-DataOpsSandbox -Name $name -Root $root", vars).Output.Single();
+        PSObject Listed() => sb.Run("Get-DataOpsSandbox -Name $name -Root $root").Output.Single();
+        string Started(string switches)
+        {
+            var r = sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault " + switches);
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            return Prop(r.Output.Single(), "Action")!.ToString()!;
+        }
+
         void AssertRefused(PsResult r)
         {
             var error = Assert.Single(r.Errors);
@@ -100,140 +104,106 @@ public sealed class SandboxCmdletTests
             Assert.True(File.Exists(marker), "the sandbox's data was deleted without a yes");
         }
 
-        try
+        // -Reset of a sandbox that does not exist yet deletes nothing, so it does not ask.
+        Assert.Equal("Created", Started("-Reset"));
+        var pid = Prop(Listed(), "ProcessId");
+        File.WriteAllText(marker, "earlier data");
+
+        // This host cannot answer a prompt, like pwsh -NonInteractive or CI: refused, nothing deleted or stopped.
+        AssertRefused(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -NoDefault"));
+        AssertRefused(sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove"));
+        Assert.Equal("Running", Prop(Listed(), "Status")!.ToString());
+        Assert.Equal(pid, Prop(Listed(), "ProcessId"));
+
+        // The same in a real pwsh -NonInteractive process.
+        var ci = NonInteractivePwsh($"Stop-DataOpsSandbox -Name {name} -Root '{TestCluster.Root}' -Remove");
+        Assert.NotEqual(0, ci.ExitCode);
+        Assert.Contains("-Confirm:$false", ci.Err);
+        Assert.True(File.Exists(marker));
+
+        // An explicit -Confirm asks even with -Force (and no one can answer here); -WhatIf deletes nothing.
+        Assert.True(sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Force -Confirm").HadErrors);
+        Assert.True(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Force -Confirm -NoDefault").HadErrors);
+        Assert.False(sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -WhatIf").HadErrors);
+        Assert.False(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -WhatIf -NoDefault").HadErrors);
+        Assert.True(File.Exists(marker));
+        Assert.Equal(pid, Prop(Listed(), "ProcessId"));
+
+        // A plain stop and a plain start do not ask, and keep the data.
+        var stopped = sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -PassThru");
+        Assert.False(stopped.HadErrors, string.Join("\n", stopped.Errors));
+        Assert.Equal("Stopped", Prop(stopped.Output.Single(), "Status")!.ToString());
+        Assert.Equal("Resumed", Started(string.Empty));
+        Assert.True(File.Exists(marker));
+
+        // -Force and -Confirm:$false are the yes.
+        foreach (var yes in new[] { "-Force", "-Confirm:$false" })
         {
-            // -Reset of a sandbox that does not exist yet deletes nothing, so it does not ask.
-            var created = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -NoDefault", vars);
-            Assert.False(created.HadErrors, string.Join("\n", created.Errors));
-            Assert.Equal("Created", Prop(created.Output.Single(), "Action")!.ToString());
-            var pid = Prop(created.Output.Single(), "ProcessId");
             File.WriteAllText(marker, "earlier data");
-
-            // This host cannot answer a prompt, like pwsh -NonInteractive or CI: refused, nothing deleted or stopped.
-            AssertRefused(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -NoDefault", vars));
-            AssertRefused(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove", vars));
-            Assert.Equal("Running", Prop(Listed(), "Status")!.ToString());
-            Assert.Equal(pid, Prop(Listed(), "ProcessId"));
-
-            // The same in a real pwsh -NonInteractive process.
-            var ci = NonInteractivePwsh($"Stop-DataOpsSandbox -Name {name} -Root '{TestCluster.Root}' -Remove");
-            Assert.NotEqual(0, ci.ExitCode);
-            Assert.Contains("-Confirm:$false", ci.Err);
-            Assert.True(File.Exists(marker));
-
-            // An explicit -Confirm asks even with -Force (and no one can answer here); -WhatIf deletes nothing.
-            Assert.True(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Force -Confirm", vars).HadErrors);
-            Assert.True(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Force -Confirm -NoDefault", vars).HadErrors);
-            Assert.False(s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -WhatIf", vars).HadErrors);
-            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -WhatIf -NoDefault", vars).HadErrors);
-            Assert.True(File.Exists(marker));
-            Assert.Equal(pid, Prop(Listed(), "ProcessId"));
-
-            // A plain stop and a plain start do not ask, and keep the data.
-            var stopped = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -PassThru", vars);
-            Assert.False(stopped.HadErrors, string.Join("\n", stopped.Errors));
-            Assert.Equal("Stopped", Prop(stopped.Output.Single(), "Status")!.ToString());
-            var resumed = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
-            Assert.False(resumed.HadErrors, string.Join("\n", resumed.Errors));
-            Assert.Equal("Resumed", Prop(resumed.Output.Single(), "Action")!.ToString());
-            Assert.True(File.Exists(marker));
-
-            // -Force and -Confirm:$false are the yes.
-            var forced = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Force -NoDefault", vars);
-            Assert.False(forced.HadErrors, string.Join("\n", forced.Errors));
-            Assert.Equal("Created", Prop(forced.Output.Single(), "Action")!.ToString());
+            Assert.Equal("Created", Started("-Reset " + yes));
             Assert.False(File.Exists(marker));
-            File.WriteAllText(marker, "earlier data");
-            var confirmed = s.Run("Start-DataOpsSandbox -Name $name -Root $root -Reset -Confirm:$false -NoDefault", vars);
-            Assert.False(confirmed.HadErrors, string.Join("\n", confirmed.Errors));
-            Assert.Equal("Created", Prop(confirmed.Output.Single(), "Action")!.ToString());
-            Assert.False(File.Exists(marker));
+        }
 
-            var removed = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Force", vars);
+        foreach (var yes in new[] { "-Force", "-Confirm:$false" })
+        {
+            Started(string.Empty);
+            var removed = sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove " + yes);
             Assert.False(removed.HadErrors, string.Join("\n", removed.Errors));
             Assert.False(Directory.Exists(folder));
-            s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
-            var removedConfirmed = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
-            Assert.False(removedConfirmed.HadErrors, string.Join("\n", removedConfirmed.Errors));
-            Assert.False(Directory.Exists(folder));
+        }
 
-            // Nothing left to delete: an unknown sandbox is SandboxNotFound, not a question.
-            var missing = s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove", vars);
-            Assert.StartsWith("SandboxNotFound,", Assert.Single(missing.Errors).FullyQualifiedErrorId);
-        }
-        finally
-        {
-            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
-        }
+        // Nothing left to delete: an unknown sandbox is SandboxNotFound, not a question.
+        var missing = sb.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove");
+        Assert.StartsWith("SandboxNotFound,", Assert.Single(missing.Errors).FullyQualifiedErrorId);
     }
 
     [Fact]
     public void Several_names_are_listed_and_an_unknown_one_is_a_non_terminating_SandboxNotFound()
     {
-        _ = TestCluster.Port;
-        var name = "names-" + Guid.NewGuid().ToString("N")[..6];
-        using var s = new PsSession();
-        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
-        try
+        using var sb = new OwnSandbox("names");
+        Assert.False(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault").HadErrors);
+
+        var byParameter = sb.Run("Get-DataOpsSandbox -Name no-such-sandbox, $name -Root $root; 'after'");
+        var piped = sb.Run("'no-such-sandbox', $name, 'nor-this-one' | Get-DataOpsSandbox -Root $root; 'after'");
+
+        foreach (var (r, unknown) in new[] { (byParameter, 1), (piped, 2) })
         {
-            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars).HadErrors);
-
-            var byParameter = s.Run("Get-DataOpsSandbox -Name no-such-sandbox, $name -Root $root; 'after'", vars);
-            var piped = s.Run("'no-such-sandbox', $name, 'nor-this-one' | Get-DataOpsSandbox -Root $root; 'after'", vars);
-
-            foreach (var (r, unknown) in new[] { (byParameter, 1), (piped, 2) })
-            {
-                Assert.Equal(unknown, r.Errors.Count);
-                Assert.All(r.Errors, e => Assert.StartsWith("SandboxNotFound,", e.FullyQualifiedErrorId));
-                Assert.All(r.Errors, e => Assert.Equal(ErrorCategory.ObjectNotFound, e.CategoryInfo.Category));
-                Assert.Equal(name, Prop(r.Output[0], "Name"));
-                Assert.Equal("after", r.Output[^1].BaseObject);
-                Assert.Equal(2, r.Output.Count);
-            }
-
-            Assert.Equal("no-such-sandbox", piped.Errors[0].TargetObject);
-            Assert.Equal("nor-this-one", piped.Errors[1].TargetObject);
+            Assert.Equal(unknown, r.Errors.Count);
+            Assert.All(r.Errors, e => Assert.StartsWith("SandboxNotFound,", e.FullyQualifiedErrorId));
+            Assert.All(r.Errors, e => Assert.Equal(ErrorCategory.ObjectNotFound, e.CategoryInfo.Category));
+            Assert.Equal(sb.Name, Prop(r.Output[0], "Name"));
+            Assert.Equal("after", r.Output[^1].BaseObject);
+            Assert.Equal(2, r.Output.Count);
         }
-        finally
-        {
-            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
-        }
+
+        Assert.Equal("no-such-sandbox", piped.Errors[0].TargetObject);
+        Assert.Equal("nor-this-one", piped.Errors[1].TargetObject);
     }
 
     [Fact]
     public void Reusing_a_sandbox_this_process_started_does_not_warn_but_one_left_by_another_process_does()
     {
-        _ = TestCluster.Port;
-        var name = "reuse-" + Guid.NewGuid().ToString("N")[..6];
-        using var s = new PsSession();
-        var vars = new Hashtable { ["name"] = name, ["root"] = TestCluster.Root };
-        try
-        {
-            Assert.False(s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars).HadErrors);
+        using var sb = new OwnSandbox("reuse");
+        Assert.False(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault").HadErrors);
 
-            var again = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault -Verbose", vars);
-            Assert.Equal("Reused", Prop(again.Output.Single(), "Action")!.ToString());
-            Assert.Empty(again.Warnings);
-            Assert.Contains(again.Verbose, v => v.Contains("started earlier by this process"));
+        var again = sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault -Verbose");
+        Assert.Equal("Reused", Prop(again.Output.Single(), "Action")!.ToString());
+        Assert.Empty(again.Warnings);
+        Assert.Contains(again.Verbose, v => v.Contains("started earlier by this process"));
 
-            // Another session of the same process (a second runspace) reuses it without a warning too.
-            using var other = new PsSession();
-            var fromOther = other.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
-            Assert.Equal("Reused", Prop(fromOther.Output.Single(), "Action")!.ToString());
-            Assert.Empty(fromOther.Warnings);
+        // Another session of the same process (a second runspace) reuses it without a warning too.
+        using var other = new PsSession();
+        var fromOther = other.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", sb.Vars);
+        Assert.Equal("Reused", Prop(fromOther.Output.Single(), "Action")!.ToString());
+        Assert.Empty(fromOther.Warnings);
 
-            // Started by another process that has ended: that is a cluster left behind, and it is reported.
-            Assert.False(s.Run("Stop-DataOpsSandbox -Name $name -Root $root", vars).HadErrors);
-            var elsewhere = NonInteractivePwsh($"Start-DataOpsSandbox -Name {name} -Root '{TestCluster.Root}' -NoDefault | Out-Null");
-            Assert.True(elsewhere.ExitCode == 0, elsewhere.Err);
-            var left = s.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault", vars);
-            Assert.Equal("Reused", Prop(left.Output.Single(), "Action")!.ToString());
-            Assert.Contains(left.Warnings, w => w.Contains("probably left by an earlier session"));
-        }
-        finally
-        {
-            s.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", vars);
-        }
+        // Started by another process that has ended: that is a cluster left behind, and it is reported.
+        Assert.False(sb.Run("Stop-DataOpsSandbox -Name $name -Root $root").HadErrors);
+        var elsewhere = NonInteractivePwsh($"Start-DataOpsSandbox -Name {sb.Name} -Root '{TestCluster.Root}' -NoDefault | Out-Null");
+        Assert.True(elsewhere.ExitCode == 0, elsewhere.Err);
+        var left = sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault");
+        Assert.Equal("Reused", Prop(left.Output.Single(), "Action")!.ToString());
+        Assert.Contains(left.Warnings, w => w.Contains("probably left by an earlier session"));
     }
 
     [Fact]
@@ -245,5 +215,36 @@ public sealed class SandboxCmdletTests
         Assert.StartsWith("SandboxNameInvalid,", error.FullyQualifiedErrorId);
         Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
         Assert.Equal("no spaces/allowed", error.TargetObject);
+    }
+}
+
+/// <summary>
+/// A session with a sandbox name of its own under the test root (the shared template exists, so a
+/// start is a copy); the sandbox is removed at the end, whatever the test left.
+/// </summary>
+internal sealed class OwnSandbox : IDisposable
+{
+    public OwnSandbox(string prefix)
+    {
+        _ = TestCluster.Port;
+        Name = prefix + "-" + Guid.NewGuid().ToString("N")[..6];
+        Vars = new Hashtable { ["name"] = Name, ["root"] = TestCluster.Root };
+    }
+
+    public string Name { get; }
+
+    public string Folder => Path.Combine(TestCluster.Root, Name);
+
+    public PsSession Session { get; } = new();
+
+    /// <summary>$name and $root for the scripts.</summary>
+    public Hashtable Vars { get; }
+
+    public PsResult Run(string script) => Session.Run(script, Vars);
+
+    public void Dispose()
+    {
+        Session.Run("Stop-DataOpsSandbox -Name $name -Root $root -Remove -Confirm:$false", Vars);
+        Session.Dispose();
     }
 }
