@@ -60,6 +60,12 @@ public sealed record BackfillItemResult
 
     public string? Error { get; init; }
 
+    /// <summary>
+    /// The item failed because the database stayed unreachable through every retry (not an HTTP
+    /// endpoint): the run stops, since the next items would fail the same way.
+    /// </summary>
+    internal bool DatabaseUnreachable { get; init; }
+
     public override string ToString() => $"{Key}: {Status}{(Error is null ? string.Empty : " - " + Error)}";
 }
 

@@ -483,7 +483,7 @@ public static partial class BackfillRunner
                     yield return result;
                 }
 
-                if (!stop && group.FirstOrDefault(g => g.Result.ErrorCategory == BackfillErrorCategory.ConnectionLost) is { Key: not null } gone)
+                if (!stop && group.FirstOrDefault(g => g.Result.DatabaseUnreachable) is { Key: not null } gone)
                 {
                     // The database stayed unreachable through every retry: the next items would only fail the same way.
                     stop = true;
@@ -764,6 +764,7 @@ public static partial class BackfillRunner
         {
             RunId = runId, Job = job, Key = key, Status = BackfillItemStatus.Failed, Duration = elapsed, Attempts = attempts,
             ErrorCategory = category, Error = message,
+            DatabaseUnreachable = category == BackfillErrorCategory.ConnectionLost && ex is not HttpStepException,
         };
     }
 
