@@ -24,9 +24,7 @@ public static class BackfillRunFiles
     {
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var run = await meta.QuerySingleOrDefaultAsync<RunInfo>(new CommandDefinition(
-            "SELECT job_name AS Job, kind AS Kind, started_at AS StartedAt, output_directory AS OutputDirectory FROM dataops.run WHERE run_id = @runId",
-            new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        var run = await LedgerStore.RunAsync(meta, runId, ct).ConfigureAwait(false);
         if (run is null || run.Kind != "backfill")
         {
             throw new DataOpsException("RunNotFound", DataOpsErrorKind.ObjectNotFound,
@@ -68,12 +66,7 @@ public static class BackfillRunFiles
     {
         // The images are read on a connection of their own, streaming, while the tables are described on the other.
         await using var images = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand(
-            """
-            SELECT l.item_key, coalesce(l.before_image, '{}')::text, coalesce(l.after_image, '{}')::text FROM dataops.ledger l
-            WHERE l.run_id = @runId AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
-            ORDER BY l.ledger_id
-            """, images);
+        await using var command = new NpgsqlCommand(LedgerStore.LiveApplied(newestFirst: false), images);
         command.Parameters.AddWithValue("runId", runId);
         var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
         using var script = new RollbackScriptFile(file, runId, job, connection.ToString(), $"Written by Export-BackfillRollback at {DateTimeOffset.UtcNow:u} from the ledger");
@@ -83,9 +76,9 @@ public static class BackfillRunFiles
         {
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                var key = reader.GetString(0);
-                var before = ItemImage.FromJson(reader.GetString(1));
-                var after = ItemImage.FromJson(reader.GetString(2));
+                var key = reader.GetString(1);
+                var before = ItemImage.FromJson(reader.GetString(2));
+                var after = ItemImage.FromJson(reader.GetString(3));
                 foreach (var name in before.Tables.Keys.Concat(after.Tables.Keys).Where(n => !tables.ContainsKey(n)))
                 {
                     tables[name] = await UndoRunner.DescribeAsync(meta, name, ct).ConfigureAwait(false);
@@ -163,12 +156,7 @@ public static class BackfillRunFiles
     /// </summary>
     private static async Task<List<BackfillItemResult>> LedgerResultsAsync(DataOpsConnection connection, Guid runId, string job, CancellationToken ct)
     {
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var rows = await conn.QueryAsync<(string Key, string Status, int? Rows, int? Attempts, int? Ms, string? Category, string? Error)>(new CommandDefinition(
-            """
-            SELECT item_key, status, rows_changed, attempts, duration_ms, error_category, error_message FROM dataops.ledger
-            WHERE run_id = @runId AND status IN ('applied', 'failed', 'stale') ORDER BY ledger_id
-            """, new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        var rows = await LedgerStore.ItemsAsync(connection, runId, ct).ConfigureAwait(false);
         return [.. rows.Select(r => new BackfillItemResult
         {
             RunId = runId, Job = job, Key = r.Key,
@@ -178,7 +166,6 @@ public static class BackfillRunFiles
         })];
     }
 
-    private sealed record RunInfo(string Job, string Kind, DateTime StartedAt, string? OutputDirectory);
 }
 
 /// <summary>A rollback script written from the ledger by Export-BackfillRollback.</summary>

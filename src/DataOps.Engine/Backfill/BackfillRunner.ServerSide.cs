@@ -130,15 +130,8 @@ public static partial class BackfillRunner
     {
         try
         {
-            var rows = await RetryPipeline(log).ExecuteAsync(async token =>
-            {
-                await using var conn = await Database.OpenAsync(connection, token).ConfigureAwait(false);
-                return (await conn.QueryAsync<(string Key, string Before, string After, int Rows, TimeSpan Duration)>(new CommandDefinition(
-                    """
-                    SELECT item_key, before_image::text, after_image::text, rows_changed, finished_at - started_at
-                    FROM dataops.ledger WHERE run_id = @runId AND status = 'applied' AND item_key = ANY(@keys)
-                    """, new { runId, keys = keys.ToArray() }, cancellationToken: token)).ConfigureAwait(false)).ToDictionary(r => r.Key, StringComparer.Ordinal);
-            }, CancellationToken.None).ConfigureAwait(false);
+            var rows = await RetryPipeline(log).ExecuteAsync(
+                async token => await LedgerStore.AppliedItemsAsync(connection, runId, keys, token).ConfigureAwait(false), CancellationToken.None).ConfigureAwait(false);
             return [.. keys.Where(rows.ContainsKey).Select(k => Committed(job, runId, k, rows[k].Before, rows[k].After, rows[k].Rows, rows[k].Duration))];
         }
         catch (Exception ex) when (ex is NpgsqlException or IOException or DataOpsException)
@@ -211,18 +204,10 @@ public static partial class BackfillRunner
     /// and dataops.lease_lost raise, so the item rolls back; verified is called only when verify is not true (a PL/pgSQL call per item cost about
     /// 5% in pgbench). RETURNING gives the client what it needs for results and the rollback script.
     /// </summary>
-    private static string LedgerStatement(ValidatedJob job)
+    internal static string LedgerStatement(ValidatedJob job)
     {
         var before = string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb"));
         var after = string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {AfterImageSelect(t, i)}"));
-        return $"""
-            INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-            SELECT @dataops_run, @dataops_job, @key, 'applied', i.before_image, i.after_image, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys), 1,
-                   now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
-            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
-            WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
-              AND {JobLease.HeldCondition()}
-            RETURNING item_key AS {ItemMarker}, rows_changed, before_image::text, after_image::text, finished_at - started_at
-            """;
+        return LedgerStore.AppliedInsertOnServer(before, after, job.Job.VerifySql, ItemMarker);
     }
 }

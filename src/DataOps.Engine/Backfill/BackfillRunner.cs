@@ -160,7 +160,7 @@ public static partial class BackfillRunner
         try
         {
             keys = options.Keys ?? await ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-            applied = options.Reapply || options.DryRun ? [] : await AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
+            applied = options.Reapply || options.DryRun ? [] : await LedgerStore.AppliedKeysAsync(connection, name, ct).ConfigureAwait(false);
             try
             {
                 artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, runId, connection.ToString(), job.Job.BatchSize, options.DryRun);
@@ -667,12 +667,7 @@ public static partial class BackfillRunner
                         commit.BatchCommands.Add(SupersedeCommand(lease, key));
                     }
 
-                    var ledger = new NpgsqlBatchCommand(
-                        """
-                        INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-                        SELECT @dataops_run, @dataops_job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
-                        WHERE
-                        """ + " " + JobLease.HeldCondition());
+                    var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert());
                     lease.Bind(ledger.Parameters);
                     ledger.Parameters.AddWithValue("key", key);
                     ledger.Parameters.AddWithValue("before", before.ToJson());
@@ -736,10 +731,7 @@ public static partial class BackfillRunner
     /// <summary>This run's ledger row for the item if the item committed (a retry whose first COMMIT's answer was lost).</summary>
     private static async Task<(BackfillItemResult Result, IReadOnlyList<RestoreOp> Restore)?> AppliedByLedgerAsync(NpgsqlConnection conn, ValidatedJob job, Guid runId, string key, CancellationToken ct)
     {
-        var row = await conn.QuerySingleOrDefaultAsync<(string Before, string After, int Rows)?>(new CommandDefinition(
-            "SELECT before_image::text, after_image::text, rows_changed FROM dataops.ledger WHERE run_id = @runId AND item_key = @key AND status = 'applied'",
-            new { runId, key }, cancellationToken: ct)).ConfigureAwait(false);
-        if (row is not { } r)
+        if (await LedgerStore.AppliedItemAsync(conn, runId, key, ct).ConfigureAwait(false) is not { } r)
         {
             return null;
         }
@@ -949,11 +941,11 @@ public static partial class BackfillRunner
     /// The session settings of item work: stable to_jsonb() text and the statement timeout, for the
     /// transaction or the session. The lock timeout is the work connection's own (-LockTimeout).
     /// </summary>
-    private static string ItemSettingsSelect(bool local) =>
+    internal static string ItemSettingsSelect(bool local) =>
         $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
 
     /// <summary>Locks a capture table's rows of the item and keeps their image in the transaction-local setting dataops.before_N.</summary>
-    private static string BeforeImageSelect(CaptureTable t, int index) =>
+    internal static string BeforeImageSelect(CaptureTable t, int index) =>
         $"SELECT set_config('dataops.before_{index}', {ImageSelect(t, forUpdate: true)}, true)";
 
     /// <summary>
@@ -961,7 +953,7 @@ public static partial class BackfillRunner
     /// the before-image (kept in the setting dataops.before_N), which the steps may have moved out
     /// of the predicate or deleted.
     /// </summary>
-    private static string AfterImageSelect(CaptureTable t, int index) =>
+    internal static string AfterImageSelect(CaptureTable t, int index) =>
         $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
 
     internal static List<string> Rows(string jsonArray)
@@ -985,31 +977,12 @@ public static partial class BackfillRunner
     {
         try
         {
-            await using var conn = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
-            await conn.ExecuteAsync(
-                """
-                INSERT INTO dataops.ledger (run_id, job_name, item_key, status, error_category, error_message, attempts, finished_at, duration_ms)
-                VALUES (@runId, @job, @key, @status, @category, @message, @attempts, clock_timestamp(), @ms)
-                """,
-                new { runId, job, key, status, category = category.ToString(), message, attempts, ms = (int)elapsed.TotalMilliseconds }).ConfigureAwait(false);
+            await LedgerStore.RecordFailureAsync(connection, runId, job, key, category, message, attempts, elapsed, status).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is NpgsqlException or DataOpsException)
         {
             // The item is rolled back either way; the artifacts still record the failure.
         }
-    }
-
-    /// <summary>
-    /// Keys with a live application for this job: exactly what the unique index ledger_applied_once
-    /// guards (Core/0005), so a key this says is not applied can be applied without violating it.
-    /// </summary>
-    private static async Task<HashSet<string>> AppliedKeysAsync(DataOpsConnection connection, string job, CancellationToken ct)
-    {
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var keys = await conn.QueryAsync<string>(new CommandDefinition(
-            "SELECT item_key FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL",
-            new { job }, cancellationToken: ct)).ConfigureAwait(false);
-        return keys.ToHashSet(StringComparer.Ordinal);
     }
 
     private static DataOpsException OutputDirectoryUnusable(string directory, Exception ex, string consequence) =>
@@ -1031,8 +1004,7 @@ public static partial class BackfillRunner
     /// </summary>
     private static NpgsqlBatchCommand SupersedeCommand(JobLease lease, string key)
     {
-        var command = new NpgsqlBatchCommand(
-            "UPDATE dataops.ledger SET superseded_by = @dataops_run WHERE job_name = @dataops_job AND item_key = @key AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL");
+        var command = new NpgsqlBatchCommand(LedgerStore.Supersede);
         lease.Bind(command.Parameters);
         command.Parameters.AddWithValue("key", NpgsqlTypes.NpgsqlDbType.Text, key);
         return command;

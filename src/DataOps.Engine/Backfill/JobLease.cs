@@ -150,9 +150,7 @@ internal sealed class JobLease : IAsyncDisposable
                 log.Information("Taking over the lease of job {Job} from run {Holder}: {Why}", job, current.RunId, why);
             }
 
-            await conn.ExecuteAsync(new CommandDefinition(
-                "INSERT INTO dataops.run (run_id, kind, job_name, host_name, user_name, parameters, output_directory) VALUES (@runId, @kind, @job, @host, @user, @parameters::jsonb, @outputDirectory)",
-                new { runId, kind, job, host = Environment.MachineName, user = Environment.UserName, parameters, outputDirectory }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            await LedgerStore.InsertRunAsync(conn, tx, runId, kind, job, parameters, outputDirectory, ct).ConfigureAwait(false);
 
             // Compare-and-swap: the holder seen above, and still expired, finished or gone now that the
             // row is locked (ON CONFLICT re-checks the WHERE on the row's latest version, after any
@@ -184,15 +182,7 @@ internal sealed class JobLease : IAsyncDisposable
 
             // Runs still 'running' hold no lease now: their process or their database went away before
             // they recorded an outcome. Abandoned, with why; the new run completes their files.
-            var abandoned = (await conn.QueryAsync<AbandonedRun>(new CommandDefinition(
-                """
-                UPDATE dataops.run SET status = 'abandoned', finished_at = coalesce(finished_at, now()),
-                       summary = coalesce(summary, '{}'::jsonb) || jsonb_build_object('reason',
-                           'abandoned: it ended without recording an outcome (' || CASE WHEN run_id = @takeFrom THEN @why ELSE 'it no longer held the job''s lease' END
-                           || '); run ' || @runId::text || ' took the job over')
-                WHERE job_name = @job AND kind IN ('backfill', 'dryrun', 'undo') AND status = 'running' AND run_id <> @runId
-                RETURNING run_id AS RunId, kind AS Kind, output_directory AS OutputDirectory, started_at AS StartedAt, summary->>'reason' AS Reason
-                """, new { job, runId, takeFrom, why = why ?? "its process ended" }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            var abandoned = await LedgerStore.MarkAbandonedAsync(conn, tx, job, runId, takeFrom, why ?? "its process ended", ct).ConfigureAwait(false);
             await tx.CommitAsync(ct).ConfigureAwait(false);
             foreach (var a in abandoned)
             {
@@ -258,9 +248,7 @@ internal sealed class JobLease : IAsyncDisposable
                 await using var conn = new NpgsqlConnection(_renewalConnectionString);
                 await conn.OpenAsync(CancellationToken.None).ConfigureAwait(false);
                 await using var tx = await conn.BeginTransactionAsync(CancellationToken.None).ConfigureAwait(false);
-                await conn.ExecuteAsync(
-                    "UPDATE dataops.run SET status = @status, finished_at = now(), summary = @summary::jsonb WHERE run_id = @runId",
-                    new { status, summary, runId = RunId }, tx).ConfigureAwait(false);
+                await LedgerStore.EndRunAsync(conn, tx, RunId, status, summary).ConfigureAwait(false);
                 await conn.ExecuteAsync("DELETE FROM dataops.job_lease WHERE job_name = @job AND run_id = @runId", new { job = Job, runId = RunId }, tx).ConfigureAwait(false);
                 await tx.CommitAsync(CancellationToken.None).ConfigureAwait(false);
                 return;

@@ -97,9 +97,7 @@ internal sealed class RollbackScriptFile : IDisposable
 
         -- End of the items. The run must have applied no item this file lacks.
         DO $dataops_check$ DECLARE missing bigint; BEGIN
-          SELECT count(*) INTO missing FROM dataops.ledger l
-          WHERE l.run_id = '{{runId}}' AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
-            AND NOT EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
+        {{LedgerStore.ScriptMissingItems(runId)}}
           IF missing > 0 THEN
             RAISE EXCEPTION 'DataOps rollback of run {{runId}} stopped: the run applied % items this file does not hold (it ended before writing them); nothing was restored. Write a complete script from the ledger: Export-BackfillRollback -RunId {{runId}}', missing;
           END IF;
@@ -113,10 +111,7 @@ internal sealed class RollbackScriptFile : IDisposable
         END $dataops_run$;
 
         -- Record the undo in the ledger, so a later Invoke-Backfill applies these items again.
-        INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, finished_at)
-        SELECT run_id, job_name, item_key, 'undone', ledger_id, now() FROM dataops.ledger l
-        WHERE run_id = '{{runId}}' AND status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
-          AND EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
+        {{LedgerStore.ScriptMarkUndone(runId)}}
 
         -- Verification: each block above already checked its rows against the before-images.
         SELECT 'rollback of run {{runId}} verified' AS result, coalesce(sum(rows_restored), 0) AS rows_restored, count(*) FILTER (WHERE restore IS NOT NULL) AS items_restored FROM pg_temp.dataops_rollback;

@@ -47,16 +47,7 @@ public static class UndoRunner
     {
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var check = await conn.QuerySingleOrDefaultAsync<UndoCheck>(new CommandDefinition(
-            """
-            SELECT r.job_name AS Job, count(l.ledger_id) AS Applied,
-                   count(l.ledger_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)) AS Remaining,
-                   (SELECT string_agg(DISTINCT u.run_id::text || ' (' || to_char(u.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || 'Z)', ', ')
-                    FROM dataops.ledger u JOIN dataops.ledger a ON a.ledger_id = u.undo_of WHERE a.run_id = r.run_id) AS UndoneBy
-            FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id AND l.status = 'applied'
-            WHERE r.run_id = @runId AND r.kind = 'backfill'
-            GROUP BY r.run_id, r.job_name
-            """, new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        var check = await LedgerStore.UndoCheckAsync(conn, runId, ct).ConfigureAwait(false);
         if (check is null)
         {
             throw NotFound(connection, runId);
@@ -79,14 +70,13 @@ public static class UndoRunner
     {
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
         await using var meta = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var run = await meta.QuerySingleOrDefaultAsync<(string Job, string Kind)?>(new CommandDefinition(
-            "SELECT job_name, kind FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct)).ConfigureAwait(false);
-        if (run is null || run.Value.Kind != "backfill")
+        var run = await LedgerStore.RunAsync(meta, runId, ct).ConfigureAwait(false);
+        if (run is null || run.Kind != "backfill")
         {
             throw NotFound(connection, runId);
         }
 
-        var job = run.Value.Job;
+        var job = run.Job;
 
         // The undo holds the job's lease while it restores: a run of the job that is still applying
         // (this one or another) makes it refuse, and no run can start until it is done.
@@ -109,11 +99,7 @@ public static class UndoRunner
         try
         {
             var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
-                """
-                SELECT l.ledger_id, l.item_key, l.before_image::text, l.after_image::text FROM dataops.ledger l
-                WHERE l.run_id = @runId AND l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
-                ORDER BY l.ledger_id DESC
-                """, new { runId }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+                LedgerStore.LiveApplied(newestFirst: true), new { runId }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
             log.Information("Undo {UndoRun} of run {RunId} (job {Job}): {Items} applied items to restore", undoRun, runId, job, items.Count);
 
             var tables = new Dictionary<string, CaptureTable>(StringComparer.Ordinal);
@@ -215,14 +201,14 @@ public static class UndoRunner
                 await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
                 var message = $"{op.RowLabel} changed since the backfill (it no longer equals the after-image); nothing of item {item.Key} was restored.";
                 await conn.ExecuteAsync(
-                    "INSERT INTO dataops.ledger (run_id, job_name, item_key, status, error_category, error_message, finished_at) VALUES (@undoRun, @job, @key, 'drifted', 'Drift', @message, now())",
+                    LedgerStore.DriftedInsert,
                     new { undoRun, job, key = item.Key, message }).ConfigureAwait(false);
                 return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Drifted, ErrorCategory = BackfillErrorCategory.Drift, Error = message, Duration = watch.Elapsed, Attempts = 1 };
             }
         }
 
         await conn.ExecuteAsync(new CommandDefinition(
-            "INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, rows_changed, finished_at, duration_ms) VALUES (@undoRun, @job, @key, 'undone', @ledgerId, @rows, now(), @ms)",
+            LedgerStore.UndoneInsert,
             new { undoRun, job, key = item.Key, ledgerId = item.LedgerId, rows = ops.Count, ms = (int)watch.ElapsedMilliseconds }, tx, cancellationToken: ct)).ConfigureAwait(false);
         await tx.CommitAsync(CancellationToken.None).ConfigureAwait(false);
         return new BackfillItemResult { RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Restored, RowsChanged = ops.Count, Duration = watch.Elapsed, Attempts = 1 };
@@ -248,21 +234,7 @@ public static class UndoRunner
     {
         // Without Core there is no run to list: SchemaMissing says what to install, not a raw 42P01.
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var rows = await conn.QueryAsync<RunRow>(new CommandDefinition(
-            """
-            SELECT r.run_id AS RunId, r.kind AS Kind, r.job_name AS Job, r.status AS Status, r.started_at AS StartedAt, r.finished_at AS FinishedAt,
-                   r.output_directory AS OutputDirectory,
-                   count(*) FILTER (WHERE l.status = 'applied') AS Applied, count(*) FILTER (WHERE l.status = 'failed') AS Failed,
-                   count(*) FILTER (WHERE l.status = 'undone') AS Undone,
-                   coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped, r.summary->>'reason' AS Reason,
-                   jl.run_id IS NOT NULL AS HasLease, coalesce(jl.expires_at < clock_timestamp(), false) AS LeaseExpired, jl.expires_at AS LeaseExpiresAt,
-                   jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt
-            FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
-                 LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
-            WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@runId::uuid IS NULL OR r.run_id = @runId)
-            GROUP BY r.run_id, jl.job_name ORDER BY r.started_at DESC
-            """, new { job, runId }, cancellationToken: ct)).ConfigureAwait(false);
+        var rows = await LedgerStore.RunsAsync(connection, job, runId, ct).ConfigureAwait(false);
         return [.. rows.Select(r =>
         {
             // A run 'running' without a live lease ended without recording how (its process was killed,
@@ -293,7 +265,4 @@ public static class UndoRunner
         })];
     }
 
-    private sealed record RunRow(
-        Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped,
-        string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt);
 }

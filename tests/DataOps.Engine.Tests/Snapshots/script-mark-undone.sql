@@ -1,0 +1,4 @@
+INSERT INTO dataops.ledger (run_id, job_name, item_key, status, undo_of, finished_at)
+SELECT run_id, job_name, item_key, 'undone', ledger_id, now() FROM dataops.ledger l
+WHERE run_id = '6f1c2a4e-0d7b-4c1e-9a55-3b2f4c6d7e8f' AND status = 'applied' AND NOT EXISTS (SELECT 1 FROM dataops.ledger u WHERE u.undo_of = l.ledger_id)
+  AND EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
