@@ -17,6 +17,18 @@ public sealed class SeedTests
         return (s, cs);
     }
 
+    /// <summary>A 20-million-row seed started in the background and loading (it has reported progress).</summary>
+    private static (System.Management.Automation.PowerShell Ps, IAsyncResult Handle) LongSeedUnderway(PsSession s, int seed)
+    {
+        var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
+        ps.AddCommand("New-ScriptExecutionSeed").AddParameter("Count", 20_000_000L).AddParameter("Seed", seed);
+        using var started = new ManualResetEventSlim();
+        ps.Streams.Progress.DataAdded += (_, _) => started.Set();
+        var handle = ps.BeginInvoke();
+        Assert.True(started.Wait(TimeSpan.FromSeconds(60)), "the seed never reported progress");
+        return (ps, handle);
+    }
+
     private static long Count(string cs, string sql) => Convert.ToInt64(Sql.Scalar(cs, sql));
 
     private static string RowsHash(string cs) => (string)Sql.Scalar(cs,
@@ -123,13 +135,8 @@ public sealed class SeedTests
     {
         var (s, cs) = SeededSession();
         using var _ = s;
-        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
-        ps.AddCommand("New-ScriptExecutionSeed").AddParameter("Count", 20_000_000L).AddParameter("Seed", 5);
-        var started = new ManualResetEventSlim();
-        ps.Streams.Progress.DataAdded += (_, _) => started.Set();
-
-        var handle = ps.BeginInvoke();
-        Assert.True(started.Wait(TimeSpan.FromSeconds(60)), "the seed never reported progress");
+        var (ps, handle) = LongSeedUnderway(s, seed: 5);
+        using var __ = ps;
         ps.Stop();
         Assert.ThrowsAny<PipelineStoppedException>(() => ps.EndInvoke(handle));
 
@@ -145,13 +152,8 @@ public sealed class SeedTests
     {
         var (s, cs) = SeededSession();
         using var _ = s;
-        using var ps = System.Management.Automation.PowerShell.Create(s.Runspace);
-        ps.AddCommand("New-ScriptExecutionSeed").AddParameter("Count", 20_000_000L).AddParameter("Seed", 6);
-        var started = new ManualResetEventSlim();
-        ps.Streams.Progress.DataAdded += (_, _) => started.Set();
-
-        var handle = ps.BeginInvoke();
-        Assert.True(started.Wait(TimeSpan.FromSeconds(60)), "the seed never reported progress");
+        var (ps, handle) = LongSeedUnderway(s, seed: 6);
+        using var __ = ps;
 
         // What a server crash, a restart or an admin's pg_terminate_backend does to the loading session (57P01).
         var killed = Count(cs, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
