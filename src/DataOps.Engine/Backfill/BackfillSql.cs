@@ -58,7 +58,7 @@ internal static class BackfillSql
         }
     }
 
-    public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+    public static string Quote(string identifier) => Connections.Database.QuoteIdentifier(identifier);
 
     /// <summary>Session settings that make to_jsonb() of a row the same text in every session (time zone, float and interval output).</summary>
     public static string StableJsonSettingsSelect(bool local = true) =>

@@ -56,6 +56,9 @@ internal static class Database
     public static bool IsConnectionLevel(string sqlState) =>
         sqlState.StartsWith("08", StringComparison.Ordinal) || sqlState is "57P01" or "57P02" or "57P03" or "57P05" or "53300";
 
+    /// <summary>An identifier as PostgreSQL quotes it: in double quotes, inner double quotes doubled.</summary>
+    public static string QuoteIdentifier(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
     public static DataOpsException Translate(Exception ex, DataOpsConnection profile)
     {
         if (ex is DataOpsException d)

@@ -463,7 +463,7 @@ public static class ScriptExecutionSeeder
         };
     }
 
-    private static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+    private static string Quote(string identifier) => Database.QuoteIdentifier(identifier);
 
     private sealed record SeedRunRow(long SeedRunId, string Status, long RequestedCount, long? InsertedCount, long? FirstId, long? LastId, int? Seed, DateTime StartedAt, DateTime? FinishedAt, long? Removed)
     {
