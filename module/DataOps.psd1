@@ -7,32 +7,30 @@
     Copyright            = '(c) DataOps.PowerShell contributors. MIT licence.'
     Description          = 'Safe, fast PostgreSQL data operations for admins: guarded backfills with rollback, read-only soaks, production health checks, high-volume seeding and execution tracking, with a one-command local sandbox.'
     PowerShellVersion    = '7.4'
-    CompatiblePSEditions = @('Core')
-    FormatsToProcess     = @('DataOps.Format.ps1xml')
-    CmdletsToExport      = @(
-        'Start-DataOpsSandbox'
-        'Stop-DataOpsSandbox'
-        'Get-DataOpsSandbox'
-        'Connect-DataOps'
-        'Get-DataOpsConnection'
-        'Install-DataOpsSchema'
-        'New-ScriptExecutionSeed'
-        'Remove-ScriptExecutionSeed'
-        'New-WorkflowExecution'
-        'Get-WorkflowExecution'
-        'Set-WorkflowExecution'
-        'Remove-WorkflowExecution'
-        'Get-ExecutionStats'
-        'New-WorkflowSampleData'
-        'Invoke-Backfill'
-        'Undo-Backfill'
-        'Get-BackfillRun'
-        'Export-BackfillRollback'
-        'New-PrismSampleData'
-        'Watch-StagingSoak'
-        'Test-ProdHealth'
-        'Test-DataOpsEnvironment'
-    )
+    CompatiblePSEditions = 'Core'
+    FormatsToProcess     = 'DataOps.Format.ps1xml'
+    CmdletsToExport      = 'Start-DataOpsSandbox',
+                           'Stop-DataOpsSandbox',
+                           'Get-DataOpsSandbox',
+                           'Connect-DataOps',
+                           'Get-DataOpsConnection',
+                           'Install-DataOpsSchema',
+                           'New-ScriptExecutionSeed',
+                           'Remove-ScriptExecutionSeed',
+                           'New-WorkflowExecution',
+                           'Get-WorkflowExecution',
+                           'Set-WorkflowExecution',
+                           'Remove-WorkflowExecution',
+                           'Get-ExecutionStats',
+                           'New-WorkflowSampleData',
+                           'Invoke-Backfill',
+                           'Undo-Backfill',
+                           'Get-BackfillRun',
+                           'Export-BackfillRollback',
+                           'New-PrismSampleData',
+                           'Watch-StagingSoak',
+                           'Test-ProdHealth',
+                           'Test-DataOpsEnvironment'
     # No HelpInfoUri: the full help (MAML and about topics) ships inside the module and there is no
     # updatable-help server; a HelpInfoUri that serves no HelpInfo XML would make Update-Help fail.
     FunctionsToExport    = @()
@@ -40,7 +38,7 @@
     AliasesToExport      = @()
     PrivateData          = @{
         PSData = @{
-            Tags         = @('PostgreSQL', 'Database', 'Backfill', 'DBA', 'DataOps', 'Migration', 'Seeding', 'PSEdition_Core', 'Linux')
+            Tags         = 'PostgreSQL', 'Database', 'Backfill', 'DBA', 'DataOps', 'Migration', 'Seeding', 'PSEdition_Core', 'Linux'
             ProjectUri   = 'https://github.com/dataops-powershell/DataOps.PowerShell'
             # The LICENSE file at the repository root (also shipped in the package folder).
             LicenseUri   = 'https://github.com/dataops-powershell/DataOps.PowerShell/blob/main/LICENSE'

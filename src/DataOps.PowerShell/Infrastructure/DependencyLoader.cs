@@ -24,9 +24,15 @@ internal static class DependencyLoader
     private static DependencyLoadContext? _context;
     private static bool _registered;
 
-    public static string DependencyDirectory { get; } =
+    /// <summary>Dependencies/ beside the cmdlet assembly.</summary>
+    public static string DependencyDirectory =>
         Path.Combine(Path.GetDirectoryName(typeof(DependencyLoader).Assembly.Location)!, "Dependencies");
 
+    /// <summary>
+    /// Hooks the default context's Resolving event; nothing else happens at import. The load context is
+    /// made on the first request for the engine (the first cmdlet that runs), so Import-Module does not pay
+    /// for it (docs/benchmarks.md, startup).
+    /// </summary>
     public static void Register()
     {
         lock (Gate)
@@ -36,7 +42,6 @@ internal static class DependencyLoader
                 return;
             }
 
-            _context ??= new DependencyLoadContext(DependencyDirectory);
             AssemblyLoadContext.Default.Resolving += ResolveEngine;
             _registered = true;
         }
@@ -55,7 +60,15 @@ internal static class DependencyLoader
     }
 
     private static Assembly? ResolveEngine(AssemblyLoadContext defaultContext, AssemblyName name) =>
-        string.Equals(name.Name, EngineAssembly, StringComparison.Ordinal) ? _context?.LoadFromAssemblyName(name) : null;
+        string.Equals(name.Name, EngineAssembly, StringComparison.Ordinal) ? Context().LoadFromAssemblyName(name) : null;
+
+    private static DependencyLoadContext Context()
+    {
+        lock (Gate)
+        {
+            return _context ??= new DependencyLoadContext(DependencyDirectory);
+        }
+    }
 }
 
 /// <summary>
