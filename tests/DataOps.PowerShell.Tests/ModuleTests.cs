@@ -98,6 +98,26 @@ public sealed class ModuleTests
         Assert.Empty((object[])o.Properties["Overriding"].Value);
     }
 
+    [Theory]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", true)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=9.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", true)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=7.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", false)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=9.0.0.0, Culture=neutral, PublicKeyToken=b03f5f7f11d50a3a", false)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=9.0.0.0, Culture=neutral, PublicKeyToken=null", false)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Sample, Version=9.0.0.0, Culture=fr-FR, PublicKeyToken=cc7b13ffcd2ddd51", false)]
+    [InlineData("Sample, Version=8.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", "Other, Version=9.0.0.0, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51", false)]
+    public void The_framework_stands_in_for_a_dependency_only_with_the_same_name_culture_and_key_at_a_version_as_new(string ours, string framework, bool defers)
+    {
+        using var s = new PsSession();
+        var r = s.Run("""
+            $type = (Get-Module DataOps).ImplementingAssembly.GetType('DataOps.PowerShell.Infrastructure.DependencyLoadContext', $true)
+            $type.GetMethod('Satisfies', [Reflection.BindingFlags]'NonPublic,Static').Invoke($null, @([Reflection.AssemblyName]::new($ours), [Reflection.AssemblyName]::new($ours), [Reflection.AssemblyName]::new($framework)))
+            """, new Hashtable { ["ours"] = ours, ["framework"] = framework });
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        Assert.Equal(defers, (bool)r.Output.Single().BaseObject);
+    }
+
     [Fact]
     public void About_topic_is_shipped()
     {

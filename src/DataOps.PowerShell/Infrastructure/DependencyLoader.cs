@@ -73,8 +73,11 @@ internal static class DependencyLoader
 
 /// <summary>
 /// Loads the engine and its packages from Dependencies/. An assembly the shared framework already
-/// ships at the same or a newer version is left to the default context, so framework types such as
-/// System.Diagnostics.DiagnosticSource exist once.
+/// ships is left to the default context (so framework types such as
+/// System.Diagnostics.DiagnosticSource exist once) only when the framework's copy satisfies the
+/// request the way PowerShellEditorServices checks it: the same name, culture and public key
+/// token, at the same or a newer version. A same-named assembly from another publisher, or for
+/// another culture, never stands in for ours.
 /// </summary>
 internal sealed class DependencyLoadContext(string directory) : AssemblyLoadContext("DataOps.Dependencies", isCollectible: false)
 {
@@ -91,9 +94,9 @@ internal sealed class DependencyLoadContext(string directory) : AssemblyLoadCont
         var framework = Path.Combine(FrameworkDirectory, assemblyName.Name + ".dll");
         if (File.Exists(framework))
         {
-            var frameworkVersion = AssemblyName.GetAssemblyName(framework).Version;
-            var wanted = assemblyName.Version ?? AssemblyName.GetAssemblyName(file).Version;
-            if (frameworkVersion is not null && wanted is not null && frameworkVersion >= wanted)
+            var ours = AssemblyName.GetAssemblyName(file);
+            var required = assemblyName.Version is null ? ours : assemblyName;
+            if (Satisfies(required, ours, AssemblyName.GetAssemblyName(framework)))
             {
                 return null;
             }
@@ -101,4 +104,33 @@ internal sealed class DependencyLoadContext(string directory) : AssemblyLoadCont
 
         return LoadFromAssemblyPath(file);
     }
+
+    /// <summary>
+    /// Whether <paramref name="candidate"/> can serve a request for <paramref name="required"/>
+    /// (whose own copy is <paramref name="ours"/>): same name, same culture, same public key token
+    /// (the request's, else our copy's), and a version at least the one asked for.
+    /// </summary>
+    internal static bool Satisfies(AssemblyName required, AssemblyName ours, AssemblyName candidate)
+    {
+        if (!string.Equals(required.Name, candidate.Name, StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        if (!string.Equals(Culture(required.CultureName), Culture(candidate.CultureName), StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        var token = required.GetPublicKeyToken() is { Length: > 0 } asked ? asked : ours.GetPublicKeyToken() ?? [];
+        if (!token.AsSpan().SequenceEqual(candidate.GetPublicKeyToken() ?? []))
+        {
+            return false;
+        }
+
+        var version = required.Version ?? ours.Version;
+        return version is null || (candidate.Version is { } v && v >= version);
+    }
+
+    private static string Culture(string? name) => string.IsNullOrEmpty(name) ? "neutral" : name;
 }
