@@ -77,6 +77,40 @@ public sealed class SandboxPlatformTests
     }
 
     [Fact]
+    public void Socket_folder_is_the_run_folder_unless_windows_or_too_long()
+    {
+        var longRun = "/Users/ada/Library/Application Support/DataOps/sandboxes/a-sandbox-name-of-forty-characters-abcd/run";
+
+        Assert.Null(SandboxCommandLines.SocketDirectory(PgPlatformKind.Windows, @"C:\sandboxes\default\run", 5432));
+        Assert.Equal(MacRun, SandboxCommandLines.SocketDirectory(PgPlatformKind.MacOS, MacRun, 65535));
+        Assert.Equal(string.Empty, SandboxCommandLines.SocketDirectory(PgPlatformKind.MacOS, longRun, 5432));
+        Assert.Equal(
+            ["-D", MacData, "-l", MacLog, "-w", "-t", "60", "-o", "-p 5432 -k '' -c listen_addresses=127.0.0.1", "start"],
+            SandboxCommandLines.Arguments(PgPlatformKind.MacOS, SandboxStep.Start, new SandboxPaths(MacData, MacLog, string.Empty, Port: 5432)));
+    }
+
+    [Fact]
+    public async Task Sandbox_whose_socket_path_would_be_too_long_starts_on_TCP_alone()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "dataops-" + new string('x', 60) + Guid.NewGuid().ToString("N")[..6]);
+        var manager = new SandboxManager(root);
+        const string name = "a-long-sandbox-name-for-the-socket-limit";
+        try
+        {
+            var started = manager.Start(name);
+
+            Assert.True(Path.Combine(root, name, "run", ".s.PGSQL.65535").Length > SandboxCommandLines.MaxSocketPathBytes);
+            Assert.Equal(SandboxStatus.Running, started.Status);
+            Assert.Equal("dataops", (await ConnectionTester.ProbeAsync(started.Connection!)).Database);
+        }
+        finally
+        {
+            manager.Stop(name, remove: true);
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Socket_folder_is_quoted_for_sh()
     {
         Assert.Equal("'/tmp/it'\\''s here'", SandboxCommandLines.ShellQuote("/tmp/it's here"));

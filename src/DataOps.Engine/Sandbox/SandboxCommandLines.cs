@@ -18,7 +18,7 @@ public enum SandboxStep
 /// <summary>The paths and port one step needs; a step ignores what it does not use.</summary>
 /// <param name="DataDirectory">The cluster's data folder.</param>
 /// <param name="LogFile">The server log (Start).</param>
-/// <param name="SocketDirectory">The private Unix-socket folder (Start, not on Windows).</param>
+/// <param name="SocketDirectory">The private Unix-socket folder (Start, not on Windows; "" for no socket).</param>
 /// <param name="PasswordFile">The superuser's password file (InitDb).</param>
 /// <param name="Port">The loopback port (Start).</param>
 public sealed record SandboxPaths(string DataDirectory, string? LogFile = null, string? SocketDirectory = null, string? PasswordFile = null, int Port = 0);
@@ -88,6 +88,28 @@ public static class SandboxCommandLines
     public static string HostBasedAuth(PgPlatformKind os) =>
         (os == PgPlatformKind.Windows ? string.Empty : "local all all trust\n") +
         "host all all 127.0.0.1/32 scram-sha-256\n";
+
+    /// <summary>
+    /// The longest socket file path PostgreSQL can bind: sockaddr_un.sun_path holds 104 bytes on
+    /// macOS (108 on Linux) with the terminating NUL; the server refuses a longer one and does not start.
+    /// </summary>
+    public const int MaxSocketPathBytes = 103;
+
+    /// <summary>
+    /// The socket folder to give the server: none on Windows (null), the sandbox's own run folder on
+    /// Unix, or "" (no socket; clients use TCP, as they do anyway) when the socket's path would be
+    /// too long, as a long sandbox name under macOS's "~/Library/Application Support" makes it.
+    /// </summary>
+    public static string? SocketDirectory(PgPlatformKind os, string runDirectory, int port)
+    {
+        if (os == PgPlatformKind.Windows)
+        {
+            return null;
+        }
+
+        var socket = Path.Combine(runDirectory, $".s.PGSQL.{port.ToString(CultureInfo.InvariantCulture)}");
+        return System.Text.Encoding.UTF8.GetByteCount(socket) <= MaxSocketPathBytes ? runDirectory : string.Empty;
+    }
 
     /// <summary>A word for /bin/sh: single-quoted, a single quote inside as '\''.</summary>
     internal static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";

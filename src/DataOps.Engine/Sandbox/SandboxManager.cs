@@ -351,7 +351,7 @@ public sealed partial class SandboxManager
         {
             ct.ThrowIfCancellationRequested();
             var port = attempt == 0 && preferredPort is { } p && IsFree(p) ? p : FreePort();
-            var paths = new SandboxPaths(data, logPath, Host == PgPlatformKind.Windows ? null : runDir, Port: port);
+            var paths = new SandboxPaths(data, logPath, SandboxCommandLines.SocketDirectory(Host, runDir, port), Port: port);
             last = ProcessRunner.Run(bins.PgCtl, SandboxCommandLines.Arguments(Host, SandboxStep.Start, paths), asServiceUser: true, ToolTimeout, ct);
             if (last.ExitCode == 0)
             {
