@@ -147,7 +147,7 @@ public sealed partial class SandboxManager
         ProcessRunner.GiveToServiceUser(dir);
         // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
         var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
-        File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+        ArtifactFile.WriteText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
         if (ReadPostmasterPid(data) is { } started)
         {
             StartedHere[Path.GetFullPath(data)] = started.Pid;
