@@ -134,7 +134,7 @@ internal sealed class BackfillArtifacts : IDisposable
 
         var tally = WriteResults(Path.Combine(LogDirectory, "execution_results.json"), _runId, _job.Name, _job.SourcePath, _database, dryRun, outcome, reason, _started,
             ReadBatches(LogDirectory));
-        File.WriteAllText(SummaryPath, Summary(_runId, _job.Name, _job.SourcePath, _database, _started, outcome, reason, tally, dryRun, dryRun ? null : Path.GetFileName(RollbackPath), _notes));
+        ArtifactFile.WriteText(SummaryPath, Summary(_runId, _job.Name, _job.SourcePath, _database, _started, outcome, reason, tally, dryRun, dryRun ? null : Path.GetFileName(RollbackPath), _notes));
     }
 
     public void Dispose()
@@ -171,7 +171,7 @@ internal sealed class BackfillArtifacts : IDisposable
     internal static Tally WriteResults(string path, Guid runId, string job, string? jobFile, string database, bool dryRun, string outcome, string? reason, DateTimeOffset started, IEnumerable<BackfillItemResult> items)
     {
         var tally = new Tally();
-        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read);
+        using var stream = ArtifactFile.JsonLf(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read));
         using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         writer.WriteStartObject();
         writer.WriteString("runId", runId);

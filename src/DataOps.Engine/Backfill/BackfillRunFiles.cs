@@ -138,7 +138,7 @@ public static class BackfillRunFiles
                     tally = BackfillArtifacts.WriteResults(results, run.RunId, job, null, connection.ToString(), dryRun, "abandoned", run.Reason, started, items);
                 }
 
-                await File.WriteAllTextAsync(Path.Combine(folder, "backfill_summary.md"), BackfillArtifacts.Summary(
+                await ArtifactFile.WriteTextAsync(Path.Combine(folder, "backfill_summary.md"), BackfillArtifacts.Summary(
                     run.RunId, job, null, connection.ToString(), started, "abandoned", run.Reason, tally, dryRun, rollback,
                     [$"These closing files were written by run {byRun}, the next run of the job, from the ledger: the run itself ended before it could write them."]), ct).ConfigureAwait(false);
                 log.Information("Completed the files of abandoned run {RunId} in {Folder}", run.RunId, folder);

@@ -36,23 +36,27 @@ internal sealed class RollbackScriptFile : IDisposable
 
     public string Path => _file.Path;
 
-    /// <summary>The entry of one applied item (also one with nothing to restore: the undo is recorded for it too).</summary>
+    /// <summary>
+    /// The entry of one applied item (also one with nothing to restore: the undo is recorded for it too).
+    /// Lines end in "\n" on every OS, written out rather than AppendLine: the entry holds data in
+    /// literals, whose own line ends must stay as they are (see <see cref="ArtifactFile"/>).
+    /// </summary>
     public static string Entry(int seq, string runId, string key, IReadOnlyList<RestoreOp> restore)
     {
         var sb = new StringBuilder();
-        sb.AppendLine();
+        sb.Append('\n');
         if (restore.Count == 0)
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"-- applied item {ScriptText.QuotedComment(key)}: no row changed, nothing to restore");
-            sb.AppendLine(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, 0, NULL);");
+            sb.Append(CultureInfo.InvariantCulture, $"-- applied item {ScriptText.QuotedComment(key)}: no row changed, nothing to restore").Append('\n');
+            sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, 0, NULL);").Append('\n');
             return sb.ToString();
         }
 
         var blocks = string.Concat(restore.Select(op => op.ToScript(runId)));
         var tag = ScriptText.DollarTag(blocks, "$dataops_item$");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}");
+        sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}").Append('\n');
         sb.Append(blocks);
-        sb.AppendLine(CultureInfo.InvariantCulture, $"{tag});");
+        sb.Append(CultureInfo.InvariantCulture, $"{tag});").Append('\n');
         return sb.ToString();
     }
 
@@ -89,11 +93,13 @@ internal sealed class RollbackScriptFile : IDisposable
         sb.AppendLine(BackfillSql.StableJsonSettings + ";");
         sb.AppendLine("-- Each item's restore blocks, in the order the items committed; run below, newest first.");
         sb.AppendLine("CREATE TEMPORARY TABLE dataops_rollback (seq integer PRIMARY KEY, item_key text NOT NULL, rows_restored integer NOT NULL, restore text) ON COMMIT DROP;");
-        return sb.ToString();
+
+        // Only constant text and ASCII-escaped comments here, so the line ends can all become "\n".
+        return ArtifactFile.Lf(sb.ToString());
     }
 
     /// <summary>The closing statements; constant text (the run id is a GUID), so the tail a crash leaves is always whole.</summary>
-    private static string Tail(Guid runId) => $$"""
+    private static string Tail(Guid runId) => ArtifactFile.Lf($$"""
 
         -- End of the items. The run must have applied no item this file lacks.
         DO $dataops_check$ DECLARE missing bigint; BEGIN
@@ -117,5 +123,5 @@ internal sealed class RollbackScriptFile : IDisposable
         SELECT 'rollback of run {{runId}} verified' AS result, coalesce(sum(rows_restored), 0) AS rows_restored, count(*) FILTER (WHERE restore IS NOT NULL) AS items_restored FROM pg_temp.dataops_rollback;
         COMMIT;
 
-        """;
+        """);
 }

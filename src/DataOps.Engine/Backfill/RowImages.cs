@@ -119,16 +119,16 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
             ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(After)})); IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {ScriptText.Literal(RowLabel)}; END IF;"
             : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(Before)})) AND to_jsonb({Ref}) = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {ScriptText.Literal(RowLabel)}; END IF;";
         var body = new StringBuilder()
-            .AppendLine($"  {sql};")
-            .AppendLine($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {ScriptText.Literal(RowLabel)}, {ScriptText.Literal(ItemKey)}; END IF;")
-            .AppendLine($"  {check}")
+            .Append($"  {sql};").Append('\n')
+            .Append($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {ScriptText.Literal(RowLabel)}, {ScriptText.Literal(ItemKey)}; END IF;").Append('\n')
+            .Append($"  {check}").Append('\n')
             .ToString();
         var tag = ScriptText.DollarTag(body);
         return new StringBuilder()
-            .AppendLine($"-- item {ScriptText.QuotedComment(ItemKey)}: {Kind.ToString().ToLowerInvariant()} {ScriptText.Comment(RowLabel)}")
-            .AppendLine($"DO {tag} BEGIN")
+            .Append($"-- item {ScriptText.QuotedComment(ItemKey)}: {Kind.ToString().ToLowerInvariant()} {ScriptText.Comment(RowLabel)}").Append('\n')
+            .Append($"DO {tag} BEGIN").Append('\n')
             .Append(body)
-            .AppendLine($"END {tag};")
+            .Append($"END {tag};").Append('\n')
             .ToString();
     }
 

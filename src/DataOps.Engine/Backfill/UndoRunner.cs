@@ -22,7 +22,7 @@ public static class UndoRunner
         if (!File.Exists(file))
         {
             throw new DataOpsException("RunNotFound", DataOpsErrorKind.ObjectNotFound,
-                $"'{path}' is neither a backfill run folder nor its backfill_logs/execution_results.json.", path);
+                $"'{path}' is neither a backfill run folder nor its {Path.Combine("backfill_logs", "execution_results.json")}.", path);
         }
 
         try

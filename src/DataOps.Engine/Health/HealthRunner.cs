@@ -141,7 +141,7 @@ public static class HealthRunner
         }
 
         var reportPath = Path.Combine(dir, "prod_health_check.md");
-        File.WriteAllText(reportPath, Markdown(job.Job, connection, now, keys, sampleSize, samples, healthy, plan));
+        ArtifactFile.WriteText(reportPath, Markdown(job.Job, connection, now, keys, sampleSize, samples, healthy, plan));
         log.Information("Health of {Job}: {Healthy}; report {Report}; plan {Plan}", job.Job.Name, healthy ? "healthy" : "action needed", reportPath, plan);
         return new ProdHealthReport
         {
@@ -217,7 +217,7 @@ public static class HealthRunner
         plan["items"] = new JsonObject { ["keys"] = new JsonArray([.. keys.Select(k => (JsonNode)k)]) };
         plan["fingerprint"] = JsonNode.Parse(fingerprint.ToJson().GetRawText());
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        File.WriteAllText(path, plan.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        ArtifactFile.WriteText(path, plan.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     private static string Markdown(BackfillJob job, DataOpsConnection connection, DateTimeOffset now, IReadOnlyList<string> keys, int sampleSize, IReadOnlyList<SoakSample> checks, bool healthy, string? plan)

@@ -62,8 +62,8 @@ internal static partial class ProcessRunner
         }
 
         process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync(ct);
-        var stderr = process.StandardError.ReadToEndAsync(ct);
+        var stdout = new PipeText(process.StandardOutput, ct);
+        var stderr = new PipeText(process.StandardError, ct);
         if (!process.WaitForExit((int)timeout.TotalMilliseconds))
         {
             try
@@ -79,7 +79,56 @@ internal static partial class ProcessRunner
         }
 
         process.WaitForExit();
-        return new ProcessResult(process.ExitCode, stdout.GetAwaiter().GetResult(), stderr.GetAwaiter().GetResult());
+
+        // A tool that leaves a process behind may hand it our pipes: pg_ctl start does on Windows (the
+        // server inherits them), and the pipes then stay open as long as the server runs. So the
+        // output is what arrived by a moment after the tool exited, not what arrives by end of file.
+        try
+        {
+            Task.WhenAll(stdout.Done, stderr.Done).Wait(PipeGrace, CancellationToken.None);
+        }
+        catch (AggregateException)
+        {
+        }
+
+        return new ProcessResult(process.ExitCode, stdout.Text, stderr.Text);
+    }
+
+    private static readonly TimeSpan PipeGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>A pipe read to its end in the background; <see cref="Text"/> is what has arrived so far.</summary>
+    private sealed class PipeText
+    {
+        private readonly System.Text.StringBuilder _text = new();
+
+        public PipeText(StreamReader reader, CancellationToken ct)
+        {
+            Done = Task.Run(async () =>
+            {
+                var buffer = new char[4096];
+                int n;
+                while ((n = await reader.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                {
+                    lock (_text)
+                    {
+                        _text.Append(buffer, 0, n);
+                    }
+                }
+            }, CancellationToken.None);
+        }
+
+        public Task Done { get; }
+
+        public string Text
+        {
+            get
+            {
+                lock (_text)
+                {
+                    return _text.ToString();
+                }
+            }
+        }
     }
 
     /// <summary>Gives a path (recursively) to the service user when we are root, so the server can use it.</summary>

@@ -21,6 +21,9 @@ public sealed partial class SandboxManager
     /// <summary>Bumped whenever the template's settings change, so an old cached template is not reused.</summary>
     private const int TemplateVersion = 2;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>The OS the tools run on (the locator may be describing another, in tests; the server never is).</summary>
+    private static readonly PgPlatformKind Host = PgPlatform.CurrentKind;
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     /// <summary>
@@ -144,7 +147,7 @@ public sealed partial class SandboxManager
         ProcessRunner.GiveToServiceUser(dir);
         // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
         var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
-        File.WriteAllText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+        ArtifactFile.WriteText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
         if (ReadPostmasterPid(data) is { } started)
         {
             StartedHere[Path.GetFullPath(data)] = started.Pid;
@@ -285,8 +288,7 @@ public sealed partial class SandboxManager
         ProcessRunner.GiveToServiceUser(staging);
 
         var data = Path.Combine(staging, "data");
-        var init = ProcessRunner.Run(bins.InitDb,
-            ["-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256", $"--pwfile={pwfile}"],
+        var init = ProcessRunner.Run(bins.InitDb, SandboxCommandLines.Arguments(Host, SandboxStep.InitDb, new SandboxPaths(data, PasswordFile: pwfile)),
             asServiceUser: true, ToolTimeout, ct);
         File.Delete(pwfile);
         if (init.ExitCode != 0)
@@ -295,12 +297,9 @@ public sealed partial class SandboxManager
                 $"initdb failed (exit {init.ExitCode}): {init.Combined}", bins.InitDb);
         }
 
-        // Loopback only, password auth over TCP, trust only on the private socket folder. fsync off loses
-        // data only if the machine itself crashes; commits still survive a killed server.
-        File.AppendAllText(Path.Combine(data, "postgresql.conf"),
-            "\n# DataOps sandbox\nlisten_addresses = '127.0.0.1'\nfsync = off\nfull_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\nmax_wal_size = 4GB\ncheckpoint_timeout = 30min\n");
-        File.WriteAllText(Path.Combine(data, "pg_hba.conf"),
-            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n");
+        // Loopback only, password auth over TCP, trust only on the private socket folder (none on Windows).
+        File.AppendAllText(Path.Combine(data, "postgresql.conf"), SandboxCommandLines.ServerSettings(Host));
+        File.WriteAllText(Path.Combine(data, "pg_hba.conf"), SandboxCommandLines.HostBasedAuth(Host));
 
         // Create the working database once, in the template, so each start is only a copy.
         var runDir = Path.Combine(staging, "run");
@@ -310,13 +309,20 @@ public sealed partial class SandboxManager
         var port = StartServer(bins, data, runDir, log, ct);
         try
         {
-            var psql = Path.Combine(bins.Directory, PgBinaries.Exe("psql"));
-            var create = ProcessRunner.Run(psql, ["-X", "-q", "-h", runDir, "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-U", "postgres", "-d", "postgres", "-c", $"CREATE DATABASE {DatabaseName}"],
-                asServiceUser: true, ToolTimeout, ct);
-            if (create.ExitCode != 0)
+            // Over TCP with the password, as every client connects: Windows has no socket folder, and
+            // not every install has psql beside the server.
+            using var connection = new Npgsql.NpgsqlConnection(
+                $"Host=127.0.0.1;Port={port};Username=postgres;Password={password};Database=postgres;Pooling=false;Timeout=30;Application Name=DataOps.PowerShell");
+            try
+            {
+                connection.Open();
+                using var create = new Npgsql.NpgsqlCommand($"CREATE DATABASE {DatabaseName}", connection);
+                create.ExecuteNonQuery();
+            }
+            catch (Exception ex) when (ex is Npgsql.NpgsqlException or InvalidOperationException)
             {
                 throw new DataOpsException("SandboxInitFailed", DataOpsErrorKind.ResourceUnavailable,
-                    $"Creating the '{DatabaseName}' database in the template failed: {create.Combined}", data);
+                    $"Creating the '{DatabaseName}' database in the template failed: {ex.Message}", data, ex);
             }
         }
         finally
@@ -345,8 +351,8 @@ public sealed partial class SandboxManager
         {
             ct.ThrowIfCancellationRequested();
             var port = attempt == 0 && preferredPort is { } p && IsFree(p) ? p : FreePort();
-            var options = $"-p {port} -k {runDir} -c listen_addresses=127.0.0.1";
-            last = ProcessRunner.Run(bins.PgCtl, ["-D", data, "-l", logPath, "-w", "-t", "60", "-o", options, "start"], asServiceUser: true, ToolTimeout, ct);
+            var paths = new SandboxPaths(data, logPath, SandboxCommandLines.SocketDirectory(Host, runDir, port), Port: port);
+            last = ProcessRunner.Run(bins.PgCtl, SandboxCommandLines.Arguments(Host, SandboxStep.Start, paths), asServiceUser: true, ToolTimeout, ct);
             if (last.ExitCode == 0)
             {
                 return port;
@@ -365,7 +371,7 @@ public sealed partial class SandboxManager
             return;
         }
 
-        var r = ProcessRunner.Run(bins.PgCtl, ["-D", data, "-m", "fast", "-w", "-t", "60", "stop"], asServiceUser: true, ToolTimeout);
+        var r = ProcessRunner.Run(bins.PgCtl, SandboxCommandLines.Arguments(Host, SandboxStep.Stop, new SandboxPaths(data)), asServiceUser: true, ToolTimeout);
         if (r.ExitCode != 0 && File.Exists(Path.Combine(data, "postmaster.pid")) && ReadPostmasterPid(data) is { } pid && ProcessRunner.IsProcessAlive(pid.Pid))
         {
             throw new DataOpsException("SandboxStopFailed", DataOpsErrorKind.ResourceUnavailable,

@@ -273,7 +273,7 @@ public static class SoakRunner
         sb.AppendLine("## Next step");
         sb.AppendLine();
         sb.AppendLine("The soak has halted for the production go/no-go decision. Nothing moves to the next phase by itself; run Test-ProdHealth when you decide to go.");
-        File.WriteAllText(path, sb.ToString());
+        ArtifactFile.WriteText(path, sb.ToString());
         return path;
 
         static string N(double? v) => v?.ToString("0.####", CultureInfo.InvariantCulture) ?? "-";
