@@ -7,7 +7,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <summary>
 /// <para type="synopsis">Starts a private PostgreSQL sandbox on 127.0.0.1 and makes it the session's default connection.</para>
 /// <para type="description">Start-DataOpsSandbox runs a throwaway PostgreSQL cluster from the PostgreSQL binaries installed on
-/// this machine ($env:DATAOPS_PG_BIN, pg_config --bindir, PATH, /usr/lib/postgresql/*/bin, newest first). The first start
+/// this machine: -BinDirectory or $env:DATAOPS_PG_BIN if given, else pg_config --bindir, PATH, then the usual install places of the
+/// OS, newest server first (Linux: /usr/lib/postgresql/*/bin, /usr/pgsql-*, /usr/local/pgsql; Windows: the EDB installer's
+/// registry entries and Program Files\PostgreSQL\*, Scoop, Chocolatey; macOS: Postgres.app, Homebrew postgresql@* under
+/// /opt/homebrew and /usr/local, /Library/PostgreSQL). docs/platforms.md has the full list; if none is found the error names
+/// every place searched. The first start
 /// runs initdb once and caches the result; later starts copy it, so a new sandbox is up in about a second. The server
 /// listens on a free loopback port only. As root it runs as the 'postgres' OS user. A sandbox that is already running
 /// (for example left by a session that was killed) is reused and reported, never duplicated; a stopped one is resumed.</para>
