@@ -64,7 +64,7 @@ public sealed class SoakCheckSummary
 
     public double? Last { get; init; }
 
-    public required IReadOnlyList<double?> Values { get; init; }
+    public required double?[] Values { get; init; }
 }
 
 /// <summary>The end of a soak: the verdict, why, and every check's summary.</summary>
@@ -74,7 +74,7 @@ public sealed class SoakReport
 
     public SoakVerdict Verdict { get; init; }
 
-    public required IReadOnlyList<string> Reasons { get; init; }
+    public required string[] Reasons { get; init; }
 
     public DateTimeOffset Started { get; init; }
 
@@ -84,7 +84,7 @@ public sealed class SoakReport
 
     public bool EndedEarly { get; init; }
 
-    public required IReadOnlyList<SoakCheckSummary> Checks { get; init; }
+    public required SoakCheckSummary[] Checks { get; init; }
 
     public string? ReportPath { get; init; }
 

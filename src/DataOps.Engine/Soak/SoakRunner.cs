@@ -174,7 +174,7 @@ public static class SoakRunner
         observer.Progress(new OperationProgress($"Soak {job.Name}", "Done", Completed: true));
         var report = new SoakReport
         {
-            Job = job.Name, Verdict = final, Reasons = why, Started = started, Ended = DateTimeOffset.UtcNow, Rounds = round, EndedEarly = endedEarly,
+            Job = job.Name, Verdict = final, Reasons = [.. why], Started = started, Ended = DateTimeOffset.UtcNow, Rounds = round, EndedEarly = endedEarly,
             Checks = [.. state.Values.Select(s => s.Summary())],
         };
         var path = WriteMarkdown(report, job, connection, outputDirectory, spec);
