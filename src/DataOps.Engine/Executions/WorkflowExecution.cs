@@ -54,11 +54,14 @@ public sealed record WorkflowExecution
 
     public TimeSpan? Duration => DurationMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 
-    /// <summary>The input document as JSON text.</summary>
-    public string? Input { get; init; }
+    /// <summary>
+    /// The input document as JSON text. The module adds Input, the same document as objects
+    /// (PSCustomObject tree), so that $e.Input.orderId works; this keeps the text for ConvertFrom-Json or a file.
+    /// </summary>
+    public string? InputJson { get; init; }
 
-    /// <summary>The output document as JSON text.</summary>
-    public string? Output { get; init; }
+    /// <summary>The output document as JSON text; the module adds Output, the same document as objects.</summary>
+    public string? OutputJson { get; init; }
 
     public string? ErrorMessage { get; init; }
 

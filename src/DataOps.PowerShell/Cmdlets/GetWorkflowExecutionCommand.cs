@@ -63,11 +63,13 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
 
     /// <summary>Only executions started at or after this time.</summary>
     [Parameter(ParameterSetName = List)]
-    public DateTime? Since { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Since { get; set; }
 
     /// <summary>Only executions started before this time.</summary>
     [Parameter(ParameterSetName = List)]
-    public DateTime? Until { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Until { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -83,7 +85,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetAsync(connection, id, ct), out var execution))
                     {
-                        WriteObject(execution with { Connection = connection });
+                        WriteObject(ExecutionOutput.ToPSObject(execution with { Connection = connection }));
                     }
                 }
 
@@ -93,7 +95,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetByTemporalIdAsync(connection, temporalId, null, ct), out var execution))
                     {
-                        WriteObject(execution with { Connection = connection });
+                        WriteObject(ExecutionOutput.ToPSObject(execution with { Connection = connection }));
                     }
                 }
 
@@ -104,8 +106,8 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                     WorkflowIds = WorkflowId ?? [],
                     CreatedBy = CreatedBy ?? [],
                     Statuses = Status ?? [],
-                    Since = Since is { } s ? new DateTimeOffset(s) : null,
-                    Until = Until is { } u ? new DateTimeOffset(u) : null,
+                    Since = Since,
+                    Until = Until,
                 };
                 if (PagingParameters.IncludeTotalCount)
                 {
@@ -115,7 +117,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
 
                 var skip = (long)Math.Min(PagingParameters.Skip, long.MaxValue);
                 long? first = PagingParameters.First == ulong.MaxValue ? null : (long)Math.Min(PagingParameters.First, long.MaxValue);
-                StreamEngine((_, ct) => Stamped(ExecutionStore.ListAsync(connection, filter, skip, first, ct), e => e with { Connection = connection }, ct));
+                StreamEngine((_, ct) => Stamped(ExecutionStore.ListAsync(connection, filter, skip, first, ct), e => ExecutionOutput.ToPSObject(e with { Connection = connection }), ct));
                 break;
         }
     }
