@@ -139,4 +139,30 @@ public sealed class ResultObjectTests
         Assert.DoesNotContain("orderId", (string)v[9]!);
         Assert.Equal("Ann", Sql.Scalar(cs, "SELECT output->'customer'->>'name' FROM workflow_executions WHERE temporal_workflow_id = 't1'"));
     }
+
+    [Fact]
+    public void Stats_durations_are_TimeSpans_next_to_the_milliseconds_and_a_day_shows_as_a_date()
+    {
+        var (s, _) = Executions();
+        using var _s = s;
+
+        var v = Values(s.Run("""
+            $e = New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId t1 -TemporalRunId r1 -CreatedBy u1
+            Set-WorkflowExecution -Id $e.Id -Status completed -DurationMs 90500
+            $day = Get-ExecutionStats -GroupBy Day
+            $day.AverageDuration -is [TimeSpan]
+            $day.P95Duration.TotalMilliseconds -eq $day.P95DurationMs
+            $day.P50Duration.TotalSeconds
+            $day.Day -eq [DateTime]::UtcNow.Date
+            $day | Format-List | Out-String -Width 80
+            """, Vars(string.Empty)));
+
+        Assert.True((bool)v[0]!);
+        Assert.True((bool)v[1]!);
+        Assert.Equal(90.5, v[2]);
+        Assert.True((bool)v[3]!);
+        var list = (string)v[4]!;
+        Assert.Matches(@"(?m)^Day\s+: \d{4}-\d{2}-\d{2}\s*$", list);
+        Assert.Matches(@"(?m)^AverageDuration\s+: 00:01:30\.5", list);
+    }
 }
