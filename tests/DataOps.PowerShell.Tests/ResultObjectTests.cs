@@ -165,4 +165,44 @@ public sealed class ResultObjectTests
         Assert.Matches(@"(?m)^Day\s+: \d{4}-\d{2}-\d{2}\s*$", list);
         Assert.Matches(@"(?m)^AverageDuration\s+: 00:01:30\.5", list);
     }
+
+    [Fact]
+    public void ConvertTo_Json_writes_names_for_statuses_outcomes_verdicts_and_sources()
+    {
+        using var s = Prism(33);
+        var output = Directory.CreateTempSubdirectory("dataops-objects-").FullName;
+
+        var v = Values(s.Run("""
+            $item = Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out | Select-Object -First 1
+            $item | ConvertTo-Json -Depth 1
+            $soak = Watch-StagingSoak -Job $job -Duration 1s -Interval 400ms -OutputDirectory $out
+            $soak[0] | ConvertTo-Json -Depth 1
+            $soak[-1] | ConvertTo-Json -Depth 1
+            Get-DataOpsConnection | ConvertTo-Json -Depth 1
+            $item.Status -eq 'Applied'
+            """, Vars(output)));
+
+        Assert.Matches("\"Status\": \"Applied\"", (string)v[0]!);
+        Assert.Matches("\"ErrorCategory\": \"None\"", (string)v[0]!);
+        Assert.Matches("\"Outcome\": \"(Pass|Fail|NoData|Error)\"", (string)v[1]!);
+        Assert.Matches("\"Verdict\": \"(Go|NoGo|Inconclusive)\"", (string)v[2]!);
+        Assert.Matches("\"Source\": \"ConnectionString\"", (string)v[3]!);
+        Assert.True((bool)v[4]!);
+    }
+
+    [Fact]
+    public void An_execution_converts_to_JSON_with_names_and_its_input_as_an_object()
+    {
+        var (s, _) = Executions();
+        using var _s = s;
+
+        var json = (string)Values(s.Run("""
+            New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId t1 -TemporalRunId r1 -CreatedBy u1 -Input @{ orderId = 42 } | ConvertTo-Json -Depth 3
+            """, Vars(string.Empty))).Single()!;
+
+        Assert.Matches("\"Status\": \"running\"", json);
+        Assert.Matches("\"Source\": \"ConnectionString\"", json);
+        Assert.Matches("\"Input\": \\{\\s*\"orderId\": 42", json);
+        Assert.Contains("\"InputJson\":", json);
+    }
 }

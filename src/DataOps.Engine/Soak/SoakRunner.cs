@@ -39,7 +39,7 @@ public static class SoakRunner
         return value is null or DBNull ? null : Convert.ToDouble(value, CultureInfo.InvariantCulture);
     }
 
-    internal static SampleOutcome Judge(Expectation e, double? value, double? baseline) => value switch
+    internal static string Judge(Expectation e, double? value, double? baseline) => value switch
     {
         null => SampleOutcome.NoData,
         { } v => e.Kind switch
@@ -187,7 +187,7 @@ public static class SoakRunner
         };
     }
 
-    internal static (SoakVerdict, IReadOnlyList<string>) Verdict(IEnumerable<CheckState> checks, int consecutiveErrorRounds, int errorLimit, bool final)
+    internal static (string, IReadOnlyList<string>) Verdict(IEnumerable<CheckState> checks, int consecutiveErrorRounds, int errorLimit, bool final)
     {
         var reasons = new List<string>();
         foreach (var s in checks.Where(s => !s.Check.DryRun))
