@@ -180,6 +180,7 @@ public sealed class ResultObjectTests
             $soak[-1] | ConvertTo-Json -Depth 1
             Get-DataOpsConnection | ConvertTo-Json -Depth 1
             $item.Status -eq 'Applied'
+            Install-DataOpsSchema -Component Prism | Select-Object -Last 1 | ConvertTo-Json -Depth 1
             """, Vars(output)));
 
         Assert.Matches("\"Status\": \"Applied\"", (string)v[0]!);
@@ -188,6 +189,8 @@ public sealed class ResultObjectTests
         Assert.Matches("\"Verdict\": \"(Go|NoGo|Inconclusive)\"", (string)v[2]!);
         Assert.Matches("\"Source\": \"ConnectionString\"", (string)v[3]!);
         Assert.True((bool)v[4]!);
+        Assert.Matches("\"Component\": \"Prism\"", (string)v[5]!);
+        Assert.Matches("\"Status\": \"AlreadyApplied\"", (string)v[5]!);
     }
 
     [Fact]
