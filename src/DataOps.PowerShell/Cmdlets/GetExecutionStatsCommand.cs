@@ -34,12 +34,12 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
     [Parameter]
     public string[]? CreatedBy { get; set; }
 
-    /// <summary>Only executions started at or after this time.</summary>
+    /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Since { get; set; }
 
-    /// <summary>Only executions started before this time.</summary>
+    /// <summary>Only executions started before this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Until { get; set; }

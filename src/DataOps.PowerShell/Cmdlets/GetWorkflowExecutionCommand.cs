@@ -27,6 +27,11 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>Get-WorkflowExecution -TemporalWorkflowId order-42</code>
 ///   <para>The newest execution recorded for Temporal workflow order-42.</para>
 /// </example>
+/// <example>
+///   <code>$last = Get-WorkflowExecution -First 1; Get-WorkflowExecution -Since $last.StartedAt.AddHours(-1) | Where-Object { $_.Input.orderId -eq 42 } | Select-Object Id, Status, InputJson</code>
+///   <para>Times from the module's own objects (DateTimeOffset) bind to -Since and -Until, as do Get-Date values and date strings.
+///   Input and Output are the JSON documents as objects ($_.Input.orderId); InputJson and OutputJson hold the text.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "WorkflowExecution", DefaultParameterSetName = List, SupportsPaging = true)]
 [OutputType(typeof(WorkflowExecution))]
 public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
@@ -61,12 +66,12 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
     [ValidateSet(ExecutionStatusNames.Running, ExecutionStatusNames.Completed, ExecutionStatusNames.Failed, ExecutionStatusNames.Cancelled, ExecutionStatusNames.TimedOut)]
     public string[]? Status { get; set; }
 
-    /// <summary>Only executions started at or after this time.</summary>
+    /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter(ParameterSetName = List)]
     [PointInTimeTransformation]
     public DateTimeOffset? Since { get; set; }
 
-    /// <summary>Only executions started before this time.</summary>
+    /// <summary>Only executions started before this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter(ParameterSetName = List)]
     [PointInTimeTransformation]
     public DateTimeOffset? Until { get; set; }

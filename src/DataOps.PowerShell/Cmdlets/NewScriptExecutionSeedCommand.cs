@@ -45,12 +45,12 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
     [Parameter]
     public int? Seed { get; set; }
 
-    /// <summary>Start of the time window (inclusive). Default: 365 days before -Until.</summary>
+    /// <summary>Start of the time window (inclusive): a DateTimeOffset, a DateTime or a date string. Default: 365 days before -Until.</summary>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Since { get; set; }
 
-    /// <summary>End of the time window (exclusive). Default: now.</summary>
+    /// <summary>End of the time window (exclusive): a DateTimeOffset, a DateTime or a date string. Default: now.</summary>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Until { get; set; }
