@@ -17,7 +17,7 @@ public sealed class SchemaInstallerTests
         var second = await SchemaInstaller.InstallAsync(db.Connection, null, log);
 
         Assert.All(first, m => Assert.Equal(MigrationStatus.Applied, m.Status));
-        Assert.Equal(Enum.GetValues<SchemaComponent>(), first.Select(m => m.Component).Distinct());
+        Assert.Equal(Enum.GetNames<SchemaComponent>(), first.Select(m => m.Component).Distinct());
         Assert.All(second, m => Assert.Equal(MigrationStatus.AlreadyApplied, m.Status));
         Assert.Equal(first.Count, db.Scalar<long>("SELECT count(*) FROM dataops.schema_versions"));
         Assert.Equal(Enum.GetValues<SchemaComponent>(), await SchemaInstaller.InstalledComponentsAsync(db.Connection));
@@ -103,7 +103,7 @@ public sealed class SchemaInstallerTests
 
         var plan = await SchemaInstaller.PlanAsync(db.Connection, [SchemaComponent.Prism]);
 
-        Assert.Equal([SchemaComponent.Core, SchemaComponent.Prism], plan.Select(p => p.Component).Distinct());
+        Assert.Equal([nameof(SchemaComponent.Core), nameof(SchemaComponent.Prism)], plan.Select(p => p.Component).Distinct());
         Assert.All(plan, p => Assert.Equal(MigrationStatus.Pending, p.Status));
         Assert.False(db.Scalar<bool>("SELECT to_regnamespace('dataops') IS NOT NULL"));
     }

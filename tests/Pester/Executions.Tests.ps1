@@ -29,7 +29,8 @@ Describe 'New-WorkflowExecution' {
         $e.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Executions.WorkflowExecution'
         $e.Status | Should -Be 'running'
         $e.WorkflowName | Should -Not -BeNullOrEmpty
-        ($e.Input | ConvertFrom-Json).orderId | Should -Be 42
+        $e.Input.orderId | Should -Be 42
+        ($e.InputJson | ConvertFrom-Json).orderId | Should -Be 42
         $e.StartedAt | Should -BeOfType [DateTimeOffset]
     }
 
@@ -83,7 +84,8 @@ Describe 'Set-WorkflowExecution' {
         $done.CompletedAt | Should -Not -BeNullOrEmpty
         $done.DurationMs | Should -BeGreaterOrEqual 0
         $done.ActivitiesExecuted | Should -Be 7
-        ($done.Output | ConvertFrom-Json).total | Should -Be 99.5
+        $done.Output.total | Should -Be 99.5
+        ($done.OutputJson | ConvertFrom-Json).total | Should -Be 99.5
     }
 
     It 'refuses to reopen a finished execution, even with -Force (InvalidStatusTransition), and -AllowFinalStatusChange allows it' {

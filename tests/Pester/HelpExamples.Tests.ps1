@@ -47,6 +47,7 @@ BeforeAll {
         'Get-WorkflowExecution#1'     = @{ Check = { param($o) $o | Where-Object Status -notin 'failed', 'timed_out' | Should -BeNullOrEmpty } }
         'Get-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
                                            Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }
+        'Get-WorkflowExecution#4'     = @{ Setup = { New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42-input -TemporalRunId (New-Guid) -CreatedBy u-17 -Input @{ orderId = 42 } | Out-Null }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.InputJson | ForEach-Object { ($_ | ConvertFrom-Json).orderId | Should -Be 42 } } }
         'Get-WorkflowExecution#3'     = @{ Setup = { Use-Order42 }; Check = { param($o) $o.TemporalWorkflowId | Should -Be 'order-42' } }
         'Install-DataOpsSchema#1'     = @{ Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'AlreadyApplied' } }
         'Install-DataOpsSchema#2'     = @{ Check = { param($o) $o.Status | Should -Not -Contain 'Applied' } }
@@ -87,6 +88,7 @@ BeforeAll {
         'Test-ProdHealth#3'           = @{ Setup = { Use-Pending }; Exit = 2 }
         'Undo-Backfill#2'             = @{ Setup = { Use-Pending; $script:fresh = @(Invoke-Backfill -Job ./fix.job.json -ItemsPerMinute 0 -OutputDirectory ./runs -WarningAction SilentlyContinue) }
                                            Check = { param($o) $fresh.Count | Should -BeGreaterThan 0; ($o | Where-Object Key -in $fresh.Key).Status | Should -Be ($fresh | ForEach-Object { 'Restored' }) } }
+        'Watch-StagingSoak#3'         = @{ Replace = @{ '10m' = '2s'; '1m' = '500ms' }; Check = { param($o) $o | Select-Object -First 1 | Should -BeOfType [string]; $samples.Count | Should -BeGreaterThan 0; $samples.Outcome | Should -BeIn 'Pass', 'Fail', 'NoData', 'Error'; @($report).Count | Should -Be 1; $report.Verdict | Should -BeIn 'Go', 'NoGo', 'Inconclusive' } }
         'Watch-StagingSoak#2'         = @{ Replace = @{ '90m' = '2s'; '30s' = '1s' }; Check = { param($o) "$($report.Verdict)" | Should -BeIn 'Go', 'NoGo', 'Inconclusive'; $report.ReportPath | Should -Exist } }
     }
 

@@ -76,6 +76,15 @@ Describe 'Manifest and commands' {
         Get-Help about_DataOps_JobFile | Out-String | Should -Match 'itemsPerMinute'
     }
 
+    It 'tells in help how to match its output types, whose type literals do not resolve (PSTypeNames)' {
+        foreach ($c in $commands | Where-Object { $_.OutputType.Name -like 'DataOps.Engine.*' }) {
+            $returns = (Get-Help $c.Name).returnValues.returnValue | Where-Object { $_.type.name -like 'DataOps.Engine.*' }
+            foreach ($r in $returns) {
+                ($r.description.Text -join ' ') | Should -Match ([regex]::Escape("PSTypeNames -contains '$($r.type.name)'")) -Because "$($c.Name) returns $($r.type.name)"
+            }
+        }
+    }
+
     It 'keeps its dependencies out of the default context (the engine types are not resolvable by name)' {
         # Npgsql loads when the module first needs it (the load context is made on first use, not at import):
         # a connection string is parsed by Npgsql before the connection is refused. Without this the test

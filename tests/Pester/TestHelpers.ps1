@@ -42,7 +42,8 @@ function Invoke-TestSql([Parameter(Mandatory)] $Sandbox, [Parameter(Mandatory)] 
 # The table view of an object as text, and the header labels the format file declares for its type.
 function Get-ViewLabels([string] $TypeName) {
     $xml = [xml](Get-Content -Raw (Join-Path (Split-Path $ModuleManifest) 'DataOps.Format.ps1xml'))
-    $view = $xml.Configuration.ViewDefinitions.View | Where-Object { $_.ViewSelectedBy.TypeName -eq $TypeName }
+    # The default view: the first for the type (ExecutionStats has a list view after its table).
+    $view = $xml.Configuration.ViewDefinitions.View | Where-Object { $_.ViewSelectedBy.TypeName -eq $TypeName } | Select-Object -First 1
     if ($view.TableControl) { return @($view.TableControl.TableHeaders.TableColumnHeader | ForEach-Object Label) }
     @($view.ListControl.ListEntries.ListEntry.ListItems.ListItem | ForEach-Object { if ($_.Label) { $_.Label } else { $_.PropertyName } })
 }

@@ -61,7 +61,7 @@ Describe 'Default views' {
         $lines | Where-Object Length -gt $Width | Should -BeNullOrEmpty
 
         $isList = ([xml](Get-Content -Raw (Join-Path (Split-Path $ModuleManifest) 'DataOps.Format.ps1xml'))).Configuration.ViewDefinitions.View |
-            Where-Object { $_.ViewSelectedBy.TypeName -eq $typeName } | ForEach-Object { [bool]$_.ListControl }
+            Where-Object { $_.ViewSelectedBy.TypeName -eq $typeName } | Select-Object -First 1 | ForEach-Object { [bool]$_.ListControl }
         if ($isList) {
             foreach ($label in $labels) {
                 $lines | Where-Object { $_ -match "^$([regex]::Escape($label))\s+:( |$)" } | Should -Not -BeNullOrEmpty -Because "the list shows '$label'"
@@ -80,5 +80,15 @@ Describe 'Default views' {
         $shown | Should -Be $labels
         # The first row follows right under the dashes (no wrapped header continuation lines).
         $lines[$dash + 1] | Should -Not -BeNullOrEmpty
+    }
+}
+
+Describe 'List views' {
+    It 'ExecutionStats by day in Format-List: the day as yyyy-MM-dd and durations as TimeSpans, within 80 columns' {
+        $text = Get-ExecutionStats -GroupBy Day | Select-Object -First 1 | Format-List | Out-String -Width 80
+        $lines = $text -split "`r?`n" | ForEach-Object TrimEnd
+        $lines | Where-Object Length -gt 80 | Should -BeNullOrEmpty
+        $lines | Where-Object { $_ -match '^Day\s+: \d{4}-\d{2}-\d{2}$' } | Should -Not -BeNullOrEmpty
+        $lines | Where-Object { $_ -match '^AverageDuration\s+: \d{2}:\d{2}:\d{2}' } | Should -Not -BeNullOrEmpty
     }
 }

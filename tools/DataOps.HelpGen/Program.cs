@@ -97,7 +97,7 @@ foreach (var cmd in commands)
 
     var outputs = cmd.OutputType.Select(t => new XElement(command + "returnValue",
         new XElement(dev + "type", new XElement(maml + "name", t.Name)),
-        Paras([docs.SummaryOfTypeName(t.Name)])));
+        Paras(new[] { docs.SummaryOfTypeName(t.Name), MatchingNote(t.Name) }.Where(p => p.Length > 0))));
 
     var examples = doc.Examples.Select((e, i) => new XElement(command + "example",
         new XElement(maml + "title", $"-------------------------- Example {i + 1} --------------------------"),
@@ -135,6 +135,10 @@ foreach (var cmd in commands)
         if (cmd.OutputType.Count > 0)
         {
             markdown.AppendLine($"Outputs: {string.Join(", ", cmd.OutputType.Select(t => $"`{t.Name}`"))}").AppendLine();
+            foreach (var note in cmd.OutputType.Select(t => MatchingNote(t.Name)).Where(n => n.Length > 0))
+            {
+                markdown.AppendLine(note).AppendLine();
+            }
         }
     }
 
@@ -174,6 +178,11 @@ foreach (var m in missing)
 }
 
 return 0;
+
+// The engine loads in the module's private context: its type names are PSTypeNames a user can match as strings, not type literals that resolve.
+static string MatchingNote(string typeName) => typeName.StartsWith("DataOps.Engine.", StringComparison.Ordinal)
+    ? $"To pick these out of a pipeline, match the PSTypeName: $_.PSTypeNames -contains '{typeName}' (or filter on a property). The type loads in the module's private context, so [{typeName}] does not resolve in the session."
+    : string.Empty;
 
 static string FriendlyType(Type t) => t.IsArray ? FriendlyType(t.GetElementType()!) + "[]" : t.Name;
 

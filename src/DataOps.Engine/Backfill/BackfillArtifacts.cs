@@ -160,7 +160,7 @@ internal sealed class BackfillArtifacts : IDisposable
     /// <summary>What the summary needs of the results, gathered while they are streamed to execution_results.json.</summary>
     internal sealed class Tally
     {
-        public Dictionary<BackfillItemStatus, int> Counts { get; } = Enum.GetValues<BackfillItemStatus>().ToDictionary(s => s, _ => 0);
+        public Dictionary<string, int> Counts { get; } = BackfillItemStatus.All.ToDictionary(s => s, _ => 0, StringComparer.Ordinal);
 
         public long RowsChanged { get; set; }
 

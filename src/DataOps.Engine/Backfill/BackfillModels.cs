@@ -2,37 +2,45 @@ using DataOps.Engine.Connections;
 
 namespace DataOps.Engine.Backfill;
 
-public enum BackfillItemStatus
+/// <summary>What happened to an item (BackfillItemResult.Status): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
+public static class BackfillItemStatus
 {
-    Applied,
-    Skipped,
-    Failed,
+    public const string Applied = nameof(Applied);
+    public const string Skipped = nameof(Skipped);
+    public const string Failed = nameof(Failed);
 
     /// <summary>-DryRun: the steps ran and were rolled back.</summary>
-    WouldApply,
+    public const string WouldApply = nameof(WouldApply);
 
     /// <summary>Undo-Backfill put the before-image back.</summary>
-    Restored,
+    public const string Restored = nameof(Restored);
 
     /// <summary>Undo-Backfill found a row changed since the run and restored nothing of the item.</summary>
-    Drifted,
+    public const string Drifted = nameof(Drifted);
 
     /// <summary>A fingerprinted plan's rows changed since the plan was made; the item was not applied.</summary>
-    Stale,
+    public const string Stale = nameof(Stale);
+
+    /// <summary>Every name, in order.</summary>
+    public static readonly string[] All = [Applied, Skipped, Failed, WouldApply, Restored, Drifted, Stale];
 }
 
-public enum BackfillErrorCategory
+/// <summary>Why an item failed (BackfillItemResult.ErrorCategory): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
+public static class BackfillErrorCategory
 {
-    None,
-    Constraint,
-    Timeout,
+    public const string None = nameof(None);
+    public const string Constraint = nameof(Constraint);
+    public const string Timeout = nameof(Timeout);
 
     /// <summary>The item waited -LockTimeout for rows another session holds (55P03), or lost a deadlock (40P01) on every attempt.</summary>
-    LockTimeout,
-    VerifyFailed,
-    ConnectionLost,
-    Drift,
-    Other,
+    public const string LockTimeout = nameof(LockTimeout);
+    public const string VerifyFailed = nameof(VerifyFailed);
+    public const string ConnectionLost = nameof(ConnectionLost);
+    public const string Drift = nameof(Drift);
+    public const string Other = nameof(Other);
+
+    /// <summary>Every name, in order.</summary>
+    public static readonly string[] All = [None, Constraint, Timeout, LockTimeout, VerifyFailed, ConnectionLost, Drift, Other];
 }
 
 /// <summary>What happened to one item.</summary>
@@ -47,7 +55,7 @@ public sealed record BackfillItemResult
 
     public required string Key { get; init; }
 
-    public BackfillItemStatus Status { get; init; }
+    public required string Status { get; init; }
 
     /// <summary>Rows the steps reported as changed (for Undo: rows restored).</summary>
     public int RowsChanged { get; init; }
@@ -56,7 +64,7 @@ public sealed record BackfillItemResult
 
     public int Attempts { get; init; }
 
-    public BackfillErrorCategory ErrorCategory { get; init; }
+    public string ErrorCategory { get; init; } = BackfillErrorCategory.None;
 
     public string? Error { get; init; }
 

@@ -162,7 +162,7 @@ public static class BackfillRunFiles
             RunId = runId, Job = job, Key = r.Key,
             Status = r.Status switch { "applied" => BackfillItemStatus.Applied, "stale" => BackfillItemStatus.Stale, _ => BackfillItemStatus.Failed },
             RowsChanged = r.Rows ?? 0, Attempts = r.Attempts ?? 0, Duration = TimeSpan.FromMilliseconds(r.Ms ?? 0),
-            ErrorCategory = Enum.TryParse<BackfillErrorCategory>(r.Category, out var c) ? c : BackfillErrorCategory.None, Error = r.Error,
+            ErrorCategory = BackfillErrorCategory.All.FirstOrDefault(n => n == r.Category) ?? BackfillErrorCategory.None, Error = r.Error,
         })];
     }
 

@@ -973,7 +973,7 @@ public static partial class BackfillRunner
         }
     }
 
-    private static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, BackfillErrorCategory category, string message, int attempts, TimeSpan elapsed, string status = "failed")
+    private static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, string category, string message, int attempts, TimeSpan elapsed, string status = "failed")
     {
         try
         {
@@ -1050,7 +1050,7 @@ public static partial class BackfillRunner
         _ => false,
     };
 
-    private static (BackfillErrorCategory, string) Categorise(Exception ex, DataOpsConnection connection) => ex switch
+    private static (string, string) Categorise(Exception ex, DataOpsConnection connection) => ex switch
     {
         HttpStepException h => (h.Category, h.Message),
         VerifyFailedException v => (BackfillErrorCategory.VerifyFailed, "Verify failed: " + v.Message),

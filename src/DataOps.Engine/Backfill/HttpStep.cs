@@ -205,7 +205,7 @@ public static partial class HttpSteps
 }
 
 /// <summary>An HTTP step failed (after its own retries); the message is already redacted.</summary>
-public sealed class HttpStepException(string message, BackfillErrorCategory category) : Exception(message)
+public sealed class HttpStepException(string message, string category) : Exception(message)
 {
-    public BackfillErrorCategory Category { get; } = category;
+    public string Category { get; } = category;
 }

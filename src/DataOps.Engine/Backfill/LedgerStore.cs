@@ -99,7 +99,7 @@ internal static class LedgerStore
     }
 
     /// <summary>A failed (or stale) item's row, on a connection of its own: the item's transaction is already rolled back.</summary>
-    public static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, BackfillErrorCategory category, string message, int attempts, TimeSpan elapsed, string status)
+    public static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, string category, string message, int attempts, TimeSpan elapsed, string status)
     {
         await using var conn = await Database.OpenAsync(connection, CancellationToken.None).ConfigureAwait(false);
         await conn.ExecuteAsync(

@@ -4,12 +4,15 @@ using Npgsql;
 
 namespace DataOps.Engine.Connections;
 
-/// <summary>Where a connection came from.</summary>
-public enum ConnectionSource
+/// <summary>Where a connection came from (DataOpsConnection.Source): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
+public static class ConnectionSource
 {
-    ConnectionString,
-    Environment,
-    Sandbox,
+    public const string ConnectionString = nameof(ConnectionString);
+    public const string Environment = nameof(Environment);
+    public const string Sandbox = nameof(Sandbox);
+
+    /// <summary>Every name, in order.</summary>
+    public static readonly string[] All = [ConnectionString, Environment, Sandbox];
 }
 
 /// <summary>
@@ -20,7 +23,7 @@ public sealed partial class DataOpsConnection
 {
     private readonly string _connectionString;
 
-    private DataOpsConnection(string connectionString, string name, ConnectionSource source, bool isProduction)
+    private DataOpsConnection(string connectionString, string name, string source, bool isProduction)
     {
         _connectionString = connectionString;
         var b = new NpgsqlConnectionStringBuilder(connectionString);
@@ -36,7 +39,7 @@ public sealed partial class DataOpsConnection
 
     public string Name { get; }
 
-    public ConnectionSource Source { get; }
+    public string Source { get; }
 
     /// <summary>Writes through a production connection always ask for confirmation unless -Force or -Confirm:$false.</summary>
     public bool IsProduction { get; }
@@ -154,7 +157,7 @@ public sealed partial class DataOpsConnection
         string? password = null,
         bool isProduction = false,
         string? name = null,
-        ConnectionSource source = ConnectionSource.ConnectionString)
+        string source = ConnectionSource.ConnectionString)
     {
         if (string.IsNullOrWhiteSpace(connectionString))
         {

@@ -17,7 +17,7 @@ public static class ExecutionStore
         SELECT e.id AS Id, e.workflow_id AS WorkflowId, w.name AS WorkflowName, w.description AS WorkflowDescription,
                e.temporal_workflow_id AS TemporalWorkflowId, e.temporal_run_id AS TemporalRunId, e.status AS Status,
                e.started_at AS StartedAt, e.completed_at AS CompletedAt, e.duration_ms AS DurationMs,
-               e.input::text AS Input, e.output::text AS Output, e.error_message AS ErrorMessage,
+               e.input::text AS InputJson, e.output::text AS OutputJson, e.error_message AS ErrorMessage,
                e.activities_executed AS ActivitiesExecuted, e.created_by AS CreatedBy
         FROM workflow_executions e JOIN workflows w ON w.id = e.workflow_id
         """;
@@ -321,14 +321,14 @@ public static class ExecutionStore
 
     private sealed record ExecutionRow(
         Guid Id, Guid WorkflowId, string? WorkflowName, string? WorkflowDescription, string TemporalWorkflowId, string TemporalRunId, string Status,
-        DateTime StartedAt, DateTime? CompletedAt, long? DurationMs, string? Input, string? Output, string? ErrorMessage, int ActivitiesExecuted, string? CreatedBy)
+        DateTime StartedAt, DateTime? CompletedAt, long? DurationMs, string? InputJson, string? OutputJson, string? ErrorMessage, int ActivitiesExecuted, string? CreatedBy)
     {
         public WorkflowExecution ToExecution() => new()
         {
             Id = Id, WorkflowId = WorkflowId, WorkflowName = WorkflowName, WorkflowDescription = WorkflowDescription,
             TemporalWorkflowId = TemporalWorkflowId, TemporalRunId = TemporalRunId, Status = Status,
             StartedAt = Utc(StartedAt), CompletedAt = CompletedAt is { } c ? Utc(c) : null, DurationMs = DurationMs,
-            Input = Input, Output = Output, ErrorMessage = ErrorMessage, ActivitiesExecuted = ActivitiesExecuted, CreatedBy = CreatedBy,
+            InputJson = InputJson, OutputJson = OutputJson, ErrorMessage = ErrorMessage, ActivitiesExecuted = ActivitiesExecuted, CreatedBy = CreatedBy,
         };
     }
 

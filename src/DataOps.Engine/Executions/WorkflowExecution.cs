@@ -54,11 +54,14 @@ public sealed record WorkflowExecution
 
     public TimeSpan? Duration => DurationMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 
-    /// <summary>The input document as JSON text.</summary>
-    public string? Input { get; init; }
+    /// <summary>
+    /// The input document as JSON text. The module adds Input, the same document as objects
+    /// (PSCustomObject tree), so that $e.Input.orderId works; this keeps the text for ConvertFrom-Json or a file.
+    /// </summary>
+    public string? InputJson { get; init; }
 
-    /// <summary>The output document as JSON text.</summary>
-    public string? Output { get; init; }
+    /// <summary>The output document as JSON text; the module adds Output, the same document as objects.</summary>
+    public string? OutputJson { get; init; }
 
     public string? ErrorMessage { get; init; }
 
@@ -147,6 +150,11 @@ public sealed record ExecutionStats
 
     public string? Status { get; init; }
 
+    /// <summary>
+    /// With -GroupBy Day, the day (UTC) as a DateTime at midnight UTC: it compares and sorts with
+    /// Get-Date values and ConvertTo-Json writes it as an ISO date; the views show it as yyyy-MM-dd.
+    /// (Not a DateOnly: ConvertTo-Json writes a DateOnly as an object of its parts, and it does not compare with a DateTime.)
+    /// </summary>
     public DateTime? Day { get; init; }
 
     public long Total { get; init; }
@@ -170,6 +178,17 @@ public sealed record ExecutionStats
     public double? P50DurationMs { get; init; }
 
     public double? P95DurationMs { get; init; }
+
+    /// <summary><see cref="AverageDurationMs"/> as a TimeSpan.</summary>
+    public TimeSpan? AverageDuration => ToTimeSpan(AverageDurationMs);
+
+    /// <summary><see cref="P50DurationMs"/> as a TimeSpan.</summary>
+    public TimeSpan? P50Duration => ToTimeSpan(P50DurationMs);
+
+    /// <summary><see cref="P95DurationMs"/> as a TimeSpan.</summary>
+    public TimeSpan? P95Duration => ToTimeSpan(P95DurationMs);
+
+    private static TimeSpan? ToTimeSpan(double? milliseconds) => milliseconds is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
 
     public override string ToString() => $"{Group}: {Total} executions, success rate {(SuccessRate is { } r ? r.ToString("P1", System.Globalization.CultureInfo.InvariantCulture) : "n/a")}";
 }

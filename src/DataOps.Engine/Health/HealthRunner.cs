@@ -27,9 +27,9 @@ public sealed record ProdHealthReport
 
     public int PendingCount { get; init; }
 
-    public required IReadOnlyList<string> PendingSample { get; init; }
+    public required string[] PendingSample { get; init; }
 
-    public required IReadOnlyList<SoakSample> Checks { get; init; }
+    public required SoakSample[] Checks { get; init; }
 
     /// <summary>The mini plan (prod_mini_backfill_plan.json) when items are pending; null when healthy.</summary>
     public string? PlanPath { get; init; }
@@ -146,7 +146,7 @@ public static class HealthRunner
         return new ProdHealthReport
         {
             JobName = job.Job.Name, Database = connection.ToString(), Healthy = healthy, PendingCount = keys.Count, PendingSample = [.. keys.Take(sampleSize)],
-            Checks = samples, PlanPath = plan, ReportPath = reportPath, GeneratedAt = now,
+            Checks = [.. samples], PlanPath = plan, ReportPath = reportPath, GeneratedAt = now,
         };
     }
 

@@ -25,15 +25,16 @@ public enum SchemaComponent
     Prism,
 }
 
-public enum MigrationStatus
+/// <summary>What happened to a migration (SchemaMigration.Status): names, not an enum, so that ConvertTo-Json writes the name.</summary>
+public static class MigrationStatus
 {
-    Applied,
-    AlreadyApplied,
-    Pending,
+    public const string Applied = nameof(Applied);
+    public const string AlreadyApplied = nameof(AlreadyApplied);
+    public const string Pending = nameof(Pending);
 }
 
 /// <summary>One migration script and what happened to it.</summary>
-public sealed record SchemaMigration(SchemaComponent Component, string Script, MigrationStatus Status, string Database)
+public sealed record SchemaMigration(string Component, string Script, string Status, string Database)
 {
     public override string ToString() => $"{Script} ({Status})";
 }
@@ -73,7 +74,7 @@ public static class SchemaInstaller
     {
         var selected = Resolve(components);
         var executed = await ReadJournalAsync(connection, ct).ConfigureAwait(false);
-        return [.. Scripts(selected).Select(s => new SchemaMigration(s.Component, s.Script.Name,
+        return [.. Scripts(selected).Select(s => new SchemaMigration(s.Component.ToString(), s.Script.Name,
             executed.Contains(s.Script.Name) ? MigrationStatus.AlreadyApplied : MigrationStatus.Pending, connection.Database))];
     }
 
@@ -123,7 +124,7 @@ public static class SchemaInstaller
             }
 
             log.Information("Applied {Count} scripts in {ElapsedMs} ms", result.Scripts.Count(), watch.ElapsedMilliseconds);
-            return [.. scripts.Select(s => new SchemaMigration(s.Component, s.Script.Name,
+            return [.. scripts.Select(s => new SchemaMigration(s.Component.ToString(), s.Script.Name,
                 pending.Contains(s.Script.Name) ? MigrationStatus.Applied : MigrationStatus.AlreadyApplied, connection.Database))];
         }
         catch (Exception ex) when (ex is not DataOpsException and not OperationCanceledException)

@@ -1,18 +1,26 @@
 namespace DataOps.Engine.Soak;
 
-public enum SampleOutcome
+/// <summary>A sample's outcome (SoakSample.Outcome): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
+public static class SampleOutcome
 {
-    Pass,
-    Fail,
-    NoData,
-    Error,
+    public const string Pass = nameof(Pass);
+    public const string Fail = nameof(Fail);
+    public const string NoData = nameof(NoData);
+    public const string Error = nameof(Error);
+
+    /// <summary>Every name, in order.</summary>
+    public static readonly string[] All = [Pass, Fail, NoData, Error];
 }
 
-public enum SoakVerdict
+/// <summary>A soak's verdict (SoakReport.Verdict): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
+public static class SoakVerdict
 {
-    Go,
-    NoGo,
-    Inconclusive,
+    public const string Go = nameof(Go);
+    public const string NoGo = nameof(NoGo);
+    public const string Inconclusive = nameof(Inconclusive);
+
+    /// <summary>Every name, in order.</summary>
+    public static readonly string[] All = [Go, NoGo, Inconclusive];
 }
 
 /// <summary>One check's value at one moment.</summary>
@@ -28,7 +36,7 @@ public sealed class SoakSample
 
     public required string Expectation { get; init; }
 
-    public SampleOutcome Outcome { get; init; }
+    public required string Outcome { get; init; }
 
     public bool DryRun { get; init; }
 
@@ -64,7 +72,7 @@ public sealed class SoakCheckSummary
 
     public double? Last { get; init; }
 
-    public required IReadOnlyList<double?> Values { get; init; }
+    public required double?[] Values { get; init; }
 }
 
 /// <summary>The end of a soak: the verdict, why, and every check's summary.</summary>
@@ -72,9 +80,9 @@ public sealed class SoakReport
 {
     public required string Job { get; init; }
 
-    public SoakVerdict Verdict { get; init; }
+    public required string Verdict { get; init; }
 
-    public required IReadOnlyList<string> Reasons { get; init; }
+    public required string[] Reasons { get; init; }
 
     public DateTimeOffset Started { get; init; }
 
@@ -84,7 +92,7 @@ public sealed class SoakReport
 
     public bool EndedEarly { get; init; }
 
-    public required IReadOnlyList<SoakCheckSummary> Checks { get; init; }
+    public required SoakCheckSummary[] Checks { get; init; }
 
     public string? ReportPath { get; init; }
 

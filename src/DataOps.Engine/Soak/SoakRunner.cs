@@ -39,7 +39,7 @@ public static class SoakRunner
         return value is null or DBNull ? null : Convert.ToDouble(value, CultureInfo.InvariantCulture);
     }
 
-    internal static SampleOutcome Judge(Expectation e, double? value, double? baseline) => value switch
+    internal static string Judge(Expectation e, double? value, double? baseline) => value switch
     {
         null => SampleOutcome.NoData,
         { } v => e.Kind switch
@@ -174,7 +174,7 @@ public static class SoakRunner
         observer.Progress(new OperationProgress($"Soak {job.Name}", "Done", Completed: true));
         var report = new SoakReport
         {
-            Job = job.Name, Verdict = final, Reasons = why, Started = started, Ended = DateTimeOffset.UtcNow, Rounds = round, EndedEarly = endedEarly,
+            Job = job.Name, Verdict = final, Reasons = [.. why], Started = started, Ended = DateTimeOffset.UtcNow, Rounds = round, EndedEarly = endedEarly,
             Checks = [.. state.Values.Select(s => s.Summary())],
         };
         var path = WriteMarkdown(report, job, connection, outputDirectory, spec);
@@ -187,7 +187,7 @@ public static class SoakRunner
         };
     }
 
-    internal static (SoakVerdict, IReadOnlyList<string>) Verdict(IEnumerable<CheckState> checks, int consecutiveErrorRounds, int errorLimit, bool final)
+    internal static (string, IReadOnlyList<string>) Verdict(IEnumerable<CheckState> checks, int consecutiveErrorRounds, int errorLimit, bool final)
     {
         var reasons = new List<string>();
         foreach (var s in checks.Where(s => !s.Check.DryRun))

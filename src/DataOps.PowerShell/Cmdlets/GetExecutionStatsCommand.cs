@@ -34,13 +34,15 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
     [Parameter]
     public string[]? CreatedBy { get; set; }
 
-    /// <summary>Only executions started at or after this time.</summary>
+    /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter]
-    public DateTime? Since { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Since { get; set; }
 
-    /// <summary>Only executions started before this time.</summary>
+    /// <summary>Only executions started before this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter]
-    public DateTime? Until { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Until { get; set; }
 
     /// <summary>How to group: None (default), Workflow, User, Status or Day (UTC).</summary>
     [Parameter]
@@ -57,8 +59,8 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
         {
             WorkflowIds = WorkflowId ?? [],
             CreatedBy = CreatedBy ?? [],
-            Since = Since is { } s ? new DateTimeOffset(s) : null,
-            Until = Until is { } u ? new DateTimeOffset(u) : null,
+            Since = Since,
+            Until = Until,
         };
         WriteObject(RunEngine((observer, ct) => ExecutionStore.StatsAsync(connection, filter, (StatsGrouping)(int)GroupBy, ct, observer)).Select(s => s with { Connection = connection }), enumerateCollection: true);
     }

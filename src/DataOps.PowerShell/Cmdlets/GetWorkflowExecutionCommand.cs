@@ -27,6 +27,11 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>Get-WorkflowExecution -TemporalWorkflowId order-42</code>
 ///   <para>The newest execution recorded for Temporal workflow order-42.</para>
 /// </example>
+/// <example>
+///   <code>$last = Get-WorkflowExecution -First 1; Get-WorkflowExecution -Since $last.StartedAt.AddHours(-1) | Where-Object { $_.Input.orderId -eq 42 } | Select-Object Id, Status, InputJson</code>
+///   <para>Times from the module's own objects (DateTimeOffset) bind to -Since and -Until, as do Get-Date values and date strings.
+///   Input and Output are the JSON documents as objects ($_.Input.orderId); InputJson and OutputJson hold the text.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "WorkflowExecution", DefaultParameterSetName = List, SupportsPaging = true)]
 [OutputType(typeof(WorkflowExecution))]
 public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
@@ -61,13 +66,15 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
     [ValidateSet(ExecutionStatusNames.Running, ExecutionStatusNames.Completed, ExecutionStatusNames.Failed, ExecutionStatusNames.Cancelled, ExecutionStatusNames.TimedOut)]
     public string[]? Status { get; set; }
 
-    /// <summary>Only executions started at or after this time.</summary>
+    /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter(ParameterSetName = List)]
-    public DateTime? Since { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Since { get; set; }
 
-    /// <summary>Only executions started before this time.</summary>
+    /// <summary>Only executions started before this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
     [Parameter(ParameterSetName = List)]
-    public DateTime? Until { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Until { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -83,7 +90,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetAsync(connection, id, ct), out var execution))
                     {
-                        WriteObject(execution with { Connection = connection });
+                        WriteObject(ExecutionOutput.ToPSObject(execution with { Connection = connection }));
                     }
                 }
 
@@ -93,7 +100,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                 {
                     if (TryRunEngine((_, ct) => ExecutionStore.GetByTemporalIdAsync(connection, temporalId, null, ct), out var execution))
                     {
-                        WriteObject(execution with { Connection = connection });
+                        WriteObject(ExecutionOutput.ToPSObject(execution with { Connection = connection }));
                     }
                 }
 
@@ -104,8 +111,8 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
                     WorkflowIds = WorkflowId ?? [],
                     CreatedBy = CreatedBy ?? [],
                     Statuses = Status ?? [],
-                    Since = Since is { } s ? new DateTimeOffset(s) : null,
-                    Until = Until is { } u ? new DateTimeOffset(u) : null,
+                    Since = Since,
+                    Until = Until,
                 };
                 if (PagingParameters.IncludeTotalCount)
                 {
@@ -115,7 +122,7 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
 
                 var skip = (long)Math.Min(PagingParameters.Skip, long.MaxValue);
                 long? first = PagingParameters.First == ulong.MaxValue ? null : (long)Math.Min(PagingParameters.First, long.MaxValue);
-                StreamEngine((_, ct) => Stamped(ExecutionStore.ListAsync(connection, filter, skip, first, ct), e => e with { Connection = connection }, ct));
+                StreamEngine((_, ct) => Stamped(ExecutionStore.ListAsync(connection, filter, skip, first, ct), e => ExecutionOutput.ToPSObject(e with { Connection = connection }), ct));
                 break;
         }
     }

@@ -45,13 +45,15 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
     [Parameter]
     public int? Seed { get; set; }
 
-    /// <summary>Start of the time window (inclusive). Default: 365 days before -Until.</summary>
+    /// <summary>Start of the time window (inclusive): a DateTimeOffset, a DateTime or a date string. Default: 365 days before -Until.</summary>
     [Parameter]
-    public DateTime? Since { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Since { get; set; }
 
-    /// <summary>End of the time window (exclusive). Default: now.</summary>
+    /// <summary>End of the time window (exclusive): a DateTimeOffset, a DateTime or a date string. Default: now.</summary>
     [Parameter]
-    public DateTime? Until { get; set; }
+    [PointInTimeTransformation]
+    public DateTimeOffset? Until { get; set; }
 
     /// <summary>How many seed script references to create or reuse. Default: 10.</summary>
     [Parameter]
@@ -85,8 +87,8 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
             Count = Count,
             ScheduledRatio = ScheduledRatio,
             Seed = Seed,
-            Since = Since is { } s ? new DateTimeOffset(s) : null,
-            Until = Until is { } u ? new DateTimeOffset(u) : null,
+            Since = Since,
+            Until = Until,
             ScriptReferences = ScriptReferences,
             ScriptVersions = ScriptVersions,
             TaskSchedules = TaskSchedules,

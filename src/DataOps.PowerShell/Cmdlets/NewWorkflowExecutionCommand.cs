@@ -60,7 +60,7 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
 
         if (TryRunEngine((_, ct) => ExecutionStore.CreateAsync(connection, new NewExecution(WorkflowId, TemporalWorkflowId, TemporalRunId, CreatedBy, input), ct), out var created))
         {
-            WriteObject(created with { Connection = connection });
+            WriteObject(ExecutionOutput.ToPSObject(created with { Connection = connection }));
         }
     }
 }

@@ -52,7 +52,7 @@ public sealed class RemoveWorkflowExecutionCommand : DatabaseCmdlet
 
             if (TryRunEngine(async (_, ct) => { await ExecutionStore.RemoveAsync(connection, id, ct).ConfigureAwait(false); return true; }, out _) && PassThru)
             {
-                WriteObject(execution with { Connection = connection });
+                WriteObject(ExecutionOutput.ToPSObject(execution with { Connection = connection }));
             }
         }
     }

@@ -116,7 +116,7 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
         };
         if (TryRunEngine((_, ct) => ExecutionStore.UpdateAsync(connection, id, update, ct), out var updated) && PassThru)
         {
-            WriteObject(updated with { Connection = connection });
+            WriteObject(ExecutionOutput.ToPSObject(updated with { Connection = connection }));
         }
     }
 }

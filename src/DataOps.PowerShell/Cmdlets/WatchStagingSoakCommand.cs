@@ -28,6 +28,12 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>$report = Watch-StagingSoak -Job ./fix.job.json -Duration 90m -Interval 30s -FailFast | Select-Object -Last 1</code>
 ///   <para>A 90-minute soak that stops at the first exceeded limit; keeps only the final report, which is always the last object.</para>
 /// </example>
+/// <example>
+///   <code>$all = Watch-StagingSoak -Job ./fix.job.json -Duration 10m -Interval 1m; $samples = $all | Where-Object { $_.PSTypeNames -contains 'DataOps.Engine.Soak.SoakSample' }; $report = $all | Where-Object Verdict; $report.Checks[0].Check; $samples | Where-Object Outcome -eq 'Fail'</code>
+///   <para>Separates the samples from the report by their PSTypeNames or by a property only one of them has. The module's types load in
+///   a private context, so a type literal such as [DataOps.Engine.Soak.SoakReport] does not resolve in the session: compare PSTypeNames
+///   (strings) or filter on properties instead. Outcome and Verdict are names (Pass, Fail, NoData, Error; Go, NoGo, Inconclusive).</para>
+/// </example>
 [Cmdlet(VerbsCommon.Watch, "StagingSoak")]
 [OutputType(typeof(SoakSample), typeof(SoakReport))]
 public sealed class WatchStagingSoakCommand : DatabaseCmdlet

@@ -52,7 +52,7 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
     }
 
     /// <summary>Stamps each streamed object with the connection it came from.</summary>
-    protected static async IAsyncEnumerable<T> Stamped<T>(IAsyncEnumerable<T> source, Func<T, T> stamp, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
+    protected static async IAsyncEnumerable<TOut> Stamped<T, TOut>(IAsyncEnumerable<T> source, Func<T, TOut> stamp, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct = default)
     {
         await foreach (var item in source.WithCancellation(ct).ConfigureAwait(false))
         {
