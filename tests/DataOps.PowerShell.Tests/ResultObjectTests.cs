@@ -194,6 +194,18 @@ public sealed class ResultObjectTests
     }
 
     [Fact]
+    public void A_sandbox_converts_to_JSON_with_its_status_and_action_as_names()
+    {
+        Assert.True(TestCluster.Port > 0); // the test run's sandbox is up
+        using var s = new PsSession();
+
+        var json = (string)s.Run("Get-DataOpsSandbox -Root $root | Select-Object -First 1 | ConvertTo-Json -Depth 1", new Hashtable { ["root"] = TestCluster.Root }).Output.Single().BaseObject;
+
+        Assert.Matches("\"Status\": \"Running\"", json);
+        Assert.Matches("\"Action\": \"None\"", json);
+    }
+
+    [Fact]
     public void An_execution_converts_to_JSON_with_names_and_its_input_as_an_object()
     {
         var (s, _) = Executions();

@@ -2,27 +2,27 @@ using DataOps.Engine.Connections;
 
 namespace DataOps.Engine.Sandbox;
 
-/// <summary>Whether a sandbox's server is up.</summary>
-public enum SandboxStatus
+/// <summary>Whether a sandbox's server is up: names (the property is a string, so ConvertTo-Json and Export-Csv write the name).</summary>
+public static class SandboxStatus
 {
-    Running,
-    Stopped,
-    Removed,
+    public const string Running = nameof(Running);
+    public const string Stopped = nameof(Stopped);
+    public const string Removed = nameof(Removed);
 }
 
-/// <summary>What Start did to get the sandbox running.</summary>
-public enum SandboxStartAction
+/// <summary>What Start did to get the sandbox running (names, like <see cref="SandboxStatus"/>).</summary>
+public static class SandboxStartAction
 {
     /// <summary>A new cluster was made from the cached template.</summary>
-    Created,
+    public const string Created = nameof(Created);
 
     /// <summary>An existing, stopped cluster was started again (after Stop or a crash).</summary>
-    Resumed,
+    public const string Resumed = nameof(Resumed);
 
     /// <summary>The cluster was already running, left by another or an earlier session, and is reused.</summary>
-    Reused,
+    public const string Reused = nameof(Reused);
 
-    None,
+    public const string None = nameof(None);
 }
 
 /// <summary>A private PostgreSQL cluster on 127.0.0.1, made from local binaries.</summary>
@@ -33,9 +33,9 @@ public sealed class DataOpsSandbox
     /// <summary>The folder that holds this sandbox (and its siblings); piped to a sandbox cmdlet, it binds to -Root.</summary>
     public required string Root { get; init; }
 
-    public required SandboxStatus Status { get; init; }
+    public required string Status { get; init; }
 
-    public SandboxStartAction Action { get; init; } = SandboxStartAction.None;
+    public string Action { get; init; } = SandboxStartAction.None;
 
     public int Port { get; init; }
 

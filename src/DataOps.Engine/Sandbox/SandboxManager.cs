@@ -121,7 +121,7 @@ public sealed partial class SandboxManager
             return Describe(name, bins, SandboxStartAction.Reused);
         }
 
-        SandboxStartAction action;
+        string action;
         if (Directory.Exists(data))
         {
             if (running is not null)
@@ -222,7 +222,7 @@ public sealed partial class SandboxManager
         return result;
     }
 
-    private DataOpsSandbox Describe(string name, PgBinaries? bins, SandboxStartAction action)
+    private DataOpsSandbox Describe(string name, PgBinaries? bins, string action)
     {
         var dir = SandboxDir(name);
         var data = Path.Combine(dir, "data");
