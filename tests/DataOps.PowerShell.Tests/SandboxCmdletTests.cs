@@ -181,6 +181,23 @@ public sealed class SandboxCmdletTests
     }
 
     [Fact]
+    public void Names_take_wildcards_and_a_pattern_that_matches_nothing_lists_nothing_without_an_error()
+    {
+        using var sb = new OwnSandbox("wild");
+        Assert.False(sb.Run("Start-DataOpsSandbox -Name $name -Root $root -NoDefault").HadErrors);
+
+        var matched = sb.Run("Get-DataOpsSandbox -Name 'WILD-*' -Root $root; 'after'");
+        var none = sb.Run("Get-DataOpsSandbox -Name 'no-such-*', ($name.Substring(0, 6) + '?' + $name.Substring(7)) -Root $root; 'after'");
+
+        Assert.False(matched.HadErrors, string.Join("\n", matched.Errors));
+        Assert.Contains(matched.Output, o => Prop(o, "Name") as string == sb.Name);
+        Assert.All(matched.Output.SkipLast(1), o => Assert.StartsWith("wild-", (string)Prop(o, "Name")!));
+        Assert.Empty(none.Errors);
+        Assert.Equal(sb.Name, Prop(none.Output[0], "Name"));
+        Assert.Equal(["after"], none.Output.Skip(1).Select(o => o.BaseObject));
+    }
+
+    [Fact]
     public void Reusing_a_sandbox_this_process_started_does_not_warn_but_one_left_by_another_process_does()
     {
         using var sb = new OwnSandbox("reuse");

@@ -42,6 +42,7 @@ BeforeAll {
         'Get-DataOpsConnection#2'     = @{ Check = { param($o) (Get-DataOpsConnection).Port | Should -Be $main.Port } }
         'Get-DataOpsSandbox#1'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
         'Get-DataOpsSandbox#2'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
+        'Get-DataOpsSandbox#3'        = @{ Setup = { Start-DataOpsSandbox -Name demo-a -NoDefault | Out-Null }; Check = { param($o) Get-DataOpsSandbox -Name demo-* | Should -BeNullOrEmpty; Get-DataOpsSandbox -Name pester-help | Should -Not -BeNullOrEmpty } }
         'Get-ExecutionStats#1'        = @{ Check = { param($o) $o.Group | Should -Be 'All' } }
         'Get-ExecutionStats#2'        = @{ Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Total | Should -Not -Contain 0 } }
         'Get-WorkflowExecution#1'     = @{ Check = { param($o) $o | Where-Object Status -notin 'failed', 'timed_out' | Should -BeNullOrEmpty } }
