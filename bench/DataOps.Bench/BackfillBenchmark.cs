@@ -37,21 +37,7 @@ internal static partial class BackfillBenchmark
             s.Sql(db, "CHECKPOINT");
         }
 
-        string Job(string name, string table)
-        {
-            var path = Path.Combine(dir, name + ".job.json");
-            File.WriteAllText(path, $$"""
-                {
-                  "version": 1, "name": "{{name}}",
-                  "items": { "discover": "SELECT id::text AS key FROM {{table}} ORDER BY id" },
-                  "throttle": { "itemsPerMinute": 20, "batchSize": 500 },
-                  "capture": [ { "table": "{{table}}", "where": "id = @key::bigint" } ],
-                  "steps": [ { "name": "increment", "sql": "UPDATE {{table}} SET val = val + 1 WHERE id = @key::bigint" } ],
-                  "verify": "SELECT val > 0 FROM {{table}} WHERE id = @key::bigint"
-                }
-                """);
-            return path;
-        }
+        string Job(string name, string table) => BenchSession.IncrementJob(dir, name, table, itemsPerMinute: 20);
 
         // Warm-up, as any benchmark harness does: the first run in a process also pays for loading and
         // JIT-compiling the module's code (methods called once per round trip reach optimised code after

@@ -25,17 +25,7 @@ internal static class BackfillMemoryBenchmark
             var table = $"mem_items_{n}";
             s.Sql(db, $"CREATE TABLE {table} (id bigint PRIMARY KEY, val integer NOT NULL, note text); INSERT INTO {table} SELECT g, 0, 'item ' || g FROM generate_series(1, {n}) g;");
             s.Sql(db, $"VACUUM ANALYZE {table}");
-            var job = Path.Combine(dir, $"mem-{n}.job.json");
-            File.WriteAllText(job, $$"""
-                {
-                  "version": 1, "name": "mem-{{n}}",
-                  "items": { "discover": "SELECT id::text AS key FROM {{table}} ORDER BY id" },
-                  "throttle": { "itemsPerMinute": 0, "batchSize": 500 },
-                  "capture": [ { "table": "{{table}}", "where": "id = @key::bigint" } ],
-                  "steps": [ { "name": "increment", "sql": "UPDATE {{table}} SET val = val + 1 WHERE id = @key::bigint" } ],
-                  "verify": "SELECT val > 0 FROM {{table}} WHERE id = @key::bigint"
-                }
-                """);
+            var job = BenchSession.IncrementJob(dir, $"mem-{n}", table, itemsPerMinute: 0);
             var watch = Stopwatch.StartNew();
             var peak = PeakOf($"Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{job}' -ItemsPerMinute 0 -OutputDirectory '{dir}' -WarningAction SilentlyContinue | Out-Null; [System.Diagnostics.Process]::GetCurrentProcess().PeakWorkingSet64");
             watch.Stop();
