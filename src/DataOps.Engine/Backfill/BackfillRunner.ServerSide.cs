@@ -168,7 +168,7 @@ public static partial class BackfillRunner
             batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
             for (var i = 0; i < job.Capture.Count; i++)
             {
-                Add(BeforeImageSelect(job.Capture[i], i));
+                Add(RowImages.BeforeImageSelect(job.Capture[i], i));
             }
 
             foreach (var step in job.Job.Steps)
@@ -207,7 +207,7 @@ public static partial class BackfillRunner
     internal static string LedgerStatement(ValidatedJob job)
     {
         var before = string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb"));
-        var after = string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {AfterImageSelect(t, i)}"));
+        var after = string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}"));
         return LedgerStore.AppliedInsertOnServer(before, after, job.Job.VerifySql, ItemMarker);
     }
 }

@@ -791,7 +791,7 @@ public static partial class BackfillRunner
             var t = job.Capture[i];
             if (knownBefore is null)
             {
-                Add(BeforeImageSelect(t, i));
+                Add(RowImages.BeforeImageSelect(t, i));
             }
             else
             {
@@ -810,7 +810,7 @@ public static partial class BackfillRunner
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
-            Add($"SELECT set_config('dataops.after_{i}', {AfterImageSelect(t, i)}::text, true)");
+            Add($"SELECT set_config('dataops.after_{i}', {RowImages.AfterImageSelect(t, i)}::text, true)");
         }
 
         Add($"SELECT ({job.Job.VerifySql})");
@@ -840,8 +840,8 @@ public static partial class BackfillRunner
             verified = sets[^2].Length > 0 ? sets[^2][0] : null;
             for (var i = 0; i < job.Capture.Count; i++)
             {
-                before.Tables[job.Capture[i].QualifiedName] = Rows((string)images[2 * i]!);
-                after.Tables[job.Capture[i].QualifiedName] = Rows((string)images[(2 * i) + 1]!);
+                before.Tables[job.Capture[i].QualifiedName] = RowImages.Rows((string)images[2 * i]!);
+                after.Tables[job.Capture[i].QualifiedName] = RowImages.Rows((string)images[(2 * i) + 1]!);
             }
         }
 
@@ -860,7 +860,7 @@ public static partial class BackfillRunner
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: true)));
         for (var i = 0; i < job.Capture.Count; i++)
         {
-            var command = new NpgsqlBatchCommand(BeforeImageSelect(job.Capture[i], i));
+            var command = new NpgsqlBatchCommand(RowImages.BeforeImageSelect(job.Capture[i], i));
             BackfillSql.Bind(command.Parameters, command.CommandText, job.Job.Parameters, key);
             batch.BatchCommands.Add(command);
         }
@@ -881,7 +881,7 @@ public static partial class BackfillRunner
 
         for (var i = 0; i < job.Capture.Count; i++)
         {
-            image.Tables[job.Capture[i].QualifiedName] = Rows((string)last![i]!);
+            image.Tables[job.Capture[i].QualifiedName] = RowImages.Rows((string)last![i]!);
         }
 
         return image;
@@ -901,7 +901,7 @@ public static partial class BackfillRunner
         batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT {BackfillSql.StableJsonSettingsSelect(local: true)}"));
         foreach (var t in job.Capture)
         {
-            var command = new NpgsqlBatchCommand($"SELECT {ImageSelect(t, forUpdate: false)}");
+            var command = new NpgsqlBatchCommand($"SELECT {RowImages.ImageSelect(t, forUpdate: false)}");
             BackfillSql.Bind(command.Parameters, command.CommandText, job.Job.Parameters, key);
             batch.BatchCommands.Add(command);
         }
@@ -924,18 +924,11 @@ public static partial class BackfillRunner
         var image = new ItemImage();
         for (var i = 0; i < job.Capture.Count; i++)
         {
-            image.Tables[job.Capture[i].QualifiedName] = Rows(arrays[arrays.Count - job.Capture.Count + i]);
+            image.Tables[job.Capture[i].QualifiedName] = RowImages.Rows(arrays[arrays.Count - job.Capture.Count + i]);
         }
 
         return image;
     }
-
-    /// <summary>
-    /// The rows a capture predicate selects, as a JSON array of to_jsonb(row) in primary-key order.
-    /// Test-ProdHealth hashes the same text (without the lock) that the item transaction captures.
-    /// </summary>
-    internal static string ImageSelect(CaptureTable t, bool forUpdate) =>
-        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
 
     /// <summary>
     /// The session settings of item work: stable to_jsonb() text and the statement timeout, for the
@@ -943,26 +936,6 @@ public static partial class BackfillRunner
     /// </summary>
     internal static string ItemSettingsSelect(bool local) =>
         $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
-
-    /// <summary>Locks a capture table's rows of the item and keeps their image in the transaction-local setting dataops.before_N.</summary>
-    internal static string BeforeImageSelect(CaptureTable t, int index) =>
-        $"SELECT set_config('dataops.before_{index}', {ImageSelect(t, forUpdate: true)}, true)";
-
-    /// <summary>
-    /// The after-image of a capture table (jsonb): the rows its predicate selects now, and the rows of
-    /// the before-image (kept in the setting dataops.before_N), which the steps may have moved out
-    /// of the predicate or deleted.
-    /// </summary>
-    internal static string AfterImageSelect(CaptureTable t, int index) =>
-        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
-
-    internal static List<string> Rows(string jsonArray)
-    {
-        using var doc = JsonDocument.Parse(jsonArray);
-        return [.. doc.RootElement.EnumerateArray().Select(e => e.GetRawText())];
-    }
-
-    private static string PkOf(CaptureTable t, string alias) => string.Join(", ", t.PrimaryKey.Select(k => $"{alias}.{BackfillSql.Quote(k)}"));
 
     private static async Task RollbackAsync(NpgsqlConnection conn)
     {

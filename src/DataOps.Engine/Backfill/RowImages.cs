@@ -42,6 +42,34 @@ public sealed class ItemImage
 /// <summary>SQL pieces shared by the image capture and the restore statements.</summary>
 internal static class RowImages
 {
+    /// <summary>
+    /// The rows a capture predicate selects, as a JSON array of to_jsonb(row) in primary-key order.
+    /// Test-ProdHealth hashes the same text (without the lock) that the item transaction captures.
+    /// </summary>
+    public static string ImageSelect(CaptureTable t, bool forUpdate) =>
+        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {RowImages.PkList(t)}{(forUpdate ? " FOR UPDATE" : string.Empty)}) r), '[]'::jsonb)::text";
+
+    /// <summary>Locks a capture table's rows of the item and keeps their image in the transaction-local setting dataops.before_N.</summary>
+    public static string BeforeImageSelect(CaptureTable t, int index) =>
+        $"SELECT set_config('dataops.before_{index}', {ImageSelect(t, forUpdate: true)}, true)";
+
+    /// <summary>
+    /// The after-image of a capture table (jsonb): the rows its predicate selects now, and the rows of
+    /// the before-image (kept in the setting dataops.before_N), which the steps may have moved out
+    /// of the predicate or deleted.
+    /// </summary>
+    public static string AfterImageSelect(CaptureTable t, int index) =>
+        $"coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
+
+    public static List<string> Rows(string jsonArray)
+    {
+        using var doc = JsonDocument.Parse(jsonArray);
+        return [.. doc.RootElement.EnumerateArray().Select(e => e.GetRawText())];
+    }
+
+    private static string PkOf(CaptureTable t, string alias) => string.Join(", ", t.PrimaryKey.Select(k => $"{alias}.{BackfillSql.Quote(k)}"));
+
+
     public static string PkList(CaptureTable t) => string.Join(", ", t.PrimaryKey.Select(BackfillSql.Quote));
 
     /// <summary>

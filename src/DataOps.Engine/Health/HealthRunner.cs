@@ -84,8 +84,8 @@ public static class HealthRunner
                     var image = new ItemImage();
                     foreach (var t in job.Capture)
                     {
-                        await using var select = BackfillSql.Batch(conn, tx, $"SELECT {BackfillRunner.ImageSelect(t, forUpdate: false)}", job.Job.Parameters, key);
-                        image.Tables[t.QualifiedName] = BackfillRunner.Rows((string)(await select.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
+                        await using var select = BackfillSql.Batch(conn, tx, $"SELECT {RowImages.ImageSelect(t, forUpdate: false)}", job.Job.Parameters, key);
+                        image.Tables[t.QualifiedName] = RowImages.Rows((string)(await select.ExecuteScalarAsync(ct).ConfigureAwait(false))!);
                     }
 
                     hashes[key] = PlanFingerprint.Hash(image, job.Capture);
