@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using DataOps.Engine.Backfill;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 

@@ -1,3 +1,4 @@
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Soak;
 
 namespace DataOps.Engine.Tests;
@@ -14,22 +15,22 @@ public sealed class SoakLogicTests
     [InlineData("atLeast", 85.0, 85.0, SampleOutcome.Pass)]
     [InlineData("atLeast", 85.0, 84.9, SampleOutcome.Fail)]
     public void Simple_expectations_judge_values(string kind, double expected, double value, string outcome) =>
-        Assert.Equal(outcome, SoakRunner.Judge(E(kind, expected), value, null));
+        Assert.Equal(outcome, CheckSampler.Judge(E(kind, expected), value, null));
 
     [Fact]
     public void Between_baseline_and_no_data()
     {
-        Assert.Equal(SampleOutcome.Pass, SoakRunner.Judge(E("between", low: 1, high: 2), 1.5, null));
-        Assert.Equal(SampleOutcome.Fail, SoakRunner.Judge(E("between", low: 1, high: 2), 2.5, null));
-        Assert.Equal(SampleOutcome.Pass, SoakRunner.Judge(E("atLeastBaseline", ratio: 0.9), 0.77, 0.85));
-        Assert.Equal(SampleOutcome.Fail, SoakRunner.Judge(E("atLeastBaseline", ratio: 1.0), 0.84, 0.85));
-        Assert.Equal(SampleOutcome.Error, SoakRunner.Judge(E("atLeastBaseline", ratio: 1.0), 0.9, null));
-        Assert.Equal(SampleOutcome.NoData, SoakRunner.Judge(E("equals", 0), null, null));
+        Assert.Equal(SampleOutcome.Pass, CheckSampler.Judge(E("between", low: 1, high: 2), 1.5, null));
+        Assert.Equal(SampleOutcome.Fail, CheckSampler.Judge(E("between", low: 1, high: 2), 2.5, null));
+        Assert.Equal(SampleOutcome.Pass, CheckSampler.Judge(E("atLeastBaseline", ratio: 0.9), 0.77, 0.85));
+        Assert.Equal(SampleOutcome.Fail, CheckSampler.Judge(E("atLeastBaseline", ratio: 1.0), 0.84, 0.85));
+        Assert.Equal(SampleOutcome.Error, CheckSampler.Judge(E("atLeastBaseline", ratio: 1.0), 0.9, null));
+        Assert.Equal(SampleOutcome.NoData, CheckSampler.Judge(E("equals", 0), null, null));
     }
 
     private static SoakRunner.CheckState State(string name, int failureLimit = 0, int? consecutive = null, bool dryRun = false, params string[] outcomes)
     {
-        var s = new SoakRunner.CheckState(new SoakCheck(name, "SELECT 1", E("equals", 1), null, null, failureLimit, consecutive, dryRun, "$"));
+        var s = new SoakRunner.CheckState(new CheckSpec(name, "SELECT 1", E("equals", 1), null, null, failureLimit, consecutive, dryRun, "$"));
         foreach (var o in outcomes)
         {
             s.Add(new SoakSample { Check = name, Expectation = "= 1", Outcome = o, Value = o == SampleOutcome.NoData ? null : 1 });

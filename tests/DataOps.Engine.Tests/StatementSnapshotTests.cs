@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using DataOps.Engine.Backfill;
+using DataOps.Engine.Jobs;
 
 namespace DataOps.Engine.Tests;
 

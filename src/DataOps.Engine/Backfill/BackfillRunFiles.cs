@@ -1,5 +1,6 @@
 using Dapper;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Npgsql;
 

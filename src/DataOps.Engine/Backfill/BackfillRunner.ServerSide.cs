@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Dapper;
 using DataOps.Engine.Connections;
-using DataOps.Engine.Health;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Npgsql;
 using ItemOutcome = (string Key, DataOps.Engine.Backfill.BackfillItemResult Result, System.Collections.Generic.IReadOnlyList<DataOps.Engine.Backfill.RestoreOp>? Restore);

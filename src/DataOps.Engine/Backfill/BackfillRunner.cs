@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Threading.RateLimiting;
 using Dapper;
 using DataOps.Engine.Connections;
-using DataOps.Engine.Health;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 using Npgsql;

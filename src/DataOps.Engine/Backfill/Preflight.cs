@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using DataOps.Engine.Jobs;
 
 namespace DataOps.Engine.Backfill;
 

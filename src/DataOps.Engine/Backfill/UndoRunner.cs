@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Dapper;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Npgsql;
 

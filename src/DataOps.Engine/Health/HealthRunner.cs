@@ -3,10 +3,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapper;
-using DataOps.Engine.Backfill;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
-using DataOps.Engine.Soak;
 using Npgsql;
 
 namespace DataOps.Engine.Health;
@@ -29,7 +28,7 @@ public sealed record ProdHealthReport
 
     public required string[] PendingSample { get; init; }
 
-    public required SoakSample[] Checks { get; init; }
+    public required CheckSample[] Checks { get; init; }
 
     /// <summary>The mini plan (prod_mini_backfill_plan.json) when items are pending; null when healthy.</summary>
     public string? PlanPath { get; init; }
@@ -104,27 +103,27 @@ public static class HealthRunner
         }
 
         log.Information("{Pending} items still need the backfill on {Database}", keys.Count, connection.ToString());
-        var samples = new List<SoakSample>();
+        var samples = new List<CheckSample>();
         foreach (var check in checks)
         {
             double? baseline = check.BaselineValue;
-            SoakSample sample;
+            CheckSample sample;
             try
             {
                 if (check.BaselineQuery is not null)
                 {
-                    baseline = await SoakRunner.SampleAsync(connection, check.BaselineQuery, job.Job.Parameters, now, ct).ConfigureAwait(false);
+                    baseline = await CheckSampler.SampleAsync(connection, check.BaselineQuery, job.Job.Parameters, now, ct).ConfigureAwait(false);
                 }
 
-                var value = await SoakRunner.SampleAsync(connection, check.Query, job.Job.Parameters, now, ct).ConfigureAwait(false);
-                sample = new SoakSample { Time = DateTimeOffset.UtcNow, Round = 1, Check = check.Name, Value = value, Expectation = check.Expect.ToString(), Outcome = SoakRunner.Judge(check.Expect, value, baseline), DryRun = check.DryRun };
+                var value = await CheckSampler.SampleAsync(connection, check.Query, job.Job.Parameters, now, ct).ConfigureAwait(false);
+                sample = new CheckSample { Time = DateTimeOffset.UtcNow, Round = 1, Check = check.Name, Value = value, Expectation = check.Expect.ToString(), Outcome = CheckSampler.Judge(check.Expect, value, baseline), DryRun = check.DryRun };
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                sample = new SoakSample
+                sample = new CheckSample
                 {
                     Time = DateTimeOffset.UtcNow, Round = 1, Check = check.Name, Expectation = check.Expect.ToString(), Outcome = SampleOutcome.Error, DryRun = check.DryRun,
-                    Error = ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : Database.Translate(ex, connection).Message,
+                    Error = CheckSampler.Describe(ex, connection),
                 };
             }
 
@@ -150,11 +149,11 @@ public static class HealthRunner
         };
     }
 
-    private static (string Discover, IReadOnlyList<SoakCheck> Checks, int SampleSize) Parse(BackfillJob job)
+    private static (string Discover, IReadOnlyList<CheckSpec> Checks, int SampleSize) Parse(BackfillJob job)
     {
         var problems = new List<string>();
         string? discover = job.DiscoverSql;
-        IReadOnlyList<SoakCheck> checks = [];
+        IReadOnlyList<CheckSpec> checks = [];
         var sample = DefaultSample;
         if (job.Health is { } health)
         {
@@ -185,7 +184,7 @@ public static class HealthRunner
 
                 if (health.TryGetProperty("checks", out _))
                 {
-                    checks = SoakSpecParser.ParseChecks(health, "$.health", job, problems, requireDuration: false);
+                    checks = CheckParser.ParseChecks(health, "$.health", job, problems, requireDuration: false);
                 }
 
                 if (health.TryGetProperty("sampleSize", out var ss) && (!ss.TryGetInt32(out sample) || sample < 1))
@@ -220,7 +219,7 @@ public static class HealthRunner
         ArtifactFile.WriteText(path, plan.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
-    private static string Markdown(BackfillJob job, DataOpsConnection connection, DateTimeOffset now, IReadOnlyList<string> keys, int sampleSize, IReadOnlyList<SoakSample> checks, bool healthy, string? plan)
+    private static string Markdown(BackfillJob job, DataOpsConnection connection, DateTimeOffset now, IReadOnlyList<string> keys, int sampleSize, IReadOnlyList<CheckSample> checks, bool healthy, string? plan)
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"# Production health: {job.Name}");

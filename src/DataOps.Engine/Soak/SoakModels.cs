@@ -1,16 +1,6 @@
+using DataOps.Engine.Jobs;
+
 namespace DataOps.Engine.Soak;
-
-/// <summary>A sample's outcome (SoakSample.Outcome): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
-public static class SampleOutcome
-{
-    public const string Pass = nameof(Pass);
-    public const string Fail = nameof(Fail);
-    public const string NoData = nameof(NoData);
-    public const string Error = nameof(Error);
-
-    /// <summary>Every name, in order.</summary>
-    public static readonly string[] All = [Pass, Fail, NoData, Error];
-}
 
 /// <summary>A soak's verdict (SoakReport.Verdict): names, not an enum, so that ConvertTo-Json and Export-Csv write the name (an enum property is written as a number).</summary>
 public static class SoakVerdict
@@ -23,27 +13,12 @@ public static class SoakVerdict
     public static readonly string[] All = [Go, NoGo, Inconclusive];
 }
 
-/// <summary>One check's value at one moment.</summary>
-public sealed class SoakSample
-{
-    public DateTimeOffset Time { get; init; }
-
-    public int Round { get; init; }
-
-    public required string Check { get; init; }
-
-    public double? Value { get; init; }
-
-    public required string Expectation { get; init; }
-
-    public required string Outcome { get; init; }
-
-    public bool DryRun { get; init; }
-
-    public string? Error { get; init; }
-
-    public override string ToString() => $"{Check} = {Value?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)"}: {Outcome}";
-}
+/// <summary>
+/// One check's value at one moment of the soak. The properties are CheckSample's (Test-ProdHealth
+/// reports the same shape); this type keeps the name Watch-StagingSoak's output is matched and
+/// formatted by.
+/// </summary>
+public sealed class SoakSample : CheckSample;
 
 /// <summary>A check's samples summed up.</summary>
 public sealed class SoakCheckSummary

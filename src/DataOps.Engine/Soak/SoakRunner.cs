@@ -2,10 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
-using DataOps.Engine.Backfill;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
-using Npgsql;
 
 namespace DataOps.Engine.Soak;
 
@@ -16,42 +15,6 @@ namespace DataOps.Engine.Soak;
 /// </summary>
 public static class SoakRunner
 {
-    private const int StatementTimeoutSeconds = 30;
-
-    /// <summary>Evaluates one check once in a read-only transaction; null for no row or NULL.</summary>
-    internal static async Task<double?> SampleAsync(DataOpsConnection connection, string sql, IReadOnlyDictionary<string, object?> parameters, DateTimeOffset windowStart, CancellationToken ct)
-    {
-        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
-        await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct).ConfigureAwait(false);
-        await using (var setup = new NpgsqlCommand($"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = '{StatementTimeoutSeconds}s'", conn, tx))
-        {
-            await setup.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-        }
-
-        await using var query = BackfillSql.Batch(conn, tx, BackfillSql.Query(sql), parameters, null);
-        if (BackfillJob.ParameterNames(sql).Contains("windowStart"))
-        {
-            query.BatchCommands[0].Parameters.Add(new NpgsqlParameter("windowStart", NpgsqlTypes.NpgsqlDbType.TimestampTz) { Value = windowStart.UtcDateTime });
-        }
-
-        var value = await query.ExecuteScalarAsync(ct).ConfigureAwait(false);
-        await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-        return value is null or DBNull ? null : Convert.ToDouble(value, CultureInfo.InvariantCulture);
-    }
-
-    internal static string Judge(Expectation e, double? value, double? baseline) => value switch
-    {
-        null => SampleOutcome.NoData,
-        { } v => e.Kind switch
-        {
-            "equals" => Math.Abs(v - e.Value!.Value) < 1e-9 ? SampleOutcome.Pass : SampleOutcome.Fail,
-            "atMost" => v <= e.Value!.Value + 1e-9 ? SampleOutcome.Pass : SampleOutcome.Fail,
-            "atLeast" => v >= e.Value!.Value - 1e-9 ? SampleOutcome.Pass : SampleOutcome.Fail,
-            "between" => v >= e.Low!.Value - 1e-9 && v <= e.High!.Value + 1e-9 ? SampleOutcome.Pass : SampleOutcome.Fail,
-            _ => baseline is { } b ? (v >= (b * e.Ratio!.Value) - 1e-9 ? SampleOutcome.Pass : SampleOutcome.Fail) : SampleOutcome.Error,
-        },
-    };
-
     /// <summary>
     /// Streams samples as they are taken; the last object is the SoakReport. Ctrl+C (cancellation)
     /// ends the watch early with a report over what was seen.
@@ -67,12 +30,12 @@ public static class SoakRunner
         {
             try
             {
-                s.Baseline = await SampleAsync(connection, s.Check.BaselineQuery!, job.Parameters, started, ct).ConfigureAwait(false);
+                s.Baseline = await CheckSampler.SampleAsync(connection, s.Check.BaselineQuery!, job.Parameters, started, ct).ConfigureAwait(false);
                 log.Information("Baseline of {Check}: {Baseline}", s.Check.Name, s.Baseline);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                log.Warning("Baseline query of {Check} failed: {Error}", s.Check.Name, Describe(ex, connection));
+                log.Warning("Baseline query of {Check} failed: {Error}", s.Check.Name, CheckSampler.Describe(ex, connection));
             }
         }
 
@@ -95,11 +58,11 @@ public static class SoakRunner
                 SoakSample sample;
                 try
                 {
-                    var value = await SampleAsync(connection, s.Check.Query, job.Parameters, started, ct).ConfigureAwait(false);
+                    var value = await CheckSampler.SampleAsync(connection, s.Check.Query, job.Parameters, started, ct).ConfigureAwait(false);
                     sample = new SoakSample
                     {
                         Time = DateTimeOffset.UtcNow, Round = round, Check = s.Check.Name, Value = value, Expectation = s.Check.Expect.ToString(),
-                        Outcome = Judge(s.Check.Expect, value, s.Baseline), DryRun = s.Check.DryRun,
+                        Outcome = CheckSampler.Judge(s.Check.Expect, value, s.Baseline), DryRun = s.Check.DryRun,
                         Error = s.Check.Expect.Kind == "atLeastBaseline" && s.Baseline is null ? "the baseline has no value" : null,
                     };
                 }
@@ -113,7 +76,7 @@ public static class SoakRunner
                     sample = new SoakSample
                     {
                         Time = DateTimeOffset.UtcNow, Round = round, Check = s.Check.Name, Expectation = s.Check.Expect.ToString(),
-                        Outcome = SampleOutcome.Error, DryRun = s.Check.DryRun, Error = Describe(ex, connection),
+                        Outcome = SampleOutcome.Error, DryRun = s.Check.DryRun, Error = CheckSampler.Describe(ex, connection),
                     };
                 }
 
@@ -221,9 +184,6 @@ public static class SoakRunner
         return (SoakVerdict.Go, ["every check stayed within its limits"]);
     }
 
-    private static string Describe(Exception ex, DataOpsConnection connection) =>
-        ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : Database.Translate(ex, connection).Message;
-
     private static string Format(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:00}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : $"{t.TotalSeconds:0.0}s";
 
     private static string WriteMarkdown(SoakReport report, BackfillJob job, DataOpsConnection connection, string outputDirectory, SoakSpec spec)
@@ -279,11 +239,11 @@ public static class SoakRunner
         static string N(double? v) => v?.ToString("0.####", CultureInfo.InvariantCulture) ?? "-";
     }
 
-    internal sealed class CheckState(SoakCheck check)
+    internal sealed class CheckState(CheckSpec check)
     {
         private int _runOfFailures;
 
-        public SoakCheck Check { get; } = check;
+        public CheckSpec Check { get; } = check;
 
         public double? Baseline { get; set; }
 

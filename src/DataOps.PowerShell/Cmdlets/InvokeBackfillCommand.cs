@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using DataOps.Engine.Backfill;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.PowerShell.Infrastructure;
 

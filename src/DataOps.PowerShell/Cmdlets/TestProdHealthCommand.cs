@@ -1,6 +1,6 @@
 using System.Management.Automation;
-using DataOps.Engine.Backfill;
 using DataOps.Engine.Health;
+using DataOps.Engine.Jobs;
 using DataOps.PowerShell.Infrastructure;
 
 namespace DataOps.PowerShell.Cmdlets;

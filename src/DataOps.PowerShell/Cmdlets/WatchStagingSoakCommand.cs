@@ -1,5 +1,5 @@
 using System.Management.Automation;
-using DataOps.Engine.Backfill;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Soak;
 using DataOps.PowerShell.Infrastructure;
 

@@ -2,7 +2,7 @@ using Dapper;
 using DataOps.Engine.Connections;
 using Npgsql;
 
-namespace DataOps.Engine.Health;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// Which cluster and database a connection reaches: the cluster's system identifier, the database

@@ -1,13 +1,18 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>One table whose rows an item may touch, selected by a predicate on @key.</summary>
 public sealed record CaptureSpec(string Table, string Where, string Path);
 
 /// <summary>One step of an item: SQL (Sql set) or an HTTP call (Http set).</summary>
 public sealed record StepSpec(string Name, string? Sql, string Path, HttpStep? Http = null);
+
+/// <summary>A step that calls an HTTP endpoint (an edge or serverless function) for the item.</summary>
+public sealed record HttpStep(
+    string Method, string Url, IReadOnlyDictionary<string, string> Headers, string? BodyTemplate,
+    IReadOnlyList<int> ExpectStatus, TimeSpan Timeout, int Retries);
 
 /// <summary>A parsed, structurally valid job file (version 1). Database checks come later (<see cref="JobValidator"/>).</summary>
 public sealed partial class BackfillJob

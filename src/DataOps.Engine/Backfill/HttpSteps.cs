@@ -4,16 +4,12 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Polly;
 using Polly.Retry;
 
 namespace DataOps.Engine.Backfill;
-
-/// <summary>A step that calls an HTTP endpoint (an edge or serverless function) for the item.</summary>
-public sealed record HttpStep(
-    string Method, string Url, IReadOnlyDictionary<string, string> Headers, string? BodyTemplate,
-    IReadOnlyList<int> ExpectStatus, TimeSpan Timeout, int Retries);
 
 /// <summary>
 /// Fills @key, @parameters and {env:NAME} / {credential:NAME} secrets into an HTTP step, and calls

@@ -2,7 +2,7 @@ using Dapper;
 using DataOps.Engine.Connections;
 using Npgsql;
 
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>A capture table as the database describes it.</summary>
 public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string RowReference, IReadOnlyList<string> PrimaryKey);

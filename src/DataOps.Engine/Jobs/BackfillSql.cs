@@ -1,6 +1,6 @@
 using Npgsql;
 
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// Builds commands from job SQL. The key and every parameter are always bound as parameters; no

@@ -1,4 +1,4 @@
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// Reads SQL text from a job file the way PostgreSQL's lexer does, far enough to find the

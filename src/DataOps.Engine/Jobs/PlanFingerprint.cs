@@ -2,9 +2,8 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using DataOps.Engine.Backfill;
 
-namespace DataOps.Engine.Health;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// What a mini plan was made from, like a saved Terraform plan: the database's identity, when, and

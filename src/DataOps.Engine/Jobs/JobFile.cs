@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// Reads a job file and checks its structure: every problem is collected with its JSON path

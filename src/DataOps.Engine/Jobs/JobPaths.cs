@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
 
-namespace DataOps.Engine.Backfill;
+namespace DataOps.Engine.Jobs;
 
 /// <summary>
 /// Where job files are read from and run folders are made. A job file is read only if it is a
