@@ -36,8 +36,8 @@ public sealed class StatementSnapshotTests
 
         return new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["item-settings-transaction"] = BackfillRunner.ItemSettingsSelect(local: true),
-            ["item-settings-session"] = BackfillRunner.ItemSettingsSelect(local: false),
+            ["item-settings-transaction"] = ItemExecutor.ItemSettingsSelect(local: true),
+            ["item-settings-session"] = ItemExecutor.ItemSettingsSelect(local: false),
             ["before-image-0"] = RowImages.BeforeImageSelect(Sessions, 0),
             ["after-image-1"] = RowImages.AfterImageSelect(Profiles, 1),
             ["image-select"] = RowImages.ImageSelect(Profiles, forUpdate: false),
@@ -46,7 +46,7 @@ public sealed class StatementSnapshotTests
             ["lease-check"] = JobLease.CheckSql(),
             ["lease-check-no-lock"] = JobLease.CheckSql(lockRow: false),
             ["ledger-applied"] = LedgerStore.AppliedInsert(),
-            ["ledger-applied-on-server"] = BackfillRunner.LedgerStatement(job),
+            ["ledger-applied-on-server"] = GroupExecutor.LedgerStatement(job),
             ["ledger-supersede"] = LedgerStore.Supersede,
             ["ledger-undone"] = LedgerStore.UndoneInsert,
             ["ledger-drifted"] = LedgerStore.DriftedInsert,

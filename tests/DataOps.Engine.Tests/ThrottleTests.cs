@@ -27,6 +27,8 @@ public sealed class ThrottleTests
     [Fact]
     public void Zero_is_unthrottled()
     {
-        Assert.Null(Throttle.Create(0));
+        using var throttle = Throttle.Create(0);
+        Assert.True(throttle.IsOff);
+        Assert.Equal(128, throttle.GroupSize(128));
     }
 }

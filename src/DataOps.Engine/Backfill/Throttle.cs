@@ -2,8 +2,12 @@ using System.Threading.RateLimiting;
 
 namespace DataOps.Engine.Backfill;
 
-/// <summary>The rate limit of a run: a token bucket that hands out one token per item.</summary>
-internal static class Throttle
+/// <summary>
+/// The one place a run waits before an item starts, and how many items it lets go at once. Today the
+/// reason to wait is the rate limit: a token bucket that hands out one token per item (or per group,
+/// which is one item while throttled). Schedulers ask it; no other part of the run waits on a clock.
+/// </summary>
+internal sealed class Throttle : IDisposable
 {
     /// <summary>
     /// The shortest replenishment period. System.Threading.RateLimiting's timer cannot refill faster
@@ -12,21 +16,47 @@ internal static class Throttle
     /// </summary>
     internal static readonly TimeSpan MinPeriod = TimeSpan.FromMilliseconds(10);
 
-    /// <summary>The bucket for <paramref name="perMinute"/> items a minute, or null when unthrottled (0).</summary>
-    public static TokenBucketRateLimiter? Create(int perMinute)
-    {
-        if (perMinute <= 0)
-        {
-            return null;
-        }
+    private readonly TokenBucketRateLimiter? _bucket;
 
-        var (tokens, period) = Shape(perMinute);
-        return new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+    private Throttle(int perMinute)
+    {
+        PerMinute = Math.Max(perMinute, 0);
+        if (perMinute > 0)
         {
-            TokenLimit = tokens, TokensPerPeriod = tokens, ReplenishmentPeriod = period,
-            QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
-        });
+            var (tokens, period) = Shape(perMinute);
+            _bucket = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+            {
+                TokenLimit = tokens, TokensPerPeriod = tokens, ReplenishmentPeriod = period,
+                QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
+            });
+        }
     }
+
+    /// <summary>Items a minute; 0 is unthrottled.</summary>
+    public int PerMinute { get; }
+
+    public bool IsOff => _bucket is null;
+
+    /// <summary>The throttle for <paramref name="perMinute"/> items a minute (0: off).</summary>
+    public static Throttle Create(int perMinute) => new(perMinute);
+
+    /// <summary>Items per round trip: <paramref name="unthrottled"/>, or one item per token while throttled.</summary>
+    public int GroupSize(int unthrottled) => IsOff ? unthrottled : 1;
+
+    /// <summary>Waits until the next item (or group) may start. Concurrent workers queue; tokens are granted in order, one per period.</summary>
+    public async Task WaitAsync(CancellationToken ct)
+    {
+        while (_bucket is not null)
+        {
+            using var lease = await _bucket.AcquireAsync(1, ct).ConfigureAwait(false);
+            if (lease.IsAcquired)
+            {
+                return;
+            }
+        }
+    }
+
+    public void Dispose() => _bucket?.Dispose();
 
     /// <summary>
     /// Tokens per period and the period: one token every 60/rate seconds while that is at least

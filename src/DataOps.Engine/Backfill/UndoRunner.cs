@@ -96,7 +96,7 @@ public static class UndoRunner
         var restored = 0;
         var drifted = 0;
         var locked = 0;
-        var retry = BackfillRunner.RetryPipeline(log);
+        var retry = Retry.Pipeline(log);
         try
         {
             var items = (await meta.QueryAsync<(long LedgerId, string Key, string Before, string After)>(new CommandDefinition(
@@ -134,10 +134,10 @@ public static class UndoRunner
                         RunId = undoRun, Job = job, Key = item.Key, Status = BackfillItemStatus.Failed, ErrorCategory = BackfillErrorCategory.LockTimeout, Error = message, Attempts = attempts,
                     };
                 }
-                catch (Exception ex) when (BackfillRunner.IsTransient(ex))
+                catch (Exception ex) when (Retry.IsTransient(ex))
                 {
                     status = "failed";
-                    reason = $"the database connection was lost and did not come back within {BackfillRunner.MaxRetries} retries: {ex.Message}";
+                    reason = $"the database connection was lost and did not come back within {Retry.MaxRetries} retries: {ex.Message}";
                     throw new DataOpsException("UndoConnectionLost", DataOpsErrorKind.ConnectionError,
                         $"Undo {undoRun} of run {runId} stopped: {reason}. The {restored} items restored before it stay restored (each with its ledger row); " +
                         $"run Undo-Backfill -RunId {runId} again when {connection} is reachable: it restores only the rest.",

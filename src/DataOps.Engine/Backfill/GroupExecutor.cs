@@ -4,7 +4,6 @@ using DataOps.Engine.Connections;
 using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Npgsql;
-using ItemOutcome = (string Key, DataOps.Engine.Backfill.BackfillItemResult Result, System.Collections.Generic.IReadOnlyList<DataOps.Engine.Backfill.RestoreOp>? Restore);
 
 namespace DataOps.Engine.Backfill;
 
@@ -18,10 +17,10 @@ namespace DataOps.Engine.Backfill;
 /// run again) and the next items go on in groups; anything else (a lost connection, a transient
 /// error) sends the rest of the group through the one-item path, which reconnects and retries.
 /// </summary>
-public static partial class BackfillRunner
+internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force, RunLog log)
 {
     /// <summary>Items per round trip when the throttle is off.</summary>
-    internal const int ServerSideGroupSize = 128;
+    internal const int GroupSize = 128;
 
     private const string ItemMarker = "dataops_item";
 
@@ -32,14 +31,18 @@ public static partial class BackfillRunner
     internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) =>
         !options.DryRun && !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
 
+    /// <summary>The group executor for a run whose items can run whole on the server, else null (the one-item path).</summary>
+    public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log) =>
+        RunsOnServer(job, options) ? new GroupExecutor(job, lease, options.Reapply && !options.DryRun, log) : null;
+
     /// <summary>
     /// What a group run did: the items that committed (a prefix of the group, in order), whether
     /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
     /// it did not run).
     /// </summary>
-    private sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null);
+    internal sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null);
 
-    private static async Task<GroupOutcome> ApplyGroupAsync(ValidatedJob job, WorkConnection work, JobLease lease, IReadOnlyList<string> keys, bool force, RunLog log, CancellationToken ct)
+    public async Task<GroupOutcome> ApplyAsync(WorkConnection work, IReadOnlyList<string> keys, CancellationToken ct)
     {
         var runId = lease.RunId;
         var committed = new List<ItemOutcome>(keys.Count);
@@ -49,7 +52,7 @@ public static partial class BackfillRunner
         try
         {
             var conn = await work.GetAsync(ct).ConfigureAwait(false);
-            batch = GroupBatch(conn, job, lease, keys, force);
+            batch = GroupBatch(conn, keys);
             sent = true;
             await using var reader = await batch.ExecuteReaderAsync(ct).ConfigureAwait(false);
             do
@@ -59,7 +62,7 @@ public static partial class BackfillRunner
                 {
                     if (isItem)
                     {
-                        committed.Add(Committed(job, runId, reader.GetString(0), reader.GetString(2), reader.GetString(3), reader.GetInt32(1), reader.GetFieldValue<TimeSpan>(4)));
+                        committed.Add(ItemOutcome.Committed(job, runId, reader.GetString(0), reader.GetString(2), reader.GetString(3), reader.GetInt32(1), reader.GetFieldValue<TimeSpan>(4)));
                     }
                 }
             }
@@ -78,7 +81,7 @@ public static partial class BackfillRunner
                 return new GroupOutcome([], cancelled);
             }
 
-            var ledger = await CommittedByLedgerAsync(job, work.Profile, runId, keys, log).ConfigureAwait(false);
+            var ledger = await CommittedByLedgerAsync(work.Profile, runId, keys).ConfigureAwait(false);
             if (cancelled)
             {
                 return new GroupOutcome(ledger, Cancelled: true);
@@ -93,10 +96,10 @@ public static partial class BackfillRunner
             // The server stops at the first error: every item before it committed (the ledger has them),
             // so the failing item is the next one. Transient errors (a restart, a deadlock) go the
             // one-item way, which reconnects and runs the item again.
-            if (ex is PostgresException pg && !IsTransient(pg) && ledger.Count < keys.Count
-                && ledger.Select(c => c.Item1).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
+            if (ex is PostgresException pg && !Retry.IsTransient(pg) && ledger.Count < keys.Count
+                && ledger.Select(c => c.Key).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
             {
-                var failed = await FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log).ConfigureAwait(false);
+                var failed = await ItemExecutor.FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log).ConfigureAwait(false);
                 return new GroupOutcome(ledger, Cancelled: false, failed);
             }
 
@@ -113,26 +116,16 @@ public static partial class BackfillRunner
     }
 
     /// <summary>The SQLSTATE dataops.verified() raises when verify is not true.</summary>
-    private const string VerifyFailedState = "DOV01";
-
-    private static ItemOutcome Committed(ValidatedJob job, Guid runId, string key, string beforeJson, string afterJson, int rows, TimeSpan duration)
-    {
-        var before = ItemImage.FromJson(beforeJson);
-        var after = ItemImage.FromJson(afterJson);
-        return (key, new BackfillItemResult
-        {
-            RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = rows, Duration = duration, Attempts = 1,
-        }, RestoreOp.ForItem(key, before, after, job.Capture));
-    }
+    internal const string VerifyFailedState = "DOV01";
 
     /// <summary>After a failed group: the items of <paramref name="keys"/> this run committed, from the ledger, in key order.</summary>
-    private static async Task<List<ItemOutcome>> CommittedByLedgerAsync(ValidatedJob job, DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys, RunLog log)
+    private async Task<List<ItemOutcome>> CommittedByLedgerAsync(DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys)
     {
         try
         {
-            var rows = await RetryPipeline(log).ExecuteAsync(
+            var rows = await Retry.Pipeline(log).ExecuteAsync(
                 async token => await LedgerStore.AppliedItemsAsync(connection, runId, keys, token).ConfigureAwait(false), CancellationToken.None).ConfigureAwait(false);
-            return [.. keys.Where(rows.ContainsKey).Select(k => Committed(job, runId, k, rows[k].Before, rows[k].After, rows[k].Rows, rows[k].Duration))];
+            return [.. keys.Where(rows.ContainsKey).Select(k => ItemOutcome.Committed(job, runId, k, rows[k].Before, rows[k].After, rows[k].Rows, rows[k].Duration))];
         }
         catch (Exception ex) when (ex is NpgsqlException or IOException or DataOpsException)
         {
@@ -149,11 +142,11 @@ public static partial class BackfillRunner
     /// ledger statement (which also checks the job's lease and locks it FOR SHARE until COMMIT),
     /// COMMIT. The key, the run and the table names are parameters.
     /// </summary>
-    private static NpgsqlBatch GroupBatch(NpgsqlConnection conn, ValidatedJob job, JobLease lease, IReadOnlyList<string> keys, bool force)
+    private NpgsqlBatch GroupBatch(NpgsqlConnection conn, IReadOnlyList<string> keys)
     {
         var runId = lease.RunId;
         var batch = new NpgsqlBatch(conn);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: false)));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemExecutor.ItemSettingsSelect(local: false)));
         var ledgerSql = LedgerStatement(job);
         var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
         foreach (var key in keys)
@@ -178,7 +171,7 @@ public static partial class BackfillRunner
 
             if (force)
             {
-                batch.BatchCommands.Add(SupersedeCommand(lease, key));
+                batch.BatchCommands.Add(ItemExecutor.SupersedeCommand(lease, key));
             }
 
             // @key and the job's parameters; the dataops_ ones are the runner's own.

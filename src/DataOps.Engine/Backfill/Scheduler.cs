@@ -1,0 +1,212 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using DataOps.Engine.Connections;
+
+namespace DataOps.Engine.Backfill;
+
+/// <summary>
+/// Hands a run's keys to its workers and streams what they did, batch by batch. One worker for a
+/// plain job, the job's maxConcurrency for independent items; each worker has its own connection and
+/// asks the <see cref="Throttle"/> before each item or group. Items that can run whole on the server go
+/// in groups (<see cref="GroupExecutor"/>), the rest one by one (<see cref="ItemExecutor"/>). A worker
+/// runs at most one batch ahead of the reporting, so the server runs the next group while this one is
+/// reported; after a batch with a failure it waits until the coordinator has decided whether the run
+/// goes on (-MaxFailures). Whatever the workers finish after the run stops is recorded, not reported.
+/// </summary>
+internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExecutor items, GroupExecutor? groups, int width, DataOpsConnection connection, TimeSpan lockTimeout)
+{
+    private readonly object _gate = new();
+    private readonly int _width = Math.Max(1, width);
+    private int _next;
+    private volatile bool _halted;
+
+    private bool Halted => _halted || run.Stopped;
+
+    public async IAsyncEnumerable<IReadOnlyList<ItemOutcome>> RunAsync([EnumeratorCancellation] CancellationToken ct)
+    {
+        var channel = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_width) { SingleReader = true });
+        _ = Task.Run(() => ProduceAsync(channel.Writer, ct), CancellationToken.None);
+        Batch? reporting = null;
+        try
+        {
+            await foreach (var batch in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                reporting = batch;
+                yield return batch.Items;
+                reporting = null;
+                batch.Reviewed.TrySetResult();
+                if (run.Stopped)
+                {
+                    yield break;
+                }
+            }
+        }
+        finally
+        {
+            _halted = true;
+            reporting?.Reviewed.TrySetResult();
+            await DrainAsync(channel.Reader).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// After the run stopped: waits for the workers (each ends its item or group) and records what they
+    /// finished, so the run's files and rollback script have every committed item.
+    /// </summary>
+    private async Task DrainAsync(ChannelReader<Batch> reader)
+    {
+        try
+        {
+            await foreach (var batch in reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                batch.Reviewed.TrySetResult();
+                run.Record(batch.Items);
+            }
+        }
+        catch (Exception)
+        {
+            // The run is already ending with its own outcome; the ledger has every committed item.
+        }
+    }
+
+    private async Task ProduceAsync(ChannelWriter<Batch> writer, CancellationToken ct)
+    {
+        try
+        {
+            await Task.WhenAll(Enumerable.Range(0, _width).Select(_ => Task.Run(() => WorkAsync(writer, ct), CancellationToken.None))).ConfigureAwait(false);
+            writer.TryComplete();
+        }
+        catch (Exception ex)
+        {
+            writer.TryComplete(ex);
+        }
+    }
+
+    private async Task WorkAsync(ChannelWriter<Batch> writer, CancellationToken ct)
+    {
+        await using var work = new WorkConnection(connection, lockTimeout);
+        try
+        {
+            while (!Halted && Take() is { } keys)
+            {
+                if (keys.Count == 1 && run.Applied.Contains(keys[0]))
+                {
+                    await EmitAsync(writer, [ItemOutcome.Skipped(run.RunId, run.Name, keys[0])]).ConfigureAwait(false);
+                    continue;
+                }
+
+                await throttle.WaitAsync(ct).ConfigureAwait(false);
+                if (groups is null)
+                {
+                    await EmitAsync(writer, [await items.RunAsync(work, keys[0], ct).ConfigureAwait(false)]).ConfigureAwait(false);
+                }
+                else
+                {
+                    await RunGroupAsync(writer, work, keys, ct).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // The other workers finish their item or group and take no more.
+            _halted = true;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The next keys for a worker: a key the ledger shows applied on its own (skipped), else the
+    /// contiguous unapplied keys up to the group size (one while throttled or on the one-item path;
+    /// split evenly between the workers when there are several).
+    /// </summary>
+    private List<string>? Take()
+    {
+        lock (_gate)
+        {
+            var keys = run.Keys;
+            if (_next >= keys.Count)
+            {
+                return null;
+            }
+
+            if (run.Applied.Contains(keys[_next]))
+            {
+                return [keys[_next++]];
+            }
+
+            var size = groups is null ? 1 : throttle.GroupSize(Math.Clamp((keys.Count - _next) / _width, 1, GroupExecutor.GroupSize));
+            var taken = new List<string>(size);
+            while (_next < keys.Count && taken.Count < size && !run.Applied.Contains(keys[_next]))
+            {
+                taken.Add(keys[_next++]);
+            }
+
+            return taken;
+        }
+    }
+
+    /// <summary>
+    /// A group on the server. The items before a failure committed; an item the server names as failing
+    /// is recorded and the group goes on after it; anything else (a lost connection, a transient error)
+    /// sends the rest through the one-item path, which reconnects and retries.
+    /// </summary>
+    private async Task RunGroupAsync(ChannelWriter<Batch> writer, WorkConnection work, List<string> keys, CancellationToken ct)
+    {
+        IReadOnlyList<string> rest = keys;
+        while (rest.Count > 0 && !Halted)
+        {
+            var outcome = await groups!.ApplyAsync(work, rest, ct).ConfigureAwait(false);
+            if (outcome.Committed.Count > 0)
+            {
+                await EmitAsync(writer, outcome.Committed).ConfigureAwait(false);
+            }
+
+            if (outcome.LeaseLost is { } lost)
+            {
+                // What committed before is reported above; nothing after it runs.
+                throw lost;
+            }
+
+            if (outcome.Cancelled)
+            {
+                throw new OperationCanceledException(ct);
+            }
+
+            var done = outcome.Committed.Count;
+            if (outcome.Failed is { } failed)
+            {
+                await EmitAsync(writer, [new ItemOutcome(failed.Key, failed, null)]).ConfigureAwait(false);
+                rest = [.. rest.Skip(done + 1)];
+                continue;
+            }
+
+            foreach (var key in rest.Skip(done))
+            {
+                if (Halted)
+                {
+                    return;
+                }
+
+                await EmitAsync(writer, [await items.RunAsync(work, key, ct).ConfigureAwait(false)]).ConfigureAwait(false);
+            }
+
+            return;
+        }
+    }
+
+    /// <summary>Hands a batch to the reporting; after a failure, waits until the coordinator has reviewed it.</summary>
+    private static async Task EmitAsync(ChannelWriter<Batch> writer, IReadOnlyList<ItemOutcome> outcomes)
+    {
+        var batch = new Batch(outcomes);
+        await writer.WriteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+        if (outcomes.Any(o => o.Result.Status == BackfillItemStatus.Failed))
+        {
+            await batch.Reviewed.Task.ConfigureAwait(false);
+        }
+    }
+
+    private sealed record Batch(IReadOnlyList<ItemOutcome> Items)
+    {
+        public TaskCompletionSource Reviewed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
