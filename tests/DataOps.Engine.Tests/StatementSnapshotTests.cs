@@ -47,6 +47,7 @@ public sealed class StatementSnapshotTests
             ["lease-check-no-lock"] = JobLease.CheckSql(lockRow: false),
             ["ledger-applied"] = LedgerStore.AppliedInsert(),
             ["ledger-applied-on-server"] = GroupExecutor.LedgerStatement(job),
+            ["dry-run-item-on-server"] = GroupExecutor.DryRunStatement(job),
             ["ledger-supersede"] = LedgerStore.Supersede,
             ["ledger-undone"] = LedgerStore.UndoneInsert,
             ["ledger-drifted"] = LedgerStore.DriftedInsert,

@@ -16,8 +16,10 @@ namespace DataOps.Engine.Backfill;
 /// says which items committed. An error the server reports fails that one item (recorded once, not
 /// run again) and the next items go on in groups; anything else (a lost connection, a transient
 /// error) sends the rest of the group through the one-item path, which reconnects and retries.
+/// A dry run's group is the same but for its end: the item's images and verify come back from a
+/// SELECT and the item rolls back, so a returned row is the whole item and nothing needs the ledger.
 /// </summary>
-internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force, RunLog log)
+internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force, bool dryRun, RunLog log)
 {
     /// <summary>Items per round trip when the throttle is off.</summary>
     internal const int GroupSize = 128;
@@ -25,15 +27,15 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     private const string ItemMarker = "dataops_item";
 
     /// <summary>
-    /// SQL-only jobs that are not dry runs and not fingerprinted plans: nothing needs the client
-    /// between an item's statements, so the item can run whole on the server.
+    /// SQL-only jobs that are not fingerprinted plans: nothing needs the client between an item's
+    /// statements, so the item can run whole on the server (dry runs too: they roll back instead of committing).
     /// </summary>
     internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) =>
-        !options.DryRun && !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
+        !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
 
     /// <summary>The group executor for a run whose items can run whole on the server, else null (the one-item path).</summary>
     public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log) =>
-        RunsOnServer(job, options) ? new GroupExecutor(job, lease, options.Reapply && !options.DryRun, log) : null;
+        RunsOnServer(job, options) ? new GroupExecutor(job, lease, options.Reapply && !options.DryRun, options.DryRun, log) : null;
 
     /// <summary>
     /// What a group run did: the items that committed (a prefix of the group, in order), whether
@@ -62,7 +64,8 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 {
                     if (isItem)
                     {
-                        committed.Add(ItemOutcome.Committed(job, runId, reader.GetString(0), reader.GetString(2), reader.GetString(3), reader.GetInt32(1), reader.GetFieldValue<TimeSpan>(4)));
+                        var item = ItemOutcome.Committed(job, runId, reader.GetString(0), reader.GetString(2), reader.GetString(3), reader.GetInt32(1), reader.GetFieldValue<TimeSpan>(4));
+                        committed.Add(dryRun ? item with { Result = item.Result with { Status = BackfillItemStatus.WouldApply }, Restore = null } : item);
                     }
                 }
             }
@@ -81,7 +84,8 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 return new GroupOutcome([], cancelled);
             }
 
-            var ledger = await CommittedByLedgerAsync(work.Profile, runId, keys).ConfigureAwait(false);
+            // A dry run's rows are its items (nothing commits); a real run's come from the ledger.
+            var ledger = dryRun ? committed : await CommittedByLedgerAsync(work.Profile, runId, keys).ConfigureAwait(false);
             if (cancelled)
             {
                 return new GroupOutcome(ledger, Cancelled: true);
@@ -99,7 +103,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             if (ex is PostgresException pg && !Retry.IsTransient(pg) && ledger.Count < keys.Count
                 && ledger.Select(c => c.Key).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
             {
-                var failed = await ItemExecutor.FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log).ConfigureAwait(false);
+                var failed = await ItemExecutor.FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log, record: !dryRun).ConfigureAwait(false);
                 return new GroupOutcome(ledger, Cancelled: false, failed);
             }
 
@@ -147,7 +151,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         var runId = lease.RunId;
         var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemExecutor.ItemSettingsSelect(local: false)));
-        var ledgerSql = LedgerStatement(job);
+        var ledgerSql = dryRun ? DryRunStatement(job) : LedgerStatement(job);
         var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
         foreach (var key in keys)
         {
@@ -174,11 +178,16 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 batch.BatchCommands.Add(ItemExecutor.SupersedeCommand(lease, key));
             }
 
+
             // @key and the job's parameters; the dataops_ ones are the runner's own.
             var ledger = new NpgsqlBatchCommand(ledgerSql);
             BackfillSql.Bind(ledger.Parameters, ledgerSql, job.Job.Parameters, key);
-            ledger.Parameters.AddWithValue("dataops_run", runId);
-            ledger.Parameters.AddWithValue("dataops_job", job.Job.Name);
+            if (!dryRun)
+            {
+                ledger.Parameters.AddWithValue("dataops_run", runId);
+                ledger.Parameters.AddWithValue("dataops_job", job.Job.Name);
+            }
+
             ledger.Parameters.AddWithValue("dataops_keys", NpgsqlTypes.NpgsqlDbType.Jsonb, primaryKeys);
             for (var i = 0; i < job.Capture.Count; i++)
             {
@@ -186,7 +195,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             }
 
             batch.BatchCommands.Add(ledger);
-            batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(dryRun ? "ROLLBACK" : "COMMIT"));
         }
 
         return batch;
@@ -199,8 +208,26 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     /// </summary>
     internal static string LedgerStatement(ValidatedJob job)
     {
-        var before = string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb"));
-        var after = string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}"));
+        var (before, after) = ImageObjects(job);
         return LedgerStore.AppliedInsertOnServer(before, after, job.Job.VerifySql, ItemMarker);
     }
+
+    /// <summary>
+    /// A dry run's item end: the after-images and verify (through dataops.verified()) in one SELECT that
+    /// returns what the ledger statement's RETURNING would, and writes nothing; the item then rolls back.
+    /// </summary>
+    internal static string DryRunStatement(ValidatedJob job)
+    {
+        var (before, after) = ImageObjects(job);
+        return $"""
+            SELECT @key AS {ItemMarker}, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys) AS rows_changed, i.before_image::text, i.after_image::text, clock_timestamp() - now()
+            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
+            WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
+            """;
+    }
+
+    /// <summary>The jsonb_build_object arguments of an item's before- and after-image: table name (@dataops_table_N), rows.</summary>
+    private static (string Before, string After) ImageObjects(ValidatedJob job) => (
+        string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb")),
+        string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}")));
 }
