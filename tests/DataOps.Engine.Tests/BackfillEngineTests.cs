@@ -1,0 +1,154 @@
+using System.Text.Json;
+using DataOps.Engine.Backfill;
+using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
+using DataOps.Engine.Logging;
+using DataOps.Engine.Schema;
+
+namespace DataOps.Engine.Tests;
+
+/// <summary>
+/// The backfill engine without PowerShell: the paths a run takes (groups on the server, the one-item
+/// fallback, dry runs, several workers), driven through <see cref="BackfillRunner.RunAsync"/> against a
+/// real database, with failures injected by the job's own SQL.
+/// </summary>
+public sealed class BackfillEngineTests
+{
+    private const int Items = 40;
+
+    [Fact]
+    public async Task A_group_whose_connection_dies_mid_way_falls_back_to_one_item_at_a_time_and_applies_every_item_once()
+    {
+        // Item 17 terminates its own session the first time it runs (a sequence is not transactional,
+        // so the second run of the step sees 2): the group dies after 16 committed items.
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "fallback", faultStep: "SELECT pg_terminate_backend(pg_backend_pid()) WHERE @key = '17' AND nextval('fault_once') = 1");
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+
+        Assert.Equal(Items, results.Count);
+        Assert.All(results, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
+        Assert.Equal(2L, db.Scalar<long>("SELECT last_value FROM fault_once"));
+        AssertEachItemAppliedOnce(db, results[0].RunId);
+        Assert.Equal("completed", db.Scalar<string>($"SELECT status FROM dataops.run WHERE run_id = '{results[0].RunId}'"));
+    }
+
+    [Fact]
+    public async Task An_item_the_server_fails_is_recorded_once_and_the_group_goes_on_after_it()
+    {
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "named", faultStep: "SELECT 1 / (CASE WHEN @key = '17' THEN 0 ELSE 1 END)");
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+
+        var failed = Assert.Single(results, r => r.Status == BackfillItemStatus.Failed);
+        Assert.Equal("17", failed.Key);
+        Assert.Contains("22012", failed.Error);
+        Assert.Equal(Items - 1, results.Count(r => r.Status == BackfillItemStatus.Applied));
+        Assert.Equal(0, db.Scalar<int>("SELECT v FROM t WHERE id = 17"));
+        Assert.Equal(Items - 1, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
+        Assert.Equal(1L, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{failed.RunId}' AND item_key = '17' AND status = 'failed'"));
+    }
+
+    [Fact]
+    public async Task A_dry_run_runs_grouped_changes_nothing_and_reports_a_failing_verify_for_that_item_only()
+    {
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "dry", verify: "SELECT v = 1 AND @key <> '17' FROM t WHERE id = @key::int");
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, DryRun = true });
+
+        Assert.Equal(Items - 1, results.Count(r => r.Status == BackfillItemStatus.WouldApply && r.RowsChanged == 1));
+        var failed = Assert.Single(results, r => r.Status == BackfillItemStatus.Failed);
+        Assert.Equal(("17", BackfillErrorCategory.VerifyFailed), (failed.Key, failed.ErrorCategory));
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM t WHERE v <> 0"));
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.ledger"));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1_000_000)]
+    public async Task Several_workers_run_groups_side_by_side_and_apply_every_item_once(int perMinute)
+    {
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "workers", maxConcurrency: 4);
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = perMinute });
+
+        Assert.Equal(Items, results.Count(r => r.Status == BackfillItemStatus.Applied));
+        Assert.Equal(Enumerable.Range(1, Items).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).Order(), results.Select(r => r.Key).Order());
+        AssertEachItemAppliedOnce(db, results[0].RunId);
+
+        // A second run finds every item applied and skips it.
+        var again = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = perMinute });
+        Assert.All(again, r => Assert.Equal(BackfillItemStatus.Skipped, r.Status));
+    }
+
+    [Fact]
+    public async Task Max_failures_stops_the_run_at_the_failure_that_reaches_it()
+    {
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "maxfail", faultStep: "SELECT 1 / (CASE WHEN @key IN ('5', '6') THEN 0 ELSE 1 END)");
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, MaxFailures = 2 });
+
+        Assert.Equal(["1", "2", "3", "4", "5", "6"], results.Select(r => r.Key));
+        Assert.Equal(4L, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
+        Assert.Equal("failed", db.Scalar<string>($"SELECT status FROM dataops.run WHERE run_id = '{results[0].RunId}'"));
+    }
+
+    private static void AssertEachItemAppliedOnce(DatabaseFixture db, Guid runId)
+    {
+        Assert.Equal((long)Items, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
+        Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(DISTINCT item_key) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
+        Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
+    }
+
+    private static async Task<DatabaseFixture> DatabaseAsync()
+    {
+        var db = new DatabaseFixture();
+        using var log = Log();
+        await SchemaInstaller.InstallAsync(db.Connection, [SchemaComponent.Core], log);
+        db.Execute($"CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, {Items}); CREATE SEQUENCE fault_once;");
+        return db;
+    }
+
+    private static async Task<ValidatedJob> JobAsync(DatabaseFixture db, string name, string? faultStep = null, string verify = "SELECT v = 1 FROM t WHERE id = @key::int", int maxConcurrency = 1)
+    {
+        var steps = new List<object>();
+        if (faultStep is not null)
+        {
+            steps.Add(new { name = "fault", sql = faultStep });
+        }
+
+        steps.Add(new { name = "set", sql = "UPDATE t SET v = v + 1 WHERE id = @key::int" });
+        var path = Path.Combine(Output(), name + ".job.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(new
+        {
+            version = 1,
+            name,
+            items = new { keys = Enumerable.Range(1, Items).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
+            throttle = new { itemsPerMinute = 0, maxConcurrency },
+            capture = new[] { new { table = "public.t", where = "id = @key::int" } },
+            steps,
+            verify,
+        }));
+        return await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
+    }
+
+    private static async Task<List<BackfillItemResult>> RunAsync(ValidatedJob job, DatabaseFixture db, BackfillOptions options)
+    {
+        using var log = Log();
+        var results = new List<BackfillItemResult>();
+        await foreach (var result in BackfillRunner.RunAsync(job, db.Connection, options, log, NullObserver.Instance))
+        {
+            results.Add(result);
+        }
+
+        return results;
+    }
+
+    private static RunLog Log() => RunLog.Open("backfill-engine-test", NullObserver.Instance, directory: Path.Combine(TestCluster.Root, "logs"));
+
+    private static string Output() => Directory.CreateDirectory(Path.Combine(TestCluster.Root, "out", Guid.NewGuid().ToString("N"))).FullName;
+}
