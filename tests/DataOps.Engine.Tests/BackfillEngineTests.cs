@@ -97,6 +97,39 @@ public sealed class BackfillEngineTests
         Assert.Equal("failed", db.Scalar<string>($"SELECT status FROM dataops.run WHERE run_id = '{results[0].RunId}'"));
     }
 
+    [Fact]
+    public async Task The_servers_image_hash_is_the_plans_fingerprint_for_awkward_rows()
+    {
+        // The grouped path checks a plan's items on the server (dataops.image_hash); Test-ProdHealth
+        // computes the fingerprint in the client (PlanFingerprint.Hash). They must agree to the byte.
+        var db = await DatabaseAsync();
+        db.Execute("""
+            CREATE TABLE odd (id int PRIMARY KEY, txt text, num numeric, j jsonb, ts timestamptz, f float8);
+            INSERT INTO odd VALUES
+              (1, E'quote " backslash \\ tab \t newline \n', 1.50, '{"b": [1, 2.0], "a": null}', '2026-12-01 10:00:00.123456+00', 1e300),
+              (2, 'ünïcødé ✓ 𝄞 日本', -0.0000001, '"x"', NULL, 'NaN'),
+              (3, NULL, NULL, NULL, NULL, '-Infinity');
+            """);
+        var job = await JobAsync(db, "hash");
+        var tables = new[] { "public.odd", "public.t" };
+        var where = new[] { "true", "id <= 3" };
+        var image = new ItemImage();
+        var server = new List<string>();
+        foreach (var (table, i) in tables.Select((t, i) => (t, i)))
+        {
+            var text = db.Scalar<string>($"SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.id), '[]'::jsonb)::text FROM (SELECT * FROM {table} WHERE {where[i]}) r");
+            image.Tables[table] = RowImages.Rows(text);
+            server.Add(text);
+        }
+
+        var captures = tables.Select(t => job.Capture[0] with { QualifiedName = t }).ToList();
+        var expected = PlanFingerprint.Hash(image, captures);
+        var actual = db.Scalar<string>($"SELECT dataops.image_hash(ARRAY['public.odd', 'public.t'], ARRAY['{server[0].Replace("'", "''", StringComparison.Ordinal)}'::jsonb, '{server[1]}'::jsonb])");
+
+        Assert.Equal(expected, actual);
+        Assert.NotEqual(expected, db.Scalar<string>("SELECT dataops.image_hash(ARRAY['public.odd'], ARRAY['[]'::jsonb])"));
+    }
+
     private static void AssertEachItemAppliedOnce(DatabaseFixture db, Guid runId)
     {
         Assert.Equal((long)Items, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));

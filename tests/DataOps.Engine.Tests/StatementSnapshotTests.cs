@@ -48,6 +48,7 @@ public sealed class StatementSnapshotTests
             ["ledger-applied"] = LedgerStore.AppliedInsert(),
             ["ledger-applied-on-server"] = GroupExecutor.LedgerStatement(job),
             ["dry-run-item-on-server"] = GroupExecutor.DryRunStatement(job),
+            ["plan-check-on-server"] = GroupExecutor.PlanCheckStatement(2),
             ["ledger-supersede"] = LedgerStore.Supersede,
             ["ledger-undone"] = LedgerStore.UndoneInsert,
             ["ledger-drifted"] = LedgerStore.DriftedInsert,

@@ -27,11 +27,11 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     private const string ItemMarker = "dataops_item";
 
     /// <summary>
-    /// SQL-only jobs that are not fingerprinted plans: nothing needs the client between an item's
-    /// statements, so the item can run whole on the server (dry runs too: they roll back instead of committing).
+    /// SQL-only jobs: nothing needs the client between an item's statements, so the item can run whole
+    /// on the server (dry runs too: they roll back instead of committing; a plan's items check their
+    /// fingerprint on the server first). HTTP jobs keep their two transactions (the one-item path).
     /// </summary>
-    internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) =>
-        !job.Job.HasHttpSteps && PlanFingerprint.From(job.Job) is null;
+    internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) => !job.Job.HasHttpSteps;
 
     /// <summary>The group executor for a run whose items can run whole on the server, else null (the one-item path).</summary>
     public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log) =>
@@ -97,6 +97,12 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 return new GroupOutcome(ledger, Cancelled: false, LeaseLost: lease.MarkLost(lost.MessageText));
             }
 
+            // A plan's item whose rows changed: stale, recorded as such; the group goes on after it.
+            if (ex is PostgresException { SqlState: StaleState } && ledger.Count < keys.Count)
+            {
+                return new GroupOutcome(ledger, Cancelled: false, await ItemExecutor.StaleAsync(work.Profile, lease, job, keys[ledger.Count], watch.Elapsed, dryRun, log).ConfigureAwait(false));
+            }
+
             // The server stops at the first error: every item before it committed (the ledger has them),
             // so the failing item is the next one. Transient errors (a restart, a deadlock) go the
             // one-item way, which reconnects and runs the item again.
@@ -121,6 +127,9 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
 
     /// <summary>The SQLSTATE dataops.verified() raises when verify is not true.</summary>
     internal const string VerifyFailedState = "DOV01";
+
+    /// <summary>The SQLSTATE dataops.stale() raises when a plan's item's rows changed since the plan (Core/0008).</summary>
+    internal const string StaleState = "DOS01";
 
     /// <summary>After a failed group: the items of <paramref name="keys"/> this run committed, from the ledger, in key order.</summary>
     private async Task<List<ItemOutcome>> CommittedByLedgerAsync(DataOpsConnection connection, Guid runId, IReadOnlyList<string> keys)
@@ -152,6 +161,8 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemExecutor.ItemSettingsSelect(local: false)));
         var ledgerSql = dryRun ? DryRunStatement(job) : LedgerStatement(job);
+        var plan = PlanFingerprint.From(job.Job);
+        var planCheck = PlanCheckStatement(job.Capture.Count);
         var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
         foreach (var key in keys)
         {
@@ -168,6 +179,16 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 Add(RowImages.BeforeImageSelect(job.Capture[i], i));
             }
 
+            if (plan is not null)
+            {
+                // A plan's item runs only if its locked rows still have the plan's fingerprint (else DOS01: stale).
+                var check = new NpgsqlBatchCommand(planCheck);
+                check.Parameters.AddWithValue("key", NpgsqlTypes.NpgsqlDbType.Text, key);
+                check.Parameters.AddWithValue("dataops_tables", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text, job.Capture.Select(t => t.QualifiedName).ToArray());
+                check.Parameters.AddWithValue("dataops_planned", NpgsqlTypes.NpgsqlDbType.Text, (object?)plan.Items.GetValueOrDefault(key) ?? DBNull.Value);
+                batch.BatchCommands.Add(check);
+            }
+
             foreach (var step in job.Job.Steps)
             {
                 Add(step.Sql!);
@@ -177,7 +198,6 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             {
                 batch.BatchCommands.Add(ItemExecutor.SupersedeCommand(lease, key));
             }
-
 
             // @key and the job's parameters; the dataops_ ones are the runner's own.
             var ledger = new NpgsqlBatchCommand(ledgerSql);
@@ -230,4 +250,12 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     private static (string Before, string After) ImageObjects(ValidatedJob job) => (
         string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb")),
         string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}")));
+
+    /// <summary>
+    /// A plan's item, after its before-images are locked: true if they still hash to the plan's
+    /// fingerprint (dataops.image_hash computes PlanFingerprint.Hash), else dataops.stale() raises.
+    /// Binds @key, @dataops_tables (text[]) and @dataops_planned (null for a key the plan lacks).
+    /// </summary>
+    internal static string PlanCheckStatement(int tables) =>
+        $"SELECT CASE WHEN dataops.image_hash(@dataops_tables, ARRAY[{string.Join(", ", Enumerable.Range(0, tables).Select(i => $"current_setting('dataops.before_{i}')::jsonb"))}]::jsonb[]) = @dataops_planned THEN true ELSE dataops.stale(@key) END";
 }

@@ -53,13 +53,22 @@ internal sealed class ItemExecutor
     public async Task<ItemOutcome> RunAsync(WorkConnection work, string key, CancellationToken ct)
     {
         var outcome = await ApplyAsync(work, key, ct).ConfigureAwait(false);
-        if (outcome.Result.Status == BackfillItemStatus.Stale && !_options.DryRun)
+        return outcome.Result.Status == BackfillItemStatus.Stale
+            ? new ItemOutcome(key, await StaleAsync(_connection, _lease, _job, key, outcome.Result.Duration, _options.DryRun, _log, outcome.Result.Attempts).ConfigureAwait(false), null)
+            : outcome;
+    }
+
+    /// <summary>A plan's item whose rows changed since the plan: not applied, logged, and (unless a dry run) recorded as stale.</summary>
+    internal static async Task<BackfillItemResult> StaleAsync(DataOpsConnection connection, JobLease lease, ValidatedJob job, string key, TimeSpan elapsed, bool dryRun, RunLog log, int attempts = 1)
+    {
+        var result = StaleResult(lease.RunId, job.Job.Name, key, elapsed, attempts);
+        if (!dryRun)
         {
-            _log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
-            await RecordFailureAsync(_connection, _lease.RunId, _job.Job.Name, key, BackfillErrorCategory.None, outcome.Result.Error!, outcome.Result.Attempts, outcome.Result.Duration, "stale").ConfigureAwait(false);
+            log.Warning("Item {Key} is stale: its rows changed since the plan was made; not applied", key);
+            await RecordFailureAsync(connection, lease.RunId, job.Job.Name, key, BackfillErrorCategory.None, result.Error!, attempts, elapsed, "stale").ConfigureAwait(false);
         }
 
-        return outcome;
+        return result;
     }
 
     private async Task<ItemOutcome> ApplyAsync(WorkConnection work, string key, CancellationToken ct)
@@ -193,11 +202,13 @@ internal sealed class ItemExecutor
         }
     }
 
-    private ItemOutcome Stale(string key, TimeSpan elapsed, int attempts) => new(key, new BackfillItemResult
+    private ItemOutcome Stale(string key, TimeSpan elapsed, int attempts) => new(key, StaleResult(_lease.RunId, _job.Job.Name, key, elapsed, attempts), null);
+
+    private static BackfillItemResult StaleResult(Guid runId, string job, string key, TimeSpan elapsed, int attempts) => new()
     {
-        RunId = _lease.RunId, Job = _job.Job.Name, Key = key, Status = BackfillItemStatus.Stale, Duration = elapsed, Attempts = attempts,
+        RunId = runId, Job = job, Key = key, Status = BackfillItemStatus.Stale, Duration = elapsed, Attempts = attempts,
         Error = "the item's rows changed since the plan was made; run Test-ProdHealth again for a fresh plan",
-    }, null);
+    };
 
     /// <summary>This run's ledger row for the item if the item committed (a retry whose first COMMIT's answer was lost).</summary>
     private static async Task<ItemOutcome?> AppliedByLedgerAsync(NpgsqlConnection conn, ValidatedJob job, Guid runId, string key, CancellationToken ct) =>

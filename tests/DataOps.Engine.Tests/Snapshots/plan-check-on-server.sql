@@ -1,0 +1,1 @@
+SELECT CASE WHEN dataops.image_hash(@dataops_tables, ARRAY[current_setting('dataops.before_0')::jsonb, current_setting('dataops.before_1')::jsonb]::jsonb[]) = @dataops_planned THEN true ELSE dataops.stale(@key) END
