@@ -277,6 +277,7 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
         DataOpsErrorKind.NotInstalled => ErrorCategory.NotInstalled,
         DataOpsErrorKind.OperationStopped => ErrorCategory.OperationStopped,
         DataOpsErrorKind.WriteError => ErrorCategory.WriteError,
+        DataOpsErrorKind.OperationTimeout => ErrorCategory.OperationTimeout,
         _ => ErrorCategory.InvalidOperation,
     };
 
