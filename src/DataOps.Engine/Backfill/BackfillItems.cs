@@ -60,6 +60,9 @@ public sealed record BackfillItemFilter
     /// <summary>Only keys that match one of these ILIKE patterns; empty: all.</summary>
     public IReadOnlyList<string> KeysLike { get; init; } = [];
 
+    /// <summary>The exact test of a key, after <see cref="KeysLike"/> narrowed the rows in the database (PowerShell's wildcards have character classes, LIKE has not).</summary>
+    public Func<string, bool>? KeyMatches { get; init; }
+
     /// <summary>Read the before and after images too.</summary>
     public bool IncludeImages { get; init; }
 }
@@ -97,6 +100,11 @@ public static class BackfillItems
             while (await Read(async () => await rows.MoveNextAsync()).ConfigureAwait(false))
             {
                 var r = rows.Current;
+                if (filter.KeyMatches is { } matches && !matches(r.Key))
+                {
+                    continue;
+                }
+
                 yield return new BackfillItem
                 {
                     Connection = connection, LedgerId = r.LedgerId, RunId = runId, Job = r.Job, Key = r.Key,
