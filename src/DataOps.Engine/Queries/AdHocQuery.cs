@@ -50,7 +50,7 @@ public sealed record QueryResult
     /// <summary>The database the query ran in.</summary>
     public DataOpsConnection? Connection { get; init; }
 
-    /// <summary>Rows the statements inserted, updated, deleted, merged, copied or selected (0 for DDL).</summary>
+    /// <summary>Rows the statements inserted, updated, deleted, merged or copied (0 for a SELECT or DDL: use -As Rows or Scalar to count rows).</summary>
     public int RowsAffected { get; init; }
 
     public TimeSpan Elapsed { get; init; }
@@ -317,6 +317,15 @@ public static partial class AdHocQuery
                 parameters.Add(Input(name, value));
             }
 
+            if (UnboundPlaceholders(_request.Sql, names) is { Count: > 0 } unbound)
+            {
+                throw new DataOpsException("QueryParameterMissing", DataOpsErrorKind.InvalidArgument,
+                    $"The query uses {string.Join(", ", unbound.Select(n => "@" + n))} and -Parameters gives no value for {(unbound.Count == 1 ? "it" : "them")}; nothing was run " +
+                    $"(PostgreSQL would read @{unbound[0]} as abs({unbound[0]})). Pass -Parameters @{{ {string.Join("; ", unbound.Select(n => n + " = ..."))} }}" +
+                    (names.Count == 0 ? "." : $" (given: {string.Join(", ", names.Select(n => "@" + n))})."),
+                    unbound[0]);
+            }
+
             _conn = await Database.OpenAsync(_profile, ct, readOnly: _request.ReadOnly).ConfigureAwait(false);
             var timeout = _request.Timeout is { TotalSeconds: > 0 } t ? (int)Math.Ceiling(t.TotalSeconds) : 0;
             if (_request.ReadOnly)
@@ -376,7 +385,7 @@ public static partial class AdHocQuery
                 case PostgresException { SqlState: "57014" } pg when pg.MessageText.Contains("timeout", StringComparison.OrdinalIgnoreCase):
                     return TimedOut(pg.MessageText);
                 case NpgsqlException { InnerException: TimeoutException } when _request.Timeout is not null:
-                    return TimedOut(ex.Message);
+                    return TimedOut("the driver cancelled it");
                 case PostgresException pg when !Database.IsConnectionLevel(pg.SqlState):
                     var kind = pg.SqlState switch
                     {
@@ -385,9 +394,8 @@ public static partial class AdHocQuery
                         _ when pg.SqlState.StartsWith("22", StringComparison.Ordinal) => DataOpsErrorKind.InvalidData,
                         _ => DataOpsErrorKind.InvalidOperation,
                     };
-                    var missing = pg.SqlState == "42601" ? MissingParameterHint() : null;
-                    return Failed("QueryFailed", kind, pg, $"PostgreSQL at {where} refused the query: {Describe(pg)}.{(missing is null ? string.Empty : " " + missing)}",
-                        missing ?? "Correct the query (the position counts characters of the query as given); -Debug shows the query and its parameters as sent.");
+                    return Failed("QueryFailed", kind, pg, $"PostgreSQL at {where} refused the query: {Describe(pg)}.",
+                        "Correct the query (the position counts characters of the query as given); -Debug shows the query and its parameters as sent.");
                 case InvalidCastException or NotSupportedException or ArgumentException:
                     var types = string.Join(", ", _request.Parameters.Select(p => $"@{p.Key.TrimStart('@', ':')} ({p.Value?.GetType().Name ?? "null"})"));
                     return new DataOpsException("QueryParameterInvalid", DataOpsErrorKind.InvalidArgument,
@@ -414,15 +422,6 @@ public static partial class AdHocQuery
 
             string Describe(PostgresException pg) =>
                 $"{pg.SqlState}: {pg.MessageText}{(pg.Detail is { Length: > 0 } d ? $" ({d})" : string.Empty)}{(pg.Position > 0 ? $", at character {pg.Position}" : string.Empty)}{(pg.Hint is { Length: > 0 } h ? $"; hint: {h}" : string.Empty)}";
-        }
-
-        /// <summary>A syntax error next to an @name that no parameter binds: name it.</summary>
-        private string? MissingParameterHint()
-        {
-            var given = new HashSet<string>(_request.Parameters.Keys.Select(k => k.TrimStart('@', ':')), StringComparer.OrdinalIgnoreCase);
-            var unbound = Placeholder().Matches(_request.Sql).Select(m => m.Groups[1].Value).Where(n => !given.Contains(n)).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-            return unbound.Count == 0 ? null
-                : $"No value was given for {string.Join(", ", unbound.Select(n => "@" + n))}: pass -Parameters @{{ {string.Join("; ", unbound.Select(n => n + " = ..."))} }}.";
         }
 
         public async ValueTask DisposeAsync()
@@ -457,6 +456,20 @@ public static partial class AdHocQuery
         }
     }
 
-    [GeneratedRegex(@"(?<![@:\w])[@:]([A-Za-z_][A-Za-z0-9_]*)")]
-    private static partial Regex Placeholder();
+    /// <summary>
+    /// The @name placeholders of the text that no parameter binds. Npgsql leaves such a placeholder in
+    /// the text, where PostgreSQL reads '@' as the absolute-value operator: "WHERE id = @id" without an
+    /// id parameter is "WHERE id = abs(id)", every row, and a DELETE would delete them all. Literals,
+    /// quoted identifiers, dollar quotes and comments are skipped, as Npgsql skips them; '@' after an
+    /// operator character (@>, &lt;@, @@) or a word is not a placeholder.
+    /// </summary>
+    internal static IReadOnlyList<string> UnboundPlaceholders(string sql, IEnumerable<string> bound)
+    {
+        var names = new HashSet<string>(bound, StringComparer.OrdinalIgnoreCase);
+        return [.. PlaceholderOrSkipped().Matches(sql).Select(m => m.Groups["name"]).Where(g => g.Success && !names.Contains(g.Value))
+            .Select(g => g.Value).Distinct(StringComparer.OrdinalIgnoreCase)];
+    }
+
+    [GeneratedRegex(@"'(?:[^']|'')*'|""(?:[^""]|"""")*""|--[^\r\n]*|/\*[\s\S]*?\*/|\$(?<tag>[A-Za-z_]\w*|)\$[\s\S]*?\$\k<tag>\$|(?<![@:<>\w])@(?<name>[A-Za-z_]\w*)")]
+    private static partial Regex PlaceholderOrSkipped();
 }
