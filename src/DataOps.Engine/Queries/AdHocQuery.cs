@@ -76,11 +76,21 @@ public static partial class AdHocQuery
     public static async IAsyncEnumerable<QueryRow> RowsAsync(DataOpsConnection connection, QueryRequest request, [EnumeratorCancellation] CancellationToken ct = default)
     {
         await using var run = await QueryRun.StartAsync(connection, request, ct).ConfigureAwait(false);
-        await using var reader = await run.Guard(() => run.ReaderAsync(ct), ct).ConfigureAwait(false);
+        var reader = await run.Guard(() => run.ReaderAsync(ct), ct).ConfigureAwait(false);
         var rows = new RowReader(reader);
-        while (await run.Guard(() => rows.NextAsync(ct), ct).ConfigureAwait(false) is { } row)
+        var read = false;
+        try
         {
-            yield return row;
+            while (await run.Guard(() => rows.NextAsync(ct), ct).ConfigureAwait(false) is { } row)
+            {
+                yield return row;
+            }
+
+            read = true;
+        }
+        finally
+        {
+            await run.CloseAsync(reader, read).ConfigureAwait(false);
         }
     }
 
@@ -90,8 +100,21 @@ public static partial class AdHocQuery
         await using var run = await QueryRun.StartAsync(connection, request, ct).ConfigureAwait(false);
         return await run.Guard(async () =>
         {
-            await using var reader = await run.ReaderAsync(ct).ConfigureAwait(false);
-            return (await new RowReader(reader).NextAsync(ct).ConfigureAwait(false))?.Values[0];
+            var reader = await run.ReaderAsync(ct).ConfigureAwait(false);
+            object? value = null;
+            var read = false;
+            try
+            {
+                var rows = new RowReader(reader);
+                value = (await rows.NextAsync(ct).ConfigureAwait(false))?.Values[0];
+                read = !request.ReadOnly || await rows.NextAsync(ct).ConfigureAwait(false) is null;
+            }
+            finally
+            {
+                await run.CloseAsync(reader, read).ConfigureAwait(false);
+            }
+
+            return value;
         }, ct).ConfigureAwait(false);
     }
 
@@ -351,6 +374,31 @@ public static partial class AdHocQuery
 
         public Task<NpgsqlDataReader> ReaderAsync(CancellationToken ct) =>
             _batch is not null ? _batch.ExecuteReaderAsync(ct) : _command!.ExecuteReaderAsync(ct);
+
+        /// <summary>
+        /// Closes a reader. Closing reads the rest of the result, so a read-only query left before its
+        /// end (Select-Object -First, -As Scalar) is cancelled on the server first: its rows are not
+        /// wanted and it changes nothing. A query that may write runs to its end, as in psql.
+        /// </summary>
+        public async Task CloseAsync(NpgsqlDataReader reader, bool read)
+        {
+            if (!read && _request.ReadOnly)
+            {
+                try
+                {
+                    _batch?.Cancel();
+                    await reader.DisposeAsync().ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is PostgresException { SqlState: "57014" } or NpgsqlException or OperationCanceledException)
+                {
+                    // The cancellation asked for.
+                }
+
+                return;
+            }
+
+            await reader.DisposeAsync().ConfigureAwait(false);
+        }
 
         public Task<int> NonQueryAsync(CancellationToken ct) =>
             _batch is not null ? _batch.ExecuteNonQueryAsync(ct) : _command!.ExecuteNonQueryAsync(ct);

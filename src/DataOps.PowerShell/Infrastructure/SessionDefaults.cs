@@ -78,7 +78,8 @@ internal static class SessionDefaults
         lock (holder)
         {
             var replaced = holder.Named.GetValueOrDefault(connection.Name);
-            holder.Named[connection.Name] = connection;
+            holder.Named.Remove(connection.Name);
+            holder.Named.Add(connection.Name, connection);
             return replaced;
         }
     }
