@@ -21,8 +21,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Undo-Backfill</para>
 /// </summary>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Select-Object -First 1 | Get-BackfillItem</code>
-///   <para>Every item of the job's latest run: key, status, rows, duration, attempts and error.</para>
+///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Select-Object -First 1 | Get-BackfillItem</code>
+///   <para>Every item of the job's latest backfill run: key, status, rows, duration, attempts and error.</para>
 /// </example>
 /// <example>
 ///   <code>Get-BackfillItem -RunId $id -Status Failed | Group-Object ErrorCategory</code>

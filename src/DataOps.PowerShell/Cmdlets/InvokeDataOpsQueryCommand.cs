@@ -53,8 +53,8 @@ public enum QueryOutput
 ///   <para>Shows the write that would run, and runs nothing; without -WhatIf the result says how many rows it changed.</para>
 /// </example>
 /// <example>
-///   <code>Invoke-DataOpsQuery -Query 'DELETE FROM users' -ReadOnly -ErrorAction SilentlyContinue -ErrorVariable refused; $refused[0].FullyQualifiedErrorId</code>
-///   <para>A write under -ReadOnly is refused by the server: ReadOnlyViolation, and nothing is deleted.</para>
+///   <code>try { Invoke-DataOpsQuery -Query 'DELETE FROM users' -ReadOnly } catch { $_.FullyQualifiedErrorId }</code>
+///   <para>A write under -ReadOnly is refused by the server (ReadOnlyViolation, a terminating error) and nothing is deleted.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "DataOpsQuery", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(PSCustomObject), typeof(QueryResult))]
