@@ -122,10 +122,14 @@ Describe 'Invoke-DataOpsQuery' {
         $err.Exception.Message | Should -Match 'at character 1'
     }
 
-    It 'a query over -Timeout is QueryTimeout (OperationTimeout)' {
+    It 'a query over -Timeout is QueryTimeout (OperationTimeout); a negative -Timeout is refused' {
         $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT pg_sleep(10)' -ReadOnly -Timeout 1s }
         $err.FullyQualifiedErrorId | Should -BeLike 'QueryTimeout,*'
         $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
+        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1' -ReadOnly -Timeout -5 }
+        $err.FullyQualifiedErrorId | Should -BeLike 'QueryTimeoutInvalid,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $err.TargetObject | Should -Be ([timespan]::FromSeconds(-5))
     }
 
     It 'a SecureString value is a secret: -Debug shows the SQL and masks it, and errors never show it' {

@@ -77,10 +77,10 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
     [Parameter]
     public QueryOutput As { get; set; } = QueryOutput.Rows;
 
-    /// <summary>How long the query may run before it is cancelled (QueryTimeout): 30s, 5m, 1h or a TimeSpan. Default: no limit (Ctrl+C stops it).</summary>
+    /// <summary>How long the query may run before it is cancelled (QueryTimeout): 30s, 5m, 1h or a TimeSpan. Default: 0, no limit (Ctrl+C stops it).</summary>
     [Parameter]
     [DurationTransformation]
-    public TimeSpan? Timeout { get; set; }
+    public TimeSpan Timeout { get; set; }
 
     /// <summary>Skips the confirmation of a write to a production connection (never -WhatIf).</summary>
     [Parameter]
@@ -112,9 +112,9 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
 
     private QueryRequest Request()
     {
-        if (Timeout is { } t && t < TimeSpan.Zero)
+        if (Timeout < TimeSpan.Zero)
         {
-            throw new DataOpsException("QueryTimeoutInvalid", DataOpsErrorKind.InvalidArgument, $"-Timeout {t} is negative. Give a duration such as 30s or 5m (0: no limit).", t);
+            throw new DataOpsException("QueryTimeoutInvalid", DataOpsErrorKind.InvalidArgument, $"-Timeout {Timeout} is negative. Give a duration such as 30s or 5m (0: no limit).", Timeout);
         }
 
         var values = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -146,7 +146,7 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
             values[key] = value;
         }
 
-        return new QueryRequest { Sql = Query, Parameters = values, SecretParameters = secrets, ReadOnly = ReadOnly, Timeout = Timeout };
+        return new QueryRequest { Sql = Query, Parameters = values, SecretParameters = secrets, ReadOnly = ReadOnly, Timeout = Timeout == TimeSpan.Zero ? null : Timeout };
     }
 
     private static object? Unwrapped(object? value) => value is PSObject { BaseObject: not PSCustomObject } ps ? ps.BaseObject : value;
