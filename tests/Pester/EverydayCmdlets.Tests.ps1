@@ -126,10 +126,11 @@ Describe 'Invoke-DataOpsQuery' {
         $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT pg_sleep(10)' -ReadOnly -Timeout 1s }
         $err.FullyQualifiedErrorId | Should -BeLike 'QueryTimeout,*'
         $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
-        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1' -ReadOnly -Timeout -5 }
+        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1' -ReadOnly -Timeout ([timespan]'-00:00:05') }
         $err.FullyQualifiedErrorId | Should -BeLike 'QueryTimeoutInvalid,*'
         $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
         $err.TargetObject | Should -Be ([timespan]::FromSeconds(-5))
+        (Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1' -ReadOnly -Timeout -5 }).FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentTransformationError,*'
     }
 
     It 'a SecureString value is a secret: -Debug shows the SQL and masks it, and errors never show it' {

@@ -88,8 +88,8 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
         var request = RunEngine((_, _) => Request());
+        var connection = ResolveConnection();
         WriteDebug(Describe(request, connection));
         if (!ReadOnly && !ShouldWrite(connection, connection.ToString(), $"Run query: {Abbreviated(AdHocQuery.SafeText(Query))}", Force))
         {
