@@ -13,7 +13,9 @@
                            'Stop-DataOpsSandbox',
                            'Get-DataOpsSandbox',
                            'Connect-DataOps',
+                           'Disconnect-DataOps',
                            'Get-DataOpsConnection',
+                           'Invoke-DataOpsQuery',
                            'Install-DataOpsSchema',
                            'New-ScriptExecutionSeed',
                            'Remove-ScriptExecutionSeed',
@@ -26,6 +28,7 @@
                            'Invoke-Backfill',
                            'Undo-Backfill',
                            'Get-BackfillRun',
+                           'Get-BackfillItem',
                            'Export-BackfillRollback',
                            'New-PrismSampleData',
                            'Watch-StagingSoak',
@@ -45,9 +48,11 @@
             ReleaseNotes = @'
 0.1.0, the first release:
 - Start-/Stop-/Get-DataOpsSandbox: a private PostgreSQL cluster from local binaries, loopback only.
-- Connect-DataOps (key=value or postgresql:// URI, -Credential, -Production), Get-DataOpsConnection.
+- Connect-DataOps (key=value or postgresql:// URI, -Credential, -Production, -Name), Get-DataOpsConnection,
+  Disconnect-DataOps; -Connection takes the name of a stored connection.
+- Invoke-DataOpsQuery: ad-hoc SQL with bound parameters, rows as objects, -ReadOnly.
 - Install-DataOpsSchema: Core, ScriptExecution, WorkflowExecution and Prism components, idempotent.
-- Invoke-Backfill / Undo-Backfill / Get-BackfillRun: guarded per-item backfills (SQL and HTTP steps)
+- Invoke-Backfill / Undo-Backfill / Get-BackfillRun / Get-BackfillItem: guarded per-item backfills (SQL and HTTP steps)
   with before/after images, ledger, throttle, resume, psql rollback script and drift-checked undo.
 - Watch-StagingSoak (read-only, Go/NoGo/Inconclusive), Test-ProdHealth (fingerprinted mini plan),
   Test-DataOpsEnvironment (preflight).

@@ -14,6 +14,7 @@ public enum DataOpsErrorKind
     InvalidOperation,
     OperationStopped,
     WriteError,
+    OperationTimeout,
 }
 
 /// <summary>

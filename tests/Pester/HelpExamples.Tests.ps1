@@ -1,7 +1,7 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
 # Every example in Get-Help, run as pasted against a sandbox: the code comes from the help itself, in a
 # folder that holds the files the examples name (./examples/jobs/..., ./fix.job.json, ./score.job.json)
-# and with the variables they use ($wf, $id, $prod, $staging, $stg) bound to the sandbox. Examples that
+# and with the variables they use ($wf, $id, $prod, $staging, $stg) and $env:DATAOPS_REPORTING_CONNECTION bound to the sandbox. Examples that
 # end with 'exit' run in a new pwsh process and are judged by its exit code. An example that cannot run
 # here is listed below with the reason; a new example that is in neither list fails the suite.
 
@@ -33,6 +33,25 @@ BeforeAll {
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
     # new pwsh, expect this exit code), Replace (the one adaptation: shorter soak windows).
     $script:cases = @{
+        # Named connections: 'reports' is the example sandbox again, from $env:DATAOPS_REPORTING_CONNECTION (set below).
+        'Connect-DataOps#4'           = @{ Cleanup = { Disconnect-DataOps -Name reports }
+                                           Check = { param($o) ($o | Where-Object db).db | Should -Be 'dataops'; (Get-DataOpsConnection -Name reports).Port | Should -Be $main.Port; (Get-DataOpsConnection).Name | Should -Be 'pester-help' } }
+        'Disconnect-DataOps#1'        = @{ Setup = { Use-Reports }; Check = { param($o) $o | Should -BeNullOrEmpty; Get-DataOpsConnection -Name reports* | Should -BeNullOrEmpty } }
+        'Disconnect-DataOps#2'        = @{ Setup = { Use-Reports }; Cleanup = { Disconnect-DataOps -Name reports }; Check = { param($o) $o | Should -BeNullOrEmpty; Get-DataOpsConnection -Name reports | Should -Not -BeNullOrEmpty } }
+        'Disconnect-DataOps#3'        = @{ Check = { param($o) $o | Should -BeNullOrEmpty; Get-DataOpsConnection | Should -BeNullOrEmpty } }
+        'Get-DataOpsConnection#3'     = @{ Setup = { Use-Reports }; Cleanup = { Disconnect-DataOps -Name reports }; Check = { param($o) $o.Name | Should -Contain 'reports' } }
+        'Get-BackfillItem#1'          = @{ Setup = { Use-Backfilled }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o[0].PSTypeNames | Should -Contain 'DataOps.Engine.Backfill.BackfillItem'; $o.Status | Should -Contain 'Applied' } }
+        # A failed item in the ledger of the latest backfill run, so there is something to group.
+        'Get-BackfillItem#2'          = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun | Where-Object Kind -eq backfill | Select-Object -First 1).RunId
+                                                     Invoke-TestSql $main "INSERT INTO dataops.ledger (run_id, job_name, item_key, status, error_category, error_message, attempts, finished_at) VALUES ('$id', 'results-v1.2.1', 'help-$(New-Guid)', 'failed', 'Timeout', 'statement timeout', 3, now())" | Out-Null }
+                                           Check = { param($o) ($o | Where-Object Name -eq 'Timeout').Count | Should -BeGreaterThan 0 } }
+        'Get-BackfillItem#3'          = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun | Where-Object Kind -eq backfill | Select-Object -First 1).RunId }
+                                           Check = { param($o) $o.PSObject.Properties.Name | Should -Contain 'prism.profiles' } }
+        'Invoke-DataOpsQuery#1'       = @{ Check = { param($o) @($o).Count | Should -Be 5; $o[0].PSObject.Properties.Name | Should -Be @('id', 'name', 'email') } }
+        'Invoke-DataOpsQuery#2'       = @{ Check = { param($o) $o | Should -BeOfType [long] } }
+        'Invoke-DataOpsQuery#3'       = @{ Setup = { $script:running = Invoke-TestSql $main "SELECT count(*) FROM workflow_executions WHERE status = 'running'" }
+                                           Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main "SELECT count(*) FROM workflow_executions WHERE status = 'running'" | Should -Be $running } }
+        'Invoke-DataOpsQuery#4'       = @{ Check = { param($o) $o | Should -Be 'ReadOnlyViolation,DataOps.PowerShell.Cmdlets.InvokeDataOpsQueryCommand'; Invoke-TestSql $main 'SELECT count(*) FROM users' | Should -BeGreaterThan 0 } }
         # A backfill run left 'running' without its lease is what a killed process leaves: Get-BackfillRun shows it abandoned.
         'Export-BackfillRollback#2'   = @{ Setup = { Use-Backfilled; Invoke-TestSql $main "UPDATE dataops.run SET status = 'running', finished_at = NULL WHERE run_id = (SELECT run_id FROM dataops.run WHERE kind = 'backfill' ORDER BY started_at DESC LIMIT 1)" | Out-Null }
                                            Check = { param($o) $o | Should -Not -BeNullOrEmpty; $o | ForEach-Object { $_.Path | Should -Exist; $_.Items | Should -BeGreaterThan 0 } } }
@@ -104,6 +123,11 @@ BeforeAll {
     $script:wf = [guid](Invoke-TestSql $main 'SELECT id FROM workflows ORDER BY name LIMIT 1')
     New-Item -ItemType Directory (Join-Path $work 'examples/jobs') | Out-Null
     foreach ($copy in 'examples/jobs/results-v1.2.1.job.json', 'fix.job.json', 'score.job.json') { Copy-Item $SampleJob (Join-Path $work $copy) }
+    $script:savedReporting = $env:DATAOPS_REPORTING_CONNECTION
+    $env:DATAOPS_REPORTING_CONNECTION = Get-SandboxConnectionString $main
+    function Use-Reports {
+        if (-not (Get-DataOpsConnection -Name reports*)) { Connect-DataOps -Environment reporting -Name reports -NoDefault | Out-Null }
+    }
 
     # A new seed each time (item keys come from the seed, and the ledger skips keys already applied),
     # with one or two items pending: the examples run at the job's own rate of 20 items a minute.
@@ -125,6 +149,7 @@ BeforeAll {
 }
 
 AfterAll {
+    $env:DATAOPS_REPORTING_CONNECTION = $savedReporting
     Get-DataOpsSandbox | Stop-DataOpsSandbox -Remove -Confirm:$false
     $env:DATAOPS_SANDBOX_ROOT = $savedRoot
     Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue

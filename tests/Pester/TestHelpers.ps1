@@ -23,11 +23,21 @@ function Get-ErrorRecord([scriptblock] $Command) {
     throw "Expected an error from { $Command }, got none."
 }
 
-# SQL through psql from the sandbox's own binaries: arranging and checking data independently of
-# the module. The password is read from the sandbox folder, as the admin who owns it could.
-function Invoke-TestSql([Parameter(Mandatory)] $Sandbox, [Parameter(Mandatory)] [string] $Sql) {
+# The sandbox's password, read from its folder, as the admin who owns it could.
+function Get-SandboxPassword([Parameter(Mandatory)] $Sandbox) {
     $root = if ($env:DATAOPS_SANDBOX_ROOT) { $env:DATAOPS_SANDBOX_ROOT } else { Join-Path ([IO.Path]::GetTempPath()) 'dataops-sandboxes' }
-    $env:PGPASSWORD = (Get-Content -Raw (Join-Path $root $Sandbox.Name 'password')).Trim()
+    (Get-Content -Raw (Join-Path $root $Sandbox.Name 'password')).Trim()
+}
+
+# A connection string for the sandbox's dataops database, as an admin would keep it in DATAOPS_<NAME>_CONNECTION.
+function Get-SandboxConnectionString([Parameter(Mandatory)] $Sandbox) {
+    "Host=127.0.0.1;Port=$($Sandbox.Port);Database=dataops;Username=postgres;Password=$(Get-SandboxPassword $Sandbox)"
+}
+
+# SQL through psql from the sandbox's own binaries: arranging and checking data independently of
+# the module.
+function Invoke-TestSql([Parameter(Mandatory)] $Sandbox, [Parameter(Mandatory)] [string] $Sql) {
+    $env:PGPASSWORD = Get-SandboxPassword $Sandbox
     try {
         $psql = Join-Path $Sandbox.BinDirectory 'psql'
         $out = & $psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $Sandbox.Port -U postgres -d dataops -c $Sql

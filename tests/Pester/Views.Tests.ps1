@@ -7,7 +7,7 @@ BeforeDiscovery {
     $script:cases = foreach ($width in 80, 120) {
         foreach ($type in 'DataOpsSandbox', 'DataOpsConnection', 'SchemaMigration', 'ScriptExecutionSeedResult', 'SeedRun',
             'WorkflowExecution', 'ExecutionStats', 'WorkflowSampleResult', 'PrismSampleResult', 'PreflightCheck',
-            'BackfillItemResult', 'BackfillRun', 'SoakSample', 'SoakCheckSummary', 'SoakReport', 'ProdHealthReport') {
+            'BackfillItemResult', 'BackfillItem', 'BackfillRun', 'SoakSample', 'SoakCheckSummary', 'SoakReport', 'ProdHealthReport', 'QueryResult') {
             @{ Type = $type; Width = $width }
         }
     }
@@ -35,11 +35,13 @@ BeforeAll {
         PrismSampleResult         = $prism
         PreflightCheck            = Test-DataOpsEnvironment -Job $SampleJob
         BackfillItemResult        = $applied
+        BackfillItem              = $applied | Get-BackfillItem
         BackfillRun               = Get-BackfillRun
         SoakSample                = $soak | Select-Object -SkipLast 1
         SoakCheckSummary          = $soak[-1].Checks
         SoakReport                = $soak[-1]
         ProdHealthReport          = Test-ProdHealth -Job $SampleJob -OutputDirectory $out
+        QueryResult               = Invoke-DataOpsQuery 'UPDATE prism.sessions SET status = status' -As NonQuery
     }
 }
 

@@ -77,13 +77,13 @@ foreach (var cmd in commands)
             return new ParameterMetadataView(p.Name, p.ParameterType, text,
                 sets.Any(s => s.IsMandatory), sets.Select(s => s.Position).FirstOrDefault(x => x >= 0, int.MinValue),
                 sets.Any(s => s.ValueFromPipeline), sets.Any(s => s.ValueFromPipelineByPropertyName),
-                p.ParameterSets.Keys.ToList());
+                p.ParameterSets.Keys.ToList(), p.Attributes.OfType<SupportsWildcardsAttribute>().Any());
         })
         .ToList();
 
     XElement ParameterElement(ParameterMetadataView p, bool withType) => new(command + "parameter",
         new XAttribute("required", p.Mandatory ? "true" : "false"),
-        new XAttribute("globbing", "false"),
+        new XAttribute("globbing", p.Wildcards ? "true" : "false"),
         new XAttribute("pipelineInput", PipelineInput(p)),
         new XAttribute("position", p.Position == int.MinValue ? "named" : p.Position.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         new XElement(maml + "name", p.Name),
@@ -186,7 +186,7 @@ static string MatchingNote(string typeName) => typeName.StartsWith("DataOps.Engi
 
 static string FriendlyType(Type t) => t.IsArray ? FriendlyType(t.GetElementType()!) + "[]" : t.Name;
 
-internal sealed record ParameterMetadataView(string Name, Type Type, string Description, bool Mandatory, int Position, bool ByValue, bool ByPropertyName, List<string> Sets);
+internal sealed record ParameterMetadataView(string Name, Type Type, string Description, bool Mandatory, int Position, bool ByValue, bool ByPropertyName, List<string> Sets, bool Wildcards);
 
 internal sealed record ExampleDoc(string Code, List<string> Remarks);
 

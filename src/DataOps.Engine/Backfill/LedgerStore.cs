@@ -146,6 +146,24 @@ internal static class LedgerStore
             """, new { runId }, cancellationToken: ct)).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// One run's ledger rows, in commit order, for Get-BackfillItem: only <paramref name="statuses"/>
+    /// (ledger names; null: all), only keys matching one of <paramref name="keysLike"/> (ILIKE patterns;
+    /// null: all), the images only when asked (their TOASTed values are not read otherwise). Streamed:
+    /// a run can hold many items.
+    /// </summary>
+    public static IAsyncEnumerable<LedgerItemRow> ItemRowsAsync(NpgsqlConnection conn, Guid runId, string[]? statuses, string[]? keysLike, bool images) =>
+        conn.QueryUnbufferedAsync<LedgerItemRow>(
+            """
+            SELECT l.ledger_id AS LedgerId, l.job_name AS Job, l.item_key AS Key, l.status AS Status, l.rows_changed AS RowsChanged, l.attempts AS Attempts,
+                   l.duration_ms AS DurationMs, l.started_at AS StartedAt, l.finished_at AS FinishedAt, l.error_category AS ErrorCategory, l.error_message AS Error,
+                   u.run_id AS UndoneBy, l.superseded_by AS SupersededBy,
+                   CASE WHEN @images THEN l.before_image::text END AS BeforeImage, CASE WHEN @images THEN l.after_image::text END AS AfterImage
+            FROM dataops.ledger l LEFT JOIN dataops.ledger u ON u.ledger_id = l.undone_by
+            WHERE l.run_id = @runId AND (@statuses::text[] IS NULL OR l.status = ANY(@statuses)) AND (@keysLike::text[] IS NULL OR l.item_key ILIKE ANY(@keysLike))
+            ORDER BY l.ledger_id
+            """, new { runId, statuses, keysLike, images });
+
     /// <summary>What an undo of a backfill run would do (null: no such backfill run).</summary>
     public static Task<UndoRunner.UndoCheck?> UndoCheckAsync(NpgsqlConnection conn, Guid runId, CancellationToken ct) =>
         conn.QuerySingleOrDefaultAsync<UndoRunner.UndoCheck?>(new CommandDefinition(
@@ -205,6 +223,10 @@ internal static class LedgerStore
         conn.ExecuteAsync(
             "UPDATE dataops.run SET status = @status, finished_at = now(), summary = @summary::jsonb WHERE run_id = @runId",
             new { status, summary, runId }, tx);
+
+    internal sealed record LedgerItemRow(
+        long LedgerId, string Job, string Key, string Status, int? RowsChanged, int? Attempts, int? DurationMs, DateTime StartedAt, DateTime? FinishedAt,
+        string? ErrorCategory, string? Error, Guid? UndoneBy, Guid? SupersededBy, string? BeforeImage, string? AfterImage);
 
     internal sealed record RunInfo(string Job, string Kind, DateTime StartedAt, string? OutputDirectory);
 

@@ -265,6 +265,30 @@ public sealed partial class DataOpsConnection
         return new DataOpsConnection(b.ConnectionString, Name, Source, IsProduction) { ServerVersion = ServerVersion };
     }
 
+    /// <summary>The same connection under another name (Connect-DataOps -Name).</summary>
+    public DataOpsConnection WithName(string name)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        return new DataOpsConnection(_connectionString, name, Source, IsProduction) { ServerVersion = ServerVersion };
+    }
+
+    /// <summary>
+    /// Closes the idle server sessions the driver keeps pooled for this connection (each of its
+    /// variants: plain, prepared, batch, read-only), so the server sees them go when the session
+    /// disconnects. A session in use closes when it is returned.
+    /// </summary>
+    public void ClearPools()
+    {
+        foreach (var cs in new[] { _connectionString, _prepared, _batch, _readOnly })
+        {
+            if (cs is not null)
+            {
+                using var c = new NpgsqlConnection(cs);
+                NpgsqlConnection.ClearPool(c);
+            }
+        }
+    }
+
     internal static DataOpsConnection ForSandbox(string connectionString, string sandboxName) =>
         new(connectionString, sandboxName, ConnectionSource.Sandbox, false);
 

@@ -18,7 +18,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// user, password, sslmode, application_name, connect_timeout, options, target_session_attrs, load_balance_hosts, channel_binding,
 /// gssencmode, client_encoding, passfile, sslcert, sslkey, sslrootcert, sslpassword and krbsrvname are read, and any other is
 /// refused (ConnectionStringInvalid). A password in a URI is a secret like one from -Credential.</para>
+/// <para type="description">-Name stores the connection in the session under that name, next to the default: any DataOps cmdlet then takes
+/// the name for -Connection (-Connection reporting), Get-DataOpsConnection -Name lists the named connections and Disconnect-DataOps -Name
+/// removes one. A name given again replaces the connection it named. Without -Name nothing is stored by name: the connection is the session's default (unless -NoDefault), as before.</para>
 /// <para type="link">Get-DataOpsConnection</para>
+/// <para type="link">Disconnect-DataOps</para>
 /// <para type="link">Start-DataOpsSandbox</para>
 /// <para type="link">about_DataOps</para>
 /// </summary>
@@ -33,6 +37,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>$env:DATAOPS_STAGING_CONNECTION = 'Host=stg;Database=app;Username=ops'; $stg = Connect-DataOps -Environment staging</code>
 ///   <para>Connects to the staging environment; $stg can be passed to -Connection of any DataOps cmdlet.</para>
+/// </example>
+/// <example>
+///   <code>Connect-DataOps -Environment reporting -Name reports -NoDefault; Invoke-DataOpsQuery -Connection reports -Query 'SELECT current_database() AS db' -ReadOnly</code>
+///   <para>Stores the reporting environment's connection as 'reports' without changing the session's default, then queries it by name.</para>
 /// </example>
 [Cmdlet(VerbsCommunications.Connect, "DataOps", DefaultParameterSetName = ByConnectionString)]
 [OutputType(typeof(DataOpsConnection))]
@@ -59,12 +67,24 @@ public sealed class ConnectDataOpsCommand : DataOpsCmdlet
     [Parameter]
     public SwitchParameter Production { get; set; }
 
+    /// <summary>Stores the connection in the session under this name, so -Connection takes the name (Get-DataOpsConnection -Name lists them, Disconnect-DataOps -Name removes one). A name given again replaces its connection. No wildcard characters.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ValidateNotNullOrEmpty]
+    public string? Name { get; set; }
+
     /// <summary>Do not make this connection the session's default.</summary>
     [Parameter]
     public SwitchParameter NoDefault { get; set; }
 
     protected override void ProcessRecord()
     {
+        if (Name is not null && (WildcardPattern.ContainsWildcardCharacters(Name) || Name.Trim().Length == 0))
+        {
+            ThrowTerminating("ConnectionNameInvalid", Engine.DataOpsErrorKind.InvalidArgument,
+                $"'{Name}' cannot name a connection: a name holds no wildcard characters (* ? [ ]) and is not blank, since Get-DataOpsConnection and Disconnect-DataOps take patterns. Choose a plain name such as 'reports'.",
+                Name);
+        }
+
         var user = Credential?.UserName;
         var password = Credential?.GetNetworkCredential().Password;
         var connection = RunEngine(async (observer, ct) =>
@@ -75,8 +95,13 @@ public sealed class ConnectDataOpsCommand : DataOpsCmdlet
             observer.Verbose($"Connecting to {c}{(c.IsProduction ? " (production)" : string.Empty)}.");
             var probe = await ConnectionTester.ProbeAsync(c, ct).ConfigureAwait(false);
             observer.Verbose($"Connected: PostgreSQL {probe.ServerVersion}, database {probe.Database}, user {probe.User}, {probe.Latency.TotalMilliseconds:0} ms.");
-            return c;
+            return Name is null ? c : c.WithName(Name);
         });
+
+        if (Name is not null && SessionDefaults.Store(connection) is { } replaced)
+        {
+            WriteVerbose($"The name '{Name}' now means {connection}; it meant {replaced} before.");
+        }
 
         if (!NoDefault)
         {

@@ -89,3 +89,15 @@ public sealed class JobFileCompleter : IArgumentCompleter
         }
     }
 }
+
+/// <summary>Completes -Connection and -Name with the names of the session's named connections (Connect-DataOps -Name).</summary>
+public sealed class ConnectionNameCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete, CommandAst commandAst, IDictionary fakeBoundParameters) =>
+        SessionDefaults.Named
+            .Where(c => c.Name.StartsWith((wordToComplete ?? string.Empty).Trim('\'', '"'), StringComparison.OrdinalIgnoreCase))
+            .Select(c => new CompletionResult(Quoted(c.Name), c.Name, CompletionResultType.ParameterValue, c.ToString()));
+
+    private static string Quoted(string name) =>
+        name.All(ch => char.IsLetterOrDigit(ch) || ch is '-' or '_' or '.') ? name : $"'{CodeGeneration.EscapeSingleQuotedStringContent(name)}'";
+}

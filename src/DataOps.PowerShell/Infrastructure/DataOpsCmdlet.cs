@@ -97,19 +97,40 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
     {
         try
         {
-            Pump(async (observer, ct) =>
-            {
-                await foreach (var item in source(observer, ct).WithCancellation(ct).ConfigureAwait(false))
-                {
-                    observer.Emit(c => c.WriteObject(item), ct);
-                }
-            });
+            PumpStream(source);
         }
         catch (DataOpsException ex)
         {
             ThrowTerminatingError(ToErrorRecord(ex));
         }
     }
+
+    /// <summary>
+    /// Streams an engine operation for one item of several: a failure is written as a non-terminating
+    /// error (after the items already written) and the cmdlet goes on with the next item.
+    /// </summary>
+    protected bool TryStreamEngine<T>(Func<IOperationObserver, CancellationToken, IAsyncEnumerable<T>> source)
+    {
+        try
+        {
+            PumpStream(source);
+            return true;
+        }
+        catch (DataOpsException ex)
+        {
+            WriteError(ToErrorRecord(ex));
+            return false;
+        }
+    }
+
+    private void PumpStream<T>(Func<IOperationObserver, CancellationToken, IAsyncEnumerable<T>> source) =>
+        Pump(async (observer, ct) =>
+        {
+            await foreach (var item in source(observer, ct).WithCancellation(ct).ConfigureAwait(false))
+            {
+                observer.Emit(c => c.WriteObject(item), ct);
+            }
+        });
 
     /// <summary>Runs an engine operation with a run log of its own, whose path -Verbose announces.</summary>
     protected T RunEngineLogged<T>(string operation, Func<RunLog, IOperationObserver, CancellationToken, Task<T>> work, SecretRedactor? redactor = null) =>
@@ -277,6 +298,7 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
         DataOpsErrorKind.NotInstalled => ErrorCategory.NotInstalled,
         DataOpsErrorKind.OperationStopped => ErrorCategory.OperationStopped,
         DataOpsErrorKind.WriteError => ErrorCategory.WriteError,
+        DataOpsErrorKind.OperationTimeout => ErrorCategory.OperationTimeout,
         _ => ErrorCategory.InvalidOperation,
     };
 

@@ -12,8 +12,10 @@ namespace DataOps.PowerShell.Infrastructure;
 /// </summary>
 public abstract class DatabaseCmdlet : DataOpsCmdlet
 {
-    /// <summary>The connection to use; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
+    /// <summary>The connection to use: a connection object, or the name of one Connect-DataOps -Name stored in the session; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ConnectionTransformation]
+    [ArgumentCompleter(typeof(ConnectionNameCompleter))]
     public DataOpsConnection? Connection { get; set; }
 
     /// <summary>The piped object itself, read only to check that it comes from the database this command acts on. Not for the command line.</summary>
