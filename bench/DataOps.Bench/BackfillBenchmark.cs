@@ -37,6 +37,14 @@ internal static partial class BackfillBenchmark
             s.Sql(db, "CHECKPOINT");
         }
 
+        // pgbench -c 1 with the same UPDATE on the same table, right after the run it is paired with.
+        double PgbenchOn(string table)
+        {
+            var script = Path.Combine(dir, $"update_{table}.sql");
+            File.WriteAllText(script, $"\\set id random(1, {items})\nUPDATE {table} SET val = val + 1 WHERE id = :id;\n");
+            return Tps(s, db, script, items);
+        }
+
         string Job(string name, string table) => BenchSession.IncrementJob(dir, name, table, itemsPerMinute: 20);
 
         // Warm-up, as any benchmark harness does: the first run in a process also pays for loading and
@@ -71,9 +79,7 @@ internal static partial class BackfillBenchmark
 
             rates.Add(items / watch.Elapsed.TotalSeconds);
             Settle(table);
-            var script = Path.Combine(dir, $"update_{r}.sql");
-            File.WriteAllText(script, $"\\set id random(1, {items})\nUPDATE {table} SET val = val + 1 WHERE id = :id;\n");
-            tps.Add(Tps(s, db, script, items));
+            tps.Add(PgbenchOn(table));
             Console.WriteLine($"repetition {r}: Invoke-Backfill {items} items unthrottled {rates[^1]:0} items/s ({watch.Elapsed.TotalSeconds:0.00} s); pgbench, same UPDATE, 1 client: {tps[^1]:0} tps; ratio {rates[^1] / tps[^1]:0.00}");
         }
 
@@ -88,6 +94,46 @@ internal static partial class BackfillBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"| pgbench -n -c 1 -t {items:N0}, the same UPDATE per transaction (median of {repeats}) | {pgbench:0} tps | 1.00 |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| the same, its fastest run (the strictest reference) | {tps.Max():0} tps | Invoke-Backfill median / this: {rate / tps.Max():0.00} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| warm-up: the process's first Invoke-Backfill, {warmupItems:N0} items (loading, JIT) | {coldRate:0} items/s | {coldRate / pgbench:0.00} x pgbench |");
+
+        // Every other path a run can take, each on a fresh table and paired with its own pgbench run.
+        sb.AppendLine();
+        sb.AppendLine("| path (10,000-item runs, throttle off) | median items/s | median ratio to its paired pgbench -c 1 (each pair) |");
+        sb.AppendLine("| --- | --- | --- |");
+        foreach (var (path, expected) in new[] { ("dry run (-DryRun)", "WouldApply"), ("maxConcurrency 4", "Applied"), ("Test-ProdHealth plan", "Applied") })
+        {
+            var pathRates = new List<double>();
+            var pathRatios = new List<double>();
+            for (var r = 1; r <= Math.Min(repeats, 3); r++)
+            {
+                var slug = new string(path.Where(char.IsLetterOrDigit).ToArray()).ToLowerInvariant();
+                var table = Table($"bench_{slug}_{r}", items);
+                var job = BenchSession.IncrementJob(dir, $"bench-{slug}-{r}", table, itemsPerMinute: 20, maxConcurrency: path.StartsWith("maxConcurrency", StringComparison.Ordinal) ? 4 : 1);
+                var args = new Hashtable { ["job"] = job, ["out"] = dir, ["plan"] = Path.Combine(dir, $"plan-{slug}-{r}.json") };
+                if (path.StartsWith("Test-ProdHealth", StringComparison.Ordinal))
+                {
+                    s.Invoke("Test-ProdHealth -Job $job -OutputDirectory $out -PlanPath $plan -WarningAction SilentlyContinue -InformationAction SilentlyContinue | Out-Null", args);
+                    args["job"] = args["plan"];
+                }
+
+                Settle(table);
+                var watch = Stopwatch.StartNew();
+                var results = s.Invoke($"Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out{(expected == "WouldApply" ? " -DryRun" : string.Empty)} -WarningAction SilentlyContinue", args);
+                watch.Stop();
+                var done = results.Count(x => x.Properties["Status"].Value.ToString() == expected);
+                if (done != items)
+                {
+                    throw new InvalidOperationException($"{path}: {done} of {items} items {expected}");
+                }
+
+                pathRates.Add(items / watch.Elapsed.TotalSeconds);
+                Settle(table);
+                var pathTps = PgbenchOn(table);
+                pathRatios.Add(pathRates[^1] / pathTps);
+                Console.WriteLine($"{path}, repetition {r}: {pathRates[^1]:0} items/s ({watch.Elapsed.TotalSeconds:0.00} s); pgbench {pathTps:0} tps; ratio {pathRatios[^1]:0.00}");
+            }
+
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {path} | {Stats.Median(pathRates):0} | {Stats.Median(pathRatios):0.00} ({string.Join(", ", pathRatios.Select(x => x.ToString("0.00", CultureInfo.InvariantCulture)))}; target >= 0.5) |");
+        }
 
         if (!skipThrottle)
         {

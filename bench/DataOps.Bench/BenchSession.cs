@@ -13,17 +13,18 @@ internal sealed class BenchSession : IDisposable
     /// The benchmarks' job: one UPDATE per item (val = val + 1 on its row of <paramref name="table"/>),
     /// captured and verified, items discovered in id order. Written to NAME.job.json in <paramref name="dir"/>.
     /// </summary>
-    public static string IncrementJob(string dir, string name, string table, int itemsPerMinute)
+    public static string IncrementJob(string dir, string name, string table, int itemsPerMinute, int maxConcurrency = 1)
     {
         var path = Path.Combine(dir, name + ".job.json");
         File.WriteAllText(path, $$"""
             {
               "version": 1, "name": "{{name}}",
               "items": { "discover": "SELECT id::text AS key FROM {{table}} ORDER BY id" },
-              "throttle": { "itemsPerMinute": {{itemsPerMinute}}, "batchSize": 500 },
+              "throttle": { "itemsPerMinute": {{itemsPerMinute}}, "batchSize": 500, "maxConcurrency": {{maxConcurrency}} },
               "capture": [ { "table": "{{table}}", "where": "id = @key::bigint" } ],
               "steps": [ { "name": "increment", "sql": "UPDATE {{table}} SET val = val + 1 WHERE id = @key::bigint" } ],
-              "verify": "SELECT val > 0 FROM {{table}} WHERE id = @key::bigint"
+              "verify": "SELECT val > 0 FROM {{table}} WHERE id = @key::bigint",
+              "health": { "discover": "SELECT id::text AS key FROM {{table}} WHERE val = 0 ORDER BY id", "checks": [] }
             }
             """);
         return path;

@@ -33,7 +33,6 @@ internal readonly record struct ItemOutcome(string Key, BackfillItemResult Resul
 internal sealed class BackfillRunState
 {
     private readonly ValidatedJob _job;
-    private readonly DataOpsConnection _connection;
     private readonly BackfillOptions _options;
     private readonly JobLease _lease;
     private readonly RunLog _log;
@@ -50,10 +49,10 @@ internal sealed class BackfillRunState
     private int _done;
     private volatile bool _stopped;
 
-    private BackfillRunState(ValidatedJob job, DataOpsConnection connection, BackfillOptions options, JobLease lease, RunLog log, IOperationObserver observer,
+    private BackfillRunState(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log, IOperationObserver observer,
         IReadOnlyList<string> keys, HashSet<string> applied, BackfillArtifacts artifacts)
     {
-        (_job, _connection, _options, _lease, _log, _observer, _artifacts) = (job, connection, options, lease, log, observer, artifacts);
+        (_job, _options, _lease, _log, _observer, _artifacts) = (job, options, lease, log, observer, artifacts);
         (Keys, Applied) = (keys, applied);
     }
 
@@ -96,7 +95,7 @@ internal sealed class BackfillRunState
                 await BackfillRunFiles.CompleteAbandonedAsync(connection, job.Job.Name, lease.RunId, lease.Abandoned, log, ct).ConfigureAwait(false);
             }
 
-            return new BackfillRunState(job, connection, options, lease, log, observer, keys, applied, artifacts);
+            return new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts);
         }
         catch (Exception ex)
         {
