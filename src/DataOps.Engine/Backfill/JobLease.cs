@@ -128,10 +128,10 @@ internal sealed class JobLease : IAsyncDisposable
             await using var conn = await Database.OpenAsync(profile, ct).ConfigureAwait(false);
             await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
             var current = await conn.QuerySingleOrDefaultAsync<LeaseRow>(new CommandDefinition(
-                """
+                $"""
                 SELECT l.run_id AS RunId, l.host_name AS HostName, l.process_id AS ProcessId, l.process_started_at AS ProcessStartedAt,
-                       l.acquired_at AS AcquiredAt, l.expires_at AS ExpiresAt, l.expires_at < clock_timestamp() AS Expired, r.status AS RunStatus
-                FROM dataops.job_lease l LEFT JOIN dataops.run r ON r.run_id = l.run_id WHERE l.job_name = @job
+                       l.acquired_at AS AcquiredAt, l.expires_at AS ExpiresAt, l.expires_at < clock_timestamp() AS Expired, {LedgerStore.RunStatusOf("l.run_id")} AS RunStatus
+                FROM dataops.job_lease l WHERE l.job_name = @job
                 """, new { job }, tx, cancellationToken: ct)).ConfigureAwait(false);
             Guid? takeFrom = null;
             var gone = false;
@@ -156,14 +156,14 @@ internal sealed class JobLease : IAsyncDisposable
             // row is locked (ON CONFLICT re-checks the WHERE on the row's latest version, after any
             // item of that run in flight committed and any renewal of it). No row: someone else won.
             var took = await conn.ExecuteScalarAsync<Guid?>(new CommandDefinition(
-                """
+                $"""
                 INSERT INTO dataops.job_lease AS l (job_name, run_id, host_name, process_id, process_started_at, expires_at)
                 VALUES (@job, @runId, @host, @pid, @started, clock_timestamp() + make_interval(secs => @ttl))
                 ON CONFLICT (job_name) DO UPDATE SET run_id = EXCLUDED.run_id, host_name = EXCLUDED.host_name, process_id = EXCLUDED.process_id,
                     process_started_at = EXCLUDED.process_started_at, acquired_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at
                 WHERE l.run_id = @takeFrom
                   AND (l.expires_at < clock_timestamp() OR @gone
-                       OR NOT EXISTS (SELECT 1 FROM dataops.run r WHERE r.run_id = l.run_id AND r.status = 'running'))
+                       OR {LedgerStore.RunStatusOf("l.run_id")} IS DISTINCT FROM 'running')
                 RETURNING run_id
                 """,
                 new { job, runId, host = Environment.MachineName, pid = Environment.ProcessId, started = ProcessStartedAt, ttl = Ttl.TotalSeconds, takeFrom, gone },

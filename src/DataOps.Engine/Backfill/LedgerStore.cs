@@ -26,6 +26,9 @@ internal static class LedgerStore
         WHERE {JobLease.HeldCondition()}
         """;
 
+    /// <summary>The status of the run <paramref name="runIdSql"/> names, as a scalar subquery (NULL when the run row is gone); for the job lease's takeover checks.</summary>
+    internal static string RunStatusOf(string runIdSql) => $"(SELECT r.status FROM dataops.run r WHERE r.run_id = {runIdSql})";
+
     /// <summary>
     /// The applied row of an item run whole on the server: the images come from the item's
     /// transaction-local settings, verify and the lease are checked in the same statement, and the
