@@ -24,7 +24,7 @@ internal sealed class BenchSession : IDisposable
               "capture": [ { "table": "{{table}}", "where": "id = @key::bigint" } ],
               "steps": [ { "name": "increment", "sql": "UPDATE {{table}} SET val = val + 1 WHERE id = @key::bigint" } ],
               "verify": "SELECT val > 0 FROM {{table}} WHERE id = @key::bigint",
-              "health": { "discover": "SELECT id::text AS key FROM {{table}} WHERE val = 0 ORDER BY id", "checks": [] }
+              "health": { "discover": "SELECT id::text AS key FROM {{table}} WHERE val = 0 ORDER BY id", "checks": [ { "name": "rows", "query": "SELECT count(*) FROM {{table}}", "expect": { "atLeast": 0 } } ] }
             }
             """);
         return path;

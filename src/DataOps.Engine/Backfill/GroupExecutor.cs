@@ -26,6 +26,13 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
 
     private const string ItemMarker = "dataops_item";
 
+    // Built once per run, not per group: a plan's fingerprint holds every item's hash.
+    private readonly PlanFingerprint? _plan = PlanFingerprint.From(job.Job);
+    private readonly string _itemEnd = dryRun ? DryRunStatement(job) : LedgerStatement(job);
+    private readonly string _planCheck = PlanCheckStatement(job.Capture.Count);
+    private readonly string[] _tables = [.. job.Capture.Select(t => t.QualifiedName)];
+    private readonly string _primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
+
     /// <summary>
     /// SQL-only jobs: nothing needs the client between an item's statements, so the item can run whole
     /// on the server (dry runs too: they roll back instead of committing; a plan's items check their
@@ -160,10 +167,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         var runId = lease.RunId;
         var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemExecutor.ItemSettingsSelect(local: false)));
-        var ledgerSql = dryRun ? DryRunStatement(job) : LedgerStatement(job);
-        var plan = PlanFingerprint.From(job.Job);
-        var planCheck = PlanCheckStatement(job.Capture.Count);
-        var primaryKeys = JsonSerializer.Serialize(job.Capture.Select(t => new object[] { t.QualifiedName, t.PrimaryKey }));
+        var (ledgerSql, plan, planCheck, primaryKeys) = (_itemEnd, _plan, _planCheck, _primaryKeys);
         foreach (var key in keys)
         {
             void Add(string sql)
@@ -184,7 +188,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
                 // A plan's item runs only if its locked rows still have the plan's fingerprint (else DOS01: stale).
                 var check = new NpgsqlBatchCommand(planCheck);
                 check.Parameters.AddWithValue("key", NpgsqlTypes.NpgsqlDbType.Text, key);
-                check.Parameters.AddWithValue("dataops_tables", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text, job.Capture.Select(t => t.QualifiedName).ToArray());
+                check.Parameters.AddWithValue("dataops_tables", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text, _tables);
                 check.Parameters.AddWithValue("dataops_planned", NpgsqlTypes.NpgsqlDbType.Text, (object?)plan.Items.GetValueOrDefault(key) ?? DBNull.Value);
                 batch.BatchCommands.Add(check);
             }
