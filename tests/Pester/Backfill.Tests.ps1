@@ -100,6 +100,36 @@ Describe 'Invoke-Backfill' {
     }
 }
 
+Describe 'Run logs' {
+    It 'writes a run log file only for cmdlets that change data, pruning old ones by $env:DATAOPS_LOG_RETENTION_DAYS' {
+        $logs = New-TestFolder
+        $old = Join-Path $logs 'Invoke-Backfill-20200101-000000-0123456789ab.json'
+        Set-Content -LiteralPath $old -Value '{}'
+        (Get-Item -LiteralPath $old).LastWriteTimeUtc = [datetime]::UtcNow.AddDays(-10)
+        $saved = $env:DATAOPS_LOG_DIR, $env:DATAOPS_LOG_RETENTION_DAYS
+        try {
+            $env:DATAOPS_LOG_DIR = $logs
+            $env:DATAOPS_LOG_RETENTION_DAYS = '5'
+            Test-ProdHealth -Job $SampleJob -OutputDirectory $out | Out-Null
+            @(Get-ChildItem -LiteralPath $logs -Filter 'Test-ProdHealth-*').Count | Should -Be 0
+            Test-Path -LiteralPath $old | Should -BeTrue
+
+            Invoke-Backfill -Job $SampleJob -OutputDirectory $out -DryRun -ItemsPerMinute 0 -WarningAction SilentlyContinue | Out-Null
+            @(Get-ChildItem -LiteralPath $logs -Filter 'Invoke-Backfill-*').Count | Should -Be 1
+            Test-Path -LiteralPath $old | Should -BeFalse
+
+            $env:DATAOPS_LOG_RETENTION_DAYS = 'soon'
+            $err = Get-ErrorRecord { Invoke-Backfill -Job $SampleJob -OutputDirectory $out -DryRun -ItemsPerMinute 0 }
+            $err.FullyQualifiedErrorId | Should -BeLike 'LogRetentionInvalid,*'
+            $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $err.Exception.Message | Should -Match "'soon'"
+        }
+        finally {
+            $env:DATAOPS_LOG_DIR, $env:DATAOPS_LOG_RETENTION_DAYS = $saved
+        }
+    }
+}
+
 Describe 'Get-BackfillRun' {
     It 'returns the runs newest first with ledger counts, filtered by job and run id' {
         $runs = @(Get-BackfillRun -Job results-v1.2.1)

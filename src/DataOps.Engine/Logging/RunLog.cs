@@ -10,7 +10,7 @@ namespace DataOps.Engine.Logging;
 /// event per line) under the log directory, with every event mirrored to the observer as a Verbose
 /// line. Messages pass through <see cref="SecretRedactor"/> registered secrets before they are written.
 /// </summary>
-public sealed class RunLog : IDisposable
+public sealed partial class RunLog : IDisposable
 {
     private readonly Logger _logger;
     private readonly SecretRedactor _redactor;
@@ -48,26 +48,99 @@ public sealed class RunLog : IDisposable
         return System.IO.Path.Combine(baseDir, "DataOps", "logs");
     }
 
-    /// <summary>Opens a run log for <paramref name="operation"/> (for example "Install-DataOpsSchema").</summary>
-    public static RunLog Open(string operation, IOperationObserver observer, SecretRedactor? redactor = null, string? directory = null)
+    /// <summary>How many days run logs are kept when $DATAOPS_LOG_RETENTION_DAYS is not set.</summary>
+    public const int DefaultRetentionDays = 30;
+
+    /// <summary>
+    /// Opens a run log for <paramref name="operation"/> (for example "Install-DataOpsSchema"). With
+    /// <paramref name="file"/> (operations that change data) the events also go to a JSON file, and run
+    /// logs in that folder older than the retention ($DATAOPS_LOG_RETENTION_DAYS, default 30, 0 keeps
+    /// them all) are removed first; without it, events only reach the observer (-Verbose).
+    /// </summary>
+    public static RunLog Open(string operation, IOperationObserver observer, SecretRedactor? redactor = null, string? directory = null, bool file = true)
     {
         redactor ??= new SecretRedactor();
         var runId = Guid.NewGuid().ToString("N")[..12];
-        var dir = directory ?? DefaultDirectory();
-        Directory.CreateDirectory(dir);
-        var stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss");
-        var path = System.IO.Path.Combine(dir, $"{operation}-{stamp}-{runId}.json");
-        var logger = new LoggerConfiguration()
+        var config = new LoggerConfiguration()
             .MinimumLevel.Debug()
             .Enrich.WithProperty("Operation", operation)
             .Enrich.WithProperty("RunId", runId)
-            .WriteTo.File(new CompactJsonFormatter(), path)
-            .WriteTo.Sink(new ObserverSink(observer, redactor))
-            .CreateLogger();
-        var log = new RunLog(logger, path, runId, redactor);
+            .WriteTo.Sink(new ObserverSink(observer, redactor));
+        string? path = null;
+        if (file)
+        {
+            var retention = RetentionDays();
+            var dir = directory ?? DefaultDirectory();
+            Directory.CreateDirectory(dir);
+            var pruned = Prune(dir, retention, DateTime.UtcNow);
+            if (pruned > 0)
+            {
+                observer.Verbose($"Removed {pruned} run logs older than {retention} days from {dir} ($env:DATAOPS_LOG_RETENTION_DAYS; 0 keeps them all)");
+            }
+
+            var stamp = DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture);
+            path = System.IO.Path.Combine(dir, $"{operation}-{stamp}-{runId}.json");
+            config = config.WriteTo.File(new CompactJsonFormatter(), path);
+        }
+
+        var log = new RunLog(config.CreateLogger(), path, runId, redactor);
         log.Information("Run {RunId} of {Operation} started", runId, operation);
         return log;
     }
+
+    /// <summary>$DATAOPS_LOG_RETENTION_DAYS: a whole number of days, 0 or more (0: keep every log); unset: 30.</summary>
+    public static int RetentionDays() => ParseRetention(Environment.GetEnvironmentVariable("DATAOPS_LOG_RETENTION_DAYS"));
+
+    internal static int ParseRetention(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return DefaultRetentionDays;
+        }
+
+        return int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var days) && days <= 36_500
+            ? days
+            : throw new DataOpsException("LogRetentionInvalid", DataOpsErrorKind.InvalidArgument,
+                $"$env:DATAOPS_LOG_RETENTION_DAYS is '{value}': give a whole number of days from 0 to 36500 (0 keeps every run log), or remove the variable for the default of {DefaultRetentionDays}.",
+                value);
+    }
+
+    /// <summary>
+    /// Removes the run logs (files named as <see cref="Open"/> names them, nothing else) in
+    /// <paramref name="directory"/> last written more than <paramref name="days"/> days before
+    /// <paramref name="now"/>; 0 days removes nothing. A file another process holds or removed is skipped.
+    /// </summary>
+    internal static int Prune(string directory, int days, DateTime now)
+    {
+        if (days <= 0)
+        {
+            return 0;
+        }
+
+        var removed = 0;
+        foreach (var file in Directory.EnumerateFiles(directory, "*.json"))
+        {
+            if (!LogName().IsMatch(System.IO.Path.GetFileName(file)) || File.GetLastWriteTimeUtc(file) >= now.AddDays(-days))
+            {
+                continue;
+            }
+
+            try
+            {
+                File.Delete(file);
+                removed++;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // In use or already gone: the next run tries again.
+            }
+        }
+
+        return removed;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z]+-[A-Za-z]+-\d{8}-\d{6}-[0-9a-f]{12}\.json$")]
+    private static partial System.Text.RegularExpressions.Regex LogName();
 
     public void Debug(string template, params object?[] values) => Write(LogEventLevel.Debug, null, template, values);
 

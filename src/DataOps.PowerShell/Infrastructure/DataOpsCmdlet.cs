@@ -153,12 +153,19 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
         }
     }
 
+    /// <summary>
+    /// A run log: a file for the operations that change data, -Verbose only for the read-only ones
+    /// (<see cref="ReadOnlyOperations"/>), so looking never fills the log folder.
+    /// </summary>
     private static RunLog OpenLog(string operation, IOperationObserver observer, SecretRedactor? redactor)
     {
-        var log = RunLog.Open(operation, observer, redactor);
-        observer.Verbose($"Run log: {log.Path}");
+        var log = RunLog.Open(operation, observer, redactor, file: !ReadOnlyOperations.Contains(operation));
+        observer.Verbose(log.Path is null ? $"No run log file: {operation} changes no data" : $"Run log: {log.Path}");
         return log;
     }
+
+    /// <summary>Operations that read and report but change no data: they write no run log file.</summary>
+    private static readonly HashSet<string> ReadOnlyOperations = new(StringComparer.Ordinal) { "Watch-StagingSoak", "Test-ProdHealth" };
 
     /// <summary>
     /// Runs work off the pipeline thread while this thread writes what it reports. If the pipeline
