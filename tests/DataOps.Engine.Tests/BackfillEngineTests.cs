@@ -130,6 +130,63 @@ public sealed class BackfillEngineTests
         Assert.NotEqual(expected, db.Scalar<string>("SELECT dataops.image_hash(ARRAY['public.odd'], ARRAY['[]'::jsonb])"));
     }
 
+    [Fact]
+    public async Task A_dry_run_skips_what_the_ledger_shows_applied_as_the_real_run_would()
+    {
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "dry-after");
+        var first = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, Keys = ["1", "2", "3"] });
+        Assert.All(first, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
+
+        var dry = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, DryRun = true });
+        var real = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+
+        Assert.Equal(["1", "2", "3"], dry.Where(r => r.Status == BackfillItemStatus.Skipped).Select(r => r.Key));
+        Assert.Equal(real.Select(r => (r.Key, r.Status == BackfillItemStatus.Applied ? BackfillItemStatus.WouldApply : r.Status)), dry.Select(r => (r.Key, r.Status)));
+    }
+
+    [Fact]
+    public async Task With_several_workers_every_item_committed_after_max_failures_is_still_reported()
+    {
+        var db = await DatabaseAsync(400);
+        var job = await JobAsync(db, "workers-maxfail", verify: "SELECT v = 1 AND @key::int % 7 <> 0 FROM t WHERE id = @key::int", maxConcurrency: 4, items: 400);
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, MaxFailures = 3 });
+
+        var runId = results[0].RunId;
+        Assert.InRange(results.Count(r => r.Status == BackfillItemStatus.Failed), 3, 3 + 3);
+        Assert.Equal(db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"), results.Count(r => r.Status == BackfillItemStatus.Applied));
+        Assert.Equal(db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'failed'"), results.Count(r => r.Status == BackfillItemStatus.Failed));
+        Assert.True(results.Count < 400, "the run stopped");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    public async Task A_reader_that_stops_early_leaves_at_most_two_groups_applied(int workers)
+    {
+        var db = await DatabaseAsync(2_000);
+        var job = await JobAsync(db, "first-three", maxConcurrency: workers, items: 2_000);
+        using var log = Log();
+        Guid runId;
+        var taken = 0;
+        await using (var items = BackfillRunner.RunAsync(job, db.Connection, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 }, log, NullObserver.Instance).GetAsyncEnumerator())
+        {
+            do
+            {
+                Assert.True(await items.MoveNextAsync());
+                runId = items.Current.RunId;
+            }
+            while (++taken < 3);
+        }
+
+        // One group reported, at most one waiting and one per worker in flight; every worker together has a group's worth.
+        var applied = db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'");
+        Assert.InRange(applied, 3, 2 * GroupExecutor.GroupSize);
+        Assert.Equal("stopped", db.Scalar<string>($"SELECT status FROM dataops.run WHERE run_id = '{runId}'"));
+        Assert.Equal(applied, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
+    }
+
     private static void AssertEachItemAppliedOnce(DatabaseFixture db, Guid runId)
     {
         Assert.Equal((long)Items, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
@@ -137,16 +194,16 @@ public sealed class BackfillEngineTests
         Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
     }
 
-    private static async Task<DatabaseFixture> DatabaseAsync()
+    private static async Task<DatabaseFixture> DatabaseAsync(int rows = Items)
     {
         var db = new DatabaseFixture();
         using var log = Log();
         await SchemaInstaller.InstallAsync(db.Connection, [SchemaComponent.Core], log);
-        db.Execute($"CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, {Items}); CREATE SEQUENCE fault_once;");
+        db.Execute($"CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT generate_series(1, {rows}); CREATE SEQUENCE fault_once;");
         return db;
     }
 
-    private static async Task<ValidatedJob> JobAsync(DatabaseFixture db, string name, string? faultStep = null, string verify = "SELECT v = 1 FROM t WHERE id = @key::int", int maxConcurrency = 1)
+    private static async Task<ValidatedJob> JobAsync(DatabaseFixture db, string name, string? faultStep = null, string verify = "SELECT v = 1 FROM t WHERE id = @key::int", int maxConcurrency = 1, int items = Items)
     {
         var steps = new List<object>();
         if (faultStep is not null)
@@ -160,7 +217,7 @@ public sealed class BackfillEngineTests
         {
             version = 1,
             name,
-            items = new { keys = Enumerable.Range(1, Items).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
+            items = new { keys = Enumerable.Range(1, items).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)) },
             throttle = new { itemsPerMinute = 0, maxConcurrency },
             capture = new[] { new { table = "public.t", where = "id = @key::int" } },
             steps,

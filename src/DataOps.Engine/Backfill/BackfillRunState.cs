@@ -63,7 +63,7 @@ internal sealed class BackfillRunState
     /// <summary>The keys in the order the run takes them.</summary>
     public IReadOnlyList<string> Keys { get; }
 
-    /// <summary>Keys the ledger shows applied before this run (empty for -Reapply and dry runs): skipped.</summary>
+    /// <summary>Keys the ledger shows applied before this run (empty for -Reapply): skipped, by a dry run too, as the real run would.</summary>
     public HashSet<string> Applied { get; }
 
     /// <summary>Set once the run has decided to stop (failures, a lost database, a stopped pipeline): no new item starts.</summary>
@@ -79,7 +79,7 @@ internal sealed class BackfillRunState
         try
         {
             var keys = options.Keys ?? await BackfillRunner.ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-            var applied = options.Reapply || options.DryRun ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
+            var applied = options.Reapply ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
             BackfillArtifacts artifacts;
             try
             {

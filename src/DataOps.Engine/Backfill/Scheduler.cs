@@ -11,7 +11,8 @@ namespace DataOps.Engine.Backfill;
 /// in groups (<see cref="GroupExecutor"/>), the rest one by one (<see cref="ItemExecutor"/>). A worker
 /// runs at most one batch ahead of the reporting, so the server runs the next group while this one is
 /// reported; after a batch with a failure it waits until the coordinator has decided whether the run
-/// goes on (-MaxFailures). Whatever the workers finish after the run stops is recorded, not reported.
+/// goes on (-MaxFailures). When the run stops itself, what the other workers finish is still
+/// reported; when the pipeline stops (Ctrl+C, Select-Object -First) it is recorded in the run's files.
 /// </summary>
 internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExecutor items, GroupExecutor? groups, int width, DataOpsConnection connection, TimeSpan lockTimeout)
 {
@@ -24,7 +25,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
     public async IAsyncEnumerable<IReadOnlyList<ItemOutcome>> RunAsync([EnumeratorCancellation] CancellationToken ct)
     {
-        var channel = Channel.CreateBounded<Batch>(new BoundedChannelOptions(_width) { SingleReader = true });
+        var channel = Channel.CreateBounded<Batch>(new BoundedChannelOptions(1) { SingleReader = true });
         _ = Task.Run(() => ProduceAsync(channel.Writer, ct), CancellationToken.None);
         Batch? reporting = null;
         try
@@ -34,11 +35,14 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                 reporting = batch;
                 yield return batch.Items;
                 reporting = null;
-                batch.Reviewed.TrySetResult();
                 if (run.Stopped)
                 {
-                    yield break;
+                    // The run stopped itself (-MaxFailures, a lost database): no worker takes more
+                    // keys, and what the others still finish is reported too, as it happened.
+                    _halted = true;
                 }
+
+                batch.Reviewed.TrySetResult();
             }
         }
         finally
@@ -87,7 +91,9 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         await using var work = new WorkConnection(connection, lockTimeout);
         try
         {
-            while (!Halted && Take() is { } keys)
+            // A worker starts its next keys only when the reporting has room for what they give:
+            // so a run that stops has at most one batch waiting and one per worker in flight.
+            while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted && Take() is { } keys)
             {
                 if (keys.Count == 1 && run.Applied.Contains(keys[0]))
                 {
@@ -134,7 +140,8 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                 return [keys[_next++]];
             }
 
-            var size = groups is null ? 1 : throttle.GroupSize(Math.Clamp((keys.Count - _next) / _width, 1, GroupExecutor.GroupSize));
+            // Several workers share the group size, so together they have no more items in flight than one.
+            var size = groups is null ? 1 : throttle.GroupSize(Math.Clamp((keys.Count - _next) / _width, 1, GroupExecutor.GroupSize / _width));
             var taken = new List<string>(size);
             while (_next < keys.Count && taken.Count < size && !run.Applied.Contains(keys[_next]))
             {

@@ -33,7 +33,9 @@ public enum QueryOutput
 /// SecureString or PSCredential (its password) is sent as text and masked in every message.</para>
 /// <para type="description">-ReadOnly runs the query as exactly one statement in a READ ONLY transaction of a read-only session, and
 /// rolls it back: the server refuses any write (ReadOnlyViolation) and nothing changes, so it runs without confirmation, even under
-/// -WhatIf. It does not stop functions whose effects are outside the transaction (pg_terminate_backend, COPY TO PROGRAM, dblink).
+/// -WhatIf. It does not stop what a read-only transaction allows and whose effects are outside the database's data: COPY ... TO
+/// PROGRAM or TO a server file (on a superuser connection), pg_terminate_backend, advisory and table locks, dblink. Connect as a
+/// role without those rights (for example a member of pg_read_all_data only) when the query is not your own.
 /// Without -ReadOnly the query may write: it asks ShouldProcess (-WhatIf, -Confirm; on a production connection it asks for
 /// confirmation unless -Force or -Confirm:$false), may hold several statements (they run in one implicit transaction), and is not
 /// wrapped in a transaction of its own, so VACUUM works. -Debug shows the SQL and the parameters as sent, secrets masked.</para>
@@ -69,7 +71,7 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
     [Parameter(Position = 1)]
     public IDictionary? Parameters { get; set; }
 
-    /// <summary>Runs the query as one statement in a read-only transaction that is rolled back: any write fails (ReadOnlyViolation) and nothing changes. No confirmation is asked.</summary>
+    /// <summary>Runs the query as one statement in a read-only transaction that is rolled back: any write to the database's data fails (ReadOnlyViolation). Server-side effects a read-only transaction allows (COPY TO PROGRAM, pg_terminate_backend, locks) are not stopped. No confirmation is asked.</summary>
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 
