@@ -6,7 +6,7 @@ using DataOps.PowerShell.Infrastructure;
 namespace DataOps.PowerShell.Cmdlets;
 
 /// <summary>
-/// <para type="synopsis">Gets the items of a backfill, dry-run or undo run as its ledger recorded them.</para>
+/// <para type="synopsis">Gets the items of a backfill or undo run as its ledger recorded them (a dry run records none: its items are in its execution_results.json).</para>
 /// <para type="description">Get-BackfillItem reads the ledger rows of one run, in the order they were committed: each item's key,
 /// status (Applied, Failed or Stale for a backfill; Restored or Drifted for an undo), rows changed, attempts, duration, error category
 /// and error, and whether an undo restored it since (UndoneBy) or a later run applied it again (SupersededBy). -IncludeImages adds the
@@ -36,7 +36,7 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(BackfillItem))]
 public sealed class GetBackfillItemCommand : DatabaseCmdlet
 {
-    /// <summary>The run (backfill, dry run or undo). Binds from pipeline objects' RunId property (Get-BackfillRun, Invoke-Backfill, Undo-Backfill).</summary>
+    /// <summary>The run (backfill or undo; a dry run writes no ledger rows, so it has no items here). Binds from pipeline objects' RunId property (Get-BackfillRun, Invoke-Backfill, Undo-Backfill).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     public Guid RunId { get; set; }
 
