@@ -119,6 +119,8 @@ internal sealed class RecordingObserver : Logging.IOperationObserver
 
     public List<string> Warnings { get; } = [];
 
+    public List<string> Information { get; } = [];
+
     public List<Logging.OperationProgress> Progress { get; } = [];
 
     void Logging.IOperationObserver.Verbose(string message)
@@ -134,6 +136,14 @@ internal sealed class RecordingObserver : Logging.IOperationObserver
         lock (Warnings)
         {
             Warnings.Add(message);
+        }
+    }
+
+    void Logging.IOperationObserver.Information(string message)
+    {
+        lock (Information)
+        {
+            Information.Add(message);
         }
     }
 

@@ -61,7 +61,9 @@ internal sealed record PsResult(
     IReadOnlyList<string> Verbose,
     IReadOnlyList<string> Warnings,
     IReadOnlyList<ProgressRecord> Progress,
-    bool HadErrors)
+    bool HadErrors,
+    IReadOnlyList<InformationRecord> Information,
+    IReadOnlyList<string> Debug)
 {
     public T Single<T>() => (T)Assert.Single(Output).BaseObject;
 }
@@ -96,7 +98,7 @@ internal sealed class PsSession : IDisposable
         ps.AddScript(script);
         var output = ps.Invoke();
         return new PsResult(output, [.. ps.Streams.Error], [.. ps.Streams.Verbose.Select(v => v.Message)],
-            [.. ps.Streams.Warning.Select(w => w.Message)], [.. ps.Streams.Progress], ps.HadErrors);
+            [.. ps.Streams.Warning.Select(w => w.Message)], [.. ps.Streams.Progress], ps.HadErrors, [.. ps.Streams.Information], [.. ps.Streams.Debug.Select(d => d.Message)]);
     }
 
     /// <summary>Runs one command directly, so a terminating error surfaces as an exception from Invoke().</summary>

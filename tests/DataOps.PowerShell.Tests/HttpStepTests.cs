@@ -158,6 +158,8 @@ public sealed class HttpStepTests
 
         texts.AddRange(r.Verbose);
         texts.AddRange(r.Warnings);
+        texts.AddRange(r.Information.Select(i => i.MessageData.ToString()!));
+        texts.AddRange(r.Debug);
         texts.AddRange(r.Errors.Select(e => e.ToString()));
         texts.AddRange(r.Output.Select(o => string.Join("|", o.Properties.Select(p => p.Value?.ToString()))));
         return string.Join("\n", texts);

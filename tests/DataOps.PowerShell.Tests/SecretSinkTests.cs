@@ -131,7 +131,7 @@ public sealed class SecretSinkTests
         {
             foreach (var (name, url) in runs)
             {
-                var r = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -MaxFailures 10 -Secret @{ TOKEN = $cred; HEADER = $header } -Reapply -Verbose",
+                var r = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -MaxFailures 10 -Secret @{ TOKEN = $cred; HEADER = $header } -Reapply -Verbose -Debug",
                     new Hashtable { ["job"] = Job(url), ["out"] = output, ["cred"] = new PSCredential("svc", Secure(secret)), ["header"] = new PSCredential("svc", Secure(headerSecret)) });
 
                 Assert.Equal(2, r.Output.Count);
@@ -142,6 +142,9 @@ public sealed class SecretSinkTests
                 sinks.Add(($"{name}: errors", string.Join("\n", r.Errors.Select(e => e + "\n" + e.Exception + "\n" + e.TargetObject + "\n" + e.ErrorDetails?.Message))));
                 sinks.Add(($"{name}: verbose", string.Join("\n", r.Verbose)));
                 sinks.Add(($"{name}: warnings", string.Join("\n", r.Warnings)));
+                sinks.Add(($"{name}: information", string.Join("\n", r.Information.Select(i => i.MessageData))));
+                sinks.Add(($"{name}: debug (the SQL sent)", string.Join("\n", r.Debug)));
+                Assert.Contains(r.Debug, d => d.StartsWith("SQL (", StringComparison.Ordinal));
             }
 
             var history = s.Run("Get-BackfillRun -Job secret-sinks");

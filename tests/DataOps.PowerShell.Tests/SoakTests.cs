@@ -53,7 +53,11 @@ public sealed class SoakTests
         Assert.Contains("```mermaid", markdown);
         Assert.Contains("xychart-beta", markdown);
         Assert.Contains("| conversion rate | >= 1 x baseline | 0.85 |", markdown);
-        Assert.Contains(after.Warnings, w => w.Contains("go/no-go decision"));
+        // Go is the normal end (host output); NoGo needs attention (a warning).
+        Assert.DoesNotContain(after.Warnings, w => w.Contains("go/no-go decision"));
+        Assert.Contains(after.Information, i => i.Tags.Contains("PSHOST") && i.MessageData.ToString()!.Contains("verdict Go"));
+        Assert.Contains(before.Warnings, w => w.Contains("verdict NoGo"));
+        Assert.DoesNotContain(before.Information, i => i.MessageData.ToString()!.Contains("verdict"));
     }
 
     [Fact]
@@ -164,6 +168,13 @@ public sealed class SoakTests
         var text = File.ReadAllText(report);
         Assert.Contains("stopped early", text);
         Assert.Contains("ended early", text);
+
+        // A stopped pipeline keeps no output, so the report object comes back through $DataOpsLastSoak.
+        var kept = s.Run("$DataOpsLastSoak").Output.Single();
+        Assert.True((bool)kept.Properties["EndedEarly"].Value);
+        Assert.Equal(report, (string)kept.Properties["ReportPath"].Value);
+        Assert.True((int)kept.Properties["Rounds"].Value >= 2);
+        Assert.Contains((IEnumerable<string>)kept.Properties["Reasons"].Value, r => r.Contains("stopped early"));
     }
 
     [Fact]

@@ -75,13 +75,17 @@ Describe 'Invoke-Backfill' {
         (Test-ProdHealth -Job $SampleJob -OutputDirectory $out).PendingCount | Should -Be $sample.Pending
     }
 
-    It 'applies every item, one BackfillItemResult each, and warns that the run halted for review' {
-        $script:applied = @(Invoke-Backfill -Job $SampleJob -ItemsPerMinute 0 -OutputDirectory $out -WarningVariable warnings -WarningAction SilentlyContinue)
+    It 'applies every item, one BackfillItemResult each, and says on the host (not as a warning) that the run halted for review' {
+        $script:applied = @(Invoke-Backfill -Job $SampleJob -ItemsPerMinute 0 -OutputDirectory $out -WarningVariable warnings -InformationVariable info -InformationAction SilentlyContinue)
         $applied.Count | Should -Be $sample.Pending
         $applied[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Backfill.BackfillItemResult'
         $applied.Status | Sort-Object -Unique | Should -Be 'Applied'
         $applied.RunId | Sort-Object -Unique | Should -HaveCount 1
-        "$warnings" | Should -Match 'backfill_summary.md'
+        $warnings | Should -BeNullOrEmpty
+        $halted = @($info | Where-Object { "$($_.MessageData)" -match 'halted for review' })
+        $halted | Should -HaveCount 1
+        "$($halted[0].MessageData)" | Should -Match 'backfill_summary.md'
+        $halted[0].Tags | Should -Contain 'PSHOST'
     }
 
     It 'writes the summary, the execution results and a psql rollback script into the run folder' {
@@ -150,6 +154,22 @@ Describe 'Watch-StagingSoak' {
         $soak[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Soak.SoakSample'
         $soak.Count - 1 | Should -Be ($report.Rounds * @($report.Checks).Count)
         Get-Content -Raw $report.ReportPath | Should -Match 'Verdict: Go'
+    }
+
+    It 'shows the final report with its own view after the samples table, at 80 columns' {
+        $text = Watch-StagingSoak -Job $SampleJob -Duration 1s -Interval 500ms -OutputDirectory $out | Out-String -Width 80
+        $text | Should -Not -Match 'DataOps\.Engine\.Soak\.SoakCheckSummary'
+        $text | Should -Match '(?m)^Verdict\s+: Go'
+        $text | Should -Match '\d+ pass, \d+ fail, \d+ no data, \d+ error'
+        $text | Should -Match '(?m)^ReportPath\s+: '
+        ($text -split "`n" | Where-Object { $_.TrimEnd().Length -gt 80 }) | Should -BeNullOrEmpty
+    }
+
+    It 'keeps its last report in $DataOpsLastSoak and reports Go on the host, not as a warning' {
+        $report = Watch-StagingSoak -Job $SampleJob -Duration 1s -Interval 500ms -OutputDirectory $out -WarningVariable warnings -InformationVariable info -InformationAction SilentlyContinue | Select-Object -Last 1
+        $DataOpsLastSoak.ReportPath | Should -Be $report.ReportPath
+        $warnings | Should -BeNullOrEmpty
+        "$($info.MessageData)" | Should -Match 'verdict Go'
     }
 
     It 'takes -Duration and -Interval as 90s/500ms strings' {

@@ -231,9 +231,19 @@ internal sealed class BackfillRunState
         }
 
         _log.Information("Run {RunId} {Outcome}; summary {Summary}", RunId, _outcome, _artifacts.SummaryPath);
-        _observer.Warning(_options.DryRun
+        // A completed run halting for review is the normal end: host output, not a warning that CI flags.
+        // A run that failed or was stopped needs attention.
+        var ending = _options.DryRun
             ? $"Dry run {RunId} of '{Name}' {_outcome}: nothing was changed. Review {_artifacts.SummaryPath}."
-            : $"Backfill run {RunId} of '{Name}' {_outcome} and has halted for review: read {_artifacts.SummaryPath} before starting the soak. Nothing moves to the next phase by itself.");
+            : $"Backfill run {RunId} of '{Name}' {_outcome} and has halted for review: read {_artifacts.SummaryPath} before starting the soak. Nothing moves to the next phase by itself.";
+        if (_outcome == "completed" && _failures == 0)
+        {
+            _observer.Information(ending);
+        }
+        else
+        {
+            _observer.Warning(ending);
+        }
     }
 
     private void Stop(string reason)

@@ -23,6 +23,10 @@ public sealed partial class DataOpsConnection
 {
     private readonly string _connectionString;
 
+    // Every connection the engine opens starts from a DataOpsConnection, so Npgsql's command log is
+    // routed (for -Debug) before its first pool is built.
+    static DataOpsConnection() => SqlTrace.Install();
+
     private DataOpsConnection(string connectionString, string name, string source, bool isProduction)
     {
         _connectionString = connectionString;

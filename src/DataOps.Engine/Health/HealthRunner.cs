@@ -48,8 +48,10 @@ public static class HealthRunner
 {
     private const int DefaultSample = 20;
 
-    public static async Task<ProdHealthReport> RunAsync(ValidatedJob job, DataOpsConnection connection, string outputDirectory, string? planPath, RunLog log, CancellationToken ct)
+    public static async Task<ProdHealthReport> RunAsync(ValidatedJob job, DataOpsConnection connection, string outputDirectory, string? planPath, RunLog log, IOperationObserver observer, CancellationToken ct)
     {
+        var activity = $"Test-ProdHealth {job.Job.Name}";
+        observer.Progress(new OperationProgress(activity, $"Finding the items that still need the backfill on {connection}"));
         var (discover, checks, sampleSize) = Parse(job.Job);
         var now = DateTimeOffset.UtcNow;
         var (system, database, installation) = await DatabaseIdentity.ReadAsync(connection, ct).ConfigureAwait(false);
@@ -78,8 +80,14 @@ public static class HealthRunner
                 }
 
                 // The same rows an item's transaction would lock, read without locks and hashed the same way.
-                foreach (var key in keys)
+                for (var i = 0; i < keys.Count; i++)
                 {
+                    var key = keys[i];
+                    if (i % 50 == 0)
+                    {
+                        observer.Progress(new OperationProgress(activity, $"Reading the rows of {keys.Count} pending items", 100 * i / keys.Count, CurrentOperation: $"item {i + 1} of {keys.Count}"));
+                    }
+
                     var image = new ItemImage();
                     foreach (var t in job.Capture)
                     {
@@ -106,6 +114,7 @@ public static class HealthRunner
         var samples = new List<CheckSample>();
         foreach (var check in checks)
         {
+            observer.Progress(new OperationProgress(activity, "Running the health checks", CurrentOperation: check.Name));
             double? baseline = check.BaselineValue;
             CheckSample sample;
             try
@@ -142,6 +151,7 @@ public static class HealthRunner
         var reportPath = Path.Combine(dir, "prod_health_check.md");
         ArtifactFile.WriteText(reportPath, Markdown(job.Job, connection, now, keys, sampleSize, samples, healthy, plan));
         log.Information("Health of {Job}: {Healthy}; report {Report}; plan {Plan}", job.Job.Name, healthy ? "healthy" : "action needed", reportPath, plan);
+        observer.Progress(new OperationProgress(activity, "Done", Completed: true));
         return new ProdHealthReport
         {
             JobName = job.Job.Name, Database = connection.ToString(), Healthy = healthy, PendingCount = keys.Count, PendingSample = [.. keys.Take(sampleSize)],

@@ -172,8 +172,58 @@ public sealed partial class RunLog : IDisposable
                 return;
             }
 
-            var text = redactor.Redact(logEvent.RenderMessage());
-            observer.Verbose(text);
+            observer.Verbose(redactor.Redact(Plain(logEvent)));
+        }
+    }
+
+    /// <summary>
+    /// A log event as a person reads it in -Verbose: values as they are (Serilog's own rendering
+    /// quotes strings, "Run \"abc\" of \"Invoke-Backfill\""), lists comma-separated, a missing value "none".
+    /// The file keeps the structured event.
+    /// </summary>
+    internal static string Plain(LogEvent logEvent)
+    {
+        using var text = new StringWriter(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var token in logEvent.MessageTemplate.Tokens)
+        {
+            switch (token)
+            {
+                case Serilog.Parsing.TextToken t:
+                    text.Write(t.Text);
+                    break;
+                case Serilog.Parsing.PropertyToken p:
+                    WritePlain(text, logEvent.Properties.TryGetValue(p.PropertyName, out var value) ? value : null, p.Format);
+                    break;
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private static void WritePlain(TextWriter text, LogEventPropertyValue? value, string? format)
+    {
+        switch (value)
+        {
+            case null or ScalarValue { Value: null }:
+                text.Write("none");
+                break;
+            case ScalarValue { Value: string s }:
+                text.Write(s);
+                break;
+            case ScalarValue { Value: IFormattable f }:
+                text.Write(f.ToString(format, System.Globalization.CultureInfo.InvariantCulture));
+                break;
+            case SequenceValue list:
+                for (var i = 0; i < list.Elements.Count; i++)
+                {
+                    text.Write(i == 0 ? string.Empty : ", ");
+                    WritePlain(text, list.Elements[i], format);
+                }
+
+                break;
+            default:
+                value.Render(text, format, System.Globalization.CultureInfo.InvariantCulture);
+                break;
         }
     }
 

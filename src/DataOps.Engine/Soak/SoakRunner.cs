@@ -84,7 +84,14 @@ public static class SoakRunner
                 roundHadError |= sample.Outcome == SampleOutcome.Error && !sample.DryRun;
                 if (sample.Outcome is SampleOutcome.Fail or SampleOutcome.Error)
                 {
-                    log.Warning("{Check} round {Round}: {Outcome} (value {Value}; expected {Expectation}) {Error}", sample.Check, round, sample.Outcome, sample.Value, sample.Expectation, sample.Error);
+                    if (sample.Error is null)
+                    {
+                        log.Warning("{Check} round {Round}: {Outcome} (value {Value}; expected {Expectation})", sample.Check, round, sample.Outcome, sample.Value, sample.Expectation);
+                    }
+                    else
+                    {
+                        log.Warning("{Check} round {Round}: {Outcome}: {Error}", sample.Check, round, sample.Outcome, sample.Error);
+                    }
                 }
 
                 yield return sample;
@@ -142,7 +149,17 @@ public static class SoakRunner
         };
         var path = WriteMarkdown(report, job, connection, outputDirectory, spec);
         log.Information("Soak of {Job} ended: {Verdict} ({Reasons}); report {Path}", job.Name, final, string.Join("; ", why), path);
-        observer.Warning($"Soak of '{job.Name}' ended with verdict {final}. The go/no-go decision for production is yours: review {path}.");
+        // Go is the normal end: host output, not a warning that CI flags. NoGo and Inconclusive need attention.
+        var ending = $"Soak of '{job.Name}' ended with verdict {final}. The go/no-go decision for production is yours: review {path}.";
+        if (final == SoakVerdict.Go)
+        {
+            observer.Information(ending);
+        }
+        else
+        {
+            observer.Warning(ending);
+        }
+
         yield return new SoakReport
         {
             Job = report.Job, Verdict = report.Verdict, Reasons = report.Reasons, Started = report.Started, Ended = report.Ended, Rounds = report.Rounds,
@@ -184,7 +201,8 @@ public static class SoakRunner
         return (SoakVerdict.Go, ["every check stayed within its limits"]);
     }
 
-    private static string Format(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:00}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : $"{t.TotalSeconds:0.0}s";
+    /// <summary>A duration as people write it: 6h00m, 1m30s, 0.5s.</summary>
+    public static string Format(TimeSpan t) => t.TotalHours >= 1 ? $"{(int)t.TotalHours}h{t.Minutes:00}m" : t.TotalMinutes >= 1 ? $"{(int)t.TotalMinutes}m{t.Seconds:00}s" : $"{t.TotalSeconds:0.0}s";
 
     private static string WriteMarkdown(SoakReport report, BackfillJob job, DataOpsConnection connection, string outputDirectory, SoakSpec spec)
     {

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Backfill;
 using DataOps.PowerShell.Infrastructure;
 
@@ -46,6 +47,7 @@ public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
             return;
         }
 
-        WriteObject(RunEngine((_, ct) => BackfillRunFiles.ExportRollbackAsync(connection, RunId, path, ct)));
+        WriteObject(RunEngine((observer, ct) => Heartbeat.Track(BackfillRunFiles.ExportRollbackAsync(connection, RunId, path, ct), observer,
+            "Export-BackfillRollback", $"Writing the rollback script of run {RunId} from the ledger")));
     }
 }

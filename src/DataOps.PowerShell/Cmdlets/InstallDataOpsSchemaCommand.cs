@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 using DataOps.PowerShell.Infrastructure;
 
@@ -55,7 +56,8 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
             return;
         }
 
-        var applied = RunEngineLogged("Install-DataOpsSchema", (log, _, ct) => SchemaInstaller.InstallAsync(connection, Component, log, ct));
+        var applied = RunEngineLogged("Install-DataOpsSchema", (log, observer, ct) =>
+            Heartbeat.Track(SchemaInstaller.InstallAsync(connection, Component, log, ct), observer, "Install-DataOpsSchema", description));
         WriteObject(applied, enumerateCollection: true);
     }
 }

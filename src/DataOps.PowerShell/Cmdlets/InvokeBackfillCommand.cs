@@ -112,7 +112,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         {
             if (Healthy == true)
             {
-                WriteWarning("The health check found nothing that still needs the backfill: no plan, nothing to do.");
+                WriteHostInformation(this, "The health check found nothing that still needs the backfill: no plan, nothing to do.");
                 return;
             }
 

@@ -88,6 +88,9 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
     [Parameter]
     public SwitchParameter Force { get; set; }
 
+    /// <summary>This cmdlet writes its own -Debug description of the query (with its parameters, secrets masked).</summary>
+    protected override bool TracesSql => false;
+
     protected override void ProcessRecord()
     {
         var request = RunEngine((_, _) => Request());

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Prism;
 using DataOps.PowerShell.Infrastructure;
 
@@ -59,7 +60,8 @@ public sealed class NewPrismSampleDataCommand : DatabaseCmdlet
         if (ShouldWrite(connection, $"prism schema in {connection}", action, Force))
         {
             var reset = Reset.IsPresent;
-            WriteObject(RunEngine((_, ct) => PrismSampleData.CreateAsync(connection, Sessions, PendingShare, Seed, ct, reset)));
+            WriteObject(RunEngine((observer, ct) => Heartbeat.Track(PrismSampleData.CreateAsync(connection, Sessions, PendingShare, Seed, ct, reset), observer,
+                "New-PrismSampleData", $"Writing {Sessions} sample sessions")));
         }
     }
 }

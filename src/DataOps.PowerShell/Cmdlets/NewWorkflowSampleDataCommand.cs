@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Executions;
 using DataOps.PowerShell.Infrastructure;
 
@@ -52,7 +53,8 @@ public sealed class NewWorkflowSampleDataCommand : DatabaseCmdlet
         var connection = ResolveConnection();
         if (ShouldWrite(connection, $"workflow tables in {connection}", $"Write {Executions} sample executions", Force))
         {
-            WriteObject(RunEngine((_, ct) => ExecutionSampleData.CreateAsync(connection, Users, Workflows, Executions, Seed, ct)));
+            WriteObject(RunEngine((observer, ct) => Heartbeat.Track(ExecutionSampleData.CreateAsync(connection, Users, Workflows, Executions, Seed, ct), observer,
+                "New-WorkflowSampleData", $"Writing {Users} users, {Workflows} workflows and {Executions} executions in one transaction")));
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine;
 using DataOps.Engine.Seeding;
 using DataOps.PowerShell.Infrastructure;
@@ -70,7 +71,8 @@ public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
                 continue;
             }
 
-            var removed = RunEngineLogged("Remove-ScriptExecutionSeed", (log, _, ct) => ScriptExecutionSeeder.RemoveAsync(connection, run, log, ct));
+            var removed = RunEngineLogged("Remove-ScriptExecutionSeed", (log, observer, ct) =>
+                Heartbeat.Track(ScriptExecutionSeeder.RemoveAsync(connection, run, log, ct), observer, "Remove-ScriptExecutionSeed", $"Deleting the rows of seed run {run.SeedRunId}"));
             WriteObject(removed with { Connection = connection });
         }
     }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Sandbox;
 using DataOps.PowerShell.Infrastructure;
 
@@ -80,7 +81,8 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
         }
 
         var search = Search();
-        var sandbox = RunEngine((observer, ct) => new SandboxManager(manager.Root, observer, search).Start(Name, Reset, ct));
+        var sandbox = RunEngine((observer, ct) => Heartbeat.Track(Task.Run(() => new SandboxManager(manager.Root, observer, search).Start(Name, Reset, ct), ct), observer,
+            "Start-DataOpsSandbox", $"Starting sandbox '{Name}' (initdb and pg_ctl on first use)"));
         if (!NoDefault && sandbox.Connection is not null)
         {
             SessionDefaults.Connection = sandbox.Connection;

@@ -64,10 +64,10 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var plan = PlanPath is null ? null : GetUnresolvedProviderPathFromPSPath(PlanPath);
-        var report = RunEngineLogged("Test-ProdHealth", async (log, _, ct) =>
+        var report = RunEngineLogged("Test-ProdHealth", async (log, observer, ct) =>
         {
             var job = await JobValidator.ValidateAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
-            return await HealthRunner.RunAsync(job, connection, output, plan, log, ct).ConfigureAwait(false);
+            return await HealthRunner.RunAsync(job, connection, output, plan, log, observer, ct).ConfigureAwait(false);
         });
 
         WriteVerbose(report.Healthy

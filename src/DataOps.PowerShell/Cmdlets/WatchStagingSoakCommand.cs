@@ -15,8 +15,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">The session is read-only (default_transaction_read_only on) and every sample is a READ ONLY transaction with a
 /// statement timeout: a check that tries to write gets an Error sample and writes nothing. A lost connection is an Error sample, and
 /// the next round reconnects; too many rounds in a row with errors make the verdict Inconclusive. Samples stream as SoakSample objects;
-/// the last object is the SoakReport. -FailFast ends at the first exceeded limit with NoGo; Ctrl+C ends early with a report over what
-/// was seen. staging_observability.md (a table and a Mermaid chart per check) goes to OutputDirectory/job/soak_TIMESTAMP.</para>
+/// the last object is the SoakReport, shown with its own view after the samples' table. -FailFast ends at the first exceeded limit
+/// with NoGo; Ctrl+C ends early with a report over what was seen: PowerShell keeps no output of a stopped command, so the report object
+/// is then in $DataOpsLastSoak (which every soak sets to its report) and the host says so. A Go verdict is reported as host output
+/// (the Information stream); NoGo and Inconclusive as a warning. staging_observability.md (a table and a Mermaid chart per check) goes to OutputDirectory/job/soak_TIMESTAMP.</para>
 /// <para type="link">Invoke-Backfill</para>
 /// <para type="link">about_DataOps_JobFile</para>
 /// </summary>
@@ -80,8 +82,44 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
             return true;
         });
 
-        WriteVerbose($"Watching {spec.Checks.Count} checks every {spec.Interval} for {spec.Duration}, read-only.");
+        WriteVerbose($"Watching {spec.Checks.Count} checks every {SoakRunner.Format(spec.Interval)} for {SoakRunner.Format(spec.Duration)}, read-only.");
         var failFast = FailFast.IsPresent;
-        StreamEngineLogged("Watch-StagingSoak", (log, observer, ct) => SoakRunner.WatchAsync(job, spec, connection, output, failFast, log, observer, ct));
+        try
+        {
+            StreamEngineLogged("Watch-StagingSoak", (log, observer, ct) => Kept(SoakRunner.WatchAsync(job, spec, connection, output, failFast, log, observer, ct), ct));
+        }
+        finally
+        {
+            if (Volatile.Read(ref _report) is { } report)
+            {
+                SessionState.PSVariable.Set("global:" + LastReportVariable, report);
+                if (StopToken.IsCancellationRequested)
+                {
+                    // Ctrl+C: PowerShell drops whatever a stopped pipeline writes, so the report reaches the user
+                    // through the variable (and the file); the host still shows where to find both.
+                    Host.UI.WriteLine($"Soak of '{report.Job}' stopped early: verdict {report.Verdict} over {report.Rounds} rounds. " +
+                        $"The report object is in ${LastReportVariable}; the report file is {report.ReportPath}.");
+                }
+            }
+        }
+    }
+
+    /// <summary>The global variable that holds the last soak's report, also after Ctrl+C (when no output can be written).</summary>
+    public const string LastReportVariable = "DataOpsLastSoak";
+
+    private SoakReport? _report;
+
+    /// <summary>Keeps the final report as it passes, so it survives a stopped pipeline.</summary>
+    private async IAsyncEnumerable<object> Kept(IAsyncEnumerable<object> items, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        await foreach (var item in items.WithCancellation(ct).ConfigureAwait(false))
+        {
+            if (item is SoakReport report)
+            {
+                Volatile.Write(ref _report, report);
+            }
+
+            yield return item;
+        }
     }
 }

@@ -7,7 +7,7 @@ namespace DataOps.PowerShell.Infrastructure;
 
 /// <summary>
 /// What every DataOps cmdlet shares: engine calls run off the pipeline thread while this thread
-/// pumps their Verbose, Warning and Progress records; Ctrl+C cancels the engine's token; engine
+/// pumps their Verbose, Warning, Information, Debug and Progress records; Ctrl+C cancels the engine's token; engine
 /// failures become ErrorRecords with the engine's ErrorId, category and target. StopProcessing is
 /// sealed (a cmdlet that overrode it without calling this one would leave its engine work running
 /// after Ctrl+C), and PowerShell disposes the cmdlet, with its cancellation source, when its
@@ -175,7 +175,13 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         using var observer = new PumpObserver(call.Token);
-        var task = Task.Run(() => work(observer, call.Token));
+        Task task;
+        using (TracesSql && DebugRequested ? SqlTrace.Begin(observer.Debug) : null)
+        {
+            // The trace is an AsyncLocal: the work's task (started inside this scope) carries it.
+            task = Task.Run(() => work(observer, call.Token));
+        }
+
         task.ContinueWith(_ => observer.Complete(), TaskScheduler.Default);
         try
         {
@@ -209,6 +215,43 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
             throw new PipelineStoppedException();
         }
     }
+
+    /// <summary>
+    /// How an operation ended well and where to look next, as host output through the Information
+    /// stream the way Write-Host writes it (the PSHOST tag): shown by default, captured by
+    /// -InformationVariable, silenced by -InformationAction Ignore or 6>$null; never a warning, which
+    /// CI systems flag.
+    /// </summary>
+    protected static void WriteHostInformation(Cmdlet cmdlet, string message) =>
+        cmdlet.WriteInformation(new HostInformationMessage { Message = message }, ["PSHOST", "DataOps"]);
+
+    /// <summary>
+    /// Whether -Debug shows the SQL this cmdlet's engine work sends (each statement's text and
+    /// duration as Npgsql completes it; never parameter values). A cmdlet that writes its own SQL
+    /// description to Debug turns it off so -Debug does not say it twice.
+    /// </summary>
+    protected virtual bool TracesSql => true;
+
+    /// <summary>
+    /// WriteVerbose, except under -Debug without -Verbose: PowerShell then sets a compiled cmdlet's
+    /// verbose preference to Inquire, so each line would stop for a prompt (and fail where the host cannot
+    /// prompt). Those lines go to the Debug stream instead, which -Debug shows without asking.
+    /// </summary>
+    protected new void WriteVerbose(string text)
+    {
+        if (MyInvocation.BoundParameters.TryGetValue("Debug", out var debug) && debug is SwitchParameter { IsPresent: true } && !MyInvocation.BoundParameters.ContainsKey("Verbose"))
+        {
+            WriteDebug(text);
+        }
+        else
+        {
+            base.WriteVerbose(text);
+        }
+    }
+
+    private bool DebugRequested =>
+        (MyInvocation.BoundParameters.TryGetValue("Debug", out var debug) && debug is SwitchParameter { IsPresent: true }) ||
+        GetVariableValue("DebugPreference") is ActionPreference preference && preference is not (ActionPreference.SilentlyContinue or ActionPreference.Ignore);
 
     /// <summary>
     /// A write that must be confirmed as if the cmdlet's ConfirmImpact were High, for this call only:
@@ -317,9 +360,13 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
         /// <summary>Queues an output record, waiting while the queue is full.</summary>
         public void Emit(Action<Cmdlet> record, CancellationToken ct) => Records.Add(record, ct);
 
-        public void Verbose(string message) => Add(c => c.WriteVerbose(message));
+        public void Verbose(string message) => Add(c => ((DataOpsCmdlet)c).WriteVerbose(message));
 
         public void Warning(string message) => Add(c => c.WriteWarning(message));
+
+        public void Information(string message) => Add(c => WriteHostInformation(c, message));
+
+        public void Debug(string message) => Add(c => c.WriteDebug(message));
 
         public void Progress(OperationProgress p) => Add(c =>
         {
