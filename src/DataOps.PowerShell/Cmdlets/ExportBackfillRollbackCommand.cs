@@ -31,6 +31,7 @@ public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
 {
     /// <summary>The backfill run. Binds from pipeline objects' RunId property.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>The file to write, or a folder for rollback_YYYY-MM-DD.sql; default: the run's backfill_logs folder.</summary>

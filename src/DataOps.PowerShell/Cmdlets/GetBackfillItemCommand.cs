@@ -38,6 +38,7 @@ public sealed class GetBackfillItemCommand : DatabaseCmdlet
 {
     /// <summary>The run (backfill or undo; a dry run writes no ledger rows, so it has no items here). Binds from pipeline objects' RunId property (Get-BackfillRun, Invoke-Backfill, Undo-Backfill).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>Only items whose key matches; wildcards allowed. Binds from pipeline objects' Key property (Invoke-Backfill results).</summary>

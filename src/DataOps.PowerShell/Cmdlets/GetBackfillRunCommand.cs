@@ -29,6 +29,7 @@ public sealed class GetBackfillRunCommand : DatabaseCmdlet
 
     /// <summary>Only this run.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid? RunId { get; set; }
 
     protected override void ProcessRecord()

@@ -28,10 +28,12 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
 {
     /// <summary>Only executions of these workflows.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(WorkflowIdCompleter))]
     public Guid[]? WorkflowId { get; set; }
 
     /// <summary>Only executions started by these users.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(UserIdCompleter))]
     public string[]? CreatedBy { get; set; }
 
     /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>

@@ -36,6 +36,7 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
 
     /// <summary>The run to undo. Binds from pipeline objects' RunId property.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByRunId, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>The run's folder, or its backfill_logs/execution_results.json.</summary>
