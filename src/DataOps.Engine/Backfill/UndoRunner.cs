@@ -231,11 +231,11 @@ public static class UndoRunner
     }
 
     /// <summary>Run summaries from the ledger, newest first.</summary>
-    public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct)
+    public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct, string? jobLike = null)
     {
         // Without Core there is no run to list: SchemaMissing says what to install, not a raw 42P01.
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
-        var rows = await LedgerStore.RunsAsync(connection, job, runId, ct).ConfigureAwait(false);
+        var rows = await LedgerStore.RunsAsync(connection, job, runId, ct, jobLike).ConfigureAwait(false);
         return [.. rows.Select(r =>
         {
             // A run 'running' without a live lease ended without recording how (its process was killed,

@@ -26,6 +26,13 @@ public static class CompletionValues
             FROM dataops.run WHERE run_id::text LIKE @prefix ESCAPE '\' ORDER BY started_at DESC LIMIT @limit
             """, prefix);
 
+    /// <summary>Names of jobs with recorded runs that start with the prefix, most recently run first.</summary>
+    public static IReadOnlyList<CompletionValue> JobNames(DataOpsConnection connection, string prefix) =>
+        Query(connection, """
+            SELECT job_name AS Value, count(*) || ' runs, last ' || to_char(max(started_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC' AS Description
+            FROM dataops.run WHERE job_name ILIKE @prefix ESCAPE '\' GROUP BY job_name ORDER BY max(started_at) DESC LIMIT @limit
+            """, prefix);
+
     /// <summary>Seed runs whose id starts with the prefix, newest first.</summary>
     public static IReadOnlyList<CompletionValue> SeedRunIds(DataOpsConnection connection, string prefix) =>
         Query(connection, """

@@ -295,3 +295,9 @@ public sealed class TemporalWorkflowIdCompleter : DatabaseValueCompleter
 {
     internal override IReadOnlyList<CompletionValue> Values(DataOpsConnection connection, string prefix) => CompletionValues.TemporalWorkflowIds(connection, prefix);
 }
+
+/// <summary>Completes -JobName with the names of jobs that have runs recorded in the database.</summary>
+public sealed class JobNameCompleter : DatabaseValueCompleter
+{
+    internal override IReadOnlyList<CompletionValue> Values(DataOpsConnection connection, string prefix) => CompletionValues.JobNames(connection, prefix);
+}
