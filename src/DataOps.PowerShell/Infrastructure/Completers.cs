@@ -68,7 +68,7 @@ public sealed class JobFileCompleter : IArgumentCompleter
 
                 var text = display + relative;
                 offered.Add(file);
-                results.Add(new CompletionResult(Quoted(text), text, CompletionResultType.ParameterValue, file));
+                results.Add(new CompletionResult(Quoted(text), text, CompletionResultType.ProviderItem, file));
             }
         }
 
