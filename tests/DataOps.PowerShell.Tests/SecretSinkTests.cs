@@ -144,7 +144,7 @@ public sealed class SecretSinkTests
                 sinks.Add(($"{name}: warnings", string.Join("\n", r.Warnings)));
             }
 
-            var history = s.Run("Get-BackfillRun -Job secret-sinks");
+            var history = s.Run("Get-BackfillRun -JobName secret-sinks");
             sinks.Add(("Get-BackfillRun", string.Join("\n", history.Output.Select(o => JsonSerializer.Serialize(o.BaseObject) + "\n" + string.Join("|", o.Properties.Select(p => p.Value?.ToString()))))));
         }
         finally

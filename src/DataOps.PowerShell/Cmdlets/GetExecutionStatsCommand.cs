@@ -22,8 +22,8 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Totals, success rate and durations over every execution.</para>
 /// </example>
 /// <example>
-///   <code>Get-WorkflowExecution -Status failed -Since (Get-Date).AddDays(-1) | Get-ExecutionStats</code>
-///   <para>One result over the failed executions of the last day: how many, and their durations.</para>
+///   <code>Get-WorkflowExecution -Status failed -Since (Get-Date).AddDays(-30) | Get-ExecutionStats</code>
+///   <para>One result over the failed executions of the last 30 days: how many, and their durations.</para>
 /// </example>
 /// <example>
 ///   <code>Get-ExecutionStats -CreatedBy u-17 -Since (Get-Date).AddDays(-7) -GroupBy Day</code>
