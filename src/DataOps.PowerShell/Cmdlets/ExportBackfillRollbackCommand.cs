@@ -22,7 +22,7 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Writes the run's rollback script to ./rollback.sql and returns its path and the number of items it undoes.</para>
 /// </example>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Status -eq abandoned | Export-BackfillRollback</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Status -eq abandoned | Export-BackfillRollback</code>
 ///   <para>Writes a complete rollback script into the folder of each abandoned run of the job.</para>
 /// </example>
 [Cmdlet(VerbsData.Export, "BackfillRollback", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]

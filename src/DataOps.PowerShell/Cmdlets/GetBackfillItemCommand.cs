@@ -21,7 +21,7 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Undo-Backfill</para>
 /// </summary>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Select-Object -First 1 | Get-BackfillItem</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Kind -eq backfill | Select-Object -First 1 | Get-BackfillItem</code>
 ///   <para>Every item of the job's latest backfill run: key, status, rows, duration, attempts and error.</para>
 /// </example>
 /// <example>

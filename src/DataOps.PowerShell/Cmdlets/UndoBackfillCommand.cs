@@ -24,7 +24,7 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Restores that run's rows after confirmation and lists each item as Restored or Drifted.</para>
 /// </example>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Undo-Backfill -Confirm:$false</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Kind -eq backfill | Undo-Backfill -Confirm:$false</code>
 ///   <para>Undoes every backfill run of the job, newest first, without prompting.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Undo, "Backfill", DefaultParameterSetName = ByRunId, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
