@@ -92,7 +92,7 @@ public sealed class BackfillTests
         Assert.All(forced.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
         Assert.All(forced.Output, o => Assert.Equal(0, o.Properties["RowsChanged"].Value));
 
-        var runs = s.Run("Get-BackfillRun -Job results-v1.2.1").Output;
+        var runs = s.Run("Get-BackfillRun -JobName results-v1.2.1").Output;
         Assert.Equal(3, runs.Count);
         Assert.Equal((long)keys.Count, runs.Single(r => (Guid)r.Properties["RunId"].Value == runId).Properties["Applied"].Value);
     }
@@ -288,7 +288,7 @@ public sealed class BackfillTests
         Assert.Contains(r.Errors, e => e.Exception.Message.Contains(why, StringComparison.Ordinal));
         Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.run WHERE status = 'running'"));
         Assert.Equal(0L, Sql.Scalar(cs, "SELECT count(*) FROM dataops.job_lease"));
-        var runs = s.Run("Get-BackfillRun -Job results-v1.2.1").Output;
+        var runs = s.Run("Get-BackfillRun -JobName results-v1.2.1").Output;
         Assert.All(runs, run =>
         {
             Assert.Equal("failed", run.Properties["Status"].Value);

@@ -141,6 +141,33 @@ public sealed class PipelineConnectionTests
     }
 
     [Fact]
+    public void Executions_piped_from_two_databases_are_summarised_in_the_first_and_the_others_refused()
+    {
+        var workflow = Guid.NewGuid();
+        var (s, a, b) = TwoDatabases("WorkflowExecution", $"""
+            INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com');
+            INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'Billing', 'Monthly billing', 'u1');
+            """);
+        using var _ = s;
+        var vars = new Hashtable { ["wf"] = workflow };
+        var r = s.Run("""
+            $inB = 1..3 | ForEach-Object { New-WorkflowExecution -Connection $b -WorkflowId $wf -TemporalWorkflowId "b$_" -TemporalRunId r1 -CreatedBy u1 }
+            $inA = New-WorkflowExecution -Connection $a -WorkflowId $wf -TemporalWorkflowId a1 -TemporalRunId r1 -CreatedBy u1
+            @($inB) + @($inA) | Get-ExecutionStats
+            """, vars);
+
+        // One result over B's three executions; A's is refused, not counted and not a second row.
+        var stats = Assert.Single(r.Output);
+        Assert.Equal(3L, stats.Properties["Total"].Value);
+        Assert.Equal(Database(b), ((dynamic)stats.Properties["Connection"].Value).Database);
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("ConnectionMismatch,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
+        Assert.Contains(Database(a), error.Exception.Message);
+        Assert.Contains(Database(b), error.Exception.Message);
+    }
+
+    [Fact]
     public void Executions_are_set_counted_and_removed_in_their_own_database()
     {
         var workflow = Guid.NewGuid();

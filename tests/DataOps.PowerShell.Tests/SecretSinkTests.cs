@@ -147,7 +147,7 @@ public sealed class SecretSinkTests
                 Assert.Contains(r.Debug, d => d.StartsWith("SQL (", StringComparison.Ordinal));
             }
 
-            var history = s.Run("Get-BackfillRun -Job secret-sinks");
+            var history = s.Run("Get-BackfillRun -JobName secret-sinks");
             sinks.Add(("Get-BackfillRun", string.Join("\n", history.Output.Select(o => JsonSerializer.Serialize(o.BaseObject) + "\n" + string.Join("|", o.Properties.Select(p => p.Value?.ToString()))))));
         }
         finally

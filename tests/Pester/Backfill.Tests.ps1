@@ -136,7 +136,7 @@ Describe 'Run logs' {
 
 Describe 'Get-BackfillRun' {
     It 'returns the runs newest first with ledger counts, filtered by job and run id' {
-        $runs = @(Get-BackfillRun -Job results-v1.2.1)
+        $runs = @(Get-BackfillRun -JobName results-v1.2.1)
         $runs[0].PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Backfill.BackfillRun'
         $one = Get-BackfillRun -RunId $applied[0].RunId
         $one.Applied | Should -Be $sample.Pending

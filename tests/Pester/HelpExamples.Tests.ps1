@@ -56,14 +56,16 @@ BeforeAll {
         'Export-BackfillRollback#2'   = @{ Setup = { Use-Backfilled; Invoke-TestSql $main "UPDATE dataops.run SET status = 'running', finished_at = NULL WHERE run_id = (SELECT run_id FROM dataops.run WHERE kind = 'backfill' ORDER BY started_at DESC LIMIT 1)" | Out-Null }
                                            Check = { param($o) $o | Should -Not -BeNullOrEmpty; $o | ForEach-Object { $_.Path | Should -Exist; $_.Items | Should -BeGreaterThan 0 } } }
         'Get-BackfillRun#1'           = @{ Setup = { Use-Backfilled }; Check = { param($o) $o.Job | Should -Contain 'results-v1.2.1' } }
-        'Get-BackfillRun#2'           = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun)[0].RunId }; Check = { param($o) $o | Should -Exist } }
+        'Get-BackfillRun#2'           = @{ Setup = { Use-Backfilled }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Job | Sort-Object -Unique | Should -Be 'results-v1.2.1' } }
+        'Get-BackfillRun#3'           = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun)[0].RunId }; Check = { param($o) $o | Should -Exist } }
         'Get-DataOpsConnection#1'     = @{ Check = { param($o) $o.Port | Should -Be $main.Port } }
         'Get-DataOpsConnection#2'     = @{ Check = { param($o) (Get-DataOpsConnection).Port | Should -Be $main.Port } }
         'Get-DataOpsSandbox#1'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
         'Get-DataOpsSandbox#2'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }
         'Get-DataOpsSandbox#3'        = @{ Setup = { Start-DataOpsSandbox -Name demo-a -NoDefault | Out-Null }; Check = { param($o) Get-DataOpsSandbox -Name demo-* | Should -BeNullOrEmpty; Get-DataOpsSandbox -Name pester-help | Should -Not -BeNullOrEmpty } }
         'Get-ExecutionStats#1'        = @{ Check = { param($o) $o.Group | Should -Be 'All' } }
-        'Get-ExecutionStats#2'        = @{ Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Total | Should -Not -Contain 0 } }
+        'Get-ExecutionStats#2'        = @{ Check = { param($o) @($o).Count | Should -Be 1; $o.Total | Should -Be $o.Failed } }
+        'Get-ExecutionStats#3'        = @{ Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Total | Should -Not -Contain 0 } }
         'Get-WorkflowExecution#1'     = @{ Check = { param($o) $o | Where-Object Status -notin 'failed', 'timed_out' | Should -BeNullOrEmpty } }
         'Get-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
                                            Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }

@@ -116,7 +116,7 @@ public static partial class BackfillRunner
             JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun }),
             Path.GetFullPath(options.OutputDirectory), log,
             holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
-                $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -Job {name} shows it. " +
+                $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -JobName {name} shows it. " +
                 $"If its process is gone, the lease expires by itself at {holder.ExpiresAt:u} (at once on its own host).",
                 name),
             ct).ConfigureAwait(false);

@@ -204,8 +204,8 @@ internal sealed class JobLease : IAsyncDisposable
     {
         var error = new DataOpsException("BackfillLeaseLost", DataOpsErrorKind.ResourceUnavailable,
             $"Run {RunId} of job '{Job}' on {_profile} lost the job's lease and stopped: {detail}. Items it committed before stay applied and in its artifacts; " +
-            $"none was applied twice. See Get-BackfillRun -Job {Job}; run the job again once the other run has finished (applied items are skipped).",
-            Job) { RecommendedAction = $"Get-BackfillRun -Job {Job}" };
+            $"none was applied twice. See Get-BackfillRun -JobName {Job}; run the job again once the other run has finished (applied items are skipped).",
+            Job) { RecommendedAction = $"Get-BackfillRun -JobName {Job}" };
         if (Interlocked.CompareExchange(ref _lostError, error, null) is { } first)
         {
             return first;

@@ -181,7 +181,8 @@ internal static class LedgerStore
             """, new { runId }, cancellationToken: ct));
 
     /// <summary>Run rows with their ledger counts and lease, newest first (Get-BackfillRun).</summary>
-    public static async Task<IEnumerable<RunRow>> RunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct)
+    /// <remarks><paramref name="jobLike"/>: an ILIKE pattern on the job name (backslash escapes), to narrow a wildcard lookup in the database.</remarks>
+    public static async Task<IEnumerable<RunRow>> RunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct, string? jobLike = null)
     {
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
         return await conn.QueryAsync<RunRow>(new CommandDefinition(
@@ -195,9 +196,9 @@ internal static class LedgerStore
                    jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt
             FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
                  LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
-            WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@runId::uuid IS NULL OR r.run_id = @runId)
+            WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@jobLike::text IS NULL OR r.job_name ILIKE @jobLike) AND (@runId::uuid IS NULL OR r.run_id = @runId)
             GROUP BY r.run_id, jl.job_name ORDER BY r.started_at DESC
-            """, new { job, runId }, cancellationToken: ct)).ConfigureAwait(false);
+            """, new { job, jobLike, runId }, cancellationToken: ct)).ConfigureAwait(false);
     }
 
     /// <summary>A new run's row, in the transaction that takes the job's lease.</summary>

@@ -58,7 +58,7 @@ public static class UndoRunner
         {
             throw new DataOpsException("RunAlreadyUndone", DataOpsErrorKind.InvalidOperation,
                 $"Run {runId} of job '{check.Job}' in {connection} is already undone: all {check.Applied} items it applied were restored by undo run {check.UndoneBy}. Nothing was changed.",
-                runId) { RecommendedAction = $"Get-BackfillRun -Job {check.Job}" };
+                runId) { RecommendedAction = $"Get-BackfillRun -JobName {check.Job}" };
         }
 
         return check;
@@ -87,7 +87,7 @@ public static class UndoRunner
                 holder.RunId == runId
                     ? $"Run {runId} of job '{job}' is still applying on {connection} ({holder}); undoing it now would restore rows while it changes more. Nothing was restored. Stop it (Ctrl+C) or let it finish, then run Undo-Backfill again."
                     : $"Another run of job '{job}' is in progress on {connection}: {holder}. Nothing was restored. Run Undo-Backfill again when it has finished.",
-                runId) { RecommendedAction = $"Get-BackfillRun -Job {job}" },
+                runId) { RecommendedAction = $"Get-BackfillRun -JobName {job}" },
             ct).ConfigureAwait(false);
         await using var leaseScope = lease.ConfigureAwait(false);
         var undoRun = lease.RunId;
@@ -231,11 +231,11 @@ public static class UndoRunner
     }
 
     /// <summary>Run summaries from the ledger, newest first.</summary>
-    public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct)
+    public static async Task<IReadOnlyList<BackfillRun>> ListRunsAsync(DataOpsConnection connection, string? job, Guid? runId, CancellationToken ct, string? jobLike = null)
     {
         // Without Core there is no run to list: SchemaMissing says what to install, not a raw 42P01.
         await BackfillRunner.RequireCoreAsync(connection, ct).ConfigureAwait(false);
-        var rows = await LedgerStore.RunsAsync(connection, job, runId, ct).ConfigureAwait(false);
+        var rows = await LedgerStore.RunsAsync(connection, job, runId, ct, jobLike).ConfigureAwait(false);
         return [.. rows.Select(r =>
         {
             // A run 'running' without a live lease ended without recording how (its process was killed,

@@ -208,6 +208,12 @@ public static class ExecutionStore
     {
         var clauses = new List<string>();
         var p = new DynamicParameters();
+        if (filter.Ids.Count > 0)
+        {
+            clauses.Add("e.id = ANY(@ids)");
+            p.Add("ids", filter.Ids.Distinct().ToArray());
+        }
+
         if (filter.WorkflowIds.Count > 0)
         {
             clauses.Add(filter.WorkflowIds.Count == 1 ? "e.workflow_id = @workflowId" : "e.workflow_id = ANY(@workflowIds)");

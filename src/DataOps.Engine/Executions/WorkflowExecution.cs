@@ -75,6 +75,9 @@ public sealed record WorkflowExecution
 /// <summary>Which executions to list or count. Empty filters match everything.</summary>
 public sealed record ExecutionFilter
 {
+    /// <summary>Only these executions (by id), such as the ones piped to Get-ExecutionStats.</summary>
+    public IReadOnlyList<Guid> Ids { get; init; } = [];
+
     public IReadOnlyList<Guid> WorkflowIds { get; init; } = [];
 
     public IReadOnlyList<string> CreatedBy { get; init; } = [];

@@ -23,7 +23,7 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Writes the run's rollback script to ./rollback.sql and returns its path and the number of items it undoes.</para>
 /// </example>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Status -eq abandoned | Export-BackfillRollback</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Status -eq abandoned | Export-BackfillRollback</code>
 ///   <para>Writes a complete rollback script into the folder of each abandoned run of the job.</para>
 /// </example>
 [Cmdlet(VerbsData.Export, "BackfillRollback", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
@@ -32,6 +32,7 @@ public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
 {
     /// <summary>The backfill run. Binds from pipeline objects' RunId property.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>The file to write, or a folder for rollback_YYYY-MM-DD.sql; default: the run's backfill_logs folder.</summary>

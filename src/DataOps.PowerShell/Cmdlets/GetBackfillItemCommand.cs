@@ -21,7 +21,7 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Undo-Backfill</para>
 /// </summary>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Select-Object -First 1 | Get-BackfillItem</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Kind -eq backfill | Select-Object -First 1 | Get-BackfillItem</code>
 ///   <para>Every item of the job's latest backfill run: key, status, rows, duration, attempts and error.</para>
 /// </example>
 /// <example>
@@ -38,6 +38,7 @@ public sealed class GetBackfillItemCommand : DatabaseCmdlet
 {
     /// <summary>The run (backfill or undo; a dry run writes no ledger rows, so it has no items here). Binds from pipeline objects' RunId property (Get-BackfillRun, Invoke-Backfill, Undo-Backfill).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>Only items whose key matches; wildcards allowed. Binds from pipeline objects' Key property (Invoke-Backfill results).</summary>

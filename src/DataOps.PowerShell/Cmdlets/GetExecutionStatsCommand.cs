@@ -12,11 +12,18 @@ namespace DataOps.PowerShell.Cmdlets;
 /// executions that have a duration.</para>
 /// <para type="description">SuccessRate = Completed / Finished, where Finished = Completed + Failed + Cancelled + TimedOut.
 /// Running executions are not counted; SuccessRate is empty when nothing has finished.</para>
+/// <para type="description">Piped executions (Get-WorkflowExecution ... | Get-ExecutionStats) are collected by Id and summarised
+/// together: one result (per group) over all of them, computed once in SQL after the last one arrives, in the database they came
+/// from. An execution from another database than the first is refused (ConnectionMismatch). The other filters still apply.</para>
 /// <para type="link">Get-WorkflowExecution</para>
 /// </summary>
 /// <example>
 ///   <code>Get-ExecutionStats</code>
 ///   <para>Totals, success rate and durations over every execution.</para>
+/// </example>
+/// <example>
+///   <code>Get-WorkflowExecution -Status failed -Since (Get-Date).AddDays(-30) | Get-ExecutionStats</code>
+///   <para>One result over the failed executions of the last 30 days: how many, and their durations.</para>
 /// </example>
 /// <example>
 ///   <code>Get-ExecutionStats -CreatedBy u-17 -Since (Get-Date).AddDays(-7) -GroupBy Day</code>
@@ -26,12 +33,19 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(ExecutionStats))]
 public sealed class GetExecutionStatsCommand : DatabaseCmdlet
 {
-    /// <summary>Only executions of these workflows.</summary>
+    /// <summary>Only these executions. Binds from pipeline objects' Id property: the piped executions are summarised together, as one result.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("ExecutionId")]
+    public Guid[]? Id { get; set; }
+
+    /// <summary>Only executions of these workflows. Binds from pipeline objects' WorkflowId property when they have no Id.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(WorkflowIdCompleter))]
     public Guid[]? WorkflowId { get; set; }
 
     /// <summary>Only executions started by these users.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(UserIdCompleter))]
     public string[]? CreatedBy { get; set; }
 
     /// <summary>Only executions started at or after this time: a DateTimeOffset (such as an execution's StartedAt), a DateTime or a date string.</summary>
@@ -48,6 +62,20 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
     [Parameter]
     public ExecutionStatsGroup GroupBy { get; set; } = ExecutionStatsGroup.None;
 
+    private readonly List<Guid> _pipedIds = [];
+    private readonly List<Guid> _pipedWorkflowIds = [];
+    private Guid[]? _typedIds;
+    private Guid[]? _typedWorkflowIds;
+    private Engine.Connections.DataOpsConnection? _connection;
+    private bool _piped;
+
+    protected override void BeginProcessing()
+    {
+        // Typed on the command line, these stay bound for every piped object; bound from the pipeline they change per object.
+        _typedIds = MyInvocation.BoundParameters.ContainsKey(nameof(Id)) ? Id : null;
+        _typedWorkflowIds = MyInvocation.BoundParameters.ContainsKey(nameof(WorkflowId)) ? WorkflowId : null;
+    }
+
     protected override void ProcessRecord()
     {
         if (!TryResolveConnection(out var connection))
@@ -55,9 +83,46 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
             return;
         }
 
+        if (InputObject is null)
+        {
+            _connection = connection;
+            return;
+        }
+
+        // Statistics over piped objects are one statement in one database: the first object's.
+        if (_connection is not null && !_connection.IsSameDatabase(connection))
+        {
+            WriteError(ToErrorRecord(new Engine.DataOpsException("ConnectionMismatch", Engine.DataOpsErrorKind.InvalidArgument,
+                $"The piped {InputObject.BaseObject.GetType().Name} ({InputObject.BaseObject}) comes from {connection}, but the executions before it came from {_connection}; " +
+                "statistics are computed in one database, so it is left out. Pipe executions from one database per Get-ExecutionStats.",
+                connection.ToString())));
+            return;
+        }
+
+        _connection ??= connection;
+        _piped = true;
+        if (_typedIds is null && Id is { Length: > 0 } ids)
+        {
+            _pipedIds.AddRange(ids);
+        }
+        else if (_typedWorkflowIds is null && WorkflowId is { Length: > 0 } workflows)
+        {
+            _pipedWorkflowIds.AddRange(workflows);
+        }
+    }
+
+    protected override void EndProcessing()
+    {
+        // Nothing resolved (every piped object refused), or objects piped that named no execution: no statistics.
+        if (_connection is not { } connection || (_piped && _pipedIds.Count == 0 && _pipedWorkflowIds.Count == 0))
+        {
+            return;
+        }
+
         var filter = new ExecutionFilter
         {
-            WorkflowIds = WorkflowId ?? [],
+            Ids = [.. _typedIds ?? [], .. _pipedIds],
+            WorkflowIds = [.. _typedWorkflowIds ?? [], .. _pipedWorkflowIds],
             CreatedBy = CreatedBy ?? [],
             Since = Since,
             Until = Until,

@@ -51,14 +51,17 @@ public sealed class GetWorkflowExecutionCommand : DatabaseCmdlet
     /// error. A piped object is read by its Id.
     /// </remarks>
     [Parameter(Mandatory = true, ParameterSetName = ByTemporalId)]
+    [ArgumentCompleter(typeof(TemporalWorkflowIdCompleter))]
     public string[] TemporalWorkflowId { get; set; } = [];
 
     /// <summary>Only executions of these workflows.</summary>
     [Parameter(ParameterSetName = List)]
+    [ArgumentCompleter(typeof(WorkflowIdCompleter))]
     public Guid[]? WorkflowId { get; set; }
 
     /// <summary>Only executions started by these users.</summary>
     [Parameter(ParameterSetName = List)]
+    [ArgumentCompleter(typeof(UserIdCompleter))]
     public string[]? CreatedBy { get; set; }
 
     /// <summary>Only executions with these statuses: running, completed, failed, cancelled, timed_out.</summary>

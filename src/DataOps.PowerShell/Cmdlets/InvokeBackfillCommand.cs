@@ -51,17 +51,13 @@ namespace DataOps.PowerShell.Cmdlets;
 [OutputType(typeof(BackfillItemResult))]
 public sealed class InvokeBackfillCommand : DatabaseCmdlet
 {
-    /// <summary>The job file (JSON, version 1). Binds from pipeline objects' Job or PlanPath property.</summary>
+    /// <summary>The job file (JSON, version 1) or a mini plan. Binds from pipeline objects' Job, PlanPath or PSPath property, so Test-ProdHealth reports and Get-ChildItem files can be piped.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(JobFileCompleter))]
-    [Alias("PlanPath", "Path")]
+    [Alias("PlanPath", "Path", "LiteralPath", "PSPath")]
     [AllowNull]
     [AllowEmptyString]
     public string? Job { get; set; }
-
-    /// <summary>Bound from a Test-ProdHealth report: a healthy report has no plan, and the run does nothing.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true, DontShow = true)]
-    public bool? Healthy { get; set; }
 
     /// <summary>A mini plan from Test-ProdHealth older than this is refused (StalePlan): 24h, 90m, or a TimeSpan. Default: 24h.</summary>
     [Parameter]
@@ -110,7 +106,8 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     {
         if (string.IsNullOrEmpty(Job))
         {
-            if (Healthy == true)
+            // A piped Test-ProdHealth report that is healthy has no plan (PlanPath binds null): nothing to do.
+            if (PipelineInput.Value<bool>(InputObject, "Healthy") == true)
             {
                 WriteHostInformation(this, "The health check found nothing that still needs the backfill: no plan, nothing to do.");
                 return;

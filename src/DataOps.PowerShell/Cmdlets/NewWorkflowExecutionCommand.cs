@@ -26,6 +26,7 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
 {
     /// <summary>The workflow that runs (workflows.id).</summary>
     [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(WorkflowIdCompleter))]
     public Guid WorkflowId { get; set; }
 
     /// <summary>Temporal's workflow id of the run.</summary>
@@ -38,6 +39,7 @@ public sealed class NewWorkflowExecutionCommand : DatabaseCmdlet
 
     /// <summary>The user who started it (users.id).</summary>
     [Parameter(Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(UserIdCompleter))]
     public string CreatedBy { get; set; } = string.Empty;
 
     /// <summary>The execution's input: a hashtable or object (stored as JSON), or JSON text.</summary>

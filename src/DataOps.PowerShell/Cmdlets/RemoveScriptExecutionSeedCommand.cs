@@ -29,6 +29,7 @@ public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
     /// <summary>The seed runs to remove. Default: every completed seed run. Binds from pipeline objects' SeedRunId property.</summary>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateRange(1, long.MaxValue)]
+    [ArgumentCompleter(typeof(SeedRunIdCompleter))]
     public long[]? SeedRunId { get; set; }
 
     /// <summary>Skips confirmation prompts.</summary>

@@ -36,6 +36,7 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
 
     /// <summary>The Temporal workflow id; the newest execution of it is updated.</summary>
     [Parameter(Mandatory = true, ParameterSetName = ByTemporalId)]
+    [ArgumentCompleter(typeof(TemporalWorkflowIdCompleter))]
     public string TemporalWorkflowId { get; set; } = string.Empty;
 
     /// <summary>With -TemporalWorkflowId: the Temporal run to update instead of the newest.</summary>

@@ -29,7 +29,7 @@ public sealed class TestDataOpsEnvironmentCommand : DatabaseCmdlet
     /// <summary>The job file to check.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(JobFileCompleter))]
-    [Alias("Path", "PlanPath")]
+    [Alias("Path", "PlanPath", "LiteralPath", "PSPath")]
     [ValidateNotNullOrEmpty]
     public string Job { get; set; } = string.Empty;
 

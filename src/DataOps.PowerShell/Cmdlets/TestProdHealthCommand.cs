@@ -38,7 +38,7 @@ public sealed class TestProdHealthCommand : DatabaseCmdlet
     /// <summary>The job file whose health section (or items.discover) to run.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(JobFileCompleter))]
-    [Alias("Path")]
+    [Alias("Path", "LiteralPath", "PSPath")]
     [ValidateNotNullOrEmpty]
     public string Job { get; set; } = string.Empty;
 

@@ -24,7 +24,7 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Restores that run's rows after confirmation and lists each item as Restored or Drifted.</para>
 /// </example>
 /// <example>
-///   <code>Get-BackfillRun -Job results-v1.2.1 | Where-Object Kind -eq backfill | Undo-Backfill -Confirm:$false</code>
+///   <code>Get-BackfillRun -JobName results-v1.2.1 | Where-Object Kind -eq backfill | Undo-Backfill -Confirm:$false</code>
 ///   <para>Undoes every backfill run of the job, newest first, without prompting.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Undo, "Backfill", DefaultParameterSetName = ByRunId, SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
@@ -36,6 +36,7 @@ public sealed class UndoBackfillCommand : DatabaseCmdlet
 
     /// <summary>The run to undo. Binds from pipeline objects' RunId property.</summary>
     [Parameter(Mandatory = true, Position = 0, ParameterSetName = ByRunId, ValueFromPipelineByPropertyName = true)]
+    [ArgumentCompleter(typeof(RunIdCompleter))]
     public Guid RunId { get; set; }
 
     /// <summary>The run's folder, or its backfill_logs/execution_results.json.</summary>

@@ -43,7 +43,7 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
     /// <summary>The job file whose soak section to run.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [ArgumentCompleter(typeof(JobFileCompleter))]
-    [Alias("Path")]
+    [Alias("Path", "LiteralPath", "PSPath")]
     [ValidateNotNullOrEmpty]
     public string Job { get; set; } = string.Empty;
 

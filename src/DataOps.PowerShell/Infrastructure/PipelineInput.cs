@@ -32,6 +32,14 @@ internal static class PipelineInput
         return (value is PSObject wrapped ? wrapped.BaseObject : value) as T;
     }
 
+    /// <summary>The value of the piped object's property when it is a T (such as a report's Healthy flag); null otherwise.</summary>
+    public static T? Value<T>(PSObject? input, string name)
+        where T : struct
+    {
+        var value = input?.Properties[name]?.Value;
+        return (value is PSObject wrapped ? wrapped.BaseObject : value) is T typed ? typed : null;
+    }
+
     /// <summary>
     /// Whether any other parameter of the cmdlet takes a value from this piped object: by value, or
     /// by one of its property names (or aliases).
