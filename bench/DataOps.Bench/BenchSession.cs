@@ -7,7 +7,7 @@ using Npgsql;
 namespace DataOps.Bench;
 
 /// <summary>A runspace with the assembled module, a sandbox, and helpers to time things in it.</summary>
-internal sealed class BenchSession : IDisposable
+internal sealed class BenchSession : IBenchCluster, IDisposable
 {
     /// <summary>
     /// The benchmarks' job: one UPDATE per item (val = val + 1 on its row of <paramref name="table"/>),
@@ -53,6 +53,8 @@ internal sealed class BenchSession : IDisposable
     public string BinDirectory { get; }
 
     public string SandboxName { get; }
+
+    public string Label => "sandbox";
 
     public string ConnectionString(string database) =>
         $"Host=127.0.0.1;Port={Port};Username=postgres;Password={Password};Database={database};Command Timeout=0";

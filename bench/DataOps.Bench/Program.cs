@@ -6,7 +6,8 @@ int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).
 switch (mode)
 {
     case "seed":
-        SeedBenchmark.Run(Option("--repeats", 3), Option("--big", 10_000_000), args.Contains("--skip-insert"));
+        SeedBenchmark.Run(Option("--repeats", 3), Option("--big", 10_000_000), args.Contains("--skip-insert"),
+            args.SkipWhile(a => a != "--settings").Skip(1).DefaultIfEmpty("both").First());
         return 0;
     case "stats":
         StatsBenchmark.Run(Option("--repeats", 5), args.Contains("--list-all"));
@@ -21,7 +22,7 @@ switch (mode)
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
     default:
-        Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert]");
+        Console.WriteLine("Usage: DataOps.Bench seed [--repeats N] [--big ROWS] [--skip-insert] [--settings both|sandbox|default]");
         Console.WriteLine("       DataOps.Bench stats [--repeats N] [--list-all]");
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");

@@ -122,12 +122,105 @@ public sealed class SeedTests
         var r = s.Run("New-ScriptExecutionSeed -Count 5000 -Seed 3");
 
         Assert.True(r.HadErrors);
-        Assert.Contains("23503", r.Errors[0].Exception.Message);
+        var error = r.Errors[0];
+        Assert.StartsWith("SeedConstraintViolation,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidData, error.CategoryInfo.Category);
+        Assert.Equal("fk_script_execution_schedule", error.TargetObject);
+        Assert.Contains("23503", error.Exception.Message);
         Assert.Equal(0, Count(cs, "SELECT count(*) FROM script_execution"));
         Assert.Equal(0, Count(cs, "SELECT count(*) FROM script_reference"));
         Assert.Equal(4, Count(cs, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'script_execution'::regclass AND contype = 'f'"));
         Assert.Equal(4, Count(cs, "SELECT count(*) FROM pg_indexes WHERE tablename = 'script_execution'"));
         Assert.Equal(1, Count(cs, "SELECT count(*) FROM dataops.seed_run WHERE status = 'failed' AND error_message LIKE '%23503%'"));
+    }
+
+    [Fact]
+    public void An_empty_table_is_loaded_frozen_with_its_primary_key_rebuilt_and_no_extra_count()
+    {
+        var (s, cs) = SeededSession();
+        using var _ = s;
+
+        var r = s.Run("New-ScriptExecutionSeed -Count 20000 -Seed 4 -Verbose");
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        Assert.Equal(0L, r.Output.Single().Properties["ConstraintViolations"].Value);
+        // Written frozen: every page is all-visible (ANALYZE copies the visibility map's count into relallvisible).
+        Assert.Equal(
+            Count(cs, "SELECT relpages FROM pg_class WHERE oid = 'script_execution'::regclass"),
+            Count(cs, "SELECT relallvisible FROM pg_class WHERE oid = 'script_execution'::regclass"));
+        Assert.True(Count(cs, "SELECT relpages FROM pg_class WHERE oid = 'script_execution'::regclass") > 0);
+        Assert.Equal(1, Count(cs, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'script_execution'::regclass AND contype = 'p' AND conname = 'script_execution_pkey'"));
+        Assert.Contains(r.Verbose, v => v.Contains("Rebuilding the primary key", StringComparison.Ordinal));
+        // The validations are the proof; no violation query runs without -Verify.
+        Assert.DoesNotContain(r.Verbose, v => v.Contains("Violation count", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Verify_counts_violating_rows_the_constraints_let_through_and_rolls_back()
+    {
+        var (s, cs) = SeededSession();
+        using var _ = s;
+        // A looser chk_execution_source than V97's lets a row with both sources through; the foreign keys hold
+        // (both ids exist), so only -Verify's count, which checks V97's rule, sees it.
+        Sql.Execute(cs, """
+            ALTER TABLE script_execution DROP CONSTRAINT chk_execution_source;
+            ALTER TABLE script_execution ADD CONSTRAINT chk_execution_source CHECK (schedule_id IS NOT NULL OR triggering_event_id IS NOT NULL);
+            CREATE FUNCTION both_sources() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.schedule_id IS NOT NULL AND NEW.id % 100 = 0 THEN NEW.triggering_event_id := (SELECT min(id) FROM event_trigger); END IF; RETURN NEW; END $$;
+            CREATE TRIGGER both_sources BEFORE INSERT ON script_execution FOR EACH ROW EXECUTE FUNCTION both_sources();
+            """);
+
+        var unverified = s.Run("New-ScriptExecutionSeed -Count 3000 -ScheduledRatio 1 -Seed 8");
+        Assert.False(unverified.HadErrors, string.Join("\n", unverified.Errors));
+        Assert.Equal(30, Count(cs, "SELECT count(*) FROM script_execution WHERE schedule_id IS NOT NULL AND triggering_event_id IS NOT NULL"));
+
+        var verified = s.Run("New-ScriptExecutionSeed -Count 3000 -ScheduledRatio 1 -Seed 8 -Verify");
+
+        var error = Assert.Single(verified.Errors);
+        Assert.StartsWith("SeedConstraintViolation,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidData, error.CategoryInfo.Category);
+        Assert.Equal(30L, error.TargetObject);
+        Assert.Equal(3000, Count(cs, "SELECT count(*) FROM script_execution"));
+
+        Sql.Execute(cs, "DROP TRIGGER both_sources ON script_execution");
+        var clean = s.Run("New-ScriptExecutionSeed -Count 3000 -Seed 8 -Verify -Verbose");
+        Assert.False(clean.HadErrors, string.Join("\n", clean.Errors));
+        Assert.Equal(0L, clean.Output.Single().Properties["ConstraintViolations"].Value);
+        Assert.Contains(clean.Verbose, v => v.Contains("Violation count", StringComparison.Ordinal) && v.Contains("-Verify", StringComparison.Ordinal) && v.Contains("found 0 ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void An_id_taken_outside_the_sequence_fails_the_rebuilt_primary_key_and_rolls_back()
+    {
+        var (s, cs) = SeededSession();
+        using var _ = s;
+        s.Run("New-ScriptExecutionSeed -Count 1 -Seed 1 | Remove-ScriptExecutionSeed -Confirm:$false");
+        Sql.Execute(cs, "INSERT INTO script_execution (id, script_reference_id, script_version_id, schedule_id, planned) SELECT (SELECT last_value FROM script_execution_id_seq) + 50, r.id, v.id, t.id, now() FROM script_reference r JOIN script_version v ON v.script_reference_id = r.id JOIN task_schedule t ON t.script_reference_id = r.id LIMIT 1");
+
+        var r = s.Run("New-ScriptExecutionSeed -Count 1000 -Seed 2");
+
+        var error = Assert.Single(r.Errors);
+        Assert.StartsWith("SeedConstraintViolation,", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidData, error.CategoryInfo.Category);
+        Assert.Contains("23505", error.Exception.Message);
+        Assert.Equal(1, Count(cs, "SELECT count(*) FROM script_execution"));
+        Assert.Equal(1, Count(cs, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'script_execution'::regclass AND contype = 'p'"));
+    }
+
+    [Fact]
+    public void A_table_other_tables_reference_keeps_its_primary_key_and_is_not_truncated()
+    {
+        var (s, cs) = SeededSession();
+        using var _ = s;
+        Sql.Execute(cs, "CREATE TABLE execution_note (execution_id bigint NOT NULL REFERENCES script_execution (id), note text)");
+
+        var r = s.Run("New-ScriptExecutionSeed -Count 5000 -Seed 3 -Verbose");
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        Assert.Equal(5000, Count(cs, "SELECT count(*) FROM script_execution"));
+        Assert.Contains(r.Verbose, v => v.Contains("Dropped 4 foreign keys, 0 primary key and 3 indexes", StringComparison.Ordinal) && v.Contains("False", StringComparison.Ordinal));
+        Assert.Equal(1, Count(cs, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'execution_note'::regclass AND contype = 'f' AND convalidated"));
+        Sql.Execute(cs, "INSERT INTO execution_note SELECT min(id), 'ok' FROM script_execution");
     }
 
     [Fact]

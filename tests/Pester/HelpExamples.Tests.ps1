@@ -81,6 +81,7 @@ BeforeAll {
         'New-ScriptExecutionSeed#1'   = @{ Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }
                                            Check = { param($o) $s = $o | Where-Object SeedRunId; $s.Count | Should -Be 1000000; $s.ConstraintViolations | Should -Be 0 } }
         'New-ScriptExecutionSeed#2'   = @{ Check = { param($o) $o.Scheduled | Should -Be 40000 } }
+        'New-ScriptExecutionSeed#3'   = @{ Check = { param($o) $o.Count | Should -Be 100000; $o.ConstraintViolations | Should -Be 0 } }
         'New-WorkflowExecution#1'     = @{ Check = { param($o) $o.Status | Should -Be 'running'; $o.CreatedBy | Should -Be 'u-17' } }
         'New-WorkflowExecution#2'     = @{ Check = { param($o) (Get-WorkflowExecution -Id $e.Id).Status | Should -Be 'completed' } }
         'New-WorkflowSampleData#1'    = @{ Check = { param($o) ($o | Where-Object Group).Group | Should -Contain 'completed' } }

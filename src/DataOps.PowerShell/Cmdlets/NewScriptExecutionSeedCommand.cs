@@ -12,8 +12,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// references named dataops-seed-script-N, their versions, task schedules and event triggers) are created when missing and
 /// reused when present. The same -Seed and arguments give the same rows.</para>
 /// <para type="description">Rows stream through binary COPY in one transaction that holds an exclusive lock on the table: the
-/// foreign keys (and, for a load larger than the table, its secondary indexes) are dropped, the rows copied, and everything
-/// re-added and validated before commit, as pg_restore does. If validation fails, or on Ctrl+C, the whole seed rolls back;
+/// foreign keys (and, for a load larger than the table, its secondary indexes and primary key) are dropped, the rows copied
+/// (written frozen when the table was empty, as pgbench -i does), and everything re-added and validated before commit, as
+/// pg_restore does. The validations prove that no row breaks a constraint, so ConstraintViolations is 0; -Verify also counts
+/// violating rows by query. If validation fails (SeedConstraintViolation), or on Ctrl+C, the whole seed rolls back;
 /// readers never see a half-loaded table. The run is recorded in dataops.seed_run with the id range it loaded, so
 /// Remove-ScriptExecutionSeed removes exactly these rows. Memory use does not grow with -Count.</para>
 /// <para type="link">Remove-ScriptExecutionSeed</para>
@@ -26,6 +28,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>New-ScriptExecutionSeed -Count 50000 -ScheduledRatio 0.8 -Seed 42 -Since '2026-01-01' -Until '2026-02-01'</code>
 ///   <para>Loads 50,000 rows, 40,000 of them scheduled, in January 2026; running it with the same arguments elsewhere gives the same rows.</para>
+/// </example>
+/// <example>
+///   <code>New-ScriptExecutionSeed -Count 100000 -Seed 7 -Verify | Select-Object Count, ConstraintViolations</code>
+///   <para>Loads 100,000 rows and, after the constraints have validated them, also counts violating rows by query (one more scan of the load).</para>
 /// </example>
 [Cmdlet(VerbsCommon.New, "ScriptExecutionSeed", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(ScriptExecutionSeedResult))]
@@ -75,6 +81,10 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
     [ValidateRange(1, 100_000)]
     public int EventTriggers { get; set; } = 100;
 
+    /// <summary>Also counts rows that break chk_execution_source or a foreign key by query after the validations (which already prove there are none); a count above 0 fails the seed and rolls it back. Costs one more scan of the loaded rows.</summary>
+    [Parameter]
+    public SwitchParameter Verify { get; set; }
+
     /// <summary>Skips confirmation prompts, including the one production connections ask for.</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
@@ -93,6 +103,7 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
             ScriptVersions = ScriptVersions,
             TaskSchedules = TaskSchedules,
             EventTriggers = EventTriggers,
+            Verify = Verify,
         };
 
         // Bad arguments are reported before any prompt or connection.
