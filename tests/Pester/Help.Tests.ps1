@@ -37,7 +37,12 @@ Describe 'Help of <Name>' -ForEach $commandNames {
         $text | Should -Not -Match 'Nullable|`1'
     }
 
-    It 'lists under INPUTS every type the pipeline binds, naming its parameters' {
+    It 'lists under INPUTS every type the pipeline binds, naming its parameters, and under OUTPUTS its [OutputType]' {
+        $declared = @((Get-Command $Name).OutputType.Name)
+        $declared | Should -Not -BeNullOrEmpty
+        @($help.returnValues.returnValue.type.name) | Should -Be $declared
+        $text | Should -Match '(?m)^OUTPUTS\s*\r?\n\s+\S'
+
         $bound = @(Get-PipelineParameter $Name)
         $inputs = @($help.inputTypes.inputType | Where-Object { $_.type.name })
         if ($bound.Count -eq 0) {
@@ -52,13 +57,6 @@ Describe 'Help of <Name>' -ForEach $commandNames {
             ($entry.description.Text -join ' ') | Should -Match "-$($p.Name)\b"
         }
         $text | Should -Match '(?m)^INPUTS\s*\r?\n\s+\S'
-    }
-
-    It 'lists under OUTPUTS the types it declares with [OutputType]' {
-        $declared = @((Get-Command $Name).OutputType.Name)
-        $declared | Should -Not -BeNullOrEmpty
-        @($help.returnValues.returnValue.type.name) | Should -Be $declared
-        $text | Should -Match '(?m)^OUTPUTS\s*\r?\n\s+\S'
     }
 
     It 'gives every parameter a default value, None when there is none' {
