@@ -45,9 +45,10 @@ public sealed class ExampleTests
     /// the environment appears in none of its output and none of the files it wrote.
     /// </summary>
     [Fact]
-    public void Rescore_sessions_example_calls_its_endpoint_for_every_session_undoes_it_and_never_shows_the_key()
+    public async Task Rescore_sessions_example_calls_its_endpoint_for_every_session_undoes_it_and_never_shows_the_key()
     {
-        var work = Directory.CreateTempSubdirectory("dataops-rescore-example-").FullName;
+        // Not CreateTempSubdirectory: its folder is private to this user, and on a root machine the sandbox's server runs as postgres.
+        var work = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), $"dataops-rescore-example-{Guid.NewGuid():N}")).FullName;
         var output = Path.Combine(work, "out");
         var key = "rescore-" + Guid.NewGuid().ToString("N");
         var psi = Repo.Pwsh(string.Empty);
@@ -66,8 +67,12 @@ public sealed class ExampleTests
             process.StandardInput.Close();
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
-            Assert.True(process.WaitForExit(TimeSpan.FromMinutes(4)), "the example did not finish in 4 minutes");
-            var (text, errors) = (stdout.Result, stderr.Result);
+            using (var limit = new CancellationTokenSource(TimeSpan.FromMinutes(4)))
+            {
+                await process.WaitForExitAsync(limit.Token);
+            }
+
+            var (text, errors) = (await stdout, await stderr);
             Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}\n{text}\n{errors}");
 
             var done = System.Text.RegularExpressions.Regex.Match(text, @"rescore-sessions: (\d+) sessions re-scored and restored");
