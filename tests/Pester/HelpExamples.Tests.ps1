@@ -119,7 +119,7 @@ BeforeAll {
     $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'sandboxes'
     $script:main = Start-DataOpsSandbox -Name pester-help
     Install-DataOpsSchema | Out-Null
-    New-WorkflowSampleData -Users 4 -Workflows 3 -Executions 120 -Seed 9 | Out-Null
+    New-WorkflowSampleData -Users 6 -Workflows 3 -Executions 120 -Seed 9 | Out-Null
     $script:wf = [guid](Invoke-TestSql $main 'SELECT id FROM workflows ORDER BY name LIMIT 1')
     New-Item -ItemType Directory (Join-Path $work 'examples/jobs') | Out-Null
     foreach ($copy in 'examples/jobs/results-v1.2.1.job.json', 'fix.job.json', 'score.job.json') { Copy-Item $SampleJob (Join-Path $work $copy) }
