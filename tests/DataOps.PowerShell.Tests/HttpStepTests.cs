@@ -198,6 +198,40 @@ public sealed class HttpStepTests
     }
 
     [Fact]
+    public void A_url_that_starts_with_an_env_secret_takes_it_as_its_base_unescaped()
+    {
+        // The job file allows "{env:NAME}/path": one job, an endpoint per environment (examples/jobs/rescore-sessions.job.json).
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        var secret = "svc-" + Guid.NewGuid().ToString("N");
+        var suffix = Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        var (keyVariable, baseVariable) = ("DATAOPS_TEST_KEY_" + suffix, "DATAOPS_TEST_BASE_" + suffix);
+        using var edge = new FakeEdgeFunction(cs, secret);
+        Environment.SetEnvironmentVariable(keyVariable, secret);
+        Environment.SetEnvironmentVariable(baseVariable, $"http://127.0.0.1:{edge.Port}");
+        try
+        {
+            var job = Job(edge.Port, $"{{env:{keyVariable}}}");
+            File.WriteAllText(job, File.ReadAllText(job).Replace($"http://127.0.0.1:{edge.Port}/score/@key", $"{{env:{baseVariable}}}/score/@key", StringComparison.Ordinal));
+            Assert.Contains($"{{env:{baseVariable}}}/score/@key", File.ReadAllText(job), StringComparison.Ordinal);
+
+            var r = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output });
+
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            Assert.Equal(4, r.Output.Count);
+            Assert.All(r.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+            Assert.Equal(4, edge.Hits.Count);
+            Assert.All(edge.Hits.Keys, k => Assert.True(Guid.TryParse(k, out var _), $"the endpoint was called for '{k}', not for a session"));
+            Assert.DoesNotContain(secret, AllArtifacts(output, r));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(keyVariable, null);
+            Environment.SetEnvironmentVariable(baseVariable, null);
+        }
+    }
+
+    [Fact]
     public void Retries_on_500_and_429_honouring_Retry_After_and_credentials_come_from_Secret()
     {
         var (s, cs, output) = Setup();

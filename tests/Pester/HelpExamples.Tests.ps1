@@ -69,7 +69,7 @@ BeforeAll {
         'Get-WorkflowExecution#1'     = @{ Check = { param($o) $o | Where-Object Status -notin 'failed', 'timed_out' | Should -BeNullOrEmpty } }
         'Get-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
                                            Check = { param($o) Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Should -BeNullOrEmpty } }
-        'Get-WorkflowExecution#4'     = @{ Setup = { New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42-input -TemporalRunId (New-Guid) -CreatedBy u-17 -Input @{ orderId = 42 } | Out-Null }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.InputJson | ForEach-Object { ($_ | ConvertFrom-Json).orderId | Should -Be 42 } } }
+        'Get-WorkflowExecution#4'     = @{ Setup = { New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42-input -TemporalRunId (New-Guid) -CreatedBy sample-user-1 -Input @{ orderId = 42 } | Out-Null }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.InputJson | ForEach-Object { ($_ | ConvertFrom-Json).orderId | Should -Be 42 } } }
         'Get-WorkflowExecution#3'     = @{ Setup = { Use-Order42 }; Check = { param($o) $o.TemporalWorkflowId | Should -Be 'order-42' } }
         'Install-DataOpsSchema#1'     = @{ Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'AlreadyApplied' } }
         'Install-DataOpsSchema#2'     = @{ Check = { param($o) $o.Status | Should -Not -Contain 'Applied' } }
@@ -82,13 +82,14 @@ BeforeAll {
                                            Check = { param($o) $s = $o | Where-Object SeedRunId; $s.Count | Should -Be 1000000; $s.ConstraintViolations | Should -Be 0 } }
         'New-ScriptExecutionSeed#2'   = @{ Check = { param($o) $o.Scheduled | Should -Be 40000 } }
         'New-ScriptExecutionSeed#3'   = @{ Check = { param($o) $o.Count | Should -Be 100000; $o.ConstraintViolations | Should -Be 0 } }
-        'New-WorkflowExecution#1'     = @{ Check = { param($o) $o.Status | Should -Be 'running'; $o.CreatedBy | Should -Be 'u-17' } }
-        'New-WorkflowExecution#2'     = @{ Check = { param($o) (Get-WorkflowExecution -Id $e.Id).Status | Should -Be 'completed' } }
+        'New-WorkflowExecution#1'     = @{ Check = { param($o) $o.Status | Should -Be 'running'; $o.CreatedBy | Should -Be 'sample-user-1'; $o.WorkflowName | Should -Be 'sample-workflow-1' } }
+        'New-WorkflowExecution#2'     = @{ Check = { param($o) $e.CreatedBy | Should -Be 'sample-user-2'; (Get-WorkflowExecution -Id $e.Id).Status | Should -Be 'completed' } }
         'New-WorkflowSampleData#1'    = @{ Check = { param($o) ($o | Where-Object Group).Group | Should -Contain 'completed' } }
         'Remove-ScriptExecutionSeed#1' = @{ Setup = { New-ScriptExecutionSeed -Count 100 | Out-Null }; Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main 'SELECT count(*) FROM script_execution' | Should -BeGreaterThan 0 } }
         'Remove-ScriptExecutionSeed#2' = @{ Check = { param($o) $o.Removed | Should -Be 1000 } }
-        'Remove-WorkflowExecution#1'  = @{ Check = { param($o) $o | Should -BeNullOrEmpty } }
-        'Remove-WorkflowExecution#2'  = @{ Setup = { $script:id = (New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'to-remove' -TemporalRunId (New-Guid) -CreatedBy u1).Id }
+        'Remove-WorkflowExecution#1'  = @{ Setup = { $script:kept = Invoke-TestSql $main "SELECT count(*) FROM workflow_executions WHERE created_by = 'sample-user-3'" }
+                                           Check = { param($o) $o | Should -BeNullOrEmpty; $kept | Should -BeGreaterThan 0; Invoke-TestSql $main "SELECT count(*) FROM workflow_executions WHERE created_by = 'sample-user-3'" | Should -Be $kept } }
+        'Remove-WorkflowExecution#2'  = @{ Setup = { $script:id = (New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'to-remove' -TemporalRunId (New-Guid) -CreatedBy sample-user-1).Id }
                                            Check = { param($o) $o.Id | Should -Be $id; Get-WorkflowExecution -Id $id -ErrorAction SilentlyContinue | Should -BeNullOrEmpty } }
         'Set-WorkflowExecution#1'     = @{ Setup = { Use-Order42 }; Check = { param($o) $o.Status | Should -Be 'completed'; $o.ActivitiesExecuted | Should -Be 7 } }
         'Set-WorkflowExecution#2'     = @{ Setup = { Invoke-TestSql $main "UPDATE workflow_executions SET started_at = now() - interval '7 hours' WHERE id IN (SELECT id FROM workflow_executions WHERE status = 'running' LIMIT 2)" | Out-Null }
@@ -121,8 +122,7 @@ BeforeAll {
     $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'sandboxes'
     $script:main = Start-DataOpsSandbox -Name pester-help
     Install-DataOpsSchema | Out-Null
-    New-WorkflowSampleData -Users 4 -Workflows 3 -Executions 120 -Seed 9 | Out-Null
-    Invoke-TestSql $main "INSERT INTO users (id) VALUES ('u-17'), ('u1'), ('test-user')" | Out-Null
+    New-WorkflowSampleData -Users 6 -Workflows 3 -Executions 120 -Seed 9 | Out-Null
     $script:wf = [guid](Invoke-TestSql $main 'SELECT id FROM workflows ORDER BY name LIMIT 1')
     New-Item -ItemType Directory (Join-Path $work 'examples/jobs') | Out-Null
     foreach ($copy in 'examples/jobs/results-v1.2.1.job.json', 'fix.job.json', 'score.job.json') { Copy-Item $SampleJob (Join-Path $work $copy) }
@@ -146,7 +146,7 @@ BeforeAll {
     }
     function Use-Order42 {
         if (-not (Get-WorkflowExecution -TemporalWorkflowId order-42 -ErrorAction SilentlyContinue | Where-Object Status -eq running)) {
-            New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42 -TemporalRunId (New-Guid) -CreatedBy u-17 | Out-Null
+            New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId order-42 -TemporalRunId (New-Guid) -CreatedBy sample-user-1 | Out-Null
         }
     }
 }

@@ -74,10 +74,12 @@ foreach (var cmd in commands)
             }
 
             var sets = p.ParameterSets.Values.ToList();
+            var mandatory = sets.Any(s => s.IsMandatory);
             return new ParameterMetadataView(p.Name, p.ParameterType, text,
-                sets.Any(s => s.IsMandatory), sets.Select(s => s.Position).FirstOrDefault(x => x >= 0, int.MinValue),
+                mandatory, sets.Select(s => s.Position).FirstOrDefault(x => x >= 0, int.MinValue),
                 sets.Any(s => s.ValueFromPipeline), sets.Any(s => s.ValueFromPipelineByPropertyName),
-                p.ParameterSets.Keys.ToList(), p.Attributes.OfType<SupportsWildcardsAttribute>().Any());
+                p.ParameterSets.Keys.ToList(), p.Attributes.OfType<SupportsWildcardsAttribute>().Any(),
+                DefaultValue(type, p.Name, p.ParameterType, mandatory, docs), p.Aliases.ToList());
         })
         .ToList();
 
@@ -89,11 +91,21 @@ foreach (var cmd in commands)
         new XElement(maml + "name", p.Name),
         Paras([p.Description]),
         p.Type == typeof(SwitchParameter) ? null : new XElement(command + "parameterValue", new XAttribute("required", "true"), FriendlyType(p.Type)),
-        withType ? new XElement(dev + "type", new XElement(maml + "name", p.Type.FullName)) : null);
+        withType ? new XElement(dev + "type", new XElement(maml + "name", FullTypeName(p.Type))) : null,
+        withType ? new XElement(dev + "defaultValue", p.Default) : null);
 
     var syntax = cmd.ParameterSets.Select(set => new XElement(command + "syntaxItem",
         new XElement(maml + "name", cmd.Name),
         parameters.Where(p => p.Sets.Contains(set.Name) || p.Sets.Contains(ParameterAttribute.AllParameterSets)).Select(p => ParameterElement(p, false))));
+
+    // INPUTS: what the pipeline can bind, one entry per type, naming the parameters it binds to.
+    var pipelineInputs = parameters.Where(p => p.ByValue || p.ByPropertyName)
+        .GroupBy(p => FullTypeName(p.Type), StringComparer.Ordinal)
+        .Select(g => (Type: g.Key, Notes: g.Select(InputNote).ToList()))
+        .ToList();
+    var inputs = pipelineInputs.Select(i => new XElement(command + "inputType",
+        new XElement(dev + "type", new XElement(maml + "name", i.Type)),
+        Paras(i.Notes)));
 
     var outputs = cmd.OutputType.Select(t => new XElement(command + "returnValue",
         new XElement(dev + "type", new XElement(maml + "name", t.Name)),
@@ -120,16 +132,27 @@ foreach (var cmd in commands)
             markdown.AppendLine(d).AppendLine();
         }
 
-        markdown.AppendLine("| parameter | type | description |").AppendLine("| --- | --- | --- |");
+        markdown.AppendLine("| parameter | type | default | pipeline input | description |").AppendLine("| --- | --- | --- | --- | --- |");
         foreach (var p in parameters)
         {
-            markdown.AppendLine($"| -{p.Name} | {FriendlyType(p.Type)} | {p.Description.Replace("|", "\\|", StringComparison.Ordinal)} |");
+            markdown.AppendLine($"| -{p.Name} | {FriendlyType(p.Type)} | {Cell(p.Default)} | {PipelineInput(p)} | {Cell(p.Description)} |");
         }
 
         markdown.AppendLine();
         foreach (var e in doc.Examples)
         {
             markdown.AppendLine("```powershell").AppendLine(e.Code).AppendLine("```").AppendLine(string.Join(" ", e.Remarks)).AppendLine();
+        }
+
+        if (pipelineInputs.Count > 0)
+        {
+            markdown.AppendLine("Inputs:").AppendLine();
+            foreach (var (inputType, notes) in pipelineInputs)
+            {
+                markdown.AppendLine($"- `{inputType}`: {string.Join(" ", notes)}");
+            }
+
+            markdown.AppendLine();
         }
 
         if (cmd.OutputType.Count > 0)
@@ -152,6 +175,7 @@ foreach (var cmd in commands)
         Paras(doc.Description),
         new XElement(command + "syntax", syntax),
         new XElement(command + "parameters", parameters.Select(p => ParameterElement(p, true))),
+        new XElement(command + "inputTypes", inputs),
         new XElement(command + "returnValues", outputs),
         new XElement(command + "examples", examples),
         new XElement(command + "relatedLinks", links)));
@@ -180,13 +204,77 @@ foreach (var m in missing)
 return 0;
 
 // The engine loads in the module's private context: its type names are PSTypeNames a user can match as strings, not type literals that resolve.
+static string Cell(string text) => text.Replace("|", "\\|", StringComparison.Ordinal);
+
 static string MatchingNote(string typeName) => typeName.StartsWith("DataOps.Engine.", StringComparison.Ordinal)
     ? $"To pick these out of a pipeline, match the PSTypeName: $_.PSTypeNames -contains '{typeName}' (or filter on a property). The type loads in the module's private context, so [{typeName}] does not resolve in the session."
     : string.Empty;
 
-static string FriendlyType(Type t) => t.IsArray ? FriendlyType(t.GetElementType()!) + "[]" : t.Name;
+// Nullable<T> is how a cmdlet says "not given"; PowerShell binds and shows it as T (Get-Command -Syntax says <int>), so help does too.
+static Type Underlying(Type t) => Nullable.GetUnderlyingType(t) ?? t;
 
-internal sealed record ParameterMetadataView(string Name, Type Type, string Description, bool Mandatory, int Position, bool ByValue, bool ByPropertyName, List<string> Sets, bool Wildcards);
+static string FriendlyType(Type t) => t.IsArray ? FriendlyType(t.GetElementType()!) + "[]" : Underlying(t).Name;
+
+static string FullTypeName(Type t) => t.IsArray ? FullTypeName(t.GetElementType()!) + "[]" : Underlying(t).FullName ?? Underlying(t).Name;
+
+// Which parameter a piped object binds to, and how: by value (the object itself) or by property name (its property of that name or alias).
+static string InputNote(ParameterMetadataView p)
+{
+    var names = string.Join(", ", new[] { p.Name }.Concat(p.Aliases).Select(n => $"'{n}'"));
+    return (p.ByValue, p.ByPropertyName) switch
+    {
+        (true, true) => $"-{p.Name}: binds the piped object itself, or its {names} property.",
+        (true, false) => $"-{p.Name}: binds the piped object itself.",
+        _ => $"-{p.Name}: binds from a piped object's {names} property.",
+    };
+}
+
+// The value a parameter has when it is not given: a <default> in its doc comment (computed at run time), else the
+// property initializer read from a new instance of the cmdlet class; "None" when there is none, as PowerShell's own help shows.
+static string DefaultValue(Type cmdlet, string name, Type type, bool mandatory, DocComments docs)
+{
+    // -WhatIf, -Confirm and the paging parameters (-First, -Skip, -IncludeTotalCount) are PowerShell's, not properties of the class.
+    var property = cmdlet.GetProperty(name);
+    if (property is null)
+    {
+        return type == typeof(SwitchParameter) ? "False" : name == "Skip" ? "0" : "None";
+    }
+
+    if (docs.DefaultOf(property) is { } documented)
+    {
+        return documented;
+    }
+
+    if (mandatory)
+    {
+        return "None";
+    }
+
+    var value = property.GetValue(Activator.CreateInstance(cmdlet));
+    return value switch
+    {
+        null => "None",
+        SwitchParameter s => s.IsPresent ? "True" : "False",
+        bool b => b ? "True" : "False",
+        string { Length: 0 } => "None",
+        string s => s,
+        TimeSpan t => Duration(t),
+        System.Collections.IEnumerable e when value is not string => e.Cast<object>().Any() ? string.Join(", ", e.Cast<object>().Select(x => Convert.ToString(x, System.Globalization.CultureInfo.InvariantCulture))) : "None",
+        IFormattable when type.IsValueType && value.Equals(Activator.CreateInstance(Underlying(type))) && !type.IsEnum => "None",
+        IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "None",
+    };
+}
+
+// A TimeSpan the way the parameters take it (24h, 5m, 30s, 500ms).
+static string Duration(TimeSpan t) =>
+    t == TimeSpan.Zero ? "0"
+    : t.Ticks % TimeSpan.TicksPerHour == 0 ? $"{(long)t.TotalHours}h"
+    : t.Ticks % TimeSpan.TicksPerMinute == 0 ? $"{(long)t.TotalMinutes}m"
+    : t.Ticks % TimeSpan.TicksPerSecond == 0 ? $"{(long)t.TotalSeconds}s"
+    : $"{t.TotalMilliseconds:0.###}ms";
+
+internal sealed record ParameterMetadataView(string Name, Type Type, string Description, bool Mandatory, int Position, bool ByValue, bool ByPropertyName, List<string> Sets, bool Wildcards, string Default, List<string> Aliases);
 
 internal sealed record ExampleDoc(string Code, List<string> Remarks);
 
@@ -226,7 +314,7 @@ internal sealed class DocComments
         var description = paras.Where(p => (string?)p.Attribute("type") == "description").Select(Text).ToList();
         var links = paras.Where(p => (string?)p.Attribute("type") == "link").Select(Text).ToList();
         var examples = m.Elements("example").Select(e => new ExampleDoc(
-            Normalize(e.Element("code")?.Value ?? string.Empty),
+            CodeBlock(e.Element("code")?.Value ?? string.Empty),
             e.Elements("para").Select(Text).ToList())).ToList();
         return new TypeDoc(synopsis, description, examples, links);
     }
@@ -238,6 +326,34 @@ internal sealed class DocComments
 
     public string SummaryOfTypeName(string fullName) =>
         _members.TryGetValue("T:" + fullName, out var m) ? Normalize(m.Element("summary")?.Value ?? string.Empty) : string.Empty;
+
+    /// <summary>The default a property's doc comment states, for defaults computed at run time: &lt;default&gt;the job's, else 20&lt;/default&gt;.</summary>
+    public string? DefaultOf(System.Reflection.PropertyInfo property) =>
+        _members.TryGetValue($"P:{property.DeclaringType!.FullName}.{property.Name}", out var m) && m.Element("default") is { } d
+            ? Normalize(d.Value)
+            : null;
+
+    /// <summary>
+    /// An example's code as lines: the doc comment's indentation removed, blank lines at either end dropped, inner lines kept,
+    /// so a several-line example renders and runs as pasted.
+    /// </summary>
+    private static string CodeBlock(string text)
+    {
+        var lines = text.Replace("\r\n", "\n", StringComparison.Ordinal).Split('\n').Select(l => l.TrimEnd()).ToList();
+        while (lines.Count > 0 && lines[0].Length == 0)
+        {
+            lines.RemoveAt(0);
+        }
+
+        while (lines.Count > 0 && lines[^1].Length == 0)
+        {
+            lines.RemoveAt(lines.Count - 1);
+        }
+
+        // The first line starts right after <code>, so its indentation says nothing: measure the others.
+        var indent = lines.Skip(1).Where(l => l.Length > 0).Select(l => l.Length - l.TrimStart().Length).DefaultIfEmpty(0).Min();
+        return string.Join('\n', lines.Select((l, i) => i == 0 ? l.Trim() : l.Length >= indent ? l[indent..] : l.TrimStart()));
+    }
 
     private static string Normalize(string text) =>
         string.Join(' ', text.Split((char[])[' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries));

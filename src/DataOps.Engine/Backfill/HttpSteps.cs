@@ -63,7 +63,9 @@ public static partial class HttpSteps
     /// <summary>Calls the step for one item; returns the status code or throws HttpStepException with a redacted message.</summary>
     public static async Task<int> CallAsync(HttpStep step, string stepName, string key, IReadOnlyDictionary<string, object?> parameters, IReadOnlyDictionary<string, string> secrets, SecretRedactor redactor, RunLog log, CancellationToken ct)
     {
-        var url = Fill(step.Url, key, parameters, secrets, Uri.EscapeDataString);
+        // The URL's parts are escaped, except an {env:NAME} secret that starts it: that is its base (scheme, host, port,
+        // path), as the job file allows, so a job can name one endpoint per environment.
+        var url = Fill(step.Url, key, parameters, secrets, Uri.EscapeDataString, leadingSecretAsIs: true);
         var body = step.BodyTemplate is null ? null : FillJson(step.BodyTemplate, key, parameters, secrets);
         var headers = step.Headers.ToDictionary(h => h.Key, h => Fill(h.Value, key, parameters, secrets, v => v));
         foreach (var (name, value) in headers.Where(h => h.Key.Equals("Authorization", StringComparison.OrdinalIgnoreCase)))
@@ -151,9 +153,9 @@ public static partial class HttpSteps
 
     private static string RedactQuery(string url) => url.Contains('?', StringComparison.Ordinal) ? url[..url.IndexOf('?', StringComparison.Ordinal)] + "?..." : url;
 
-    private static string Fill(string template, string key, IReadOnlyDictionary<string, object?> parameters, IReadOnlyDictionary<string, string> secrets, Func<string, string> encode)
+    private static string Fill(string template, string key, IReadOnlyDictionary<string, object?> parameters, IReadOnlyDictionary<string, string> secrets, Func<string, string> encode, bool leadingSecretAsIs = false)
     {
-        var text = SecretPattern().Replace(template, m => encode(secrets[m.Value]));
+        var text = SecretPattern().Replace(template, m => leadingSecretAsIs && m.Index == 0 ? secrets[m.Value] : encode(secrets[m.Value]));
         return Token().Replace(text, m => m.Groups[1].Value == "key"
             ? encode(key)
             : parameters.TryGetValue(m.Groups[1].Value, out var v) ? encode(Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty) : m.Value);

@@ -36,6 +36,7 @@ public sealed class ExportBackfillRollbackCommand : DatabaseCmdlet
     public Guid RunId { get; set; }
 
     /// <summary>The file to write, or a folder for rollback_YYYY-MM-DD.sql; default: the run's backfill_logs folder.</summary>
+    /// <default>the run's backfill_logs folder</default>
     [Parameter(Position = 1)]
     public string? Path { get; set; }
 

@@ -26,8 +26,8 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>One result over the failed executions of the last 30 days: how many, and their durations.</para>
 /// </example>
 /// <example>
-///   <code>Get-ExecutionStats -CreatedBy u-17 -Since (Get-Date).AddDays(-7) -GroupBy Day</code>
-///   <para>User u-17's executions of the last seven days, one row per day.</para>
+///   <code>Get-ExecutionStats -CreatedBy sample-user-1 -Since (Get-Date).AddDays(-7) -GroupBy Day</code>
+///   <para>User sample-user-1's executions of the last seven days, one row per day.</para>
 /// </example>
 [Cmdlet(VerbsCommon.Get, "ExecutionStats")]
 [OutputType(typeof(ExecutionStats))]

@@ -16,8 +16,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Get-ExecutionStats</para>
 /// </summary>
 /// <example>
-///   <code>Get-WorkflowExecution -CreatedBy u-17 -Status failed,timed_out -First 20</code>
-///   <para>The 20 newest failed or timed-out executions started by user u-17.</para>
+///   <code>Get-WorkflowExecution -CreatedBy sample-user-1 -Status failed,timed_out -First 20</code>
+///   <para>The 20 newest failed or timed-out executions started by user sample-user-1.</para>
 /// </example>
 /// <example>
 ///   <code>Get-WorkflowExecution -Status running -Until (Get-Date).AddHours(-6) | Set-WorkflowExecution -Status timed_out</code>

@@ -29,6 +29,7 @@ namespace DataOps.PowerShell.Cmdlets;
 public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
 {
     /// <summary>The components to install: Core, ScriptExecution, WorkflowExecution, Prism. Default: all.</summary>
+    /// <default>every component: Core, ScriptExecution, WorkflowExecution, Prism</default>
     [Parameter(Position = 0)]
     public SchemaComponent[]? Component { get; set; }
 

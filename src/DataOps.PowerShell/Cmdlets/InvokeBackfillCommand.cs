@@ -65,6 +65,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     public TimeSpan MaxPlanAge { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Overrides the job's throttle; 0 runs unthrottled.</summary>
+    /// <default>the job's throttle.itemsPerMinute, else 20</default>
     [Parameter]
     [ValidateRange(0, 1_000_000)]
     public int? ItemsPerMinute { get; set; }

@@ -80,6 +80,7 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
     public QueryOutput As { get; set; } = QueryOutput.Rows;
 
     /// <summary>How long the query may run before it is cancelled (QueryTimeout): 30s, 5m, 1h or a TimeSpan. Default: 0, no limit (Ctrl+C stops it).</summary>
+    /// <default>0 (no limit)</default>
     [Parameter]
     [DurationTransformation]
     public TimeSpan Timeout { get; set; }

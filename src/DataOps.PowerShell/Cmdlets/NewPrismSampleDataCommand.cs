@@ -42,6 +42,7 @@ public sealed class NewPrismSampleDataCommand : DatabaseCmdlet
     public double PendingShare { get; set; } = 0.25;
 
     /// <summary>Seed of the generator: the same seed gives the same data. Default: random, reported in the result.</summary>
+    /// <default>random, reported in the result</default>
     [Parameter]
     public int? Seed { get; set; }
 

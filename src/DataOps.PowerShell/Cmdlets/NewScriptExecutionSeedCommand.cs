@@ -48,15 +48,18 @@ public sealed class NewScriptExecutionSeedCommand : DatabaseCmdlet
     public double ScheduledRatio { get; set; } = 0.5;
 
     /// <summary>Seed of the row generator: the same seed and arguments give the same rows. Default: a random seed, reported in the result.</summary>
+    /// <default>random, reported in the result</default>
     [Parameter]
     public int? Seed { get; set; }
 
     /// <summary>Start of the time window (inclusive): a DateTimeOffset, a DateTime or a date string. Default: 365 days before -Until.</summary>
+    /// <default>365 days before -Until</default>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Since { get; set; }
 
     /// <summary>End of the time window (exclusive): a DateTimeOffset, a DateTime or a date string. Default: now.</summary>
+    /// <default>now</default>
     [Parameter]
     [PointInTimeTransformation]
     public DateTimeOffset? Until { get; set; }

@@ -13,12 +13,19 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Get-WorkflowExecution</para>
 /// </summary>
 /// <example>
-///   <code>New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'order-42' -TemporalRunId (New-Guid) -CreatedBy 'u-17' -Input @{ orderId = 42 }</code>
-///   <para>Records a running execution of workflow $wf started by user u-17.</para>
+///   <code>
+///   $wf = Invoke-DataOpsQuery -Query "SELECT id FROM workflows WHERE name = 'sample-workflow-1'" -As Scalar
+///   New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'order-42' -TemporalRunId (New-Guid) -CreatedBy 'sample-user-1' -Input @{ orderId = 42 }
+///   </code>
+///   <para>Records a running execution of sample-workflow-1 started by sample-user-1: a workflow and a user that New-WorkflowSampleData writes.</para>
 /// </example>
 /// <example>
-///   <code>$e = New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId t1 -TemporalRunId r1 -CreatedBy u1; $e | Set-WorkflowExecution -Status completed</code>
-///   <para>Starts an execution and marks it completed; completed_at and duration_ms are filled in.</para>
+///   <code>
+///   $wf = (Get-WorkflowExecution -First 1).WorkflowId
+///   $e = New-WorkflowExecution -WorkflowId $wf -TemporalWorkflowId 'order-43' -TemporalRunId (New-Guid) -CreatedBy 'sample-user-2'
+///   $e | Set-WorkflowExecution -Status completed
+///   </code>
+///   <para>Starts an execution of the workflow that ran last and marks it completed; completed_at and duration_ms are filled in.</para>
 /// </example>
 [Cmdlet(VerbsCommon.New, "WorkflowExecution", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(WorkflowExecution))]

@@ -41,6 +41,7 @@ public sealed class NewWorkflowSampleDataCommand : DatabaseCmdlet
     public int Executions { get; set; } = 2000;
 
     /// <summary>Seed of the generator. Default: random, reported in the result.</summary>
+    /// <default>random, reported in the result</default>
     [Parameter]
     public int? Seed { get; set; }
 

@@ -27,6 +27,7 @@ namespace DataOps.PowerShell.Cmdlets;
 public sealed class RemoveScriptExecutionSeedCommand : DatabaseCmdlet
 {
     /// <summary>The seed runs to remove. Default: every completed seed run. Binds from pipeline objects' SeedRunId property.</summary>
+    /// <default>every completed seed run</default>
     [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
     [ValidateRange(1, long.MaxValue)]
     [ArgumentCompleter(typeof(SeedRunIdCompleter))]

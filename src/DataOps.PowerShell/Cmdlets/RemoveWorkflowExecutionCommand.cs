@@ -12,8 +12,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="link">Get-WorkflowExecution</para>
 /// </summary>
 /// <example>
-///   <code>Get-WorkflowExecution -CreatedBy test-user | Remove-WorkflowExecution -WhatIf</code>
-///   <para>Shows which executions of test-user would be deleted.</para>
+///   <code>Get-WorkflowExecution -CreatedBy sample-user-3 | Remove-WorkflowExecution -WhatIf</code>
+///   <para>Shows which executions of sample-user-3 would be deleted, and deletes nothing.</para>
 /// </example>
 /// <example>
 ///   <code>Remove-WorkflowExecution -Id $id -Force -PassThru</code>

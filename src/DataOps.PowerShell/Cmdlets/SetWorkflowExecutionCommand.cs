@@ -62,6 +62,7 @@ public sealed class SetWorkflowExecutionCommand : DatabaseCmdlet
     public int? ActivitiesExecuted { get; set; }
 
     /// <summary>The duration to record in milliseconds; default when a final status is reached: now minus started_at.</summary>
+    /// <default>now minus started_at, when a final status is reached</default>
     [Parameter]
     [ValidateRange(0, long.MaxValue)]
     public long? DurationMs { get; set; }

@@ -61,6 +61,7 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
     public SwitchParameter NoDefault { get; set; }
 
     /// <summary>The folder with initdb, pg_ctl and postgres to use, instead of searching for them.</summary>
+    /// <default>$env:DATAOPS_PG_BIN, pg_config --bindir, PATH, then the usual install folders</default>
     [Parameter]
     public string? BinDirectory { get; set; }
 

@@ -48,11 +48,13 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
     public string Job { get; set; } = string.Empty;
 
     /// <summary>How long to watch: 6h, 90m, 30s or a TimeSpan. Default: the job's, else 6h.</summary>
+    /// <default>the job's soak.duration, else 6h</default>
     [Parameter]
     [DurationTransformation]
     public TimeSpan? Duration { get; set; }
 
     /// <summary>Time between rounds: 5m, 30s, 500ms or a TimeSpan. Default: the job's, else 5m.</summary>
+    /// <default>the job's soak.interval, else 5m</default>
     [Parameter]
     [DurationTransformation]
     public TimeSpan? Interval { get; set; }

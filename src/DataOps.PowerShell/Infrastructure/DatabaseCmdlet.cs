@@ -13,6 +13,7 @@ namespace DataOps.PowerShell.Infrastructure;
 public abstract class DatabaseCmdlet : DataOpsCmdlet
 {
     /// <summary>The connection to use: a connection object, or the name of one Connect-DataOps -Name stored in the session; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
+    /// <default>the session's default (Connect-DataOps or Start-DataOpsSandbox)</default>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ConnectionTransformation]
     [ArgumentCompleter(typeof(ConnectionNameCompleter))]

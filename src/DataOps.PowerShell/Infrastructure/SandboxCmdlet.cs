@@ -11,6 +11,7 @@ namespace DataOps.PowerShell.Infrastructure;
 public abstract class SandboxCmdlet : DataOpsCmdlet
 {
     /// <summary>The folder that holds sandboxes. Default: $env:DATAOPS_SANDBOX_ROOT, else a per-user folder. Binds from pipeline objects' Root property; a -Root that names another folder than a piped sandbox's is refused (SandboxRootMismatch).</summary>
+    /// <default>$env:DATAOPS_SANDBOX_ROOT, else a per-user folder</default>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     public string? Root { get; set; }
 
