@@ -153,9 +153,10 @@ Describe 'Invoke-Backfill and a piped health report' {
         (Get-Command Invoke-Backfill).Parameters.Keys | Should -Not -Contain 'Healthy'
         $report = Test-ProdHealth -Job $SampleJob -OutputDirectory $out
         $report.Healthy | Should -BeTrue
-        $result = $report | Invoke-Backfill -OutputDirectory $out -WarningVariable w -WarningAction SilentlyContinue
+        $result = $report | Invoke-Backfill -OutputDirectory $out -InformationVariable info -InformationAction SilentlyContinue -WarningVariable w
         $result | Should -BeNullOrEmpty
-        "$w" | Should -Match 'nothing to do'
+        "$info" | Should -Match 'nothing to do'
+        $w | Should -BeNullOrEmpty
     }
 }
 

@@ -97,9 +97,9 @@ Describe 'Defaults and examples in detail' {
         (Get-Help Get-WorkflowExecution -Parameter Since).parameterValue | Should -Be 'DateTimeOffset'
     }
 
-    It 'names the bound parameter and its aliases under INPUTS (Invoke-Backfill -Job binds Job, PlanPath or Path)' {
+    It 'names the bound parameter and its aliases under INPUTS (Invoke-Backfill -Job binds Job, PlanPath, Path, LiteralPath or PSPath)' {
         $string = (Get-Help Invoke-Backfill).inputTypes.inputType | Where-Object { $_.type.name -eq 'System.String' }
-        ($string.description.Text -join ' ') | Should -Match "-Job: binds from a piped object's 'Job', 'PlanPath', 'Path' property"
+        ($string.description.Text -join ' ') | Should -Match "-Job: binds from a piped object's 'Job', 'PlanPath', 'Path', 'LiteralPath', 'PSPath' property"
     }
 
     It 'keeps an example of several lines as lines, each one a statement' {
