@@ -16,6 +16,12 @@ public sealed class PipelineConnectionTests
     private static readonly string SampleJob = Path.Combine(Repo.Root, "examples", "jobs", "results-v1.2.1.job.json");
 
     /// <summary>Two databases with these components; the session's default is A; $a and $b are -NoDefault connections to each.</summary>
+    /// <summary>Two WorkflowExecution databases, each with user u1 and the workflow <paramref name="workflow"/>.</summary>
+    private static (PsSession Session, string A, string B) TwoDatabasesWithWorkflow(Guid workflow) => TwoDatabases("WorkflowExecution", $"""
+        INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com');
+        INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'Billing', 'Monthly billing', 'u1');
+        """);
+
     private static (PsSession Session, string A, string B) TwoDatabases(string component, string? arrange = null)
     {
         var a = TestCluster.CreateDatabaseWith(component);
@@ -144,10 +150,7 @@ public sealed class PipelineConnectionTests
     public void Executions_piped_from_two_databases_are_summarised_in_the_first_and_the_others_refused()
     {
         var workflow = Guid.NewGuid();
-        var (s, a, b) = TwoDatabases("WorkflowExecution", $"""
-            INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com');
-            INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'Billing', 'Monthly billing', 'u1');
-            """);
+        var (s, a, b) = TwoDatabasesWithWorkflow(workflow);
         using var _ = s;
         var vars = new Hashtable { ["wf"] = workflow };
         var r = s.Run("""
@@ -171,10 +174,7 @@ public sealed class PipelineConnectionTests
     public void Executions_are_set_counted_and_removed_in_their_own_database()
     {
         var workflow = Guid.NewGuid();
-        var (s, a, b) = TwoDatabases("WorkflowExecution", $"""
-            INSERT INTO users (id, email) VALUES ('u1', 'u1@example.com');
-            INSERT INTO workflows (id, name, description, created_by) VALUES ('{workflow}', 'Billing', 'Monthly billing', 'u1');
-            """);
+        var (s, a, b) = TwoDatabasesWithWorkflow(workflow);
         using var _ = s;
         var vars = new Hashtable { ["wf"] = workflow };
         var created = s.Run("$e = New-WorkflowExecution -Connection $b -WorkflowId $wf -TemporalWorkflowId t1 -TemporalRunId r1 -CreatedBy u1; $e", vars);
