@@ -4,6 +4,7 @@ using DataOps.Engine.Connections;
 using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
+using Npgsql;
 
 namespace DataOps.Engine.Tests;
 
@@ -192,6 +193,42 @@ public sealed class BackfillEngineTests
         Assert.Equal((long)Items, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
         Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(DISTINCT item_key) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
         Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_item_on_the_server_takes_its_after_image_once(bool dryRun)
+    {
+        // The item's images come from a subquery that must stay a subquery (OFFSET 0): flattened, the
+        // after-image query ran once for the after_image column and again for changed_rows().
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, dryRun ? "once-dry" : "once");
+        var sql = dryRun ? GroupExecutor.DryRunStatement(job) : GroupExecutor.LedgerStatement(job);
+        await using var conn = new NpgsqlConnection(db.Connection.ConnectionString);
+        await conn.OpenAsync();
+        await using var tx = await conn.BeginTransactionAsync();
+        var beforeSql = RowImages.BeforeImageSelect(job.Capture[0], 0);
+        await using (var before = new NpgsqlCommand(beforeSql, conn, tx))
+        {
+            BackfillSql.Bind(before.Parameters, beforeSql, job.Job.Parameters, "1");
+            await before.ExecuteNonQueryAsync();
+        }
+
+        await using var explain = new NpgsqlCommand("EXPLAIN (FORMAT JSON) " + sql, conn, tx);
+        BackfillSql.Bind(explain.Parameters, sql, job.Job.Parameters, "1");
+        if (!dryRun)
+        {
+            explain.Parameters.AddWithValue("dataops_run", Guid.NewGuid());
+            explain.Parameters.AddWithValue("dataops_job", job.Job.Name);
+        }
+
+        explain.Parameters.AddWithValue("dataops_keys", NpgsqlTypes.NpgsqlDbType.Jsonb, "[[\"public.t\", [\"id\"]]]");
+        explain.Parameters.AddWithValue("dataops_table_0", NpgsqlTypes.NpgsqlDbType.Text, "public.t");
+        var plan = Convert.ToString(await explain.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture)!;
+
+        // The after-image is the only part that reads the before-image back as rows.
+        Assert.Equal(1, System.Text.RegularExpressions.Regex.Count(plan, "\"Function Name\": \"jsonb_populate_recordset\""));
     }
 
     private static async Task<DatabaseFixture> DatabaseAsync(int rows = Items)

@@ -245,7 +245,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         var (before, after) = ImageObjects(job);
         return $"""
             SELECT @key AS {ItemMarker}, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys) AS rows_changed, i.before_image::text, i.after_image::text, clock_timestamp() - now()
-            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image) i
+            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image OFFSET 0) i
             WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
             """;
     }

@@ -33,13 +33,15 @@ internal static class LedgerStore
     /// The applied row of an item run whole on the server: the images come from the item's
     /// transaction-local settings, verify and the lease are checked in the same statement, and the
     /// row comes back (its first column named <paramref name="marker"/>) for the results and the script.
+    /// The images come from a subquery kept whole by OFFSET 0: flattened, the planner copied the
+    /// after-image query into each place that reads it (the column and changed_rows), so it ran twice.
     /// </summary>
     internal static string AppliedInsertOnServer(string beforeObject, string afterObject, string verifySql, string marker) =>
         $"""
         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
         SELECT @dataops_run, @dataops_job, @key, 'applied', i.before_image, i.after_image, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys), 1,
                now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
-        FROM (SELECT jsonb_build_object({beforeObject}) AS before_image, jsonb_build_object({afterObject}) AS after_image) i
+        FROM (SELECT jsonb_build_object({beforeObject}) AS before_image, jsonb_build_object({afterObject}) AS after_image OFFSET 0) i
         WHERE CASE WHEN ({verifySql}) IS TRUE THEN true ELSE dataops.verified(({verifySql}), @key) END
           AND {JobLease.HeldCondition()}
         RETURNING item_key AS {marker}, rows_changed, before_image::text, after_image::text, finished_at - started_at
