@@ -11,9 +11,10 @@ namespace DataOps.Engine.Jobs;
 /// replication slots, reset statistics, reload the configuration, change a setting for the session),
 /// functions that run SQL given to them as text (dblink, query_to_xml, crosstab, ts_stat), and
 /// statements a read-only transaction still allows (LOCK, COPY ... TO a file or program, DO,
-/// CHECKPOINT, ANALYZE, CLUSTER, REINDEX, LOAD, LISTEN, NOTIFY). Each was tried in a
-/// READ ONLY transaction of a default_transaction_read_only session on PostgreSQL 15 and ran;
-/// nextval() and setval() are refused by the server there, so they are not listed.
+/// CHECKPOINT, ANALYZE, CLUSTER, REINDEX, LOAD, LISTEN, NOTIFY). The representatives of each group
+/// were tried in a READ ONLY transaction of a default_transaction_read_only session on PostgreSQL 15
+/// and ran (docs/security.md lists which); nextval() and setval() are refused by the server there,
+/// so they are not listed.
 ///
 /// The guard reads the text with <see cref="SqlText"/>'s lexer: names inside literals, comments and
 /// dollar quotes are text, not calls. It sees calls by name only; a user-defined function with side
