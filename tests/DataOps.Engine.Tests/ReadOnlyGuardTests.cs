@@ -107,6 +107,14 @@ public sealed class ReadOnlyGuardTests
     }
 
     [Fact]
+    public void Docs_security_lists_every_refused_function_and_statement()
+    {
+        var doc = File.ReadAllText(Path.Combine(RepoRoot(), "docs", "security.md"));
+
+        Assert.All(ReadOnlyGuard.Listed(), name => Assert.Contains($"`{name}", doc));
+    }
+
+    [Fact]
     public void No_example_job_is_refused()
     {
         foreach (var file in Directory.GetFiles(Path.Combine(RepoRoot(), "examples", "jobs"), "*.json"))

@@ -67,10 +67,10 @@ public static class ReadOnlyGuard
         ["prepare"] = "transaction", ["commit"] = "prepared", ["rollback"] = "prepared",
     };
 
-    /// <summary>The refused functions and statements, as docs and help list them.</summary>
-    public static string Describe() =>
-        $"functions {string.Join(", ", DeniedFunctions.Order(StringComparer.Ordinal).Concat(DeniedPrefixes.Select(p => p + "*")))}; set_config(..., false); " +
-        $"statements {string.Join(", ", DeniedStatements.Select(s => (s.Key + " " + s.Value).Trim().ToUpperInvariant()))}";
+    /// <summary>Every refused name as docs/security.md lists it: functions, families as prefix*, statements in capitals.</summary>
+    internal static IEnumerable<string> Listed() =>
+        DeniedFunctions.Concat(DeniedPrefixes.Select(p => p + "*")).Append("set_config")
+            .Concat(DeniedStatements.Select(s => (s.Key + " " + s.Value).Trim().ToUpperInvariant()));
 
     /// <summary>
     /// Why <paramref name="sql"/> is not read-only, naming <paramref name="field"/> (a JSON path, or
