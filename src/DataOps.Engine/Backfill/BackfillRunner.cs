@@ -26,6 +26,7 @@ public static partial class BackfillRunner
     /// <summary>Checks what a run needs before anything runs: Core installed, the job valid against this database.</summary>
     public static async Task<ValidatedJob> PrepareAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
     {
+        ReadOnlyGuard.EnsureJob(job);
         await RequireCoreAsync(connection, ct).ConfigureAwait(false);
         return await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
     }

@@ -15,12 +15,32 @@ public sealed record PreflightCheck(string Name, bool Passed, string Detail)
 
 /// <summary>
 /// Test-DataOpsEnvironment: checks everything a backfill run needs without changing anything.
-/// Every check runs even when an earlier one fails, so one call lists every problem.
+/// Every check runs even when an earlier one fails, so one call lists every problem. One failure is
+/// not a check but the end: a job whose query fields a read-only command refuses
+/// (<see cref="ReadOnlyGuard"/>) throws QueryNotReadOnly before the server is contacted.
 /// </summary>
 public static class Preflight
 {
     public static async Task<IReadOnlyList<PreflightCheck>> RunAsync(string jobPath, DataOpsConnection connection, IReadOnlyDictionary<string, string> credentials, CancellationToken ct)
     {
+        // The job is read first: a query field a read-only command refuses (QueryNotReadOnly) stops
+        // the preflight before it touches the server at all.
+        BackfillJob? job = null;
+        DataOpsException? unreadable = null;
+        try
+        {
+            job = JobFile.Load(jobPath);
+        }
+        catch (DataOpsException ex)
+        {
+            unreadable = ex;
+        }
+
+        if (job is not null)
+        {
+            ReadOnlyGuard.EnsureJob(job);
+        }
+
         var checks = new List<PreflightCheck>();
         var connected = false;
         try
@@ -47,24 +67,29 @@ public static class Preflight
                 : new PreflightCheck("Schema", false, "the Core component (the backfill ledger) is not installed: Install-DataOpsSchema -Component Core"));
         }
 
-        BackfillJob? job = null;
         ValidatedJob? validated = null;
-        try
+        if (job is null)
         {
-            job = JobFile.Load(jobPath);
-            if (connected)
-            {
-                validated = await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
-                checks.Add(new PreflightCheck("JobFile", true, $"'{job.Name}': {job.Steps.Count} steps, {job.Capture.Count} capture tables; every statement parses"));
-            }
-            else
-            {
-                checks.Add(new PreflightCheck("JobFile", true, $"'{job.Name}': the structure is valid (statements not checked without a connection)"));
-            }
+            checks.Add(new PreflightCheck("JobFile", false, unreadable!.Message));
         }
-        catch (DataOpsException ex)
+        else
         {
-            checks.Add(new PreflightCheck("JobFile", false, ex.Message));
+            try
+            {
+                if (connected)
+                {
+                    validated = await JobValidator.ValidateAsync(job, connection, ct).ConfigureAwait(false);
+                    checks.Add(new PreflightCheck("JobFile", true, $"'{job.Name}': {job.Steps.Count} steps, {job.Capture.Count} capture tables; every statement parses"));
+                }
+                else
+                {
+                    checks.Add(new PreflightCheck("JobFile", true, $"'{job.Name}': the structure is valid (statements not checked without a connection)"));
+                }
+            }
+            catch (DataOpsException ex)
+            {
+                checks.Add(new PreflightCheck("JobFile", false, ex.Message));
+            }
         }
 
         IReadOnlyDictionary<string, string> secrets = new Dictionary<string, string>();

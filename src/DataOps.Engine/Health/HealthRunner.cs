@@ -161,6 +161,7 @@ public static class HealthRunner
 
     private static (string Discover, IReadOnlyList<CheckSpec> Checks, int SampleSize) Parse(BackfillJob job)
     {
+        ReadOnlyGuard.EnsureJob(job);
         var problems = new List<string>();
         string? discover = job.DiscoverSql;
         IReadOnlyList<CheckSpec> checks = [];

@@ -14,10 +14,13 @@ public static class JobValidator
 {
     /// <summary>
     /// Checks the job against the database without changing anything: every statement is parsed
-    /// and described by the server (never executed) inside a transaction that is rolled back.
+    /// and described by the server (never executed) inside a transaction that is rolled back. First,
+    /// without a connection, the query fields go through <see cref="ReadOnlyGuard"/> (QueryNotReadOnly).
     /// </summary>
     public static async Task<ValidatedJob> ValidateAsync(BackfillJob job, DataOpsConnection connection, CancellationToken ct)
     {
+        // The query fields run in read-only commands: a call a read-only transaction still allows is refused before any connection opens.
+        ReadOnlyGuard.EnsureJob(job);
         var problems = new List<string>();
         var tables = new List<CaptureTable>();
         // Validation never writes: even preparing the steps happens in a read-only session.

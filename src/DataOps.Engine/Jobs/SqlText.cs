@@ -51,44 +51,72 @@ internal static class SqlText
     }
 
     /// <summary>Offsets of the semicolons outside literals, quoted identifiers and comments.</summary>
-    private static IEnumerable<int> TopLevelSemicolons(string sql)
+    private static IEnumerable<int> TopLevelSemicolons(string sql) =>
+        Tokens(sql).Where(t => t.Kind == SqlTokenKind.Punctuation && sql[t.Start] == ';').Select(t => t.Start);
+
+    /// <summary>
+    /// The text cut into tokens as PostgreSQL's lexer sees them, far enough for validation: words
+    /// (keywords and unquoted identifiers, also numbers), quoted identifiers, literals ('...', E'...',
+    /// $tag$...$tag$), comments and single punctuation characters. Blanks are skipped. An unterminated
+    /// literal or comment runs to the end of the text.
+    /// </summary>
+    internal static IEnumerable<SqlToken> Tokens(string sql)
     {
         var i = 0;
         while (i < sql.Length)
         {
             var c = sql[i];
             var next = i + 1 < sql.Length ? sql[i + 1] : '\0';
-            if (c == ';')
-            {
-                yield return i;
-                i++;
-            }
-            else if (c == '-' && next == '-')
+            var start = i;
+            SqlTokenKind kind;
+            if (c == '-' && next == '-')
             {
                 i = EndOfLine(sql, i);
+                kind = SqlTokenKind.Comment;
             }
             else if (c == '/' && next == '*')
             {
                 i = EndOfBlockComment(sql, i);
+                kind = SqlTokenKind.Comment;
             }
             else if (c == '\'')
             {
                 var escapes = i > 0 && sql[i - 1] is 'e' or 'E' && (i < 2 || !IsIdentifierChar(sql[i - 2]));
                 i = EndOfQuoted(sql, i, '\'', escapes);
+                kind = SqlTokenKind.Literal;
             }
             else if (c == '"')
             {
                 i = EndOfQuoted(sql, i, '"', backslashEscapes: false);
+                kind = SqlTokenKind.QuotedIdentifier;
             }
             else if (c == '$' && (i == 0 || !IsIdentifierChar(sql[i - 1])) && DollarTag(sql, i) is { } tag)
             {
                 var close = sql.IndexOf(tag, i + tag.Length, StringComparison.Ordinal);
                 i = close < 0 ? sql.Length : close + tag.Length;
+                kind = SqlTokenKind.Literal;
+            }
+            else if (char.IsWhiteSpace(c))
+            {
+                i++;
+                continue;
+            }
+            else if (IsIdentifierChar(c) && c != '$')
+            {
+                while (i < sql.Length && IsIdentifierChar(sql[i]))
+                {
+                    i++;
+                }
+
+                kind = SqlTokenKind.Word;
             }
             else
             {
                 i++;
+                kind = SqlTokenKind.Punctuation;
             }
+
+            yield return new SqlToken(kind, start, i - start);
         }
     }
 
@@ -206,4 +234,29 @@ internal static class SqlText
     }
 
     private static bool IsIdentifierChar(char c) => char.IsLetterOrDigit(c) || c is '_' or '$';
+}
+
+/// <summary>What a <see cref="SqlToken"/> is.</summary>
+internal enum SqlTokenKind
+{
+    /// <summary>A keyword, an unquoted identifier or a number.</summary>
+    Word,
+
+    /// <summary>"an identifier", quotes included.</summary>
+    QuotedIdentifier,
+
+    /// <summary>'...', E'...' or $tag$...$tag$, quotes included (a prefix such as E or U&amp; is a Word before it).</summary>
+    Literal,
+
+    /// <summary>-- to the end of the line, or a (nested) /* */ comment.</summary>
+    Comment,
+
+    /// <summary>One character of anything else: ( ) , . ; operators.</summary>
+    Punctuation,
+}
+
+/// <summary>A token of SQL text: its kind and where it is (0-based offset, length).</summary>
+internal readonly record struct SqlToken(SqlTokenKind Kind, int Start, int Length)
+{
+    public string Text(string sql) => sql.Substring(Start, Length);
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using DataOps.Engine.Connections;
+using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -22,7 +23,9 @@ public sealed record QueryRequest
 
     /// <summary>
     /// Runs the query as exactly one statement in a READ ONLY transaction of a read-only session, rolled
-    /// back at the end: the server refuses any write (SQLSTATE 25006, ReadOnlyViolation).
+    /// back at the end: the server refuses any write (SQLSTATE 25006, ReadOnlyViolation). Calls and
+    /// statements a read-only transaction would still run (pg_terminate_backend, advisory locks, COPY,
+    /// LOCK, DO...) are refused before the connection opens (<see cref="ReadOnlyGuard"/>, QueryNotReadOnly).
     /// </summary>
     public bool ReadOnly { get; init; }
 
@@ -347,6 +350,13 @@ public static partial class AdHocQuery
                     $"(PostgreSQL would read @{unbound[0]} as abs({unbound[0]})). Pass -Parameters @{{ {string.Join("; ", unbound.Select(n => n + " = ..."))} }}" +
                     (names.Count == 0 ? "." : $" (given: {string.Join(", ", names.Select(n => "@" + n))})."),
                     unbound[0]);
+            }
+
+            // A read-only transaction still lets a query signal other sessions, take locks, write files
+            // or run COPY, DO, LOCK: refused here, before the connection opens.
+            if (_request.ReadOnly && ReadOnlyGuard.Check("The query", _request.Sql) is { } notReadOnly)
+            {
+                throw ReadOnlyGuard.Refused([notReadOnly], SafeText(_redactor.Redact(_request.Sql)));
             }
 
             _conn = await Database.OpenAsync(_profile, ct, readOnly: _request.ReadOnly).ConfigureAwait(false);

@@ -41,6 +41,7 @@ public static partial class SoakSpecParser
             throw JobFile.Invalid(job.SourcePath, ["$.soak: required by Watch-StagingSoak: { \"duration\": \"6h\", \"interval\": \"5m\", \"checks\": [ ... ] }."]);
         }
 
+        ReadOnlyGuard.EnsureJob(job);
         var problems = new List<string>();
         JobFile.Unknown(soak, "$.soak", ["duration", "interval", "checks", "consecutiveErrorLimit"], problems);
         var duration = Time(soak, "duration", "$.soak", TimeSpan.FromHours(6), problems);

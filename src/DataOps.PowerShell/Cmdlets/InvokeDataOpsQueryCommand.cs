@@ -33,9 +33,14 @@ public enum QueryOutput
 /// SecureString or PSCredential (its password) is sent as text and masked in every message.</para>
 /// <para type="description">-ReadOnly runs the query as exactly one statement in a READ ONLY transaction of a read-only session, and
 /// rolls it back: the server refuses any write (ReadOnlyViolation) and nothing changes, so it runs without confirmation, even under
-/// -WhatIf. It does not stop what a read-only transaction allows and whose effects are outside the database's data: COPY ... TO
-/// PROGRAM or TO a server file (on a superuser connection), pg_terminate_backend, advisory and table locks, dblink. Connect as a
-/// role without those rights (for example a member of pg_read_all_data only) when the query is not your own.
+/// -WhatIf. What a read-only transaction would still let through is refused before the connection opens (QueryNotReadOnly,
+/// PermissionDenied), whether the name is qualified, quoted or upper case: calls that act outside the data (pg_terminate_backend,
+/// pg_cancel_backend, advisory locks, lo_import/lo_export and the other large-object functions, server file writes, dblink,
+/// pg_reload_conf, WAL, backup and replication-slot functions, pg_notify, statistics resets, set_config(..., false)), functions that
+/// run SQL given as text (query_to_xml, ts_stat, crosstab), and the statements COPY, DO, LOCK, LOAD, CHECKPOINT, VACUUM, ANALYZE,
+/// CLUSTER, REINDEX, LISTEN and NOTIFY. A name in a string literal or a comment is text, not a call. A function of the database
+/// that does such things itself is not visible to the check: connect as a role that can only read (for example pg_read_all_data
+/// and pg_monitor, not a superuser nor pg_signal_backend) when the query is not your own. docs/security.md has the full list.
 /// Without -ReadOnly the query may write: it asks ShouldProcess (-WhatIf, -Confirm; on a production connection it asks for
 /// confirmation unless -Force or -Confirm:$false), may hold several statements (they run in one implicit transaction), and is not
 /// wrapped in a transaction of its own, so VACUUM works. -Debug shows the SQL and the parameters as sent, secrets masked.</para>
@@ -71,7 +76,7 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
     [Parameter(Position = 1)]
     public IDictionary? Parameters { get; set; }
 
-    /// <summary>Runs the query as one statement in a read-only transaction that is rolled back: any write to the database's data fails (ReadOnlyViolation). Server-side effects a read-only transaction allows (COPY TO PROGRAM, pg_terminate_backend, locks) are not stopped. No confirmation is asked.</summary>
+    /// <summary>Runs the query as one statement in a read-only transaction that is rolled back: any write to the database's data fails (ReadOnlyViolation). What a read-only transaction still allows is refused before anything runs (QueryNotReadOnly): calls such as pg_terminate_backend, pg_cancel_backend, advisory locks, lo_import/lo_export, dblink, pg_reload_conf, set_config(..., false), and the statements COPY, DO, LOCK, LOAD, CHECKPOINT, ANALYZE, CLUSTER, REINDEX, LISTEN, NOTIFY. A user-defined function with such effects is not seen: use a role that can only read. No confirmation is asked.</summary>
     [Parameter]
     public SwitchParameter ReadOnly { get; set; }
 

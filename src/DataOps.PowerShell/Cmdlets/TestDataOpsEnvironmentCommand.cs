@@ -11,7 +11,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// latency, read-only or not, production or not), the Core schema component the ledger needs, the job file (full validation, every
 /// statement parsed in a read-only session), every secret the job names (set or not; never its value), every HTTP endpoint's
 /// reachability (a TCP connection, nothing sent), and the expected duration at the configured rate. Every check runs even when an
-/// earlier one fails, so one call lists every problem.</para>
+/// earlier one fails, so one call lists every problem. A job whose query fields call what a read-only transaction still allows
+/// (pg_terminate_backend, advisory locks, lo_import, dblink...) is not a failed check but a terminating QueryNotReadOnly error, raised
+/// before the server is contacted.</para>
 /// <para type="link">Invoke-Backfill</para>
 /// </summary>
 /// <example>

@@ -13,7 +13,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// start). Checks may set failureLimit (default 0), consecutiveFailureLimit and dryRun (reported, never counted), as in Argo Rollouts'
 /// analysis runs. Queries may use the job's parameters and @windowStart (when the soak began).</para>
 /// <para type="description">The session is read-only (default_transaction_read_only on) and every sample is a READ ONLY transaction with a
-/// statement timeout: a check that tries to write gets an Error sample and writes nothing. A lost connection is an Error sample, and
+/// statement timeout: a check that tries to write gets an Error sample and writes nothing. A check that calls what a read-only
+/// transaction still allows (pg_terminate_backend, advisory locks, lo_import, dblink, set_config(..., false); docs/security.md lists
+/// them) stops the command before the first round (QueryNotReadOnly). A lost connection is an Error sample, and
 /// the next round reconnects; too many rounds in a row with errors make the verdict Inconclusive. Samples stream as SoakSample objects;
 /// the last object is the SoakReport, shown with its own view after the samples' table. -FailFast ends at the first exceeded limit
 /// with NoGo; Ctrl+C ends early with a report over what was seen: PowerShell keeps no output of a stopped command, so the report object
