@@ -296,11 +296,48 @@ public static class ReadOnlyGuard
         var next = AfterName(sql, tokens, k);
         if (next < tokens.Count && IsPunctuation(sql, tokens[next], '('))
         {
-            return !(k > 0 && tokens[k - 1].Kind == SqlTokenKind.Word && tokens[k - 1].Text(sql).Equals("as", StringComparison.OrdinalIgnoreCase));
+            return !(k > 0 && IsWord(sql, tokens[k - 1], "as")) && !NamesCommonTableExpression(sql, tokens, next);
         }
 
         return k > 1 && IsPunctuation(sql, tokens[k - 1], '.') && (IsPunctuation(sql, tokens[k - 2], ')') || IsPunctuation(sql, tokens[k - 2], ']'));
     }
+
+    /// <summary>
+    /// Whether the '(' at <paramref name="open"/> is the column list of a WITH query's name:
+    /// <c>WITH lo_stats(a, b) AS (...)</c> or <c>AS [NOT] MATERIALIZED (...)</c>. A call's alias is
+    /// <c>lo_import(...) AS name</c>, never followed by '(' or MATERIALIZED.
+    /// </summary>
+    private static bool NamesCommonTableExpression(string sql, List<SqlToken> tokens, int open)
+    {
+        var depth = 0;
+        for (var j = open; j < tokens.Count; j++)
+        {
+            if (IsPunctuation(sql, tokens[j], '('))
+            {
+                depth++;
+            }
+            else if (IsPunctuation(sql, tokens[j], ')') && --depth == 0)
+            {
+                var after = j + 1;
+                if (after >= tokens.Count || !IsWord(sql, tokens[after], "as"))
+                {
+                    return false;
+                }
+
+                after++;
+                if (after < tokens.Count && IsWord(sql, tokens[after], "not"))
+                {
+                    after++;
+                }
+
+                return after < tokens.Count && (IsPunctuation(sql, tokens[after], '(') || IsWord(sql, tokens[after], "materialized"));
+            }
+        }
+
+        return false;
+    }
+
+    private static bool IsWord(string sql, SqlToken t, string word) => t.Kind == SqlTokenKind.Word && t.Text(sql).Equals(word, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The token after the name at <paramref name="k"/>: past a UESCAPE 'c' clause of a U&amp;"..." identifier.</summary>
     private static int AfterName(string sql, List<SqlToken> tokens, int k) =>
