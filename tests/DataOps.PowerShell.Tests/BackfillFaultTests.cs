@@ -56,10 +56,13 @@ public sealed class BackfillFaultTests
 
     private static PSObject ItemOf(PsResult r, string key) => r.Output.Single(o => o.Properties["Key"]?.Value as string == key);
 
+    /// <summary>The Blocker property of an item's result, as PowerShell shows it.</summary>
+    private static PSObject? BlockerOf(PSObject item) => item.Properties["Blocker"].Value is { } b ? PSObject.AsPSObject(b) : null;
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public void Rows_another_session_holds_fail_their_item_as_LockTimeout_and_the_other_items_go_on(bool plan)
+    public void Rows_another_session_holds_fail_their_item_as_LockTimeout_after_its_retries_naming_the_holder_and_the_other_items_go_on(bool plan)
     {
         var (s, cs, output) = Setup(seed: plan ? 61 : 62);
         using var _ = s;
@@ -68,19 +71,40 @@ public sealed class BackfillFaultTests
         var job = plan ? PlanFor(s, SampleJobs.Path, output) : SampleJobs.Path;
         using var holder = HoldRow(cs, "prism.sessions", $"id = '{locked}'");
 
-        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -LockTimeout 300ms -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output });
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -LockTimeout 150ms -LockRetries 2 -OutputDirectory $out -Verbose", new Hashtable { ["job"] = job, ["out"] = output });
 
         Assert.False(run.HadErrors, string.Join("\n", run.Errors));
         var item = ItemOf(run, locked);
         Assert.Equal("Failed", item.Properties["Status"].Value.ToString());
         Assert.Equal("LockTimeout", item.Properties["ErrorCategory"].Value.ToString());
-        Assert.Contains("55P03", (string)item.Properties["Error"].Value);
-        Assert.Equal(1, item.Properties["Attempts"].Value);
+        var error = (string)item.Properties["Error"].Value;
+        Assert.Contains("55P03", error);
+        Assert.Equal(3, item.Properties["Attempts"].Value);
+
+        // The error and the Blocker property name the session holding the row: its pid, state and query text.
+        var blocker = BlockerOf(item);
+        Assert.NotNull(blocker);
+        Assert.Equal(holder.ProcessID, blocker.Properties["Pid"].Value);
+        Assert.Equal("idle in transaction", blocker.Properties["State"].Value);
+        Assert.Contains("FOR UPDATE", (string)blocker.Properties["Query"].Value);
+        Assert.Contains($"pid {holder.ProcessID} (idle in transaction", error);
+        Assert.Contains("FOR UPDATE", error);
+
         Assert.Equal(keys.Count - 1, run.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
         Assert.Equal([locked], PendingKeys(cs));
         var runId = (Guid)item.Properties["RunId"].Value;
+        Assert.Equal((long)keys.Count - 1, Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
         Assert.Equal("LockTimeout", Sql.Scalar(cs, $"SELECT error_category FROM dataops.ledger WHERE run_id = '{runId}' AND item_key = '{locked}'"));
+        Assert.Contains($"pid {holder.ProcessID}", (string)Sql.Scalar(cs, $"SELECT error_message FROM dataops.ledger WHERE run_id = '{runId}' AND item_key = '{locked}'")!);
+        Assert.Equal(3, Sql.Scalar(cs, $"SELECT attempts FROM dataops.ledger WHERE run_id = '{runId}' AND item_key = '{locked}'"));
         Assert.Equal("completed", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{runId}'"));
+        var runFolder = Path.Combine(output, JobName, runId.ToString());
+        Assert.Contains($"pid {holder.ProcessID}", File.ReadAllText(Path.Combine(runFolder, "backfill_summary.md")));
+        var batches = string.Join("\n", Directory.GetFiles(Path.Combine(runFolder, "backfill_logs"), "batch_*.json").Select(File.ReadAllText));
+        Assert.Contains($"\"Pid\":{holder.ProcessID}", batches);
+
+        // -Verbose tells of the wait, the retries and the holder.
+        Assert.Contains(run.Verbose, v => v.Contains(locked, StringComparison.Ordinal) && v.Contains("trying again", StringComparison.Ordinal) && v.Contains($"pid {holder.ProcessID}", StringComparison.Ordinal));
 
         // The other session was never disturbed: its transaction goes on and commits.
         using (var stillThere = new NpgsqlCommand($"UPDATE prism.sessions SET status = status WHERE id = '{locked}'; COMMIT", holder))
@@ -92,6 +116,68 @@ public sealed class BackfillFaultTests
 
         Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
         Assert.Equal("Applied", ItemOf(rerun, locked).Properties["Status"].Value.ToString());
+        Assert.Empty(PendingKeys(cs));
+        Assert.Equal(0L, DuplicateApplications(cs));
+    }
+
+    [Fact]
+    public void The_job_files_lockTimeout_and_lockRetries_apply_and_the_parameters_override_them()
+    {
+        var (s, cs, output) = Setup(seed: 65);
+        using var _ = s;
+        var keys = PendingKeys(cs);
+        var locked = keys[0];
+        var job = SampleJobs.With(j => { j["lockTimeout"] = "100ms"; j["lockRetries"] = 1; });
+        using var holdSession = HoldRow(cs, "prism.sessions", $"id = '{locked}'");
+
+        var fromFile = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output });
+        var overridden = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -LockRetries 0 -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output });
+
+        Assert.False(fromFile.HadErrors, string.Join("\n", fromFile.Errors));
+        Assert.Equal(2, ItemOf(fromFile, locked).Properties["Attempts"].Value);
+        Assert.Equal(holdSession.ProcessID, BlockerOf(ItemOf(fromFile, locked))!.Properties["Pid"].Value);
+        Assert.Equal(1, ItemOf(overridden, locked).Properties["Attempts"].Value);
+        Assert.Equal("LockTimeout", ItemOf(overridden, locked).Properties["ErrorCategory"].Value.ToString());
+        Assert.Equal(holdSession.ProcessID, BlockerOf(ItemOf(overridden, locked))!.Properties["Pid"].Value);
+    }
+
+    [Fact]
+    public async Task A_holder_that_lets_go_during_the_backoff_lets_the_item_apply_on_a_retry()
+    {
+        var (s, cs, output) = Setup(seed: 66);
+        using var _ = s;
+        var keys = PendingKeys(cs);
+        var locked = keys[3];
+        var holder = HoldRow(cs, "prism.sessions", $"id = '{locked}'");
+        const string Waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+
+        var running = Task.Run(() => s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -LockTimeout 300ms -LockRetries 5 -OutputDirectory $out", new Hashtable { ["job"] = SampleJobs.Path, ["out"] = output }));
+
+        // The first attempt waits for the row, gives up after 300 ms; during its backoff the holder commits.
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((long)Sql.Scalar(cs, Waiting)! == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        while ((long)Sql.Scalar(cs, Waiting)! > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        using (var commit = new NpgsqlCommand("COMMIT", holder))
+        {
+            commit.ExecuteNonQuery();
+        }
+
+        holder.Dispose();
+        var run = await running;
+
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        var item = ItemOf(run, locked);
+        Assert.Equal("Applied", item.Properties["Status"].Value.ToString());
+        Assert.InRange((int)item.Properties["Attempts"].Value, 2, 6);
+        Assert.All(run.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
         Assert.Empty(PendingKeys(cs));
         Assert.Equal(0L, DuplicateApplications(cs));
     }

@@ -385,4 +385,39 @@ public sealed class HttpStepTests
             Environment.SetEnvironmentVariable(variable, null);
         }
     }
+
+    [Fact]
+    public void An_item_of_an_HTTP_job_whose_rows_another_session_holds_retries_then_fails_as_LockTimeout_naming_the_holder()
+    {
+        var (s, cs, output) = Setup();
+        using var _ = s;
+        using var edge = new FakeEdgeFunction(cs, "k");
+        var job = Job(edge.Port, "k", maxConcurrency: 2);
+        File.WriteAllText(job, File.ReadAllText(job).Replace(
+            "\"steps\": [ {",
+            "\"lockTimeout\": \"200ms\", \"lockRetries\": 2, \"steps\": [ { \"name\": \"hold the session\", \"sql\": \"SELECT 1 FROM prism.sessions WHERE id = @key::uuid FOR UPDATE\" }, {",
+            StringComparison.Ordinal));
+        var locked = (string)Sql.Scalar(cs, "SELECT id::text FROM prism.sessions WHERE status = 'completed' ORDER BY id OFFSET 1 LIMIT 1")!;
+        using var holder = new Npgsql.NpgsqlConnection(cs);
+        holder.Open();
+        using (var hold = new Npgsql.NpgsqlCommand($"BEGIN; SELECT 1 FROM prism.sessions WHERE id = '{locked}' FOR UPDATE", holder))
+        {
+            hold.ExecuteNonQuery();
+        }
+
+        var r = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Verbose", new Hashtable { ["job"] = job, ["out"] = output });
+
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        var item = r.Output.Single(o => (string)o.Properties["Key"].Value == locked);
+        Assert.Equal("LockTimeout", item.Properties["ErrorCategory"].Value.ToString());
+        Assert.Equal(3, item.Properties["Attempts"].Value);
+        var blocker = PSObject.AsPSObject(item.Properties["Blocker"].Value);
+        Assert.Equal(holder.ProcessID, blocker.Properties["Pid"].Value);
+        Assert.Equal(true, blocker.Properties["Confirmed"].Value);
+        Assert.Contains($"row locked by pid {holder.ProcessID} (idle in transaction", (string)item.Properties["Error"].Value);
+        Assert.Contains(r.Verbose, v => v.Contains($"Item {locked} is waiting for rows another session holds: row locked by pid {holder.ProcessID}", StringComparison.Ordinal));
+        Assert.Equal(3, r.Output.Count(o => o.Properties["Status"].Value.ToString() == "Applied"));
+        var runId = (Guid)item.Properties["RunId"].Value;
+        Assert.Equal(3L, Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
+    }
 }

@@ -81,7 +81,7 @@ Describe 'Defaults and examples in detail' {
         (Get-Help New-WorkflowSampleData -Parameter Executions).defaultValue | Should -Be '2000'
         (Get-Help New-PrismSampleData -Parameter PendingShare).defaultValue | Should -Be '0.25'
         (Get-Help Invoke-Backfill -Parameter MaxFailures).defaultValue | Should -Be '5'
-        (Get-Help Invoke-Backfill -Parameter LockTimeout).defaultValue | Should -Be '5s'
+        (Get-Help Invoke-Backfill -Parameter MaxPlanAge).defaultValue | Should -Be '24h'
         Get-Help New-ScriptExecutionSeed -Parameter Count | Out-String | Should -Match 'Default value\s+1000000'
     }
 
@@ -89,6 +89,8 @@ Describe 'Defaults and examples in detail' {
         (Get-Help Watch-StagingSoak -Parameter Duration).defaultValue | Should -Match '6h'
         (Get-Help New-WorkflowSampleData -Parameter Seed).defaultValue | Should -Match 'random'
         (Get-Help Invoke-Backfill -Parameter Connection).defaultValue | Should -Match "session's default"
+        (Get-Help Invoke-Backfill -Parameter LockTimeout).defaultValue | Should -Be "the job file's lockTimeout, else 5s"
+        (Get-Help Invoke-Backfill -Parameter LockRetries).defaultValue | Should -Be "the job file's lockRetries, else 3"
     }
 
     It 'types a Nullable parameter by its value type (Int32, DateTimeOffset)' {

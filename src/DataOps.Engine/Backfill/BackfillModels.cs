@@ -32,7 +32,7 @@ public static class BackfillErrorCategory
     public const string Constraint = nameof(Constraint);
     public const string Timeout = nameof(Timeout);
 
-    /// <summary>The item waited -LockTimeout for rows another session holds (55P03), or lost a deadlock (40P01) on every attempt.</summary>
+    /// <summary>The item waited -LockTimeout for rows another session holds (55P03) on each of its 1 + -LockRetries attempts, or lost a deadlock (40P01) on every attempt.</summary>
     public const string LockTimeout = nameof(LockTimeout);
     public const string VerifyFailed = nameof(VerifyFailed);
     public const string ConnectionLost = nameof(ConnectionLost);
@@ -69,6 +69,12 @@ public sealed record BackfillItemResult
     public string? Error { get; init; }
 
     /// <summary>
+    /// For an item that failed as LockTimeout: the session that held its rows (pid, query text, state,
+    /// transaction age), when it was found; the Error text names it too.
+    /// </summary>
+    public LockBlocker? Blocker { get; init; }
+
+    /// <summary>
     /// The item failed because the database stayed unreachable through every retry (not an HTTP
     /// endpoint): the run stops, since the next items would fail the same way.
     /// </summary>
@@ -88,17 +94,36 @@ public sealed record BackfillOptions
     public int MaxFailures { get; init; } = 5;
 
     /// <summary>
-    /// How long an item waits for a row lock another session holds before it fails as LockTimeout
-    /// (the run goes on with the next item). Between <see cref="MinLockTimeout"/> and <see cref="MaxLockTimeout"/>.
+    /// How long an item waits for a row lock another session holds before the attempt fails (55P03);
+    /// null: the job file's $.lockTimeout, else <see cref="DefaultLockTimeout"/>. Between
+    /// <see cref="MinLockTimeout"/> and <see cref="MaxLockTimeout"/>.
     /// </summary>
-    public TimeSpan LockTimeout { get; init; } = DefaultLockTimeout;
+    public TimeSpan? LockTimeout { get; init; }
 
-    public static readonly TimeSpan DefaultLockTimeout = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// How often an item whose lock wait timed out runs again (after a backoff with jitter) before it
+    /// fails as LockTimeout; null: the job file's $.lockRetries, else <see cref="DefaultLockRetries"/>.
+    /// </summary>
+    public int? LockRetries { get; init; }
 
-    public static readonly TimeSpan MinLockTimeout = TimeSpan.FromMilliseconds(1);
+    public static readonly TimeSpan DefaultLockTimeout = Jobs.BackfillJob.DefaultLockTimeout;
+
+    public static readonly TimeSpan MinLockTimeout = Jobs.BackfillJob.MinLockTimeout;
 
     /// <summary>An item's statement timeout: a longer lock wait would end as a statement timeout anyway.</summary>
-    public static readonly TimeSpan MaxLockTimeout = TimeSpan.FromSeconds(60);
+    public static readonly TimeSpan MaxLockTimeout = Jobs.BackfillJob.MaxLockTimeout;
+
+    public const int DefaultLockRetries = Jobs.BackfillJob.DefaultLockRetries;
+
+    public const int MinLockRetries = Jobs.BackfillJob.MinLockRetries;
+
+    public const int MaxLockRetries = Jobs.BackfillJob.MaxLockRetries;
+
+    /// <summary>The lock timeout a run of <paramref name="job"/> uses: the option, else the job file's, else the default.</summary>
+    internal TimeSpan LockTimeoutFor(Jobs.BackfillJob job) => LockTimeout ?? job.LockTimeout ?? DefaultLockTimeout;
+
+    /// <summary>The lock retries a run of <paramref name="job"/> uses: the option, else the job file's, else the default.</summary>
+    internal int LockRetriesFor(Jobs.BackfillJob job) => LockRetries ?? job.LockRetries ?? DefaultLockRetries;
 
     /// <summary>Re-apply items the ledger shows as applied (Invoke-Backfill -Reapply).</summary>
     public bool Reapply { get; init; }

@@ -114,7 +114,11 @@ public static partial class BackfillRunner
         var name = job.Job.Name;
         var lease = await JobLease.AcquireAsync(
             connection, name, options.DryRun ? "dryrun" : "backfill",
-            JsonSerializer.Serialize(new { jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun }),
+            JsonSerializer.Serialize(new
+            {
+                jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun,
+                lockTimeout = options.LockTimeoutFor(job.Job).ToString(), lockRetries = options.LockRetriesFor(job.Job),
+            }),
             Path.GetFullPath(options.OutputDirectory), log,
             holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
                 $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -JobName {name} shows it. " +
@@ -161,7 +165,7 @@ public static partial class BackfillRunner
             using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute);
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
-            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log), groups, job.Job.MaxConcurrency, connection, options.LockTimeout);
+            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log), groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
             await foreach (var batch in Observed(scheduler.RunAsync(ct), run.Failed).ConfigureAwait(false))
             {
                 run.Record(batch);

@@ -47,9 +47,11 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     /// <summary>
     /// What a group run did: the items that committed (a prefix of the group, in order), whether
     /// Ctrl+C stopped it, and the item the server failed on when it says which one (the items after
-    /// it did not run).
+    /// it did not run). <paramref name="LockTimedOut"/>: the next item after the committed ones timed
+    /// out waiting for a lock (55P03); it goes to the one-item path for its lock retries (attempt 1 was
+    /// this one), and the items after it go on in groups.
     /// </summary>
-    internal sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null);
+    internal sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null, PostgresException? LockTimedOut = null);
 
     public async Task<GroupOutcome> ApplyAsync(WorkConnection work, IReadOnlyList<string> keys, CancellationToken ct)
     {
@@ -116,6 +118,13 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             if (ex is PostgresException pg && !Retry.IsTransient(pg) && ledger.Count < keys.Count
                 && ledger.Select(c => c.Key).SequenceEqual(keys.Take(ledger.Count), StringComparer.Ordinal))
             {
+                if (Retry.IsLockTimeout(pg))
+                {
+                    // Not recorded here: the one-item path retries it (and records its outcome once).
+                    log.Information("Item {Key} waited for rows another session holds and gave up in its group; it runs again on its own, the items after it go on in groups", keys[ledger.Count]);
+                    return new GroupOutcome(ledger, Cancelled: false, LockTimedOut: pg);
+                }
+
                 var failed = await ItemExecutor.FailedAsync(pg, work.Profile, runId, job.Job.Name, keys[ledger.Count], 1, watch.Elapsed, log, record: !dryRun).ConfigureAwait(false);
                 return new GroupOutcome(ledger, Cancelled: false, failed);
             }

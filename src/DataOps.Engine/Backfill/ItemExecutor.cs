@@ -27,6 +27,9 @@ internal sealed class ItemExecutor
     private readonly ResiliencePipeline _retry;
     private readonly PlanFingerprint? _plan;
     private readonly HttpContext? _http;
+    private readonly SecretRedactor _redactor;
+    private readonly TimeSpan _lockTimeout;
+    private readonly string[] _tables;
 
     /// <summary>-Reapply (not a dry run): this run's application becomes the ledger's live row (see Core/0005).</summary>
     private readonly bool _force;
@@ -34,13 +37,16 @@ internal sealed class ItemExecutor
     public ItemExecutor(ValidatedJob job, DataOpsConnection connection, JobLease lease, BackfillOptions options, RunLog log)
     {
         (_job, _connection, _lease, _options, _log) = (job, connection, lease, options, log);
-        _retry = Retry.Pipeline(log);
+        _lockTimeout = options.LockTimeoutFor(job.Job);
+        _retry = Retry.ItemPipeline(log, options.LockRetriesFor(job.Job), _lockTimeout);
+        _tables = [.. job.Capture.Select(t => t.QualifiedName)];
         _plan = PlanFingerprint.From(job.Job);
         _force = options.Reapply && !options.DryRun;
 
         // One redactor for the run (the log's too): the secrets it resolves are the ones it hides.
         var redactor = options.Redactor ?? new SecretRedactor();
         connection.AddSecretsTo(redactor);
+        _redactor = redactor;
         _http = job.Job.HasHttpSteps
             ? new HttpContext(options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), redactor), redactor)
             : null;
@@ -48,11 +54,13 @@ internal sealed class ItemExecutor
 
     /// <summary>
     /// One key on <paramref name="work"/>: applied (or, for a dry run, tried and rolled back), stale
-    /// (a plan's item whose rows changed: recorded as such), or failed.
+    /// (a plan's item whose rows changed: recorded as such), or failed. <paramref name="lockTimedOut"/>:
+    /// the item's first attempt already ran (in a group) and timed out waiting for a lock; it counts as
+    /// attempt 1 and the lock retries go on from there.
     /// </summary>
-    public async Task<ItemOutcome> RunAsync(WorkConnection work, string key, CancellationToken ct)
+    public async Task<ItemOutcome> RunAsync(WorkConnection work, string key, CancellationToken ct, PostgresException? lockTimedOut = null)
     {
-        var outcome = await ApplyAsync(work, key, ct).ConfigureAwait(false);
+        var outcome = await ApplyAsync(work, key, ct, lockTimedOut).ConfigureAwait(false);
         return outcome.Result.Status == BackfillItemStatus.Stale
             ? new ItemOutcome(key, await StaleAsync(_connection, _lease, _job, key, outcome.Result.Duration, _options.DryRun, _log, outcome.Result.Attempts).ConfigureAwait(false), null)
             : outcome;
@@ -71,18 +79,32 @@ internal sealed class ItemExecutor
         return result;
     }
 
-    private async Task<ItemOutcome> ApplyAsync(WorkConnection work, string key, CancellationToken ct)
+    private async Task<ItemOutcome> ApplyAsync(WorkConnection work, string key, CancellationToken ct, PostgresException? lockTimedOut)
     {
         var (job, lease, log, http, plan, dryRun) = (_job, _lease, _log, _http, _plan, _options.DryRun);
         var connection = work.Profile;
         var runId = lease.RunId;
         var watch = Stopwatch.StartNew();
         var attempts = 0;
+        var wait = new LockWait(key);
+        var context = ResilienceContextPool.Shared.Get(ct);
+        context.Properties.Set(Retry.LockWaitKey, wait);
         try
         {
-            return await _retry.ExecuteAsync(async token =>
+            return await _retry.ExecuteAsync(async ctx =>
             {
+                var token = ctx.CancellationToken;
                 attempts++;
+                wait.Attempts = attempts;
+                wait.Blocker = null;
+                if (lockTimedOut is { } grouped)
+                {
+                    // The grouped attempt (attempt 1) timed out; nobody watched it wait, so the likely holder is looked up now.
+                    lockTimedOut = null;
+                    wait.Blocker = await LockWatch.LikelyHolderAsync(connection, _tables, 0, _lockTimeout, _redactor).ConfigureAwait(false);
+                    throw grouped;
+                }
+
                 if (attempts > 1)
                 {
                     // Never the connection of the failed attempt: it may be broken, or open in an aborted transaction.
@@ -90,99 +112,112 @@ internal sealed class ItemExecutor
                 }
 
                 var conn = await work.GetAsync(token).ConfigureAwait(false);
-                if (attempts > 1 && !dryRun && await AppliedByLedgerAsync(conn, job, runId, key, token).ConfigureAwait(false) is { } committed)
+                var waiter = conn.ProcessID;
+                await using var lockWatch = LockWatch.Start(connection, waiter, _lockTimeout, _redactor, blocker =>
+                    log.Information("Item {Key} is waiting for rows another session holds: {Blocker}", key, blocker), token);
+                try
                 {
-                    // The failed attempt's COMMIT reached the server before the connection went: the
-                    // ledger says the item is applied; running it again would apply it twice.
-                    log.Information("Item {Key} committed before the connection failed; not run again", key);
-                    return committed with { Result = committed.Result with { Duration = watch.Elapsed, Attempts = attempts } };
-                }
-                ItemImage? knownBefore = null;
-                if (job.Job.HasHttpSteps)
-                {
-                    knownBefore = await CaptureBeforeAsync(conn, job, lease, key, token).ConfigureAwait(false);
-                    if (plan is not null && (!plan.Items.TryGetValue(key, out var plannedHash) || plannedHash != PlanFingerprint.Hash(knownBefore, job.Capture)))
+                    if (attempts > 1 && !dryRun && await AppliedByLedgerAsync(conn, job, runId, key, token).ConfigureAwait(false) is { } committed)
                     {
-                        return Stale(key, watch.Elapsed, attempts);
+                        // The failed attempt's COMMIT reached the server before the connection went: the
+                        // ledger says the item is applied; running it again would apply it twice.
+                        log.Information("Item {Key} committed before the connection failed; not run again", key);
+                        return committed with { Result = committed.Result with { Duration = watch.Elapsed, Attempts = attempts } };
                     }
-
-                    // The endpoint's writes are its own; a dry run does not call it.
-                    if (!dryRun)
+                    ItemImage? knownBefore = null;
+                    if (job.Job.HasHttpSteps)
                     {
-                        foreach (var step in job.Job.Steps.Where(s => s.Http is not null))
+                        knownBefore = await CaptureBeforeAsync(conn, job, lease, key, token).ConfigureAwait(false);
+                        if (plan is not null && (!plan.Items.TryGetValue(key, out var plannedHash) || plannedHash != PlanFingerprint.Hash(knownBefore, job.Capture)))
                         {
-                            await HttpSteps.CallAsync(step.Http!, step.Name, key, job.Job.Parameters, http!.Secrets, http.Redactor, log, token).ConfigureAwait(false);
+                            return Stale(key, watch.Elapsed, attempts);
+                        }
+
+                        // The endpoint's writes are its own; a dry run does not call it.
+                        if (!dryRun)
+                        {
+                            foreach (var step in job.Job.Steps.Where(s => s.Http is not null))
+                            {
+                                await HttpSteps.CallAsync(step.Http!, step.Name, key, job.Job.Parameters, http!.Secrets, http.Redactor, log, token).ConfigureAwait(false);
+                            }
                         }
                     }
-                }
 
-                var inTransaction = false;
-                if (plan is not null && knownBefore is null)
-                {
-                    // A plan's item is checked against its fingerprint before any step runs: a row deleted
-                    // or changed since the plan is Stale, not a step's constraint error.
-                    knownBefore = await LockBeforeAsync(conn, job, key, token).ConfigureAwait(false);
-                    inTransaction = true;
-                    if (!plan.Items.TryGetValue(key, out var lockedHash) || lockedHash != PlanFingerprint.Hash(knownBefore, job.Capture))
+                    var inTransaction = false;
+                    if (plan is not null && knownBefore is null)
                     {
+                        // A plan's item is checked against its fingerprint before any step runs: a row deleted
+                        // or changed since the plan is Stale, not a step's constraint error.
+                        knownBefore = await LockBeforeAsync(conn, job, key, token).ConfigureAwait(false);
+                        inTransaction = true;
+                        if (!plan.Items.TryGetValue(key, out var lockedHash) || lockedHash != PlanFingerprint.Hash(knownBefore, job.Capture))
+                        {
+                            await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
+                            return Stale(key, watch.Elapsed, attempts);
+                        }
+                    }
+
+                    var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore, inTransaction).ConfigureAwait(false);
+                    if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
+                    {
+                        // The rows changed since the plan was made: apply nothing blindly.
                         await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
                         return Stale(key, watch.Elapsed, attempts);
                     }
-                }
 
-                var (before, after, verified) = await RunStepsAsync(conn, job, key, token, knownBefore, inTransaction).ConfigureAwait(false);
-                if (plan is not null && (!plan.Items.TryGetValue(key, out var planned) || planned != PlanFingerprint.Hash(before, job.Capture)))
-                {
-                    // The rows changed since the plan was made: apply nothing blindly.
-                    await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
-                    return Stale(key, watch.Elapsed, attempts);
-                }
-
-                if (verified is not true)
-                {
-                    await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
-                    throw new VerifyFailedException($"verify returned {(verified is null or DBNull ? "no row or NULL" : verified)} instead of true");
-                }
-
-                var restore = RestoreOp.ForItem(key, before, after, job.Capture);
-                if (dryRun)
-                {
-                    await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
-                    return new ItemOutcome(key, new BackfillItemResult
+                    if (verified is not true)
                     {
-                        RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.WouldApply, RowsChanged = restore.Count,
-                        Duration = watch.Elapsed, Attempts = attempts,
-                    }, null);
-                }
-
-                // Round trip 2: the ledger row and COMMIT together. Once sent, the commit's outcome must
-                // be known, so it is never cancelled half-way.
-                await using (var commit = new NpgsqlBatch(conn))
-                {
-                    if (_force)
-                    {
-                        commit.BatchCommands.Add(SupersedeCommand(lease, key));
+                        await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
+                        throw new VerifyFailedException($"verify returned {(verified is null or DBNull ? "no row or NULL" : verified)} instead of true");
                     }
 
-                    var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert());
-                    lease.Bind(ledger.Parameters);
-                    ledger.Parameters.AddWithValue("key", key);
-                    ledger.Parameters.AddWithValue("before", before.ToJson());
-                    ledger.Parameters.AddWithValue("after", after.ToJson());
-                    ledger.Parameters.AddWithValue("rows", restore.Count);
-                    ledger.Parameters.AddWithValue("attempts", attempts);
-                    ledger.Parameters.AddWithValue("seconds", watch.Elapsed.TotalSeconds);
-                    ledger.Parameters.AddWithValue("ms", (int)watch.ElapsedMilliseconds);
-                    commit.BatchCommands.Add(ledger);
-                    commit.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
-                    await commit.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-                }
+                    var restore = RestoreOp.ForItem(key, before, after, job.Capture);
+                    if (dryRun)
+                    {
+                        await WorkConnection.RollbackAsync(conn).ConfigureAwait(false);
+                        return new ItemOutcome(key, new BackfillItemResult
+                        {
+                            RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.WouldApply, RowsChanged = restore.Count,
+                            Duration = watch.Elapsed, Attempts = attempts,
+                        }, null);
+                    }
 
-                return new ItemOutcome(key, new BackfillItemResult
+                    // Round trip 2: the ledger row and COMMIT together. Once sent, the commit's outcome must
+                    // be known, so it is never cancelled half-way.
+                    await using (var commit = new NpgsqlBatch(conn))
+                    {
+                        if (_force)
+                        {
+                            commit.BatchCommands.Add(SupersedeCommand(lease, key));
+                        }
+
+                        var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert());
+                        lease.Bind(ledger.Parameters);
+                        ledger.Parameters.AddWithValue("key", key);
+                        ledger.Parameters.AddWithValue("before", before.ToJson());
+                        ledger.Parameters.AddWithValue("after", after.ToJson());
+                        ledger.Parameters.AddWithValue("rows", restore.Count);
+                        ledger.Parameters.AddWithValue("attempts", attempts);
+                        ledger.Parameters.AddWithValue("seconds", watch.Elapsed.TotalSeconds);
+                        ledger.Parameters.AddWithValue("ms", (int)watch.ElapsedMilliseconds);
+                        commit.BatchCommands.Add(ledger);
+                        commit.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+                        await commit.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                    }
+
+                    return new ItemOutcome(key, new BackfillItemResult
+                    {
+                        RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = restore.Count, Duration = watch.Elapsed, Attempts = attempts,
+                    }, restore);
+                }
+                catch (PostgresException pg) when (Retry.IsLockTimeout(pg))
                 {
-                    RunId = runId, Job = job.Job.Name, Key = key, Status = BackfillItemStatus.Applied, RowsChanged = restore.Count, Duration = watch.Elapsed, Attempts = attempts,
-                }, restore);
-            }, ct).ConfigureAwait(false);
+                    // Who held the rows: seen while the attempt waited, else the likely holder, looked up now.
+                    wait.Blocker = await lockWatch.StopAsync().ConfigureAwait(false)
+                        ?? await LockWatch.LikelyHolderAsync(connection, _tables, waiter, _lockTimeout, _redactor).ConfigureAwait(false);
+                    throw;
+                }
+            }, context).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
@@ -198,7 +233,11 @@ internal sealed class ItemExecutor
         catch (Exception ex) when (ex is not DataOpsException { Kind: DataOpsErrorKind.InvalidData })
         {
             await work.ResetAsync().ConfigureAwait(false);
-            return new ItemOutcome(key, await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun, http?.Redactor).ConfigureAwait(false), null);
+            return new ItemOutcome(key, await FailedAsync(ex, connection, runId, job.Job.Name, key, attempts, watch.Elapsed, log, record: !dryRun, _redactor, wait.Blocker).ConfigureAwait(false), null);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
         }
     }
 
@@ -217,10 +256,18 @@ internal sealed class ItemExecutor
             : null;
 
     /// <summary>A failed item: categorised, logged, recorded in the ledger (unless a dry run), as a result.</summary>
-    internal static async Task<BackfillItemResult> FailedAsync(Exception ex, DataOpsConnection connection, Guid runId, string job, string key, int attempts, TimeSpan elapsed, RunLog log, bool record = true, SecretRedactor? redactor = null)
+    internal static async Task<BackfillItemResult> FailedAsync(Exception ex, DataOpsConnection connection, Guid runId, string job, string key, int attempts, TimeSpan elapsed, RunLog log, bool record = true, SecretRedactor? redactor = null, LockBlocker? blocker = null)
     {
         // Redacted once, here, so the ledger, the result, the log and the artifacts all get the same safe text.
         var (category, message) = Categorise(ex, connection);
+        if (Retry.IsLockTimeout(ex))
+        {
+            // The blocker's query was redacted when it was read; the whole text is again below.
+            message += blocker is null
+                ? $" ({attempts} attempt{(attempts == 1 ? string.Empty : "s")}); the session holding the rows was not found (it may have ended)"
+                : $" ({attempts} attempt{(attempts == 1 ? string.Empty : "s")}); {blocker}";
+        }
+
         message = redactor?.Redact(message) ?? message;
         log.Warning("Item {Key} failed ({Category}) after {Attempts} attempts: {Error}", key, category, attempts, message);
         if (record)
@@ -231,7 +278,7 @@ internal sealed class ItemExecutor
         return new BackfillItemResult
         {
             RunId = runId, Job = job, Key = key, Status = BackfillItemStatus.Failed, Duration = elapsed, Attempts = attempts,
-            ErrorCategory = category, Error = message,
+            ErrorCategory = category, Error = message, Blocker = Retry.IsLockTimeout(ex) ? blocker : null,
             DatabaseUnreachable = category == BackfillErrorCategory.ConnectionLost && ex is not HttpStepException,
         };
     }

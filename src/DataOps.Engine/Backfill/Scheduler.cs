@@ -154,7 +154,8 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
     /// <summary>
     /// A group on the server. The items before a failure committed; an item the server names as failing
-    /// is recorded and the group goes on after it; anything else (a lost connection, a transient error)
+    /// is recorded and the group goes on after it (an item that timed out waiting for a lock first gets
+    /// its lock retries on the one-item path); anything else (a lost connection, a transient error)
     /// sends the rest through the one-item path, which reconnects and retries.
     /// </summary>
     private async Task RunGroupAsync(ChannelWriter<Batch> writer, WorkConnection work, List<string> keys, CancellationToken ct)
@@ -180,6 +181,15 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             }
 
             var done = outcome.Committed.Count;
+            if (outcome.LockTimedOut is { } locked)
+            {
+                // The item's lock retries run here, in order, so a job's items are still one at a time
+                // per worker; the backoff is bounded (about lockRetries x (lockTimeout + backoff)).
+                await EmitAsync(writer, [await items.RunAsync(work, rest[done], ct, locked).ConfigureAwait(false)]).ConfigureAwait(false);
+                rest = [.. rest.Skip(done + 1)];
+                continue;
+            }
+
             if (outcome.Failed is { } failed)
             {
                 await EmitAsync(writer, [new ItemOutcome(failed.Key, failed, null)]).ConfigureAwait(false);

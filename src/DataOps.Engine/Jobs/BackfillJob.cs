@@ -39,6 +39,25 @@ public sealed partial class BackfillJob
     /// <summary>Items in flight at once (independent items calling an endpoint); the rate limit still holds. Default 1.</summary>
     public int MaxConcurrency { get; init; } = 1;
 
+    /// <summary>$.lockTimeout: how long an item waits for rows another session holds; null: not given (Invoke-Backfill's default).</summary>
+    public TimeSpan? LockTimeout { get; init; }
+
+    /// <summary>$.lockRetries: how often an item that timed out waiting for a lock runs again; null: not given.</summary>
+    public int? LockRetries { get; init; }
+
+    public static readonly TimeSpan DefaultLockTimeout = TimeSpan.FromSeconds(5);
+
+    public static readonly TimeSpan MinLockTimeout = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>An item's statement timeout: a longer lock wait would end as a statement timeout anyway.</summary>
+    public static readonly TimeSpan MaxLockTimeout = TimeSpan.FromSeconds(60);
+
+    public const int DefaultLockRetries = 3;
+
+    public const int MinLockRetries = 0;
+
+    public const int MaxLockRetries = 20;
+
     public required IReadOnlyList<CaptureSpec> Capture { get; init; }
 
     public required IReadOnlyList<StepSpec> Steps { get; init; }

@@ -9,7 +9,7 @@ namespace DataOps.Engine.Jobs;
 /// </summary>
 public static partial class JobFile
 {
-    private static readonly string[] TopLevel = ["$schema", "version", "name", "description", "parameters", "items", "throttle", "capture", "steps", "verify", "soak", "health", "fingerprint"];
+    private static readonly string[] TopLevel = ["$schema", "version", "name", "description", "parameters", "items", "throttle", "lockTimeout", "lockRetries", "capture", "steps", "verify", "soak", "health", "fingerprint"];
 
     public static BackfillJob Load(string path)
     {
@@ -162,6 +162,8 @@ public static partial class JobFile
             maxConcurrency = Int(throttle, "maxConcurrency", "$.throttle", 1, 64, 1, problems);
         }
 
+        var (lockTimeout, lockRetries) = LockSettings(root, problems);
+
         var capture = new List<CaptureSpec>();
         if (!root.TryGetProperty("capture", out var cs) || cs.ValueKind != JsonValueKind.Array || cs.GetArrayLength() == 0)
         {
@@ -236,7 +238,7 @@ public static partial class JobFile
         var job = new BackfillJob
         {
             Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
-            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, LockTimeout = lockTimeout, LockRetries = lockRetries, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
             Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
@@ -273,6 +275,38 @@ public static partial class JobFile
         }
 
         return job;
+    }
+
+    /// <summary>
+    /// $.lockTimeout (a duration, 1ms to 60s: an item's statement timeout) and $.lockRetries (0 to 20):
+    /// how long an item waits for rows another session holds, and how often it tries again.
+    /// Invoke-Backfill -LockTimeout and -LockRetries override them.
+    /// </summary>
+    private static (TimeSpan? Timeout, int? Retries) LockSettings(JsonElement root, List<string> problems)
+    {
+        TimeSpan? timeout = null;
+        if (root.TryGetProperty("lockTimeout", out var t))
+        {
+            var min = BackfillJob.MinLockTimeout;
+            var max = BackfillJob.MaxLockTimeout;
+            if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
+            {
+                problems.Add($"$.lockTimeout: {t.GetRawText()} is not a duration (for example 500ms, 2s); give 1ms to 60s.");
+            }
+            else if (parsed < min || parsed > max)
+            {
+                problems.Add($"$.lockTimeout: {t.GetRawText()} is out of range: give 1ms to 60s (an item's statement timeout).");
+            }
+            else
+            {
+                timeout = parsed;
+            }
+        }
+
+        int? retries = root.TryGetProperty("lockRetries", out _)
+            ? Int(root, "lockRetries", "$", BackfillJob.MinLockRetries, BackfillJob.MaxLockRetries, BackfillJob.DefaultLockRetries, problems)
+            : null;
+        return (timeout, retries);
     }
 
     private static HttpStep? ParseHttp(JsonElement s, string at, Dictionary<string, object?> parameters, List<string> problems)

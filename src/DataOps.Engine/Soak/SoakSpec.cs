@@ -56,33 +56,8 @@ public static partial class SoakSpecParser
         return new SoakSpec(duration, interval, checks, errors);
     }
 
-    /// <summary>Parses 6h, 90m, 30s, 500ms, 1h30m, or a TimeSpan such as 00:05:00.</summary>
-    public static bool TryParseDuration(string text, out TimeSpan value)
-    {
-        value = TimeSpan.Zero;
-        text = text.Trim();
-        var m = DurationPattern().Match(text);
-        if (m.Success && m.Length > 0)
-        {
-            foreach (Capture part in m.Groups["part"].Captures)
-            {
-                var pm = PartPattern().Match(part.Value);
-                var n = double.Parse(pm.Groups[1].Value, CultureInfo.InvariantCulture);
-                value += pm.Groups[2].Value switch
-                {
-                    "ms" => TimeSpan.FromMilliseconds(n),
-                    "s" => TimeSpan.FromSeconds(n),
-                    "m" => TimeSpan.FromMinutes(n),
-                    "h" => TimeSpan.FromHours(n),
-                    _ => TimeSpan.FromDays(n),
-                };
-            }
-
-            return value > TimeSpan.Zero;
-        }
-
-        return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out value) && value > TimeSpan.Zero;
-    }
+    /// <summary>Parses 6h, 90m, 30s, 500ms, 1h30m, or a TimeSpan such as 00:05:00 (see <see cref="JobDuration"/>).</summary>
+    public static bool TryParseDuration(string text, out TimeSpan value) => JobDuration.TryParse(text, out value);
 
     private static TimeSpan Time(JsonElement e, string name, string at, TimeSpan fallback, List<string> problems)
     {
@@ -99,10 +74,4 @@ public static partial class SoakSpecParser
         problems.Add($"{at}.{name}: '{v}' is not a duration (for example 6h, 90m, 30s, 500ms).");
         return fallback;
     }
-
-    [GeneratedRegex(@"^(?<part>\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")]
-    private static partial Regex DurationPattern();
-
-    [GeneratedRegex(@"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")]
-    private static partial Regex PartPattern();
 }

@@ -13,8 +13,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// Then each item runs in one transaction: lock and capture the before-image of the captured rows, run the steps with @key and the
 /// job's parameters bound as parameters, capture the after-image, run verify (it must return true), write the ledger row, commit.
 /// A failed item is rolled back and categorised (Constraint, Timeout, LockTimeout, VerifyFailed, ConnectionLost, Other); the run goes on
-/// until -MaxFailures. An item whose rows another session has locked waits -LockTimeout (default 5s), then fails as LockTimeout and
-/// the next item runs. A lost connection, pg_terminate_backend, a server restart (57P01, 57P03) or a lost deadlock runs the item again
+/// until -MaxFailures. An item whose rows another session has locked waits -LockTimeout (default: the job file's lockTimeout, else 5s),
+/// then runs again after a backoff with jitter, up to -LockRetries times (default: the job file's lockRetries, else 3); then it fails as
+/// LockTimeout, its error and its Blocker property naming the session that held the rows (pid, state, transaction age and its query's
+/// text, never its values), and the next item runs. In a group, only that item leaves the group for its retries. -Verbose says when
+/// an item waits for a lock, who holds it, and each retry. A lost connection, pg_terminate_backend, a server restart (57P01, 57P03) or a lost deadlock runs the item again
 /// whole on a new connection, up to 5 times with backoff (0.25 s doubling to 4 s, about 8 s in all); an item whose COMMIT reached the
 /// server before the connection went is found in the ledger and not run twice. If the database stays unreachable through every retry,
 /// the item fails as ConnectionLost and the run stops there: run the job again when the database is back.</para>
@@ -80,12 +83,24 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     public int MaxFailures { get; set; } = 5;
 
     /// <summary>
-    /// How long an item waits for rows another session has locked before it fails as LockTimeout and the run goes on
-    /// with the next item: 1ms to 60s (an item's statement timeout). Accepts a TimeSpan or text such as 500ms, 5s, 1m. Default: 5s.
+    /// How long one attempt of an item waits for rows another session has locked (the session's lock_timeout, separate from
+    /// the 60 s statement timeout): 1ms to 60s. After the last of its 1 + -LockRetries attempts the item fails as LockTimeout,
+    /// its error naming the session that held the rows, and the run goes on with the next item. Overrides the job file's
+    /// lockTimeout. Accepts a TimeSpan or text such as 500ms, 5s, 1m.
     /// </summary>
+    /// <default>the job file's lockTimeout, else 5s</default>
     [Parameter]
     [DurationTransformation]
-    public TimeSpan LockTimeout { get; set; } = BackfillOptions.DefaultLockTimeout;
+    public TimeSpan? LockTimeout { get; set; }
+
+    /// <summary>
+    /// How many times an item whose lock wait timed out runs again, after a backoff with jitter (starting at the lock timeout,
+    /// at most 1 s, and doubling), before it fails as LockTimeout: 0 to 20. Overrides the job file's lockRetries.
+    /// </summary>
+    /// <default>the job file's lockRetries, else 3</default>
+    [Parameter]
+    [ValidateRange(BackfillOptions.MinLockRetries, BackfillOptions.MaxLockRetries)]
+    public int? LockRetries { get; set; }
 
     /// <summary>Secrets for HTTP steps' {credential:NAME} placeholders: @{ NAME = $credential } (the password is the secret).</summary>
     [Parameter]
@@ -122,7 +137,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             return;
         }
 
-        if (LockTimeout < BackfillOptions.MinLockTimeout || LockTimeout > BackfillOptions.MaxLockTimeout)
+        if (LockTimeout is { } lockTimeout && (lockTimeout < BackfillOptions.MinLockTimeout || lockTimeout > BackfillOptions.MaxLockTimeout))
         {
             ThrowTerminating("LockTimeoutOutOfRange", Engine.DataOpsErrorKind.InvalidArgument,
                 $"-LockTimeout {LockTimeout} is out of range: give 1ms to 60s (an item's statement timeout). Nothing was run.", LockTimeout);
@@ -159,7 +174,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
         var options = new BackfillOptions
         {
-            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, Reapply = Reapply, DryRun = DryRun,
+            ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, LockRetries = LockRetries, Reapply = Reapply, DryRun = DryRun,
             ResolvedSecrets = secrets, Redactor = redactor,
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
