@@ -9,8 +9,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="synopsis">Stops a PostgreSQL sandbox, and with -Remove deletes its data.</para>
 /// <para type="description">Stop-DataOpsSandbox shuts the sandbox's server down cleanly (pg_ctl stop -m fast), its replicas
 /// (Start-DataOpsSandbox -Replicas) first. The data stays for the next Start-DataOpsSandbox, which starts the replicas again,
-/// unless -Remove is given, which deletes the replicas with it. If the session's default connection points at the sandbox or
-/// one of its replicas, the default is cleared.</para>
+/// unless -Remove is given, which deletes the replicas with it. If the session's default connection points at the sandbox,
+/// the default is cleared.</para>
 /// <para type="description">A plain stop does not ask. -Remove deletes data, so it asks first, as a High-impact change (whenever
 /// $ConfirmPreference is not None), unless -Force or -Confirm:$false is given; an explicit -Confirm always asks, and -WhatIf
 /// deletes nothing. A session that cannot ask (pwsh -NonInteractive, CI) stops with a ConfirmationRequired error and
@@ -68,8 +68,7 @@ public sealed class StopDataOpsSandboxCommand : SandboxCmdlet
             return;
         }
 
-        if (SessionDefaults.Connection is { Source: ConnectionSource.Sandbox } current
-            && (current.Name == Name || sandbox.Replicas.Any(r => r.Name == current.Name)))
+        if (SessionDefaults.Connection is { Source: ConnectionSource.Sandbox } current && current.Name == Name)
         {
             SessionDefaults.Connection = null;
             WriteVerbose("The session's default connection was this sandbox; it is cleared.");
