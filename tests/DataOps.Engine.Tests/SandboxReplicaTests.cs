@@ -109,6 +109,14 @@ public sealed class SandboxReplicaTests(ITestOutputHelper output)
             pids.Add(grown.Replicas[1].ProcessId);
             Assert.Equal(1001L, Count(grown.Replicas[1].Connection!));
             Assert.Equal(2L, Sql.Scalar<long>(grown.Connection!, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"));
+
+            // -Reset stops the running replicas before deleting their folders, and starts over with the number asked for.
+            var fresh = manager.Start(name, reset: true, replicas: 1);
+            Eventually(() => !pids.Any(ProcessAlive), "the old servers have exited after the reset");
+            Assert.Equal(SandboxStartAction.Created, fresh.Action);
+            Assert.Equal(SandboxStartAction.Created, Assert.Single(fresh.Replicas).Action);
+            Assert.Equal(-1L, Count(fresh.Replicas[0].Connection!));
+            pids.AddRange([fresh.ProcessId, fresh.Replicas[0].ProcessId]);
         }
         finally
         {
