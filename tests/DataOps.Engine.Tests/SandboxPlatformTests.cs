@@ -31,7 +31,7 @@ public sealed class SandboxPlatformTests
         Assert.Equal(
             ["-D", "/tmp/dataops-sandboxes/default/data", "-m", "fast", "-w", "-t", "60", "stop"],
             SandboxCommandLines.Arguments(PgPlatformKind.Linux, SandboxStep.Stop, paths));
-        Assert.Equal("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n", SandboxCommandLines.HostBasedAuth(PgPlatformKind.Linux));
+        Assert.Equal("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n", SandboxCommandLines.HostBasedAuth(PgPlatformKind.Linux));
         Assert.DoesNotContain("unix_socket_directories", SandboxCommandLines.ServerSettings(PgPlatformKind.Linux));
     }
 
@@ -69,11 +69,28 @@ public sealed class SandboxPlatformTests
         var settings = SandboxCommandLines.ServerSettings(PgPlatformKind.Windows);
         Assert.Contains("\nunix_socket_directories = ''\n", settings);
         Assert.Contains("\nlisten_addresses = '127.0.0.1'\n", settings);
-        Assert.Equal("host all all 127.0.0.1/32 scram-sha-256\n", SandboxCommandLines.HostBasedAuth(PgPlatformKind.Windows));
+        Assert.Equal("host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n", SandboxCommandLines.HostBasedAuth(PgPlatformKind.Windows));
         foreach (var args in new[] { SandboxStep.InitDb, SandboxStep.Start, SandboxStep.Stop }.Select(s => SandboxCommandLines.Arguments(PgPlatformKind.Windows, s, paths)))
         {
             Assert.DoesNotContain(args, a => a.Contains("-k", StringComparison.Ordinal) || a.Contains("register", StringComparison.Ordinal) || a.Contains("unix_socket", StringComparison.Ordinal));
         }
+    }
+
+    [Fact]
+    public void Replica_base_backup_and_standby_settings_keep_paths_whole_and_the_password_out()
+    {
+        var passFile = @"C:\Users\Ada O'Brien\AppData\Local\DataOps\sandboxes\lag\replicas\pgpass";
+        var info = SandboxCommandLines.ReplicationConnectionInfo(54321, passFile, "lag-r1");
+
+        Assert.Equal(@"host=127.0.0.1 port=54321 user=postgres passfile='C:\\Users\\Ada O\'Brien\\AppData\\Local\\DataOps\\sandboxes\\lag\\replicas\\pgpass' application_name='lag-r1'", info);
+        Assert.Equal(
+            ["-D", "/tmp/dataops-sandboxes/lag/replicas/r1/data", "-d", info, "-R", "-X", "stream", "-c", "fast", "--no-sync", "-w"],
+            SandboxCommandLines.BaseBackupArguments("/tmp/dataops-sandboxes/lag/replicas/r1/data", info));
+        // postgresql.conf reads backslash escapes and doubled quotes: each level of quoting survives the other.
+        Assert.Equal(
+            "# DataOps sandbox replica\nprimary_conninfo = 'host=127.0.0.1 port=5432 user=postgres passfile=''/tmp/a b/pgpass'' application_name=''x-r2'''\nhot_standby = on\n",
+            SandboxCommandLines.StandbySettings(SandboxCommandLines.ReplicationConnectionInfo(5432, "/tmp/a b/pgpass", "x-r2")));
+        Assert.DoesNotContain("password=", info);
     }
 
     [Fact]

@@ -224,6 +224,26 @@ public sealed class SandboxCmdletTests
     }
 
     [Fact]
+    public void Replicas_show_a_progress_bar_while_the_base_backup_runs_and_index_from_PowerShell()
+    {
+        using var sb = new OwnSandbox("rep");
+        var name = sb.Name;
+
+        var started = sb.Run("$sb = Start-DataOpsSandbox -Name $name -Root $root -Replicas 1 -NoDefault -Verbose; $sb");
+
+        Assert.False(started.HadErrors, string.Join("\n", started.Errors));
+        var activity = $"Sandbox '{name}': replicas";
+        Assert.Contains(started.Progress, p => p.Activity == activity && p.StatusDescription.StartsWith($"Base backup for {name}-r1 (1 of 1)", StringComparison.Ordinal));
+        Assert.Contains(started.Progress, p => p.Activity == activity && p.RecordType == ProgressRecordType.Completed);
+        Assert.Contains(started.Verbose, v => v.Contains("pg_basebackup -R -X stream", StringComparison.Ordinal));
+        Assert.Contains(started.Verbose, v => v.Contains($"Replica '{name}-r1' is streaming", StringComparison.Ordinal));
+        Assert.Equal(1, sb.Run("$sb.Replicas.Count").Single<int>());
+        Assert.Equal($"{name}-r1", sb.Run("$sb.Replicas[0].Name").Single<string>());
+        Assert.Equal("Running", sb.Run("$sb.Replicas[-1].Status").Single<string>());
+        Assert.True(sb.Run("Invoke-DataOpsQuery 'SELECT pg_is_in_recovery()' -Connection $sb.Replicas[0].Connection -As Scalar -ReadOnly").Single<bool>());
+    }
+
+    [Fact]
     public void Bad_name_is_rejected_before_anything_is_created()
     {
         using var s = new PsSession();

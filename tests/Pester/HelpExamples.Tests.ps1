@@ -100,6 +100,10 @@ BeforeAll {
         'Start-DataOpsSandbox#3'      = @{ Setup = { Start-DataOpsSandbox -Name ci -NoDefault | Out-Null; Set-Content (Join-Path $env:DATAOPS_SANDBOX_ROOT 'ci/earlier.txt') 'earlier data' }
                                            Cleanup = { Stop-DataOpsSandbox -Name ci -Remove -Confirm:$false }
                                            Check = { param($o) "$($sb.Action)" | Should -Be 'Created'; Join-Path $env:DATAOPS_SANDBOX_ROOT 'ci/earlier.txt' | Should -Not -Exist } }
+        # A sandbox with a streaming replica whose replay the example pauses: it lags from then on.
+        'Start-DataOpsSandbox#4'      = @{ Cleanup = { Stop-DataOpsSandbox -Name lagtest -Remove -Confirm:$false }
+                                           Check = { param($o) "$($sb.Replicas[0].Status)" | Should -Be 'Running'
+                                                     Invoke-DataOpsQuery 'SELECT pg_is_wal_replay_paused()' -Connection $sb.Replicas[0].Connection -As Scalar -ReadOnly | Should -BeTrue } }
         'Stop-DataOpsSandbox#1'       = @{ Setup = { Start-DataOpsSandbox -Name default -NoDefault | Out-Null }; Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }
                                            Check = { param($o) "$((Get-DataOpsSandbox | Where-Object Name -eq default).Status)" | Should -Be 'Stopped' } }
         'Stop-DataOpsSandbox#2'       = @{ Setup = { $script:fileRoot = $env:DATAOPS_SANDBOX_ROOT; $env:DATAOPS_SANDBOX_ROOT = Join-Path $work 'spare-root'; Start-DataOpsSandbox -Name spare -NoDefault | Out-Null }

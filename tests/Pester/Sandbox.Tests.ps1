@@ -100,6 +100,92 @@ Describe 'Get-DataOpsSandbox and Stop-DataOpsSandbox' {
     }
 }
 
+Describe 'Start-DataOpsSandbox -Replicas' {
+    BeforeAll {
+        # Short enough for the 16-column Name of the table view.
+        $script:repName = 'pester-rep'
+    }
+
+    AfterAll {
+        Get-DataOpsSandbox | Where-Object Name -eq $repName | Stop-DataOpsSandbox -Remove -Confirm:$false
+    }
+
+    It 'starts a streaming hot standby: $sb.Replicas[0] with its own connection, data written on the primary read on it, verbose steps' {
+        $out = Start-DataOpsSandbox -Name $repName -Replicas 1 -NoDefault -Verbose 4>&1
+        $verbose = @($out | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] } | ForEach-Object Message)
+        $script:rep = $out | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] }
+        $verbose -join "`n" | Should -Match 'pg_basebackup -R -X stream'
+        $verbose -join "`n" | Should -Match "Replica '$repName-r1' is streaming"
+
+        $rep.Replicas.Count | Should -Be 1
+        $r = $rep.Replicas[0]
+        $r.PSObject.TypeNames[0] | Should -Be 'DataOps.Engine.Sandbox.DataOpsSandboxReplica'
+        $r.Name | Should -Be "$repName-r1"
+        "$($r.Status)" | Should -Be 'Running'
+        "$($r.Action)" | Should -Be 'Created'
+        $r.Port | Should -Not -Be $rep.Port
+        $r.Connection.Port | Should -Be $r.Port
+        Invoke-DataOpsQuery 'SELECT pg_is_in_recovery()' -Connection $r.Connection -As Scalar -ReadOnly | Should -BeTrue
+
+        Invoke-DataOpsQuery 'CREATE TABLE seen (v text); INSERT INTO seen VALUES (''from the primary'')' -Connection $rep.Connection -As NonQuery | Out-Null
+        $deadline = (Get-Date).AddSeconds(30)
+        do {
+            $seen = Invoke-DataOpsQuery 'SELECT v FROM seen' -Connection $r.Connection -As Scalar -ReadOnly -ErrorAction SilentlyContinue
+        } until ($seen -or (Get-Date) -gt $deadline)
+        $seen | Should -Be 'from the primary'
+    }
+
+    It 'shows the replica count in the table and the replicas in their own table, within 80 columns' {
+        $table = ($rep | Out-String -Width 80) -split "`r?`n" | ForEach-Object TrimEnd
+        $table | Where-Object Length -gt 80 | Should -BeNullOrEmpty
+        $table | Where-Object { $_ -match '^Name\s+Status\s+Action\s+Port\s+Version\s+Replicas\s+DataDirectory' } | Should -Not -BeNullOrEmpty
+        $table | Where-Object { $_ -match "^$([regex]::Escape($repName))\s+Running\s+Created\s+\d+\s+\S+\s+1\s" } | Should -Not -BeNullOrEmpty
+        $replicas = ($rep.Replicas | Out-String -Width 80) -split "`r?`n" | ForEach-Object TrimEnd
+        $replicas | Where-Object Length -gt 80 | Should -BeNullOrEmpty
+        $replicas | Where-Object { $_ -match '^Name\s+Status\s+Action\s+Port\s+DataDirectory$' } | Should -Not -BeNullOrEmpty
+        $replicas | Where-Object { $_ -match "^$([regex]::Escape("$repName-r1"))\s+Running\s+Created\s+$($rep.Replicas[0].Port)\s" } | Should -Not -BeNullOrEmpty
+    }
+
+    It 'Get-DataOpsSandbox lists the replica; Stop stops it with the primary and a plain Start resumes it' {
+        (Get-DataOpsSandbox -Name $repName).Replicas[0].Port | Should -Be $rep.Replicas[0].Port
+        $stopped = Stop-DataOpsSandbox -Name $repName -PassThru
+        "$($stopped.Replicas[0].Status)" | Should -Be 'Stopped'
+        $stopped.Replicas[0].Connection | Should -BeNullOrEmpty
+        $again = Start-DataOpsSandbox -Name $repName -NoDefault
+        "$($again.Replicas[0].Action)" | Should -Be 'Resumed'
+        $again.Replicas[0].Port | Should -Be $rep.Replicas[0].Port
+    }
+
+    It 'refuses fewer replicas than the sandbox has with SandboxReplicasFewer, and changes nothing' {
+        $err = Get-ErrorRecord { Start-DataOpsSandbox -Name $repName -Replicas 0 -NoDefault }
+        $err.FullyQualifiedErrorId | Should -Be 'SandboxReplicasFewer,DataOps.PowerShell.Cmdlets.StartDataOpsSandboxCommand'
+        $err.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $err.ErrorDetails.RecommendedAction | Should -Match '-Reset'
+        "$((Get-DataOpsSandbox -Name $repName).Replicas[0].Status)" | Should -Be 'Running'
+    }
+
+    It 'refuses -Replicas <Count> with a parameter validation error and starts nothing' -ForEach @(@{ Count = -1 }, @{ Count = 5 }) {
+        $err = Get-ErrorRecord { Start-DataOpsSandbox -Name "$name-badrep" -Replicas $Count }
+        $err.FullyQualifiedErrorId | Should -Be 'ParameterArgumentValidationError,DataOps.PowerShell.Cmdlets.StartDataOpsSandboxCommand'
+        Get-DataOpsSandbox | Where-Object Name -eq "$name-badrep" | Should -BeNullOrEmpty
+    }
+
+    It '-WhatIf with -Replicas starts nothing' {
+        Start-DataOpsSandbox -Name "$name-whatifrep" -Replicas 2 -WhatIf | Should -BeNullOrEmpty
+        Get-DataOpsSandbox | Where-Object Name -eq "$name-whatifrep" | Should -BeNullOrEmpty
+    }
+
+    It 'Stop -Remove deletes the replicas with the sandbox and leaves no server running' {
+        $pids = @((Get-DataOpsSandbox -Name $repName).ProcessId) + @((Get-DataOpsSandbox -Name $repName).Replicas.ProcessId)
+        $folder = Split-Path (Get-DataOpsSandbox -Name $repName).DataDirectory
+        Stop-DataOpsSandbox -Name $repName -Remove -Confirm:$false
+        $folder | Should -Not -Exist
+        $deadline = (Get-Date).AddSeconds(10)
+        while (($pids | Where-Object { Get-Process -Id $_ -ErrorAction SilentlyContinue }) -and (Get-Date) -lt $deadline) { Start-Sleep -Milliseconds 100 }
+        $pids | Where-Object { Get-Process -Id $_ -ErrorAction SilentlyContinue } | Should -BeNullOrEmpty
+    }
+}
+
 Describe 'Connect-DataOps and Get-DataOpsConnection' {
     BeforeAll {
         $script:password = (Get-Content -Raw (Join-Path $(if ($env:DATAOPS_SANDBOX_ROOT) { $env:DATAOPS_SANDBOX_ROOT } else { Join-Path ([IO.Path]::GetTempPath()) 'dataops-sandboxes' }) $name 'password')).Trim()

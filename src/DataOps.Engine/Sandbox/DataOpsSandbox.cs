@@ -54,5 +54,48 @@ public sealed class DataOpsSandbox
     /// <summary>The connection to the sandbox's 'dataops' database; null when it is not running.</summary>
     public DataOpsConnection? Connection { get; init; }
 
+    /// <summary>
+    /// The sandbox's streaming standbys (Start-DataOpsSandbox -Replicas), first to last; empty when it has none.
+    /// A list PowerShell indexes ($sb.Replicas[0]) and counts.
+    /// </summary>
+    public IReadOnlyList<DataOpsSandboxReplica> Replicas { get; init; } = NoReplicas;
+
+    private static readonly IReadOnlyList<DataOpsSandboxReplica> NoReplicas = Array.Empty<DataOpsSandboxReplica>();
+
+    public override string ToString() => Status == SandboxStatus.Running ? $"{Name} (127.0.0.1:{Port})" : $"{Name} ({Status})";
+}
+
+/// <summary>
+/// A streaming physical standby of a sandbox (pg_basebackup -R -X stream of the primary), read-only,
+/// on its own loopback port, in the sandbox's folder (replicas/r&lt;n&gt;).
+/// </summary>
+public sealed class DataOpsSandboxReplica
+{
+    /// <summary>'&lt;sandbox&gt;-r&lt;n&gt;': also its application_name in the primary's pg_stat_replication.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The name of the sandbox (the primary) it replicates.</summary>
+    public required string Sandbox { get; init; }
+
+    /// <summary>1 for the first replica.</summary>
+    public int Index { get; init; }
+
+    /// <summary>Running or Stopped: whether its server is up (a <see cref="SandboxStatus"/> name).</summary>
+    public required string Status { get; init; }
+
+    /// <summary>What this Start did to it: Created, Resumed, Reused, or None (a <see cref="SandboxStartAction"/> name).</summary>
+    public string Action { get; init; } = SandboxStartAction.None;
+
+    public int Port { get; init; }
+
+    public int ProcessId { get; init; }
+
+    public required string DataDirectory { get; init; }
+
+    public required string LogPath { get; init; }
+
+    /// <summary>The connection to the standby's 'dataops' database (read-only: it is in recovery); null when it is not running.</summary>
+    public DataOpsConnection? Connection { get; init; }
+
     public override string ToString() => Status == SandboxStatus.Running ? $"{Name} (127.0.0.1:{Port})" : $"{Name} ({Status})";
 }

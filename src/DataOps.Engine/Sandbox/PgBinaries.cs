@@ -15,6 +15,9 @@ public sealed record PgBinaries(string Directory, string Version, int MajorVersi
 
     public string Postgres => Path.Combine(Directory, "postgres" + ExecutableSuffix);
 
+    /// <summary>Makes a sandbox's replicas; shipped beside pg_ctl (Debian puts it in the client package, which the server depends on).</summary>
+    public string PgBaseBackup => Path.Combine(Directory, "pg_basebackup" + ExecutableSuffix);
+
     internal static string Exe(string name) => PgPlatform.CurrentKind == PgPlatformKind.Windows ? name + ".exe" : name;
 }
 

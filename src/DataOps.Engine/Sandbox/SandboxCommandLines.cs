@@ -84,10 +84,52 @@ public static class SandboxCommandLines
         (os == PgPlatformKind.Windows ? "unix_socket_directories = ''\n" : string.Empty) +
         "fsync = off\nfull_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\nmax_wal_size = 4GB\ncheckpoint_timeout = 30min\n";
 
-    /// <summary>pg_hba.conf: password auth over TCP from 127.0.0.1; trust only on the private socket folder, which Windows has not.</summary>
+    /// <summary>
+    /// pg_hba.conf: password auth over TCP from 127.0.0.1; trust only on the private socket folder, which Windows has not;
+    /// replication connections (the sandbox's replicas) from 127.0.0.1 with the same password.
+    /// </summary>
     public static string HostBasedAuth(PgPlatformKind os) =>
         (os == PgPlatformKind.Windows ? string.Empty : "local all all trust\n") +
-        "host all all 127.0.0.1/32 scram-sha-256\n";
+        "host all all 127.0.0.1/32 scram-sha-256\n" +
+        ReplicationHostBasedAuth;
+
+    /// <summary>The pg_hba.conf line replicas connect by (a sandbox made from an older template gets it appended on first use).</summary>
+    public const string ReplicationHostBasedAuth = "host replication all 127.0.0.1/32 scram-sha-256\n";
+
+    /// <summary>
+    /// pg_basebackup for a replica: -R writes standby.signal (and a primary_conninfo that
+    /// <see cref="StandbySettings"/> then replaces), -X stream copies the WAL the backup needs over a
+    /// second connection, -c fast checkpoints at once (a spread checkpoint under checkpoint_timeout
+    /// 30min would wait minutes), --no-sync as fsync is off anyway, -w never prompts for a password.
+    /// </summary>
+    public static IReadOnlyList<string> BaseBackupArguments(string dataDirectory, string connectionInfo) =>
+        ["-D", dataDirectory, "-d", connectionInfo, "-R", "-X", "stream", "-c", "fast", "--no-sync", "-w"];
+
+    /// <summary>
+    /// The libpq connection a replica uses to reach its primary: loopback, the password from a
+    /// passfile (so neither a command line nor the standby's configuration holds it), and the
+    /// replica's name as application_name, which is how pg_stat_replication on the primary names it.
+    /// </summary>
+    public static string ReplicationConnectionInfo(int primaryPort, string passFile, string applicationName) =>
+        $"host=127.0.0.1 port={primaryPort.ToString(CultureInfo.InvariantCulture)} user=postgres passfile={ConnInfoQuote(passFile)} application_name={ConnInfoQuote(applicationName)}";
+
+    /// <summary>
+    /// Appended to a replica's postgresql.auto.conf, after the primary_conninfo lines pg_basebackup -R wrote
+    /// are taken out: that one holds the password libpq read from the passfile, and the primary's port
+    /// as it was at the base backup (a resumed primary may get another).
+    /// </summary>
+    public static string StandbySettings(string primaryConnectionInfo) =>
+        "# DataOps sandbox replica\n" +
+        $"primary_conninfo = {ConfQuote(primaryConnectionInfo)}\n" +
+        "hot_standby = on\n";
+
+    /// <summary>A libpq connection-string value: single-quoted, backslash and quote escaped with a backslash.</summary>
+    internal static string ConnInfoQuote(string value) =>
+        "'" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "\\'", StringComparison.Ordinal) + "'";
+
+    /// <summary>A postgresql.conf string: single-quoted, a backslash doubled (the file reads escapes), a quote doubled.</summary>
+    internal static string ConfQuote(string value) =>
+        "'" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("'", "''", StringComparison.Ordinal) + "'";
 
     /// <summary>
     /// The longest socket file path PostgreSQL can bind: sockaddr_un.sun_path holds 104 bytes on

@@ -11,7 +11,8 @@ namespace DataOps.Engine.Sandbox;
 /// <summary>
 /// Starts, finds and stops sandbox clusters. Layout under the root folder:
 /// templates/pg&lt;major&gt;/ (an initdb'd cluster and its password, copied for each new sandbox),
-/// &lt;name&gt;/data, &lt;name&gt;/run (socket), &lt;name&gt;/postgres.log, &lt;name&gt;/sandbox.json, &lt;name&gt;.lock.
+/// &lt;name&gt;/data, &lt;name&gt;/run (socket), &lt;name&gt;/postgres.log, &lt;name&gt;/sandbox.json, &lt;name&gt;.lock,
+/// and the replicas' &lt;name&gt;/replicas/r&lt;n&gt;/{data,run,postgres.log} (SandboxManager.Replicas.cs).
 /// </summary>
 public sealed partial class SandboxManager
 {
@@ -19,7 +20,7 @@ public sealed partial class SandboxManager
     public const string DatabaseName = "dataops";
 
     /// <summary>Bumped whenever the template's settings change, so an old cached template is not reused.</summary>
-    private const int TemplateVersion = 2;
+    private const int TemplateVersion = 3;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>The OS the tools run on (the locator may be describing another, in tests; the server never is).</summary>
@@ -81,10 +82,15 @@ public sealed partial class SandboxManager
     /// </summary>
     public string? ExistingFolder(string name) => NamePattern().IsMatch(name) && Directory.Exists(SandboxDir(name)) ? SandboxDir(name) : null;
 
-    /// <summary>Starts the named sandbox: reuses a running one, resumes a stopped one, or creates it from the template.</summary>
-    public DataOpsSandbox Start(string name = DefaultName, bool reset = false, CancellationToken ct = default)
+    /// <summary>
+    /// Starts the named sandbox: reuses a running one, resumes a stopped one, or creates it from the template.
+    /// <paramref name="replicas"/>: how many streaming standbys it has (0..<see cref="MaxReplicas"/>); null keeps
+    /// the ones it has (none for a new sandbox). Replicas are added, never dropped: fewer than it has is refused.
+    /// </summary>
+    public DataOpsSandbox Start(string name = DefaultName, bool reset = false, int? replicas = null, CancellationToken ct = default)
     {
         ValidateName(name);
+        ValidateReplicaCount(replicas);
         var bins = PgBinaryLocator.Locate(_search);
         _observer.Verbose($"Using PostgreSQL {bins.Version} from {bins.Directory}.");
         if (ProcessRunner.IsRoot && !ProcessRunner.ServiceUserExists())
@@ -102,10 +108,48 @@ public sealed partial class SandboxManager
         if (reset && Directory.Exists(dir))
         {
             _observer.Verbose($"Resetting sandbox '{name}': stopping it and deleting {dir}.");
+            StopReplicas(bins, name);
             StopServer(bins, data);
             Directory.Delete(dir, recursive: true);
         }
 
+        var existingReplicas = ReplicaIndexes(name);
+        RefuseFewerReplicas(name, replicas, existingReplicas.Count);
+        var primary = StartPrimary(name, bins, ct);
+        if (replicas is not > 0 && existingReplicas.Count == 0)
+        {
+            return Describe(name, bins, primary.Action);
+        }
+
+        IReadOnlyDictionary<int, string> replicaActions;
+        try
+        {
+            replicaActions = StartReplicas(name, bins, primary.Port, replicas ?? existingReplicas.Count, existingReplicas, ct);
+        }
+        catch (Exception ex) when (ex is DataOpsException or OperationCanceledException)
+        {
+            var undone = UndoPrimary(name, bins, primary.Action);
+            if (ex is DataOpsException { ErrorId: ReplicaFailedId } failed && undone is not null)
+            {
+                throw new DataOpsException(failed.ErrorId, failed.Kind, $"{failed.Message} {undone}", failed.Target, failed.InnerException)
+                {
+                    RecommendedAction = failed.RecommendedAction,
+                };
+            }
+
+            throw;
+        }
+
+        return Describe(name, bins, primary.Action, replicaActions);
+    }
+
+    private readonly record struct PrimaryStart(string Action, int Port);
+
+    /// <summary>The primary's part of Start: reuse it when running, else resume or create it and start it.</summary>
+    private PrimaryStart StartPrimary(string name, PgBinaries bins, CancellationToken ct)
+    {
+        var dir = SandboxDir(name);
+        var data = Path.Combine(dir, "data");
         var running = ReadPostmasterPid(data);
         if (running is { } live && ProcessRunner.IsProcessAlive(live.Pid))
         {
@@ -118,7 +162,7 @@ public sealed partial class SandboxManager
                 _observer.Warning($"Sandbox '{name}' was already running (pid {live.Pid}, port {live.Port}), probably left by an earlier session; reusing it. Stop it with Stop-DataOpsSandbox -Name {name}.");
             }
 
-            return Describe(name, bins, SandboxStartAction.Reused);
+            return new PrimaryStart(SandboxStartAction.Reused, live.Port);
         }
 
         string action;
@@ -146,8 +190,9 @@ public sealed partial class SandboxManager
         Directory.CreateDirectory(runDir);
         ProcessRunner.GiveToServiceUser(dir);
         // A resumed sandbox keeps its port when it can, so connections made before the restart work again.
-        var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, action == SandboxStartAction.Resumed ? ReadRecord(name)?.Port : null);
-        ArtifactFile.WriteText(Path.Combine(dir, "sandbox.json"), JsonSerializer.Serialize(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow), Json));
+        var earlier = action == SandboxStartAction.Resumed ? ReadRecord(name) : null;
+        var port = StartServer(bins, data, runDir, Path.Combine(dir, "postgres.log"), ct, earlier?.Port);
+        WriteRecord(new SandboxRecord(name, port, bins.Directory, bins.Version, DateTimeOffset.UtcNow, earlier?.Replicas));
         if (ReadPostmasterPid(data) is { } started)
         {
             StartedHere[Path.GetFullPath(data)] = started.Pid;
@@ -156,7 +201,7 @@ public sealed partial class SandboxManager
         // Pooled connections to this port may point at a server that stopped or crashed; they must not be reused.
         Npgsql.NpgsqlConnection.ClearAllPools();
         _observer.Verbose($"Sandbox '{name}' is listening on 127.0.0.1:{port}.");
-        return Describe(name, bins, action);
+        return new PrimaryStart(action, port);
     }
 
     /// <summary>Stops the named sandbox's server; with <paramref name="remove"/> also deletes its files.</summary>
@@ -176,17 +221,25 @@ public sealed partial class SandboxManager
         var bins = record?.BinDirectory is { } bin && File.Exists(Path.Combine(bin, PgBinaries.Exe("pg_ctl")))
             ? new PgBinaries(bin, record.PostgresVersion ?? "?", 0)
             : PgBinaryLocator.Locate(_search);
+        StopReplicas(bins, name);
         StopServer(bins, data);
         StartedHere.TryRemove(Path.GetFullPath(data), out var _);
         Npgsql.NpgsqlConnection.ClearAllPools();
         if (remove)
         {
+            var replicas = DescribeReplicaList(name, record, null, record?.PostgresVersion, null)
+                .Select(r => new DataOpsSandboxReplica
+                {
+                    Name = r.Name, Sandbox = name, Index = r.Index, Status = SandboxStatus.Removed, Port = r.Port, DataDirectory = r.DataDirectory, LogPath = r.LogPath,
+                })
+                .ToList();
             Directory.Delete(dir, recursive: true);
             _observer.Verbose($"Removed sandbox '{name}' ({dir}).");
             return new DataOpsSandbox
             {
                 Name = name, Root = Root, Status = SandboxStatus.Removed, DataDirectory = data, LogPath = Path.Combine(dir, "postgres.log"),
                 PostgresVersion = record?.PostgresVersion, BinDirectory = bins.Directory,
+                Replicas = replicas.Count == 0 ? Array.Empty<DataOpsSandboxReplica>() : replicas.AsReadOnly(),
             };
         }
 
@@ -222,22 +275,16 @@ public sealed partial class SandboxManager
         return result;
     }
 
-    private DataOpsSandbox Describe(string name, PgBinaries? bins, string action)
+    private DataOpsSandbox Describe(string name, PgBinaries? bins, string action, IReadOnlyDictionary<int, string>? replicaActions = null)
     {
         var dir = SandboxDir(name);
         var data = Path.Combine(dir, "data");
         var pid = ReadPostmasterPid(data);
         var alive = pid is { } p && ProcessRunner.IsProcessAlive(p.Pid);
         var record = ReadRecord(name);
-        DataOpsConnection? connection = null;
-        if (alive && File.Exists(PasswordFile(name)))
-        {
-            var password = File.ReadAllText(PasswordFile(name)).Trim();
-            connection = DataOpsConnection.ForSandbox(
-                $"Host=127.0.0.1;Port={pid!.Value.Port};Username=postgres;Password={password};Database={DatabaseName};Application Name=DataOps.PowerShell",
-                name);
-            connection.ServerVersion = bins?.Version ?? record?.PostgresVersion;
-        }
+        var version = bins?.Version ?? record?.PostgresVersion;
+        var password = File.Exists(PasswordFile(name)) ? File.ReadAllText(PasswordFile(name)).Trim() : null;
+        var connection = alive ? ConnectionTo(pid!.Value.Port, password, name, version) : null;
 
         return new DataOpsSandbox
         {
@@ -253,8 +300,27 @@ public sealed partial class SandboxManager
             BinDirectory = bins?.Directory ?? record?.BinDirectory,
             StartedAt = alive ? pid!.Value.Started : null,
             Connection = connection,
+            Replicas = DescribeReplicas(name, record, password, version, replicaActions),
         };
     }
+
+    /// <summary>The connection to a sandbox server's 'dataops' database (primary or replica); null without the password.</summary>
+    private static DataOpsConnection? ConnectionTo(int port, string? password, string connectionName, string? version)
+    {
+        if (password is null)
+        {
+            return null;
+        }
+
+        var connection = DataOpsConnection.ForSandbox(
+            $"Host=127.0.0.1;Port={port};Username=postgres;Password={password};Database={DatabaseName};Application Name=DataOps.PowerShell",
+            connectionName);
+        connection.ServerVersion = version;
+        return connection;
+    }
+
+    private void WriteRecord(SandboxRecord record) =>
+        ArtifactFile.WriteText(Path.Combine(SandboxDir(record.Name), "sandbox.json"), JsonSerializer.Serialize(record, Json));
 
     private string EnsureTemplate(PgBinaries bins, CancellationToken ct)
     {
@@ -522,7 +588,11 @@ public sealed partial class SandboxManager
         }
     }
 
-    private sealed record SandboxRecord(string Name, int Port, string BinDirectory, string PostgresVersion, DateTimeOffset StartedAt);
+    /// <summary>sandbox.json. <see cref="Replicas"/> is absent in files written before replicas existed.</summary>
+    private sealed record SandboxRecord(string Name, int Port, string BinDirectory, string PostgresVersion, DateTimeOffset StartedAt, IReadOnlyList<ReplicaRecord>? Replicas = null);
+
+    /// <summary>A replica in sandbox.json: its last port, kept on resume as the primary's is.</summary>
+    private sealed record ReplicaRecord(string Name, int Index, int Port);
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")]
     private static partial Regex NamePattern();

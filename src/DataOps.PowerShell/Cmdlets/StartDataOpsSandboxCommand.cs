@@ -21,6 +21,16 @@ namespace DataOps.PowerShell.Cmdlets;
 /// deletes nothing. A session that cannot ask (pwsh -NonInteractive, CI) stops with a ConfirmationRequired error and deletes
 /// nothing: pass -Force (or -Confirm:$false) there. -Reset of a sandbox that does not exist yet deletes nothing and does not ask;
 /// a plain start never asks.</para>
+/// <para type="description">-Replicas N (0 to 4) also runs N streaming physical standbys of the sandbox, for testing code that
+/// reads from or waits for replicas: each is a pg_basebackup -R -X stream of the primary in the sandbox's folder (replicas/r1 ...),
+/// a hot standby on its own free loopback port, started as the primary is, named '&lt;sandbox&gt;-r1' (its application_name in
+/// pg_stat_replication). Start returns once each one streams; if one does not, what this start began is stopped (and what it
+/// created deleted) and a SandboxReplicaFailed error carries the end of the tool's output or the replica's log. The sandbox's
+/// Replicas property lists them ($sb.Replicas[0].Connection connects to the first), Get-DataOpsSandbox shows them in any
+/// session, Stop-DataOpsSandbox stops them before the primary and -Remove deletes them with it. No replication slots are made
+/// (the primary keeps wal_keep_size = 128MB instead), so a replica left down while the primary writes more than that cannot catch
+/// up; -Reset starts over. Replicas are only ever added: without -Replicas a start restarts the ones the sandbox has, a larger
+/// number adds the missing ones, and a smaller one is refused (SandboxReplicasFewer) rather than deleting a standby.</para>
 /// <para type="link">Stop-DataOpsSandbox</para>
 /// <para type="link">Get-DataOpsSandbox</para>
 /// <para type="link">Install-DataOpsSchema</para>
@@ -38,6 +48,12 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>$sb = Start-DataOpsSandbox -Name ci -Reset -Force -NoDefault</code>
 ///   <para>In a script or CI job: a fresh sandbox named 'ci', deleting any earlier data without asking.</para>
+/// </example>
+/// <example>
+///   <code>$sb = Start-DataOpsSandbox -Name lagtest -Replicas 1
+/// Invoke-DataOpsQuery 'SELECT pg_wal_replay_pause()' -Connection $sb.Replicas[0].Connection</code>
+///   <para>Starts a sandbox named 'lagtest' with one streaming replica, then pauses replay on the replica so that it lags the
+///   primary from now on (SELECT pg_wal_replay_resume() lets it catch up).</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Start, "DataOpsSandbox", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 [OutputType(typeof(DataOpsSandbox))]
@@ -60,6 +76,13 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
     [Parameter]
     public SwitchParameter NoDefault { get; set; }
 
+    /// <summary>How many streaming replicas (hot standbys) the sandbox has, 0 to 4. Missing ones are made by pg_basebackup and
+    /// started; a number below what the sandbox has is refused (SandboxReplicasFewer).</summary>
+    /// <default>the replicas the sandbox has (none for a new sandbox)</default>
+    [Parameter]
+    [ValidateRange(0, SandboxManager.MaxReplicas)]
+    public int? Replicas { get; set; }
+
     /// <summary>The folder with initdb, pg_ctl and postgres to use, instead of searching for them.</summary>
     /// <default>$env:DATAOPS_PG_BIN, pg_config --bindir, PATH, then the usual install folders</default>
     [Parameter]
@@ -74,6 +97,11 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
 
         var manager = new SandboxManager(root);
         var action = Reset ? "Start with fresh data (existing data is deleted)" : "Start PostgreSQL sandbox";
+        if (Replicas is > 0)
+        {
+            action += $" with {Replicas} streaming replica(s)";
+        }
+
         var folder = Reset ? manager.ExistingFolder(Name) : null;
         var deletion = folder is null ? null : new HighImpact($"Resetting sandbox '{Name}' deletes its data for good ({folder})", "Confirm sandbox reset", Name);
         if (!ShouldWrite($"sandbox '{Name}' under {manager.Root}", action, Force, deletion))
@@ -82,8 +110,11 @@ public sealed class StartDataOpsSandboxCommand : SandboxCmdlet
         }
 
         var search = Search();
-        var sandbox = RunEngine((observer, ct) => Heartbeat.Track(Task.Run(() => new SandboxManager(manager.Root, observer, search).Start(Name, Reset, ct), ct), observer,
-            "Start-DataOpsSandbox", $"Starting sandbox '{Name}' (initdb and pg_ctl on first use)"));
+        var status = Replicas is > 0
+            ? $"Starting sandbox '{Name}' and {Replicas} replica(s) (pg_basebackup for new ones)"
+            : $"Starting sandbox '{Name}' (initdb and pg_ctl on first use)";
+        var sandbox = RunEngine((observer, ct) => Heartbeat.Track(Task.Run(() => new SandboxManager(manager.Root, observer, search).Start(Name, Reset, Replicas, ct), ct), observer,
+            "Start-DataOpsSandbox", status));
         if (!NoDefault && sandbox.Connection is not null)
         {
             SessionDefaults.Connection = sandbox.Connection;

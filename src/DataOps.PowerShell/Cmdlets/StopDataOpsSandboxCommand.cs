@@ -7,8 +7,9 @@ namespace DataOps.PowerShell.Cmdlets;
 
 /// <summary>
 /// <para type="synopsis">Stops a PostgreSQL sandbox, and with -Remove deletes its data.</para>
-/// <para type="description">Stop-DataOpsSandbox shuts the sandbox's server down cleanly (pg_ctl stop -m fast). The data stays
-/// for the next Start-DataOpsSandbox unless -Remove is given. If the session's default connection points at the sandbox,
+/// <para type="description">Stop-DataOpsSandbox shuts the sandbox's server down cleanly (pg_ctl stop -m fast), its replicas
+/// (Start-DataOpsSandbox -Replicas) first. The data stays for the next Start-DataOpsSandbox, which starts the replicas again,
+/// unless -Remove is given, which deletes the replicas with it. If the session's default connection points at the sandbox,
 /// the default is cleared.</para>
 /// <para type="description">A plain stop does not ask. -Remove deletes data, so it asks first, as a High-impact change (whenever
 /// $ConfirmPreference is not None), unless -Force or -Confirm:$false is given; an explicit -Confirm always asks, and -WhatIf
@@ -34,7 +35,7 @@ public sealed class StopDataOpsSandboxCommand : SandboxCmdlet
     [ArgumentCompleter(typeof(SandboxNameCompleter))]
     public string Name { get; set; } = SandboxManager.DefaultName;
 
-    /// <summary>Also deletes the sandbox's folder (data, log, password), after asking for confirmation.</summary>
+    /// <summary>Also deletes the sandbox's folder (data, log, password, replicas), after asking for confirmation.</summary>
     [Parameter]
     public SwitchParameter Remove { get; set; }
 
