@@ -31,4 +31,56 @@ public sealed class ThrottleTests
         Assert.True(throttle.IsOff);
         Assert.Equal(128, throttle.GroupSize(128));
     }
+
+    [Fact]
+    public async Task A_gate_holds_the_run_until_it_lets_go_and_the_time_is_counted_under_its_reason_once_per_episode()
+    {
+        var gate = new CountdownGate(holds: 3, new ThrottleHold("replica lag", "r1 is 48 MB behind", TimeSpan.FromMilliseconds(50)));
+        using var throttle = Throttle.Create(0, [gate]);
+        var changes = new List<string?>();
+        throttle.HoldChanged += h => changes.Add(h?.Reason);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await throttle.WaitAsync(CancellationToken.None);
+
+        Assert.Equal(4, gate.Checks);
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(140), watch.Elapsed.ToString());
+        Assert.InRange(throttle.HeldTime["replica lag"], TimeSpan.FromMilliseconds(140), watch.Elapsed);
+        Assert.Equal(["replica lag", null], changes);
+        Assert.Null(throttle.Current);
+    }
+
+    [Fact]
+    public async Task A_held_run_stops_waiting_on_cancellation()
+    {
+        var gate = new CountdownGate(holds: int.MaxValue, new ThrottleHold("suspended", "suspended by alice", TimeSpan.FromSeconds(30)));
+        using var throttle = Throttle.Create(0, [gate]);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => throttle.WaitAsync(cts.Token));
+        Assert.Equal("suspended", throttle.Current?.Reason);
+    }
+
+    [Fact]
+    public async Task A_new_rate_applies_to_the_run_in_progress_and_releases_an_item_waiting_for_the_old_one()
+    {
+        using var throttle = Throttle.Create(1);
+        await throttle.WaitAsync(CancellationToken.None); // the first token of a minute
+        var waiting = throttle.WaitAsync(CancellationToken.None); // the next is a minute away
+
+        throttle.SetRate(600_000);
+
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(600_000, throttle.PerMinute);
+        throttle.SetRate(0);
+        Assert.True(throttle.IsOff);
+        await throttle.WaitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    private sealed class CountdownGate(int holds, ThrottleHold hold) : IThrottleGate
+    {
+        public int Checks { get; private set; }
+
+        public ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct) => ValueTask.FromResult(Checks++ < holds ? hold : null);
+    }
 }

@@ -156,6 +156,23 @@ internal sealed class BackfillRunState
         }
     }
 
+    /// <summary>
+    /// The throttle started holding the run for a reason (once per episode), or let it go on (null):
+    /// the run log and -Verbose say why, and the progress bar shows it while the run waits.
+    /// </summary>
+    public void Held(ThrottleHold? hold)
+    {
+        var done = Volatile.Read(ref _done);
+        if (hold is null)
+        {
+            _log.Information("Run {RunId} goes on after waiting", RunId);
+            return;
+        }
+
+        _log.Information("Run {RunId} waits ({Reason}): {Detail}", RunId, hold.Reason, hold.Detail);
+        _observer.Progress(new OperationProgress($"Backfill {Name}", $"{done} of {Keys.Count} items; waiting ({hold.Reason}): {hold.Detail}", (int)(done * 100L / Math.Max(Keys.Count, 1))));
+    }
+
     /// <summary>After a reported batch: stop when the database stayed unreachable or -MaxFailures is reached.</summary>
     public void Review(IReadOnlyList<ItemOutcome> batch)
     {

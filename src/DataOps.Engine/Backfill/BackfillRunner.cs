@@ -163,6 +163,7 @@ public static partial class BackfillRunner
         try
         {
             using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute);
+            throttle.HoldChanged += run.Held;
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
             var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log), groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));

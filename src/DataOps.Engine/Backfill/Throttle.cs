@@ -1,11 +1,34 @@
+using System.Diagnostics;
 using System.Threading.RateLimiting;
 
 namespace DataOps.Engine.Backfill;
 
 /// <summary>
-/// The one place a run waits before an item starts, and how many items it lets go at once. Today the
-/// reason to wait is the rate limit: a token bucket that hands out one token per item (or per group,
-/// which is one item while throttled). Schedulers ask it; no other part of the run waits on a clock.
+/// A reason, other than the rate, for a run to wait before its next item: a database signal (replica
+/// lag, retained WAL, a custom query) or an operator's hold (a suspended run). The throttle asks
+/// every gate before each item or group; a gate decides from its own samples, taken no more often
+/// than its check interval, so asking is cheap. A gate that must stop the run (a critical limit hit
+/// too often) throws a <see cref="DataOpsException"/> from <see cref="CheckAsync"/>.
+/// </summary>
+internal interface IThrottleGate
+{
+    /// <summary>Null to go on, else why the run waits now and when to ask again.</summary>
+    ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct);
+}
+
+/// <summary>
+/// Why a run is waiting: <paramref name="Reason"/> is the stable name throttled time is counted under
+/// (for example "replica lag", "suspended"); <paramref name="Detail"/> is what progress and -Verbose
+/// show (for example "replica sandbox-r1 is 48 MB behind (limit 16 MB)").
+/// </summary>
+internal sealed record ThrottleHold(string Reason, string Detail, TimeSpan RecheckAfter);
+
+/// <summary>
+/// The one place a run waits before an item starts, and how many items it lets go at once. The reasons
+/// to wait: its gates (<see cref="IThrottleGate"/>), asked in order until none holds, then the rate
+/// limit, a token bucket that hands out one token per item (or per group, which is one item while
+/// throttled). Schedulers ask it; no other part of the run waits on a clock. The time spent held is
+/// counted per reason; the rate can change while the run goes on (<see cref="SetRate"/>).
 /// </summary>
 internal sealed class Throttle : IDisposable
 {
@@ -16,47 +39,175 @@ internal sealed class Throttle : IDisposable
     /// </summary>
     internal static readonly TimeSpan MinPeriod = TimeSpan.FromMilliseconds(10);
 
-    private readonly TokenBucketRateLimiter? _bucket;
+    private readonly object _gate = new();
+    private readonly List<IThrottleGate> _gates;
+    private readonly Dictionary<string, TimeSpan> _held = new(StringComparer.Ordinal);
+    private TokenBucketRateLimiter? _bucket;
+    private ThrottleHold? _current;
 
-    private Throttle(int perMinute)
+    private Throttle(int perMinute, IEnumerable<IThrottleGate>? gates)
     {
-        PerMinute = Math.Max(perMinute, 0);
-        if (perMinute > 0)
-        {
-            var (tokens, period) = Shape(perMinute);
-            _bucket = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
-            {
-                TokenLimit = tokens, TokensPerPeriod = tokens, ReplenishmentPeriod = period,
-                QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
-            });
-        }
+        _gates = [.. gates ?? []];
+        (PerMinute, _bucket) = (Math.Max(perMinute, 0), Bucket(perMinute));
     }
 
+    /// <summary>Raised when the run starts waiting for a reason (once per episode: not again while the same reason holds) and with null when it goes on.</summary>
+    public event Action<ThrottleHold?>? HoldChanged;
+
     /// <summary>Items a minute; 0 is unthrottled.</summary>
-    public int PerMinute { get; }
+    public int PerMinute { get; private set; }
 
-    public bool IsOff => _bucket is null;
+    /// <summary>Whether the run waits only for its gates (no rate limit).</summary>
+    public bool IsOff => Volatile.Read(ref _bucket) is null;
 
-    /// <summary>The throttle for <paramref name="perMinute"/> items a minute (0: off).</summary>
-    public static Throttle Create(int perMinute) => new(perMinute);
-
-    /// <summary>Items per round trip: <paramref name="unthrottled"/>, or one item per token while throttled.</summary>
-    public int GroupSize(int unthrottled) => IsOff ? unthrottled : 1;
-
-    /// <summary>Waits until the next item (or group) may start. Concurrent workers queue; tokens are granted in order, one per period.</summary>
-    public async Task WaitAsync(CancellationToken ct)
+    /// <summary>What holds the run now, or null while it goes on (or waits only for the rate).</summary>
+    public ThrottleHold? Current
     {
-        while (_bucket is not null)
+        get
         {
-            using var lease = await _bucket.AcquireAsync(1, ct).ConfigureAwait(false);
-            if (lease.IsAcquired)
+            lock (_gate)
             {
-                return;
+                return _current;
             }
         }
     }
 
-    public void Dispose() => _bucket?.Dispose();
+    /// <summary>The time the run has waited so far, per reason (the rate's own spacing is not counted).</summary>
+    public IReadOnlyDictionary<string, TimeSpan> HeldTime
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return new Dictionary<string, TimeSpan>(_held, StringComparer.Ordinal);
+            }
+        }
+    }
+
+    /// <summary>The throttle for <paramref name="perMinute"/> items a minute (0: off) and the run's <paramref name="gates"/>.</summary>
+    public static Throttle Create(int perMinute, IEnumerable<IThrottleGate>? gates = null) => new(perMinute, gates);
+
+    /// <summary>Items per round trip: <paramref name="unthrottled"/>, or one item per token while throttled.</summary>
+    public int GroupSize(int unthrottled) => IsOff ? unthrottled : 1;
+
+    /// <summary>
+    /// Changes the rate of a run in progress (0: off). Items already waiting for a token of the old
+    /// rate are released and ask the new one.
+    /// </summary>
+    public void SetRate(int perMinute)
+    {
+        TokenBucketRateLimiter? old;
+        lock (_gate)
+        {
+            PerMinute = Math.Max(perMinute, 0);
+            old = Interlocked.Exchange(ref _bucket, Bucket(perMinute));
+        }
+
+        old?.Dispose();
+    }
+
+    /// <summary>
+    /// Waits until the next item (or group) may start: until no gate holds, then for a token. Concurrent
+    /// workers queue; tokens are granted in order, one per period.
+    /// </summary>
+    public async Task WaitAsync(CancellationToken ct)
+    {
+        await WaitForGatesAsync(ct).ConfigureAwait(false);
+        while (Volatile.Read(ref _bucket) is { } bucket)
+        {
+            RateLimitLease lease;
+            try
+            {
+                lease = await bucket.AcquireAsync(1, ct).ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException) when (!ct.IsCancellationRequested)
+            {
+                // SetRate replaced the bucket while this item waited: ask the new one.
+                continue;
+            }
+
+            using (lease)
+            {
+                if (lease.IsAcquired)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    private async Task WaitForGatesAsync(CancellationToken ct)
+    {
+        if (_gates.Count == 0)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            ThrottleHold? hold = null;
+            foreach (var gate in _gates)
+            {
+                if ((hold = await gate.CheckAsync(ct).ConfigureAwait(false)) is not null)
+                {
+                    break;
+                }
+            }
+
+            Report(hold);
+            if (hold is null)
+            {
+                return;
+            }
+
+            var waited = Stopwatch.StartNew();
+            try
+            {
+                await Task.Delay(hold.RecheckAfter > TimeSpan.Zero ? hold.RecheckAfter : MinPeriod, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    _held[hold.Reason] = _held.GetValueOrDefault(hold.Reason) + waited.Elapsed;
+                }
+            }
+        }
+    }
+
+    /// <summary>Tells <see cref="HoldChanged"/> when the reason changes (a new episode) or the run goes on.</summary>
+    private void Report(ThrottleHold? hold)
+    {
+        lock (_gate)
+        {
+            if (_current?.Reason == hold?.Reason)
+            {
+                _current = hold;
+                return;
+            }
+
+            _current = hold;
+        }
+
+        HoldChanged?.Invoke(hold);
+    }
+
+    public void Dispose() => Interlocked.Exchange(ref _bucket, null)?.Dispose();
+
+    private static TokenBucketRateLimiter? Bucket(int perMinute)
+    {
+        if (perMinute <= 0)
+        {
+            return null;
+        }
+
+        var (tokens, period) = Shape(perMinute);
+        return new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = tokens, TokensPerPeriod = tokens, ReplenishmentPeriod = period,
+            QueueLimit = 1_000_000, QueueProcessingOrder = QueueProcessingOrder.OldestFirst, AutoReplenishment = true,
+        });
+    }
 
     /// <summary>
     /// Tokens per period and the period: one token every 60/rate seconds while that is at least
