@@ -169,7 +169,7 @@ public sealed class ReadOnlyGuardTests
     }
 
     [Theory]
-    [InlineData("SELECT pg_advisory_lock(4242)", "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", 0L)]
+    [InlineData("SELECT pg_advisory_lock(4242)", "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND l.objid = 4242 AND d.datname = current_database()", 0L)]
     [InlineData("LOCK victim IN ACCESS EXCLUSIVE MODE", "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'victim'::regclass", 0L)]
     [InlineData("COPY victim TO PROGRAM 'touch /tmp/dataops-guard-copied'", "SELECT count(*) FROM victim", 1L)]
     [InlineData("SELECT set_config('default_transaction_read_only', 'off', false)", "SELECT count(*) FROM victim", 1L)]
