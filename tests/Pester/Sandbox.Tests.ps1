@@ -130,7 +130,8 @@ Describe 'Start-DataOpsSandbox -Replicas' {
         Invoke-DataOpsQuery 'CREATE TABLE seen (v text); INSERT INTO seen VALUES (''from the primary'')' -Connection $rep.Connection -As NonQuery | Out-Null
         $deadline = (Get-Date).AddSeconds(30)
         do {
-            $seen = Invoke-DataOpsQuery 'SELECT v FROM seen' -Connection $r.Connection -As Scalar -ReadOnly -ErrorAction SilentlyContinue
+            # Until the standby has replayed the CREATE TABLE, the query fails (42P01): try again.
+            $seen = try { Invoke-DataOpsQuery 'SELECT v FROM seen' -Connection $r.Connection -As Scalar -ReadOnly } catch { Start-Sleep -Milliseconds 100 }
         } until ($seen -or (Get-Date) -gt $deadline)
         $seen | Should -Be 'from the primary'
     }
