@@ -61,6 +61,9 @@ public sealed class ReadOnlyGuardTests
     [InlineData("NOTIFY ch", "is the statement NOTIFY")]
     [InlineData("PREPARE TRANSACTION 'x'", "is the statement PREPARE TRANSACTION")]
     [InlineData("ROLLBACK PREPARED 'x'", "is the statement ROLLBACK PREPARED")]
+    [InlineData("SELECT 0 AS \u20ac$a$, pg_cancel_backend(1) AS z$a$", "calls pg_cancel_backend (at character 19)")]
+    [InlineData("SELECT 0 AS x\u00a0$a$, pg_cancel_backend(1) AS z$a$", "calls pg_cancel_backend (at character 20)")]
+    [InlineData("SELECT 0 AS \u20acE'\\', pg_cancel_backend(1) AS z --'", "calls pg_cancel_backend")]
     public void A_call_or_statement_that_changes_the_server_is_refused_with_its_position(string sql, string expected)
     {
         var problem = ReadOnlyGuard.Check("$.soak.checks[2].query", sql);
@@ -91,6 +94,7 @@ public sealed class ReadOnlyGuardTests
     [InlineData("WITH copy AS (SELECT 1) SELECT * FROM copy")]
     [InlineData("EXPLAIN SELECT 1")]
     [InlineData("SELECT pg_stat_get_backend_pid(1), pg_is_in_recovery(), lo_get_something")]
+    [InlineData("SELECT $\u00e9t\u00e9$ pg_terminate_backend(1) $\u00e9t\u00e9$, $\u20ac$ lo_import('x') $\u20ac$")]
     public void Names_in_literals_comments_columns_and_transaction_local_settings_are_not_calls(string sql) =>
         Assert.Null(ReadOnlyGuard.Check("$.health.checks[0].query", sql));
 
