@@ -61,6 +61,15 @@ public sealed class ReadOnlyGuardTests
     [InlineData("NOTIFY ch", "is the statement NOTIFY")]
     [InlineData("PREPARE TRANSACTION 'x'", "is the statement PREPARE TRANSACTION")]
     [InlineData("ROLLBACK PREPARED 'x'", "is the statement ROLLBACK PREPARED")]
+    [InlineData("SELECT 0 AS \u20ac$a$, pg_cancel_backend(1) AS z$a$", "calls pg_cancel_backend (at character 19)")]
+    [InlineData("SELECT * FROM crosstab('SELECT 1, 2, pg_cancel_backend(1)') AS (r text, c text)", "calls crosstab (at character 15)")]
+    [InlineData("SELECT * FROM t, dblink('dbname=x', 'DELETE FROM t RETURNING 1') AS (a int)", "calls dblink (at character 18)")]
+    [InlineData("SELECT * FROM ROWS FROM (dblink('dbname=x', 'SELECT 1') AS (update int))", "calls dblink")]
+    [InlineData("SELECT x.pg_cancel_backend FROM unnest(ARRAY[1234]) AS x", "calls pg_cancel_backend (at character 10)")]
+    [InlineData("SELECT \"x\".pg_advisory_lock FROM generate_series(42, 42) x", "calls pg_advisory_lock (at character 12)")]
+    [InlineData("SELECT x.dblink FROM unnest(ARRAY['DELETE FROM t']) x", "calls dblink (at character 10)")]
+    [InlineData("SELECT 0 AS x\u00a0$a$, pg_cancel_backend(1) AS z$a$", "calls pg_cancel_backend (at character 20)")]
+    [InlineData("SELECT 0 AS \u20acE'\\', pg_cancel_backend(1) AS z --'", "calls pg_cancel_backend")]
     public void A_call_or_statement_that_changes_the_server_is_refused_with_its_position(string sql, string expected)
     {
         var problem = ReadOnlyGuard.Check("$.soak.checks[2].query", sql);
@@ -91,6 +100,10 @@ public sealed class ReadOnlyGuardTests
     [InlineData("WITH copy AS (SELECT 1) SELECT * FROM copy")]
     [InlineData("EXPLAIN SELECT 1")]
     [InlineData("SELECT pg_stat_get_backend_pid(1), pg_is_in_recovery(), lo_get_something")]
+    [InlineData("WITH RECURSIVE lo_tree(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM lo_tree WHERE id < 3) SELECT * FROM lo_tree")]
+    [InlineData("WITH a AS (SELECT 1), lo_x(n) AS ((SELECT 2)) SELECT n FROM lo_x")]
+    [InlineData("WITH dblink_hosts(h) AS (VALUES ('a')) SELECT h FROM dblink_hosts")]
+    [InlineData("SELECT $\u00e9t\u00e9$ pg_terminate_backend(1) $\u00e9t\u00e9$, $\u20ac$ lo_import('x') $\u20ac$")]
     public void Names_in_literals_comments_columns_and_transaction_local_settings_are_not_calls(string sql) =>
         Assert.Null(ReadOnlyGuard.Check("$.health.checks[0].query", sql));
 

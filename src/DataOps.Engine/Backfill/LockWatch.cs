@@ -151,6 +151,19 @@ internal sealed class LockWatch : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The text of the blocker's statement as errors, the ledger and the logs show it: never its parameters
+    /// (pg_stat_activity has none), the literal of a PASSWORD clause masked (CREATE/ALTER ROLE ... PASSWORD '...',
+    /// the way a statement carries a secret in its own text), then redacted like every sink, on one line, cut to
+    /// <see cref="QueryLength"/> characters. Masked before it is cut, so a cut never leaves part of a secret that
+    /// the redactor no longer recognises.
+    /// </summary>
+    internal static string QueryText(string query, SecretRedactor redactor)
+    {
+        var text = redactor.Redact(Queries.AdHocQuery.SafeText(query)).ReplaceLineEndings(" ").Trim();
+        return text.Length > QueryLength ? string.Concat(text.AsSpan(0, QueryLength), "...") : text;
+    }
+
     private static async Task<LockBlocker?> ReadAsync(NpgsqlCommand command, bool confirmed, SecretRedactor redactor, CancellationToken ct)
     {
         await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
@@ -159,14 +172,7 @@ internal sealed class LockWatch : IAsyncDisposable
             return null;
         }
 
-        // The text of the blocker's statement, never its parameters (pg_stat_activity has none); still redacted like every sink.
-        // Redacted before it is cut, so a cut never leaves part of a secret that the redactor no longer recognises.
-        var query = reader.IsDBNull(1) ? null : redactor.Redact(reader.GetString(1)).ReplaceLineEndings(" ").Trim();
-        if (query is { Length: > QueryLength })
-        {
-            query = string.Concat(query.AsSpan(0, QueryLength), "...");
-        }
-
+        var query = reader.IsDBNull(1) ? null : QueryText(reader.GetString(1), redactor);
         return new LockBlocker(
             reader.GetInt32(0), query, reader.IsDBNull(2) ? null : reader.GetString(2),
             reader.IsDBNull(3) ? null : reader.GetFieldValue<TimeSpan>(3), reader.IsDBNull(4) ? null : reader.GetFieldValue<TimeSpan>(4), confirmed);

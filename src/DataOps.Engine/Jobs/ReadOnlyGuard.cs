@@ -91,7 +91,7 @@ public static class ReadOnlyGuard
 
         for (var k = 0; k < tokens.Count; k++)
         {
-            if (Name(sql, tokens, k) is not { } name || !IsCall(sql, tokens, k))
+            if (Name(sql, tokens, k) is not { } name || !IsCall(sql, tokens, k, name))
             {
                 continue;
             }
@@ -287,28 +287,53 @@ public static class ReadOnlyGuard
 
     /// <summary>
     /// Whether the name at <paramref name="k"/> is called: followed by '(' (not a column alias list
-    /// after AS), or written as a field of a parenthesized or subscripted value, PostgreSQL's field
-    /// notation for a one-argument call: (1234).pg_cancel_backend signals process 1234. A field of a
-    /// table (p.lo_size) is a column: that notation calls only functions of the table's row type.
+    /// after AS), or written as a field, PostgreSQL's field notation for a one-argument call:
+    /// (1234).pg_cancel_backend signals process 1234, and so does x.pg_cancel_backend when x is the
+    /// alias of a function in FROM that returns a scalar (FROM unnest(ARRAY[1234]) AS x): its whole-row
+    /// reference is that scalar. A field of a table (p.lo_size, p.dblink_url) is taken for a column
+    /// when the name is refused only as one of a family that columns are named like (lo_*, dblink*, crosstab*).
     /// </summary>
-    private static bool IsCall(string sql, List<SqlToken> tokens, int k)
+    private static bool IsCall(string sql, List<SqlToken> tokens, int k, string name)
     {
         var next = AfterName(sql, tokens, k);
         if (next < tokens.Count && IsPunctuation(sql, tokens[next], '('))
         {
-            return !(k > 0 && IsWord(sql, tokens[k - 1], "as")) && !NamesCommonTableExpression(sql, tokens, next);
+            return !(k > 0 && IsWord(sql, tokens[k - 1], "as")) && !NamesCommonTableExpression(sql, tokens, k, next);
         }
 
-        return k > 1 && IsPunctuation(sql, tokens[k - 1], '.') && (IsPunctuation(sql, tokens[k - 2], ')') || IsPunctuation(sql, tokens[k - 2], ']'));
+        if (k < 2 || !IsPunctuation(sql, tokens[k - 1], '.'))
+        {
+            return false;
+        }
+
+        if (IsPunctuation(sql, tokens[k - 2], ')') || IsPunctuation(sql, tokens[k - 2], ']'))
+        {
+            return true;
+        }
+
+        return tokens[k - 2].Kind is SqlTokenKind.Word or SqlTokenKind.QuotedIdentifier &&
+            (DeniedFunctions.Contains(name) || name is "dblink" or "crosstab" || !ColumnLikePrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal)));
     }
+
+    /// <summary>Refused families whose names columns also have (lo_size, dblink_url): after "table." such a name is a column.</summary>
+    private static readonly string[] ColumnLikePrefixes = ["lo_", "dblink", "crosstab"];
 
     /// <summary>
     /// Whether the '(' at <paramref name="open"/> is the column list of a WITH query's name:
-    /// <c>WITH lo_stats(a, b) AS (...)</c> or <c>AS [NOT] MATERIALIZED (...)</c>. A call's alias is
-    /// <c>lo_import(...) AS name</c>, never followed by '(' or MATERIALIZED.
+    /// <c>WITH lo_stats(a, b) AS (SELECT ...)</c> or <c>AS [NOT] MATERIALIZED (...)</c>. A call's alias is
+    /// <c>lo_import(...) AS name</c>, never followed by MATERIALIZED; a call may be followed by
+    /// <c>AS (a int)</c>, a column definition list (<c>dblink(...) AS (a int)</c>, <c>crosstab(...) AS (...)</c>),
+    /// so the name must stand where a WITH query's name does (after WITH, RECURSIVE or ',') and the
+    /// parenthesis after AS must open a query (SELECT, VALUES, WITH, TABLE or '('), not a column name.
     /// </summary>
-    private static bool NamesCommonTableExpression(string sql, List<SqlToken> tokens, int open)
+    private static bool NamesCommonTableExpression(string sql, List<SqlToken> tokens, int name, int open)
     {
+        var before = name > 0 && tokens[name - 1].Kind == SqlTokenKind.Punctuation && sql[tokens[name - 1].Start] == '.' ? -1 : name - 1;
+        if (before < 0 || !(IsPunctuation(sql, tokens[before], ',') || IsWord(sql, tokens[before], "with") || IsWord(sql, tokens[before], "recursive")))
+        {
+            return false;
+        }
+
         var depth = 0;
         for (var j = open; j < tokens.Count; j++)
         {
@@ -330,7 +355,13 @@ public static class ReadOnlyGuard
                     after++;
                 }
 
-                return after < tokens.Count && (IsPunctuation(sql, tokens[after], '(') || IsWord(sql, tokens[after], "materialized"));
+                if (after < tokens.Count && IsWord(sql, tokens[after], "materialized"))
+                {
+                    return true;
+                }
+
+                return after + 1 < tokens.Count && IsPunctuation(sql, tokens[after], '(') &&
+                    (IsPunctuation(sql, tokens[after + 1], '(') || new[] { "select", "values", "with", "table" }.Any(w => IsWord(sql, tokens[after + 1], w)));
             }
         }
 

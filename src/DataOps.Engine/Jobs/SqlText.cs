@@ -96,7 +96,7 @@ internal static class SqlText
                 i = close < 0 ? sql.Length : close + tag.Length;
                 kind = SqlTokenKind.Literal;
             }
-            else if (char.IsWhiteSpace(c))
+            else if (IsBlank(c))
             {
                 i++;
                 continue;
@@ -125,7 +125,7 @@ internal static class SqlText
         var i = from;
         while (i < sql.Length)
         {
-            if (char.IsWhiteSpace(sql[i]))
+            if (IsBlank(sql[i]))
             {
                 i++;
             }
@@ -221,8 +221,9 @@ internal static class SqlText
     /// <summary>The tag ($$ or $name$) that starts at <paramref name="i"/>, or null if '$' starts no dollar quote there (a $1 parameter, say).</summary>
     private static string? DollarTag(string sql, int i)
     {
+        // PostgreSQL's dolq_start [A-Za-z\200-\377_] and dolq_cont (also 0-9): any non-ASCII character is part of a tag.
         var j = i + 1;
-        if (j < sql.Length && (char.IsLetter(sql[j]) || sql[j] == '_'))
+        if (j < sql.Length && IsIdentifierChar(sql[j]) && !char.IsAsciiDigit(sql[j]) && sql[j] != '$')
         {
             while (j < sql.Length && IsIdentifierChar(sql[j]) && sql[j] != '$')
             {
@@ -233,7 +234,14 @@ internal static class SqlText
         return j < sql.Length && sql[j] == '$' ? sql[i..(j + 1)] : null;
     }
 
-    private static bool IsIdentifierChar(char c) => char.IsLetterOrDigit(c) || c is '_' or '$';
+    /// <summary>
+    /// PostgreSQL's identifier characters: ASCII letters, digits, '_', '$' and every non-ASCII character
+    /// (ident_start [A-Za-z\200-\377_]), letter or not: "€$a$" is one identifier there, not '€' and a dollar quote.
+    /// </summary>
+    private static bool IsIdentifierChar(char c) => c >= '\u0080' || char.IsAsciiLetterOrDigit(c) || c is '_' or '$';
+
+    /// <summary>PostgreSQL's blanks are ASCII only: a no-break space is an identifier character there.</summary>
+    private static bool IsBlank(char c) => c is ' ' or '\t' or '\n' or '\r' or '\f' or '\v';
 }
 
 /// <summary>What a <see cref="SqlToken"/> is.</summary>
