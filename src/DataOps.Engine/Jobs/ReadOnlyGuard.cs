@@ -48,6 +48,8 @@ public static class ReadOnlyGuard
         // Indexes and heap pages changed in place (not rolled back).
         "gin_clean_pending_list", "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range",
         "heap_force_kill", "heap_force_freeze", "pg_truncate_visibility_map", "pg_buffercache_evict",
+        // Server counters, files and workers: the OID counter, pg_prewarm's buffer loads and autoprewarm's dump file and worker, a forced statistics flush.
+        "pg_nextoid", "pg_prewarm", "autoprewarm_dump_now", "autoprewarm_start_worker", "pg_stat_force_next_flush",
         // Run SQL given as text, out of the guard's sight.
         "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
         "ts_stat", "ts_rewrite", "connectby",
