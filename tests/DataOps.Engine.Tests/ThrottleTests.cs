@@ -83,4 +83,13 @@ public sealed class ThrottleTests
 
         public ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct) => ValueTask.FromResult(Checks++ < holds ? hold : null);
     }
+
+    [Theory]
+    [InlineData(5_000, 3, 27)] // 4 x 5 s, then 1 + 2 + 4 s
+    [InlineData(60_000, 20, 1_435)] // 21 x 60 s, then 1 + 2 + 4 + 8 s and 16 x 10 s: about 24 minutes
+    [InlineData(1, 0, 1)]
+    public void The_longest_an_item_waits_for_a_lock_is_its_attempts_and_their_backoffs(int lockTimeoutMs, int lockRetries, int seconds)
+    {
+        Assert.Equal(TimeSpan.FromSeconds(seconds), Retry.LockWorstCase(TimeSpan.FromMilliseconds(lockTimeoutMs), lockRetries));
+    }
 }

@@ -105,6 +105,9 @@ public sealed class BackfillFaultTests
 
         // -Verbose tells of the wait, the retries and the holder.
         Assert.Contains(run.Verbose, v => v.Contains(locked, StringComparison.Ordinal) && v.Contains("trying again", StringComparison.Ordinal) && v.Contains($"pid {holder.ProcessID}", StringComparison.Ordinal));
+        // The progress bar says what the run waits for, not only how many items are done; -Verbose says how long it can take.
+        Assert.Contains(run.Progress, p => p.StatusDescription.Contains($"waiting (lock): item {locked} (attempt ", StringComparison.Ordinal) && p.StatusDescription.Contains($"pid {holder.ProcessID}", StringComparison.Ordinal));
+        Assert.Contains(run.Verbose, v => v.Contains("3 attempts with backoff: up to about", StringComparison.Ordinal));
 
         // The other session was never disturbed: its transaction goes on and commits.
         using (var stillThere = new NpgsqlCommand($"UPDATE prism.sessions SET status = status WHERE id = '{locked}'; COMMIT", holder))

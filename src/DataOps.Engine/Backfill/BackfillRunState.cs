@@ -110,6 +110,10 @@ internal sealed class BackfillRunState
     {
         _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
+        var (lockTimeout, lockRetries) = (_options.LockTimeoutFor(_job.Job), _options.LockRetriesFor(_job.Job));
+        var lockWorst = Retry.LockWorstCase(lockTimeout, lockRetries);
+        _log.Information("An item whose rows another session holds waits {LockTimeout} per attempt, {Attempts} attempts with backoff: up to about {Worst} before it fails as LockTimeout and the run goes on",
+            lockTimeout, lockRetries + 1, lockWorst);
         if (groups is not null)
         {
             _log.Information("Each item runs whole on the server as its own transaction{Verified}; {Group} items per round trip, {Workers} at a time",

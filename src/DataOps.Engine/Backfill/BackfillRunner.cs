@@ -166,7 +166,7 @@ public static partial class BackfillRunner
             throttle.HoldChanged += run.Held;
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
-            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log), groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
+            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held }, groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
             await foreach (var batch in Observed(scheduler.RunAsync(ct), run.Failed).ConfigureAwait(false))
             {
                 run.Record(batch);

@@ -34,6 +34,9 @@ internal sealed class ItemExecutor
     /// <summary>-Reapply (not a dry run): this run's application becomes the ledger's live row (see Core/0005).</summary>
     private readonly bool _force;
 
+    /// <summary>Told when an item starts waiting for rows another session holds (the progress bar shows it) and with null when it stops waiting.</summary>
+    public Action<ThrottleHold?>? Waiting { get; init; }
+
     public ItemExecutor(ValidatedJob job, DataOpsConnection connection, JobLease lease, BackfillOptions options, RunLog log)
     {
         (_job, _connection, _lease, _options, _log) = (job, connection, lease, options, log);
@@ -87,6 +90,14 @@ internal sealed class ItemExecutor
         var watch = Stopwatch.StartNew();
         var attempts = 0;
         var wait = new LockWait(key);
+        var maxAttempts = _options.LockRetriesFor(job.Job) + 1;
+        var waited = false;
+        void Waits(string blocker)
+        {
+            waited = true;
+            Waiting?.Invoke(new ThrottleHold("lock", $"item {key} (attempt {wait.Attempts} of {maxAttempts}) waits for {blocker}", TimeSpan.Zero));
+        }
+
         var context = ResilienceContextPool.Shared.Get(ct);
         context.Properties.Set(Retry.LockWaitKey, wait);
         try
@@ -102,6 +113,7 @@ internal sealed class ItemExecutor
                     // The grouped attempt (attempt 1) timed out; nobody watched it wait, so the likely holder is looked up now.
                     lockTimedOut = null;
                     wait.Blocker = await LockWatch.LikelyHolderAsync(connection, _tables, 0, _lockTimeout, _redactor).ConfigureAwait(false);
+                    Waits(wait.Blocker?.ToString() ?? "rows another session holds");
                     throw grouped;
                 }
 
@@ -114,7 +126,10 @@ internal sealed class ItemExecutor
                 var conn = await work.GetAsync(token).ConfigureAwait(false);
                 var waiter = conn.ProcessID;
                 await using var lockWatch = LockWatch.Start(connection, waiter, _lockTimeout, _redactor, blocker =>
-                    log.Information("Item {Key} is waiting for rows another session holds: {Blocker}", key, blocker), token);
+                {
+                    log.Information("Item {Key} is waiting for rows another session holds: {Blocker}", key, blocker);
+                    Waits(blocker.ToString()!);
+                }, token);
                 try
                 {
                     if (attempts > 1 && !dryRun && await AppliedByLedgerAsync(conn, job, runId, key, token).ConfigureAwait(false) is { } committed)
@@ -237,6 +252,11 @@ internal sealed class ItemExecutor
         }
         finally
         {
+            if (waited)
+            {
+                Waiting?.Invoke(null);
+            }
+
             ResilienceContextPool.Shared.Return(context);
         }
     }

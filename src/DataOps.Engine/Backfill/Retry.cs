@@ -64,6 +64,23 @@ internal static class Retry
     /// <summary>The longest wait between two lock attempts of an item.</summary>
     internal static readonly TimeSpan MaxLockBackoff = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// About how long an item whose rows stay locked takes before it fails as LockTimeout: every
+    /// attempt waits the lock timeout, and the nominal backoffs (doubling from <see cref="LockBackoff"/>
+    /// up to <see cref="MaxLockBackoff"/>; jitter moves each one a little) come between them. Whole seconds.
+    /// </summary>
+    internal static TimeSpan LockWorstCase(TimeSpan lockTimeout, int lockRetries)
+    {
+        var total = lockTimeout * (lockRetries + 1);
+        var backoff = LockBackoff(lockTimeout);
+        for (var i = 0; i < lockRetries; i++, backoff *= 2)
+        {
+            total += backoff < MaxLockBackoff ? backoff : MaxLockBackoff;
+        }
+
+        return TimeSpan.FromSeconds(Math.Ceiling(total.TotalSeconds));
+    }
+
     /// <summary>What the item's attempts learned about its lock waits (the key, attempts so far, the blocker last seen).</summary>
     internal static readonly ResiliencePropertyKey<LockWait> LockWaitKey = new("dataops.lockWait");
 
