@@ -39,7 +39,7 @@ public sealed class JobFileCompleter : IArgumentCompleter
     /// large tree (~/ or /) must stay instant, and plain path completion below still lists the folder typed.
     /// Within the budget every JSON file is looked at; there is no cap on the count.
     /// </summary>
-    internal static readonly TimeSpan SearchBudget = TimeSpan.FromMilliseconds(400);
+    internal static readonly TimeSpan SearchBudget = TimeSpan.FromMilliseconds(750);
 
     internal const int MaxDepth = 4;
 
@@ -133,13 +133,17 @@ public sealed class JobFileCompleter : IArgumentCompleter
     /// "version" and no sign of a schema is enough). The job schema has "version" only under "properties",
     /// and package.json has a string version.
     /// </summary>
+    [ThreadStatic]
+    private static byte[]? JobProbeBuffer;
+
     internal static bool LooksLikeJob(string file)
     {
         try
         {
-            var buffer = new byte[64 * 1024];
+            // One buffer per thread: a folder of hundreds of JSON files is read in one Tab press.
+            var buffer = JobProbeBuffer ??= new byte[64 * 1024];
             int length;
-            using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite))
+            using (var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1))
             {
                 length = stream.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
             }
