@@ -87,7 +87,8 @@ internal sealed class BackfillRunState
     {
         lock (_gate)
         {
-            if (_stopReason is not null && (_aborted || !abort))
+            // Too late for a run that has run every item: it ends completed.
+            if ((_stopReason is not null && (_aborted || !abort)) || _outcome == "completed")
             {
                 return;
             }
@@ -230,9 +231,12 @@ internal sealed class BackfillRunState
     /// <summary>Every item ran (unless the run stopped itself first).</summary>
     public void Complete()
     {
-        if (!_stopped)
+        lock (_gate)
         {
-            (_outcome, _reason) = ("completed", _failures > 0 ? $"{_failures} items failed" : null);
+            if (!_stopped)
+            {
+                (_outcome, _reason) = ("completed", _failures > 0 ? $"{_failures} items failed" : null);
+            }
         }
     }
 
