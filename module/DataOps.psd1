@@ -29,6 +29,10 @@
                            'Undo-Backfill',
                            'Get-BackfillRun',
                            'Get-BackfillItem',
+                           'Suspend-Backfill',
+                           'Resume-Backfill',
+                           'Stop-Backfill',
+                           'Set-BackfillThrottle',
                            'Export-BackfillRollback',
                            'New-PrismSampleData',
                            'Watch-StagingSoak',
@@ -54,6 +58,8 @@
 - Install-DataOpsSchema: Core, ScriptExecution, WorkflowExecution and Prism components, idempotent.
 - Invoke-Backfill / Undo-Backfill / Get-BackfillRun / Get-BackfillItem: guarded per-item backfills (SQL and HTTP steps)
   with before/after images, ledger, throttle, resume, psql rollback script and drift-checked undo.
+- Suspend-/Resume-/Stop-Backfill (-Abort) and Set-BackfillThrottle: steer a live run from any session or machine
+  through its control row; every request recorded with who and when; Get-BackfillRun shows the live State.
 - Watch-StagingSoak (read-only, Go/NoGo/Inconclusive), Test-ProdHealth (fingerprinted mini plan),
   Test-DataOpsEnvironment (preflight).
 - New-/Remove-ScriptExecutionSeed (binary COPY), New-PrismSampleData, New-WorkflowSampleData,

@@ -28,6 +28,12 @@ BeforeAll {
         'Undo-Backfill#1'          = 'names a placeholder run id and asks for confirmation; example 2 runs the same undo'
         'Export-BackfillRollback#1' = 'names a placeholder run id; example 2 exports real runs, and the xUnit kill -9 test runs an exported script with psql'
         'Watch-StagingSoak#1'      = "watches for the job's configured six hours"
+        # A run in progress in another session: the xUnit RunControlTests steer one in a second pwsh process.
+        'Suspend-Backfill#1'       = 'steers a run in progress in another session (RunControlTests: suspend from a second process)'
+        'Resume-Backfill#1'        = 'steers a run in progress in another session (RunControlTests: resume at a new rate)'
+        'Stop-Backfill#1'          = 'steers a run in progress in another session (RunControlTests: stop with files written)'
+        'Stop-Backfill#2'          = 'steers a run in progress in another session (RunControlTests: abort rolls the item in flight back)'
+        'Set-BackfillThrottle#1'   = 'steers a run in progress in another session (RunControlTests: 120 items in the minute after resuming)'
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
@@ -58,6 +64,10 @@ BeforeAll {
         'Get-BackfillRun#1'           = @{ Setup = { Use-Backfilled }; Check = { param($o) $o.Job | Should -Contain 'results-v1.2.1' } }
         'Get-BackfillRun#2'           = @{ Setup = { Use-Backfilled }; Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Job | Sort-Object -Unique | Should -Be 'results-v1.2.1' } }
         'Get-BackfillRun#3'           = @{ Setup = { Use-Backfilled; $script:id = (Get-BackfillRun)[0].RunId }; Check = { param($o) $o | Should -Exist } }
+        # No run is live here: the filters pass nothing on, and nothing is asked of any run.
+        'Suspend-Backfill#2'          = @{ Setup = { Use-Backfilled }; Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main 'SELECT count(*) FROM dataops.run_control_action' | Should -Be 0 } }
+        'Resume-Backfill#2'           = @{ Setup = { Use-Backfilled }; Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main 'SELECT count(*) FROM dataops.run_control_action' | Should -Be 0 } }
+        'Set-BackfillThrottle#2'      = @{ Setup = { Use-Backfilled }; Check = { param($o) $o | Should -BeNullOrEmpty; Invoke-TestSql $main 'SELECT count(*) FROM dataops.run_control_action' | Should -Be 0 } }
         'Get-DataOpsConnection#1'     = @{ Check = { param($o) $o.Port | Should -Be $main.Port } }
         'Get-DataOpsConnection#2'     = @{ Check = { param($o) (Get-DataOpsConnection).Port | Should -Be $main.Port } }
         'Get-DataOpsSandbox#1'        = @{ Check = { param($o) $o.Name | Should -Contain 'pester-help' } }

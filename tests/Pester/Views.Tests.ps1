@@ -7,7 +7,7 @@ BeforeDiscovery {
     $script:cases = foreach ($width in 80, 120) {
         foreach ($type in 'DataOpsSandbox', 'DataOpsConnection', 'SchemaMigration', 'ScriptExecutionSeedResult', 'SeedRun',
             'WorkflowExecution', 'ExecutionStats', 'WorkflowSampleResult', 'PrismSampleResult', 'PreflightCheck',
-            'BackfillItemResult', 'BackfillItem', 'BackfillRun', 'SoakSample', 'SoakCheckSummary', 'SoakReport', 'ProdHealthReport', 'QueryResult') {
+            'BackfillItemResult', 'BackfillItem', 'BackfillRun', 'BackfillRunControl', 'SoakSample', 'SoakCheckSummary', 'SoakReport', 'ProdHealthReport', 'QueryResult') {
             @{ Type = $type; Width = $width }
         }
     }
@@ -22,6 +22,10 @@ BeforeAll {
     $wfSample = New-WorkflowSampleData -Executions 200 -Seed 4
     $prism = New-PrismSampleData -Sessions 30 -Seed 5
     $applied = @(Invoke-Backfill -Job $SampleJob -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
+    # A run live elsewhere (another host holds its lease), so there is a run to steer and one shown running.
+    $live = New-Guid
+    Invoke-TestSql $sb "INSERT INTO dataops.run (run_id, kind, job_name, host_name) VALUES ('$live', 'backfill', 'live-elsewhere', 'pester-elsewhere'); INSERT INTO dataops.job_lease (job_name, run_id, host_name, process_id, expires_at) VALUES ('live-elsewhere', '$live', 'pester-elsewhere', 1, now() + interval '1 hour')" | Out-Null
+    $control = Set-BackfillThrottle -RunId $live -ItemsPerMinute 120
     $soak = @(Watch-StagingSoak -Job $SampleJob -Duration 1s -Interval 500ms -OutputDirectory $out -WarningAction SilentlyContinue)
     $script:objects = @{
         DataOpsSandbox            = Get-DataOpsSandbox -Name pester-views
@@ -37,6 +41,7 @@ BeforeAll {
         BackfillItemResult        = $applied
         BackfillItem              = $applied | Get-BackfillItem
         BackfillRun               = Get-BackfillRun
+        BackfillRunControl        = $control
         SoakSample                = $soak | Select-Object -SkipLast 1
         SoakCheckSummary          = $soak[-1].Checks
         SoakReport                = $soak[-1]

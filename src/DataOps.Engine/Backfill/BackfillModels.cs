@@ -174,5 +174,18 @@ public sealed record BackfillRun
     /// <summary>Why the run ended as it did (failed, stopped, abandoned), when it says.</summary>
     public string? Reason { get; init; }
 
+    /// <summary>
+    /// What a live run is doing now, as it last said (Core/0009): running, suspended (Suspend-Backfill),
+    /// throttled (a reason to wait besides the rate, in StateReason), stopping or aborting (Stop-Backfill).
+    /// For a run that ended: its Status.
+    /// </summary>
+    public string State { get; init; } = "running";
+
+    /// <summary>Why a live run is suspended, throttled or stopping, and who asked.</summary>
+    public string? StateReason { get; init; }
+
+    /// <summary>When a live run entered its State.</summary>
+    public DateTimeOffset? StateAt { get; init; }
+
     public override string ToString() => $"{Job} {Kind} {RunId} ({Status})";
 }

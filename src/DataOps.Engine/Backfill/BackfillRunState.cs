@@ -48,6 +48,9 @@ internal sealed class BackfillRunState
     private int _skipped;
     private int _done;
     private volatile bool _stopped;
+    private volatile string? _stopReason;
+    private bool _aborted;
+    private readonly CancellationTokenSource _stopRequested = new();
 
     private BackfillRunState(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log, IOperationObserver observer,
         IReadOnlyList<string> keys, HashSet<string> applied, BackfillArtifacts artifacts)
@@ -68,6 +71,39 @@ internal sealed class BackfillRunState
 
     /// <summary>Set once the run has decided to stop (failures, a lost database, a stopped pipeline): no new item starts.</summary>
     public bool Stopped => _stopped;
+
+    /// <summary>Why an operator stopped the run (Stop-Backfill), once one did.</summary>
+    public string? StopReason => _stopReason;
+
+    /// <summary>Cancelled when an operator stops the run: a worker waiting for its turn (a slow rate) stops waiting.</summary>
+    public CancellationToken StopToken => _stopRequested.Token;
+
+    /// <summary>
+    /// An operator stopped the run (Stop-Backfill): no new item starts, the run ends 'stopped' with
+    /// <paramref name="reason"/> (who and when) in its files. The first stop wins, except that an abort
+    /// (<paramref name="abort"/>) after a plain stop replaces it.
+    /// </summary>
+    public void RequestStop(string reason, bool abort)
+    {
+        lock (_gate)
+        {
+            // Too late for a run that has run every item: it ends completed.
+            if ((_stopReason is not null && (_aborted || !abort)) || _outcome == "completed")
+            {
+                return;
+            }
+
+            (_stopReason, _aborted) = (reason, abort);
+            if (!_stopped || _outcome == "stopped")
+            {
+                _stopped = true;
+                (_outcome, _reason) = ("stopped", reason);
+            }
+        }
+
+        _log.Warning("Run {RunId} {Reason}", RunId, reason);
+        _stopRequested.Cancel();
+    }
 
     /// <summary>
     /// The keys, the ledger's applied items and the run's files; if any of them fails, nothing ran yet:
@@ -199,9 +235,12 @@ internal sealed class BackfillRunState
     /// <summary>Every item ran (unless the run stopped itself first).</summary>
     public void Complete()
     {
-        if (!_stopped)
+        lock (_gate)
         {
-            (_outcome, _reason) = ("completed", _failures > 0 ? $"{_failures} items failed" : null);
+            if (!_stopped)
+            {
+                (_outcome, _reason) = ("completed", _failures > 0 ? $"{_failures} items failed" : null);
+            }
         }
     }
 

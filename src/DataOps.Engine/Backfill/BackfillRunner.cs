@@ -160,14 +160,22 @@ public static partial class BackfillRunner
         [EnumeratorCancellation] CancellationToken ct)
     {
         var run = await BackfillRunState.StartAsync(job, connection, options, lease, log, observer, ct).ConfigureAwait(false);
+
+        // Stop-Backfill -Abort cancels the items in flight through this token (their statements are
+        // cancelled on the server and roll back); the run then ends as stopped, not as a Ctrl+C.
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var control = new RunControl(connection, run, abort, log);
+
+        // Disposed after the control's poller has stopped (the finally below), which may still set its rate.
+        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control]);
         try
         {
-            using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute);
             throttle.HoldChanged += run.Held;
+            control.Start(throttle);
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
             var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held }, groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
-            await foreach (var batch in Observed(scheduler.RunAsync(ct), run.Failed).ConfigureAwait(false))
+            await foreach (var batch in Observed(scheduler.RunAsync(abort.Token), run.Failed, () => abort.IsCancellationRequested && !ct.IsCancellationRequested).ConfigureAwait(false))
             {
                 run.Record(batch);
                 foreach (var item in batch)
@@ -182,12 +190,17 @@ public static partial class BackfillRunner
         }
         finally
         {
+            await control.DisposeAsync().ConfigureAwait(false);
             await run.FinishAsync(ct.IsCancellationRequested).ConfigureAwait(false);
         }
     }
 
-    /// <summary>The items of <paramref name="source"/>, telling <paramref name="failed"/> the exception that ends it, if one does.</summary>
-    private static async IAsyncEnumerable<T> Observed<T>(IAsyncEnumerable<T> source, Action<Exception> failed)
+    /// <summary>
+    /// The items of <paramref name="source"/>, telling <paramref name="failed"/> the exception that ends
+    /// it, if one does; a cancellation while <paramref name="aborted"/> says so ends it quietly (the run
+    /// was aborted on purpose and records why).
+    /// </summary>
+    private static async IAsyncEnumerable<T> Observed<T>(IAsyncEnumerable<T> source, Action<Exception> failed, Func<bool> aborted)
     {
         await using var items = source.GetAsyncEnumerator();
         while (true)
@@ -198,6 +211,10 @@ public static partial class BackfillRunner
                 {
                     yield break;
                 }
+            }
+            catch (OperationCanceledException) when (aborted())
+            {
+                yield break;
             }
             catch (Exception ex)
             {

@@ -5,7 +5,8 @@ using Npgsql;
 namespace DataOps.Engine.Backfill;
 
 /// <summary>
-/// Every statement on dataops.run and dataops.ledger (Core/0001, 0005, 0007) in one place: the
+/// Every statement on dataops.run and dataops.ledger (Core/0001, 0005, 0007) in one place (the control
+/// row of Core/0009 is read here for Get-BackfillRun; its writes are RunControl's and BackfillControl's): the
 /// ledger rows an item's transaction writes (as text, since they travel in the item's own batch),
 /// the run rows a lease writes, and the reads of runs, the files and undo make. The lease's own
 /// table (dataops.job_lease) is JobLease's.
@@ -195,11 +196,13 @@ internal static class LedgerStore
                    count(*) FILTER (WHERE l.status = 'undone') AS Undone,
                    coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped, r.summary->>'reason' AS Reason,
                    jl.run_id IS NOT NULL AS HasLease, coalesce(jl.expires_at < clock_timestamp(), false) AS LeaseExpired, jl.expires_at AS LeaseExpiresAt,
-                   jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt
+                   jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt,
+                   rc.state AS LiveState, rc.state_reason AS LiveStateReason, rc.state_at AS LiveStateAt
             FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
                  LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
+                 LEFT JOIN dataops.run_control rc ON rc.run_id = r.run_id
             WHERE r.kind IN ('backfill', 'dryrun', 'undo') AND (@job::text IS NULL OR r.job_name = @job) AND (@jobLike::text IS NULL OR r.job_name ILIKE @jobLike) AND (@runId::uuid IS NULL OR r.run_id = @runId)
-            GROUP BY r.run_id, jl.job_name ORDER BY r.started_at DESC
+            GROUP BY r.run_id, jl.job_name, rc.run_id ORDER BY r.started_at DESC
             """, new { job, jobLike, runId }, cancellationToken: ct)).ConfigureAwait(false);
     }
 
@@ -238,5 +241,6 @@ internal static class LedgerStore
 
     internal sealed record RunRow(
         Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped,
-        string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt);
+        string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt,
+        string? LiveState, string? LiveStateReason, DateTime? LiveStateAt);
 }

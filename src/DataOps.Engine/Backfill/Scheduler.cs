@@ -101,7 +101,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                     continue;
                 }
 
-                await throttle.WaitAsync(ct).ConfigureAwait(false);
+                if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+                {
+                    // Stopped while it waited (Stop-Backfill): the keys it took were not started.
+                    return;
+                }
+
                 if (groups is null)
                 {
                     await EmitAsync(writer, [await items.RunAsync(work, keys[0], ct).ConfigureAwait(false)]).ConfigureAwait(false);
@@ -118,6 +123,25 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             _halted = true;
             throw;
         }
+    }
+
+    /// <summary>
+    /// Waits for the throttle; false when the run stopped meanwhile (an operator's stop also ends a
+    /// wait for a slow rate's next token). One linked token per item or group, no statement.
+    /// </summary>
+    private async Task<bool> WaitTurnAsync(CancellationToken ct)
+    {
+        using var turn = CancellationTokenSource.CreateLinkedTokenSource(ct, run.StopToken);
+        try
+        {
+            await throttle.WaitAsync(turn.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested && run.StopToken.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        return !Halted;
     }
 
     /// <summary>

@@ -257,9 +257,13 @@ public static class UndoRunner
                 }
             }
 
+            // A live run says what it is doing in its control row (Core/0009); an ended one is its status.
+            var live = status == "running";
             return new BackfillRun
             {
-                RunId = r.RunId, Kind = r.Kind, Job = r.Job, Status = status, Reason = reason, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
+                RunId = r.RunId, Kind = r.Kind, Job = r.Job, Status = status, Reason = reason,
+                State = live ? r.LiveState ?? "running" : status, StateReason = live ? r.LiveStateReason : null,
+                StateAt = live && r.LiveStateAt is { } at ? new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc)) : null, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
                 FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
                 Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
             };
