@@ -195,6 +195,22 @@ public sealed class BackfillEngineTests
         Assert.Equal((long)Items, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'"));
     }
 
+    [Fact]
+    public async Task A_finished_run_leaves_no_control_or_work_connection_open_on_the_server()
+    {
+        // Each run polls its control row on a pool of its own; left idle, those connections stayed for
+        // the pool's 5-minute idle lifetime, and a test cluster of many databases ran out of them.
+        var db = await DatabaseAsync();
+        var job = await JobAsync(db, "no-idle");
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+
+        Assert.Equal(Items, results.Count);
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'DataOps run control' AND datname = current_database()"));
+        // The work connections' pool (keyed by the lock timeout) is cleared too: what stays is the session pool, idle, at most two.
+        Assert.InRange(db.Scalar<long>("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"), 0L, 2L);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

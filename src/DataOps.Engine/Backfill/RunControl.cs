@@ -216,6 +216,11 @@ internal sealed class RunControl : IThrottleGate, IAsyncDisposable
         }
 
         _stopPolling.Dispose();
+
+        // The poller's pool is this run's alone in practice: its idle connection would otherwise stay
+        // open on the server for the pool's idle lifetime (5 minutes) after the run ended.
+        await using var pooled = new NpgsqlConnection(_connectionString);
+        NpgsqlConnection.ClearPool(pooled);
     }
 
     private async Task PollLoopAsync()

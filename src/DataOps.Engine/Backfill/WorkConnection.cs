@@ -61,7 +61,16 @@ internal sealed class WorkConnection(DataOpsConnection profile, TimeSpan lockTim
         }
     }
 
-    public ValueTask DisposeAsync() => new(ResetAsync());
+    /// <summary>
+    /// Drops the connection and closes the idle ones of the run's work pool (keyed by its lock timeout):
+    /// a finished run leaves no session on the server behind it.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        await ResetAsync().ConfigureAwait(false);
+        await using var pooled = new NpgsqlConnection(_connectionString);
+        NpgsqlConnection.ClearPool(pooled);
+    }
 
     /// <summary>Ends the transaction open on <paramref name="conn"/>, if the connection is still open.</summary>
     internal static async Task RollbackAsync(NpgsqlConnection conn)
