@@ -162,12 +162,20 @@ public static partial class BackfillRunner
         var run = await BackfillRunState.StartAsync(job, connection, options, lease, log, observer, ct).ConfigureAwait(false);
         try
         {
-            using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute);
+            using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, options.Gates);
             throttle.HoldChanged += run.Held;
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
+            if (!await run.StartHooksAsync().ConfigureAwait(false))
+            {
+                // A required start hook failed: nothing is applied; FinishAsync ends the run failed and throws BackfillHookFailed.
+                yield break;
+            }
+
+            // A required hook that fails mid-run cancels the scheduler (a throttled wait too); FinishAsync throws its error.
+            using var halt = CancellationTokenSource.CreateLinkedTokenSource(ct, run.Halt);
             var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held }, groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
-            await foreach (var batch in Observed(scheduler.RunAsync(ct), run.Failed).ConfigureAwait(false))
+            await foreach (var batch in Observed(scheduler.RunAsync(halt.Token), run.Failed).ConfigureAwait(false))
             {
                 run.Record(batch);
                 foreach (var item in batch)
