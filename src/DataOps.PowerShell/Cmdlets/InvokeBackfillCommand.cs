@@ -50,12 +50,12 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Rehearses every item in rolled-back transactions and shows the items that would fail.</para>
 /// </example>
 /// <example>
-///   <code>Invoke-Backfill -Job ./fix.job.json -MetricsPath /var/lib/node_exporter/textfile/dataops_backfill.prom</code>
-///   <para>Runs the job and keeps a Prometheus metrics file up to date for node_exporter's textfile collector: items by status, rate, throttled seconds by reason.</para>
-/// </example>
-/// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -Connection $prod -WhatIf</code>
 ///   <para>Lists the items and steps a run would apply on production, changing nothing.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -OutputDirectory ./runs -MetricsPath ./textfile/dataops_backfill.prom</code>
+///   <para>Runs the job and keeps a Prometheus metrics file up to date (items by status, rate, seconds throttled by reason, running 1 or 0); point node_exporter's --collector.textfile.directory at ./textfile.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(BackfillItemResult))]
