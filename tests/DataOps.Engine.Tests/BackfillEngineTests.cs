@@ -229,6 +229,26 @@ public sealed class BackfillEngineTests
     }
 
     [Fact]
+    public async Task A_required_throttled_hook_that_fails_ends_a_held_run_at_once_with_BackfillHookFailed()
+    {
+        // The gate would hold the run for minutes; the failing required hook must end the wait, not the gate.
+        var db = await DatabaseAsync();
+        using var failing = new HookReceiver(status: 500);
+        var job = await JobAsync(db, "hook-stops", notify: [new { url = failing.Url, on = new[] { "throttled", "failure" }, required = true }]);
+        var gate = new TwoEpisodesGate(new ThrottleHold("replica lag", "replica r1 is far behind", TimeSpan.FromSeconds(1)), checks: 600);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+
+        var error = await Assert.ThrowsAsync<DataOpsException>(() => RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 1_000_000, Gates = [gate] }));
+
+        Assert.Equal("BackfillHookFailed", error.ErrorId);
+        Assert.Contains("$.notify[0] (throttled)", error.Message, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(120), $"took {watch.Elapsed}");
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.ledger"));
+        Assert.Equal("failed", db.Scalar<string>("SELECT status FROM dataops.run WHERE job_name = 'hook-stops'"));
+        Assert.Equal(["throttled", "failure"], failing.Payloads.Select(p => p.GetProperty("event").GetString()));
+    }
+
+    [Fact]
     public void The_metrics_text_escapes_label_values_and_parses()
     {
         var text = RunMetrics.Format(new MetricsSnapshot("j\\ob \"x\"\nnext", Guid.NewGuid(), 1, 2, 3, 6, 0.5,

@@ -160,7 +160,7 @@ internal sealed class RunHooks
                 problem = $"no answer within {hook.Timeout.TotalSeconds:0.###} s";
             }
         }
-        catch (Exception ex) when (ex is HttpRequestException or InvalidOperationException or UriFormatException)
+        catch (Exception ex) when (ex is HttpRequestException or InvalidOperationException or UriFormatException or NotSupportedException or ArgumentException)
         {
             problem = "failed: " + ex.Message;
         }
