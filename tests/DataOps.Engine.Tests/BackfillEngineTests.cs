@@ -4,6 +4,7 @@ using DataOps.Engine.Connections;
 using DataOps.Engine.Jobs;
 using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
+using DataOps.Tests;
 using Npgsql;
 
 namespace DataOps.Engine.Tests;
@@ -188,6 +189,97 @@ public sealed class BackfillEngineTests
         Assert.Equal(applied, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
     }
 
+    [Fact]
+    public async Task Hooks_get_one_throttled_event_per_episode_and_counts_that_match_the_ledger_and_the_metrics_file_shows_the_reason()
+    {
+        // A gate holds the run twice (before item 1 and before item 11), two checks each: two episodes, two throttled events.
+        var db = await DatabaseAsync();
+        using var hooks = new HookReceiver();
+        var job = await JobAsync(db, "hooked", notify: [new { url = hooks.Url, on = new[] { "start", "throttled", "halt", "success", "failure" } }]);
+        var metrics = Path.Combine(Output(), "dataops_backfill.prom");
+        var gate = new TwoEpisodesGate(new ThrottleHold("replica lag", "replica r1 is 48 MB behind", TimeSpan.FromMilliseconds(200)));
+
+        var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 1_000_000, Gates = [gate], MetricsPath = metrics });
+
+        Assert.Equal(Items, results.Count(r => r.Status == BackfillItemStatus.Applied));
+        var events = hooks.Payloads.Select(p => p.GetProperty("event").GetString()).ToList();
+        Assert.Equal(["start", "throttled", "throttled", "halt", "success"], events);
+        var throttled = hooks.Payloads.Where(p => p.GetProperty("event").GetString() == "throttled").ToList();
+        Assert.All(throttled, p => Assert.Equal(("replica lag", "replica r1 is 48 MB behind"), (p.GetProperty("reason").GetString(), p.GetProperty("detail").GetString())));
+        Assert.Equal(0, throttled[0].GetProperty("counts").GetProperty("applied").GetInt32());
+        Assert.InRange(throttled[1].GetProperty("counts").GetProperty("applied").GetInt32(), 1, 10);
+
+        var success = hooks.Payloads[^1];
+        var ledger = db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{results[0].RunId}' AND status = 'applied'");
+        Assert.Equal(ledger, success.GetProperty("counts").GetProperty("applied").GetInt64());
+        Assert.Equal(Items, success.GetProperty("counts").GetProperty("total").GetInt32());
+        Assert.Equal(0, success.GetProperty("counts").GetProperty("failed").GetInt32());
+        Assert.Equal(results[0].RunId.ToString(), success.GetProperty("runId").GetString());
+        Assert.Equal("completed", success.GetProperty("outcome").GetString());
+        Assert.EndsWith("backfill_summary.md", success.GetProperty("summary").GetString(), StringComparison.Ordinal);
+        Assert.True(success.GetProperty("throttledSeconds").GetProperty("replica lag").GetDouble() >= 0.7);
+
+        var samples = PrometheusText.Parse(File.ReadAllText(metrics));
+        Assert.Equal(0, samples.Single(x => x.Name == "dataops_backfill_running").Value);
+        Assert.Equal(Items, samples.Single(x => x.Name == "dataops_backfill_items_total" && x.Labels["status"] == "applied").Value);
+        Assert.Equal(Items, samples.Single(x => x.Name == "dataops_backfill_items_planned").Value);
+        Assert.True(samples.Single(x => x.Name == "dataops_backfill_throttled_seconds_total" && x.Labels["reason"] == "replica lag").Value >= 0.7);
+        Assert.All(samples, x => Assert.Equal(("hooked", results[0].RunId.ToString()), (x.Labels["job"], x.Labels["run_id"])));
+        Assert.False(File.Exists(metrics + ".tmp"));
+    }
+
+    [Fact]
+    public async Task A_required_throttled_hook_that_fails_ends_a_held_run_at_once_with_BackfillHookFailed()
+    {
+        // The gate would hold the run for minutes; the failing required hook must end the wait, not the gate.
+        var db = await DatabaseAsync();
+        using var failing = new HookReceiver(status: 500);
+        var job = await JobAsync(db, "hook-stops", notify: [new { url = failing.Url, on = new[] { "throttled", "failure" }, required = true }]);
+        var gate = new TwoEpisodesGate(new ThrottleHold("replica lag", "replica r1 is far behind", TimeSpan.FromSeconds(1)), checks: 600);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+
+        var error = await Assert.ThrowsAsync<DataOpsException>(() => RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 1_000_000, Gates = [gate] }));
+
+        Assert.Equal("BackfillHookFailed", error.ErrorId);
+        Assert.Contains("$.notify[0] (throttled)", error.Message, StringComparison.Ordinal);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(120), $"took {watch.Elapsed}");
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.ledger"));
+        Assert.Equal("failed", db.Scalar<string>("SELECT status FROM dataops.run WHERE job_name = 'hook-stops'"));
+        Assert.Equal(["throttled", "failure"], failing.Payloads.Select(p => p.GetProperty("event").GetString()));
+    }
+
+    [Fact]
+    public void The_metrics_text_escapes_label_values_and_parses()
+    {
+        var text = RunMetrics.Format(new MetricsSnapshot("j\\ob \"x\"\nnext", Guid.NewGuid(), 1, 2, 3, 6, 0.5,
+            new Dictionary<string, TimeSpan> { ["custom \"lag\""] = TimeSpan.FromSeconds(1.5) }, Running: true));
+
+        var samples = PrometheusText.Parse(text);
+        Assert.All(samples, x => Assert.Equal("j\\ob \"x\"\nnext", x.Labels["job"]));
+        Assert.Equal(1.5, samples.Single(x => x.Labels.GetValueOrDefault("reason") == "custom \"lag\"").Value);
+        Assert.Contains("job=\"j\\\\ob \\\"x\\\"\\nnext\"", text, StringComparison.Ordinal);
+    }
+
+    /// <summary>Holds before the first item and before the eleventh, <c>checks</c> checks each, then lets the run go on.</summary>
+    private sealed class TwoEpisodesGate(ThrottleHold hold, int checks = 2) : IThrottleGate
+    {
+        private readonly int[] _held = new int[2];
+        private int _passes;
+
+        public ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct)
+        {
+            var episode = _passes == 0 ? 0 : _passes == 10 ? 1 : -1;
+            if (episode >= 0 && _held[episode] < checks)
+            {
+                _held[episode]++;
+                return ValueTask.FromResult<ThrottleHold?>(hold);
+            }
+
+            _passes++;
+            return ValueTask.FromResult<ThrottleHold?>(null);
+        }
+    }
+
     private static void AssertEachItemAppliedOnce(DatabaseFixture db, Guid runId)
     {
         Assert.Equal((long)Items, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
@@ -256,7 +348,7 @@ public sealed class BackfillEngineTests
         return db;
     }
 
-    private static async Task<ValidatedJob> JobAsync(DatabaseFixture db, string name, string? faultStep = null, string verify = "SELECT v = 1 FROM t WHERE id = @key::int", int maxConcurrency = 1, int items = Items)
+    private static async Task<ValidatedJob> JobAsync(DatabaseFixture db, string name, string? faultStep = null, string verify = "SELECT v = 1 FROM t WHERE id = @key::int", int maxConcurrency = 1, int items = Items, object[]? notify = null)
     {
         var steps = new List<object>();
         if (faultStep is not null)
@@ -275,6 +367,7 @@ public sealed class BackfillEngineTests
             capture = new[] { new { table = "public.t", where = "id = @key::int" } },
             steps,
             verify,
+            notify = notify ?? [],
         }));
         return await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
     }

@@ -59,6 +59,34 @@ public sealed class JobSchemaAgreementTests
     }
 
     [Fact]
+    public void A_job_with_every_notify_and_metrics_field_is_valid_for_the_schema_and_the_validator()
+    {
+        var variable = "DATAOPS_TEST_HOOK_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        var path = SampleJobs.With(job =>
+        {
+            job["notify"] = System.Text.Json.Nodes.JsonNode.Parse($$"""
+                [ { "url": "https://hooks.example/backfill", "on": ["start", "throttled", "halt", "success", "failure"],
+                    "headers": { "Authorization": "Bearer {env:{{variable}}}", "X-Team": "data" }, "required": true, "timeout": "2500ms" },
+                  { "url": "{env:{{variable}}}/path", "on": ["failure"] } ]
+                """);
+            job["metrics"] = new System.Text.Json.Nodes.JsonObject { ["path"] = "metrics/dataops_backfill.prom" };
+        });
+        Assert.True(SchemaAccepts(File.ReadAllText(path)), $"{path}: the schema refuses it");
+        Environment.SetEnvironmentVariable(variable, "http://127.0.0.1:9");
+        try
+        {
+            using var s = new PsSession();
+            s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Prism") });
+            var r = s.Run("Invoke-Backfill -Job $job -WhatIf", new Hashtable { ["job"] = path });
+            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(variable, null);
+        }
+    }
+
+    [Fact]
     public void A_plan_written_by_Test_ProdHealth_is_valid_for_the_schema()
     {
         using var s = new PsSession();

@@ -86,6 +86,8 @@ BeforeAll {
         'Invoke-Backfill#1'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; './runs/results-v1.2.1' | Should -Exist } }
         'Invoke-Backfill#2'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty } }
         'Invoke-Backfill#3'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeFalse } }
+        'Invoke-Backfill#4'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; $prom = Get-Content ./textfile/dataops_backfill.prom -Raw
+                                                     $prom | Should -Match '(?m)^# TYPE dataops_backfill_items_total counter$'; $prom | Should -Match "(?m)^dataops_backfill_items_total\{job=`"results-v1.2.1`",run_id=`"[0-9a-f-]+`",status=`"applied`"\} $(@($o).Count)$"; $prom | Should -Match '(?m)^dataops_backfill_running\{[^}]*\} 0$' } }
         'New-PrismSampleData#1'       = @{ Setup = { New-PrismSampleData -Sessions 1 -Seed 1 -Reset | Out-Null }; Check = { param($o) ($o | Where-Object Sessions).Sessions | Should -Be 200 } }
         'New-PrismSampleData#3'       = @{ Check = { param($o) ($o | Out-String) | Should -Match 'Pending' } }
         'New-ScriptExecutionSeed#1'   = @{ Cleanup = { Stop-DataOpsSandbox -Name default -Remove -Confirm:$false }

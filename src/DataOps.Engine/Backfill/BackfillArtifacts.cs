@@ -121,6 +121,9 @@ internal sealed class BackfillArtifacts : IDisposable
 
     private const string BatchTail = "\n]}\n";
 
+    /// <summary>A line for the summary (a hook that failed, for example); already redacted.</summary>
+    public void Note(string note) => _notes.Add(note);
+
     /// <summary>Writes the closing files. <paramref name="outcome"/> is completed, stopped or failed.</summary>
     public void Finish(string outcome, string? reason, bool dryRun)
     {

@@ -139,6 +139,15 @@ public sealed record BackfillOptions
     /// <summary>Secrets already resolved by the caller (it checked them before anything ran).</summary>
     public IReadOnlyDictionary<string, string>? ResolvedSecrets { get; init; }
 
+    /// <summary>
+    /// The Prometheus text file (node_exporter textfile collector) the run rewrites about once a second and at its end;
+    /// null: the job file's $.metrics.path, else none.
+    /// </summary>
+    public string? MetricsPath { get; init; }
+
+    /// <summary>Reasons to wait the run asks before each item, besides the rate (tests hold a run with one).</summary>
+    internal IReadOnlyList<IThrottleGate>? Gates { get; init; }
+
     /// <summary>Hides secret values from every message; shared with the run log.</summary>
     public Logging.SecretRedactor? Redactor { get; init; }
 }

@@ -44,20 +44,42 @@ internal sealed class BackfillRunState
     private string _outcome = "stopped";
     private string? _reason;
     private Exception? _error;
+    private readonly RunHooks _hooks;
+    private readonly SecretRedactor _redactor;
+    private readonly CancellationTokenSource _halt = new();
+    private RunMetrics? _metrics;
+    private Throttle? _throttle;
+    private DataOpsException? _hookFailure;
     private int _failures;
+    private int _applied;
     private int _skipped;
     private int _done;
     private volatile bool _stopped;
     private volatile string? _stopReason;
     private bool _aborted;
     private readonly CancellationTokenSource _stopRequested = new();
+    private volatile bool _finished;
 
     private BackfillRunState(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log, IOperationObserver observer,
         IReadOnlyList<string> keys, HashSet<string> applied, BackfillArtifacts artifacts)
     {
         (_job, _options, _lease, _log, _observer, _artifacts) = (job, options, lease, log, observer, artifacts);
         (Keys, Applied) = (keys, applied);
+        _redactor = options.Redactor ?? new SecretRedactor();
+        var secrets = job.Job.Notify.Count == 0 ? new Dictionary<string, string>()
+            : options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), _redactor);
+        _hooks = new RunHooks(job.Job.Notify, secrets, _redactor, log, observer);
+        _hooks.RequiredFailed += ex =>
+        {
+            // A required hook failed while the run went on (throttled): no new item starts, and a wait in progress ends now.
+            Stop("stopped: " + ex.Message);
+            _hookFailure ??= ex;
+            _halt.Cancel();
+        };
     }
+
+    /// <summary>Cancelled when a required hook fails mid-run: the scheduler's token, so a throttled wait ends too.</summary>
+    public CancellationToken Halt => _halt.Token;
 
     public Guid RunId => _lease.RunId;
 
@@ -131,7 +153,13 @@ internal sealed class BackfillRunState
                 await BackfillRunFiles.CompleteAbandonedAsync(connection, job.Job.Name, lease.RunId, lease.Abandoned, log, ct).ConfigureAwait(false);
             }
 
-            return new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts);
+            var run = new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts);
+            if ((options.MetricsPath ?? job.Job.MetricsPath) is { } metrics)
+            {
+                run._metrics = new RunMetrics(metrics, () => run.Metrics(running: true), log, observer);
+            }
+
+            return run;
         }
         catch (Exception ex)
         {
@@ -144,6 +172,7 @@ internal sealed class BackfillRunState
 
     public void LogStart(Throttle throttle, GroupExecutor? groups)
     {
+        _throttle = throttle;
         _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
             RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
         var (lockTimeout, lockRetries) = (_options.LockTimeoutFor(_job.Job), _options.LockRetriesFor(_job.Job));
@@ -171,6 +200,7 @@ internal sealed class BackfillRunState
                 foreach (var (_, result, restore) in batch)
                 {
                     _skipped += result.Status == BackfillItemStatus.Skipped ? 1 : 0;
+                    _applied += result.Status is BackfillItemStatus.Applied or BackfillItemStatus.WouldApply ? 1 : 0;
                     _failures += result.Status == BackfillItemStatus.Failed ? 1 : 0;
                     _artifacts.Add(result, restore);
                     _done++;
@@ -210,6 +240,12 @@ internal sealed class BackfillRunState
         }
 
         _log.Information("Run {RunId} waits ({Reason}): {Detail}", RunId, hold.Reason, hold.Detail);
+        if (hold.Reason != ItemExecutor.LockReason)
+        {
+            // Once per episode (the throttle tells once per reason); a lock wait is one item's, not the run's.
+            _hooks.Enqueue("throttled", Payload("throttled", hold));
+        }
+
         _observer.Progress(new OperationProgress($"Backfill {Name}", $"{done} of {Keys.Count} items; waiting ({hold.Reason}): {hold.Detail}", (int)(done * 100L / Math.Max(Keys.Count, 1))));
     }
 
@@ -227,6 +263,28 @@ internal sealed class BackfillRunState
         {
             Stop($"stopped after {_failures} failed items (-MaxFailures {_options.MaxFailures})");
         }
+    }
+
+    /// <summary>
+    /// Sends the start event before the first item. False when a required hook failed: the run applies
+    /// nothing and ends failed with BackfillHookFailed.
+    /// </summary>
+    public async Task<bool> StartHooksAsync()
+    {
+        if (!_hooks.Wants("start"))
+        {
+            return true;
+        }
+
+        await _hooks.SendAsync("start", Payload("start", null)).ConfigureAwait(false);
+        if (_hooks.RequiredFailure is { } failed)
+        {
+            _hookFailure ??= failed;
+            Stop("did not start: " + failed.Message);
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>The exception that ended the stream of batches, for the run's outcome.</summary>
@@ -265,6 +323,12 @@ internal sealed class BackfillRunState
         }
 
         _observer.Progress(new OperationProgress($"Backfill {Name}", "Done", Completed: true));
+        await SendClosingHooksAsync().ConfigureAwait(false);
+        foreach (var failure in _hooks.Failures)
+        {
+            _artifacts.Note(failure);
+        }
+
         DataOpsException? unwritten = null;
         try
         {
@@ -282,7 +346,18 @@ internal sealed class BackfillRunState
         }
         finally
         {
-            await _lease.EndAsync(_outcome, JsonSerializer.Serialize(new { reason = _reason, failures = _failures, skipped = _skipped, directory = _artifacts.Directory })).ConfigureAwait(false);
+            _finished = true;
+            try
+            {
+                await _lease.EndAsync(_outcome, JsonSerializer.Serialize(new { reason = _reason, failures = _failures, skipped = _skipped, directory = _artifacts.Directory })).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (_metrics is not null)
+                {
+                    await _metrics.DisposeAsync().ConfigureAwait(false);
+                }
+            }
         }
 
         if (unwritten is not null)
@@ -304,10 +379,81 @@ internal sealed class BackfillRunState
         {
             _observer.Warning(ending);
         }
+
+        if (_hookFailure is not null)
+        {
+            throw _hookFailure;
+        }
+    }
+
+    /// <summary>
+    /// The queued events first, then halt (a completed run halts for review) and success (completed,
+    /// no failed item) or failure. A required closing hook that fails makes the run failed.
+    /// </summary>
+    private async Task SendClosingHooksAsync()
+    {
+        await _hooks.DrainAsync().ConfigureAwait(false);
+        if (_outcome == "completed")
+        {
+            await _hooks.SendAsync("halt", Payload("halt", null)).ConfigureAwait(false);
+        }
+
+        var end = _outcome == "completed" && _failures == 0 ? "success" : "failure";
+        await _hooks.SendAsync(end, Payload(end, null)).ConfigureAwait(false);
+        if (_hookFailure is null && _hooks.RequiredFailure is { } failed)
+        {
+            _hookFailure = failed;
+            (_outcome, _reason) = ("failed", _outcome == "completed" ? failed.Message : $"{_reason}; {failed.Message}");
+        }
+    }
+
+    /// <summary>An event's JSON payload, redacted: the run's counts, rate and throttled time, and what the event is about.</summary>
+    private string Payload(string eventName, ThrottleHold? hold)
+    {
+        var m = Metrics(running: eventName is "start" or "throttled");
+        var closing = eventName is "halt" or "success" or "failure";
+        var payload = new Dictionary<string, object?>
+        {
+            ["event"] = eventName, ["job"] = Name, ["runId"] = RunId, ["host"] = Environment.MachineName, ["dryRun"] = _options.DryRun,
+            ["counts"] = new Dictionary<string, long> { ["applied"] = m.Applied, ["failed"] = m.Failed, ["skipped"] = m.Skipped, ["total"] = m.Planned },
+            ["rate"] = Math.Round(m.Rate, 3),
+            ["throttledSeconds"] = m.Throttled.ToDictionary(t => t.Key, t => Math.Round(t.Value.TotalSeconds, 3), StringComparer.Ordinal),
+        };
+        if (hold is not null)
+        {
+            (payload["reason"], payload["detail"]) = (hold.Reason, hold.Detail);
+        }
+
+        if (closing)
+        {
+            (payload["outcome"], payload["outcomeReason"], payload["summary"]) = (_outcome, _reason, _artifacts.SummaryPath);
+        }
+
+        payload["timestamp"] = DateTimeOffset.UtcNow;
+        return _redactor.Redact(JsonSerializer.Serialize(payload));
+    }
+
+    /// <summary>The counts for the metrics file and the hooks.</summary>
+    private MetricsSnapshot Metrics(bool running)
+    {
+        int applied, failed, skipped;
+        lock (_gate)
+        {
+            (applied, failed, skipped) = (_applied, _failures, _skipped);
+        }
+
+        var rate = (applied + failed) / Math.Max(_watch.Elapsed.TotalSeconds, 1e-3);
+        return new MetricsSnapshot(Name, RunId, applied, failed, skipped, Keys.Count, rate,
+            _throttle?.HeldTime ?? new Dictionary<string, TimeSpan>(), running && !_finished);
     }
 
     private void Stop(string reason)
     {
+        if (_stopped)
+        {
+            return;
+        }
+
         _stopped = true;
         (_outcome, _reason) = ("failed", reason);
         _log.Warning("Run {RunId} {Reason}", RunId, reason);

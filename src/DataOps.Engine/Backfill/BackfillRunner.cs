@@ -167,15 +167,23 @@ public static partial class BackfillRunner
         var control = new RunControl(connection, run, abort, log);
 
         // Disposed after the control's poller has stopped (the finally below), which may still set its rate.
-        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control]);
+        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. options.Gates ?? []]);
         try
         {
             throttle.HoldChanged += run.Held;
             control.Start(throttle);
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);
+            if (!await run.StartHooksAsync().ConfigureAwait(false))
+            {
+                // A required start hook failed: nothing is applied; FinishAsync ends the run failed and throws BackfillHookFailed.
+                yield break;
+            }
+
+            // A required hook that fails mid-run cancels the scheduler (a throttled wait too); FinishAsync throws its error.
+            using var halt = CancellationTokenSource.CreateLinkedTokenSource(abort.Token, run.Halt);
             var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held }, groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
-            await foreach (var batch in Observed(scheduler.RunAsync(abort.Token), run.Failed, () => abort.IsCancellationRequested && !ct.IsCancellationRequested).ConfigureAwait(false))
+            await foreach (var batch in Observed(scheduler.RunAsync(halt.Token), run.Failed, () => abort.IsCancellationRequested && !ct.IsCancellationRequested).ConfigureAwait(false))
             {
                 run.Record(batch);
                 foreach (var item in batch)

@@ -32,9 +32,12 @@ public static partial class HttpSteps
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
         var missing = new List<string>();
-        foreach (var step in job.Steps.Where(s => s.Http is not null))
+        // The job's HTTP steps and its $.notify hooks (url and headers) may name secrets.
+        var users = job.Steps.Where(s => s.Http is not null).Select(s => (s.Path, Texts: Texts(s.Http!)))
+            .Concat(job.Notify.Select(h => (h.Path, Texts: (IEnumerable<string>)[h.Url, .. h.Headers.Values])));
+        foreach (var step in users)
         {
-            foreach (var (kind, name) in Texts(step.Http!).SelectMany(SecretNames).Distinct())
+            foreach (var (kind, name) in step.Texts.SelectMany(SecretNames).Distinct())
             {
                 var token = $"{{{kind}:{name}}}";
                 var value = kind == "env" ? Environment.GetEnvironmentVariable(name) : credentials.GetValueOrDefault(name);
@@ -151,7 +154,11 @@ public static partial class HttpSteps
         }
     }
 
-    private static string RedactQuery(string url) => url.Contains('?', StringComparison.Ordinal) ? url[..url.IndexOf('?', StringComparison.Ordinal)] + "?..." : url;
+    /// <summary>A hook's URL or header with its secrets filled in (no @key or @parameters: a hook belongs to no item).</summary>
+    internal static string FillSecrets(string template, IReadOnlyDictionary<string, string> secrets, bool url) =>
+        Fill(template, string.Empty, new Dictionary<string, object?>(), secrets, url ? Uri.EscapeDataString : v => v, leadingSecretAsIs: url);
+
+    internal static string RedactQuery(string url) => url.Contains('?', StringComparison.Ordinal) ? url[..url.IndexOf('?', StringComparison.Ordinal)] + "?..." : url;
 
     private static string Fill(string template, string key, IReadOnlyDictionary<string, object?> parameters, IReadOnlyDictionary<string, string> secrets, Func<string, string> encode, bool leadingSecretAsIs = false)
     {

@@ -19,6 +19,9 @@ namespace DataOps.Engine.Backfill;
 /// </summary>
 internal sealed class ItemExecutor
 {
+    /// <summary>The reason a lock wait is reported under (per item, not a throttle episode of the run).</summary>
+    internal const string LockReason = "lock";
+
     private readonly ValidatedJob _job;
     private readonly DataOpsConnection _connection;
     private readonly JobLease _lease;
@@ -95,7 +98,7 @@ internal sealed class ItemExecutor
         void Waits(string blocker)
         {
             waited = true;
-            Waiting?.Invoke(new ThrottleHold("lock", $"item {key} (attempt {wait.Attempts} of {maxAttempts}) waits for {blocker}", TimeSpan.Zero));
+            Waiting?.Invoke(new ThrottleHold(LockReason, $"item {key} (attempt {wait.Attempts} of {maxAttempts}) waits for {blocker}", TimeSpan.Zero));
         }
 
         var context = ResilienceContextPool.Shared.Get(ct);

@@ -14,6 +14,24 @@ public sealed record HttpStep(
     string Method, string Url, IReadOnlyDictionary<string, string> Headers, string? BodyTemplate,
     IReadOnlyList<int> ExpectStatus, TimeSpan Timeout, int Retries);
 
+/// <summary>
+/// A $.notify entry: the run POSTs a JSON payload to <paramref name="Url"/> on each of its
+/// <paramref name="Events"/> (start, throttled, halt, success, failure). A failing hook is reported;
+/// a <paramref name="Required"/> one stops the run (BackfillHookFailed). Url and header values may
+/// name {env:NAME} and {credential:NAME} secrets.
+/// </summary>
+public sealed record NotifyHook(string Url, IReadOnlyList<string> Events, IReadOnlyDictionary<string, string> Headers, bool Required, TimeSpan Timeout, string Path)
+{
+    /// <summary>The events a hook can be sent on, in the order a run can send them.</summary>
+    public static readonly string[] EventNames = ["start", "throttled", "halt", "success", "failure"];
+
+    public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(5);
+
+    public static readonly TimeSpan MinTimeout = TimeSpan.FromMilliseconds(100);
+
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromSeconds(60);
+}
+
 /// <summary>A parsed, structurally valid job file (version 1). Database checks come later (<see cref="JobValidator"/>).</summary>
 public sealed partial class BackfillJob
 {
@@ -57,6 +75,12 @@ public sealed partial class BackfillJob
     public const int MinLockRetries = 0;
 
     public const int MaxLockRetries = 20;
+
+    /// <summary>$.notify: the hooks a run POSTs its events to (empty: none).</summary>
+    public IReadOnlyList<NotifyHook> Notify { get; init; } = [];
+
+    /// <summary>$.metrics.path, resolved against the job file's folder: the Prometheus text file a run keeps up to date; null: none (Invoke-Backfill -MetricsPath overrides it).</summary>
+    public string? MetricsPath { get; init; }
 
     public required IReadOnlyList<CaptureSpec> Capture { get; init; }
 

@@ -9,7 +9,7 @@ namespace DataOps.Engine.Jobs;
 /// </summary>
 public static partial class JobFile
 {
-    private static readonly string[] TopLevel = ["$schema", "version", "name", "description", "parameters", "items", "throttle", "lockTimeout", "lockRetries", "capture", "steps", "verify", "soak", "health", "fingerprint"];
+    private static readonly string[] TopLevel = ["$schema", "version", "name", "description", "parameters", "items", "throttle", "lockTimeout", "lockRetries", "capture", "steps", "verify", "soak", "health", "fingerprint", "notify", "metrics"];
 
     public static BackfillJob Load(string path)
     {
@@ -163,6 +163,24 @@ public static partial class JobFile
         }
 
         var (lockTimeout, lockRetries) = LockSettings(root, problems);
+        var notify = ParseNotify(root, problems);
+        string? metricsPath = null;
+        if (root.TryGetProperty("metrics", out var metrics))
+        {
+            Unknown(metrics, "$.metrics", ["path"], problems);
+            var given = String(metrics, "path", "$.metrics", problems, required: true);
+            if (given is not null)
+            {
+                try
+                {
+                    metricsPath = Path.GetFullPath(given, Path.GetDirectoryName(path) ?? Directory.GetCurrentDirectory());
+                }
+                catch (Exception ex) when (ex is ArgumentException or NotSupportedException or PathTooLongException)
+                {
+                    problems.Add($"$.metrics.path: '{given}' is not a usable file path: {ex.Message}");
+                }
+            }
+        }
 
         var capture = new List<CaptureSpec>();
         if (!root.TryGetProperty("capture", out var cs) || cs.ValueKind != JsonValueKind.Array || cs.GetArrayLength() == 0)
@@ -238,7 +256,7 @@ public static partial class JobFile
         var job = new BackfillJob
         {
             Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
-            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, LockTimeout = lockTimeout, LockRetries = lockRetries, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, LockTimeout = lockTimeout, LockRetries = lockRetries, Notify = notify, MetricsPath = metricsPath, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
             Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
@@ -307,6 +325,129 @@ public static partial class JobFile
             ? Int(root, "lockRetries", "$", BackfillJob.MinLockRetries, BackfillJob.MaxLockRetries, BackfillJob.DefaultLockRetries, problems)
             : null;
         return (timeout, retries);
+    }
+
+    /// <summary>
+    /// $.notify: a list of { url, on, headers, required, timeout }. The url is an absolute http:// or
+    /// https:// URL (or starts with an {env:NAME} secret); on lists known event names; headers may name
+    /// secrets; timeout is a duration from 100ms to 60s (default 5s).
+    /// </summary>
+    private static List<NotifyHook> ParseNotify(JsonElement root, List<string> problems)
+    {
+        var hooks = new List<NotifyHook>();
+        if (!root.TryGetProperty("notify", out var list))
+        {
+            return hooks;
+        }
+
+        if (list.ValueKind != JsonValueKind.Array)
+        {
+            problems.Add("$.notify: must be a list of { \"url\": ..., \"on\": [...] }.");
+            return hooks;
+        }
+
+        var i = 0;
+        foreach (var n in list.EnumerateArray())
+        {
+            var at = $"$.notify[{i++}]";
+            Unknown(n, at, ["url", "on", "headers", "required", "timeout"], problems);
+            if (n.ValueKind != JsonValueKind.Object)
+            {
+                continue;
+            }
+
+            var url = String(n, "url", at, problems, required: true);
+            if (url is not null && !(url.StartsWith("{env:", StringComparison.Ordinal)
+                || (Uri.TryCreate(url, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))))
+            {
+                problems.Add($"{at}.url: '{url}' must be an absolute http:// or https:// URL (or start with an {{env:NAME}} secret).");
+            }
+
+            var events = new List<string>();
+            if (!n.TryGetProperty("on", out var on) || on.ValueKind != JsonValueKind.Array || on.GetArrayLength() == 0)
+            {
+                problems.Add($"{at}.on: required: a non-empty list of events ({string.Join(", ", NotifyHook.EventNames)}).");
+            }
+            else
+            {
+                foreach (var e in on.EnumerateArray())
+                {
+                    var name = e.ValueKind == JsonValueKind.String ? e.GetString()! : e.GetRawText();
+                    if (!NotifyHook.EventNames.Contains(name, StringComparer.Ordinal))
+                    {
+                        problems.Add($"{at}.on: '{name}' is not an event (known: {string.Join(", ", NotifyHook.EventNames)}).");
+                    }
+                    else if (events.Contains(name, StringComparer.Ordinal))
+                    {
+                        problems.Add($"{at}.on: '{name}' is given more than once.");
+                    }
+                    else
+                    {
+                        events.Add(name);
+                    }
+                }
+            }
+
+            var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+            if (n.TryGetProperty("headers", out var h))
+            {
+                if (h.ValueKind != JsonValueKind.Object)
+                {
+                    problems.Add($"{at}.headers: must be an object of name: value.");
+                }
+                else
+                {
+                    foreach (var p in h.EnumerateObject())
+                    {
+                        if (p.Value.ValueKind == JsonValueKind.String)
+                        {
+                            headers[p.Name] = p.Value.GetString()!;
+                        }
+                        else
+                        {
+                            problems.Add($"{at}.headers.{p.Name}: must be a string.");
+                        }
+                    }
+                }
+            }
+
+            var required = false;
+            if (n.TryGetProperty("required", out var r))
+            {
+                if (r.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                {
+                    required = r.GetBoolean();
+                }
+                else
+                {
+                    problems.Add($"{at}.required: must be true or false; got {r.GetRawText()}.");
+                }
+            }
+
+            var timeout = NotifyHook.DefaultTimeout;
+            if (n.TryGetProperty("timeout", out var t))
+            {
+                if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
+                {
+                    problems.Add($"{at}.timeout: {t.GetRawText()} is not a duration (for example 5s, 500ms); give 100ms to 60s.");
+                }
+                else if (parsed < NotifyHook.MinTimeout || parsed > NotifyHook.MaxTimeout)
+                {
+                    problems.Add($"{at}.timeout: {t.GetRawText()} is out of range: give 100ms to 60s.");
+                }
+                else
+                {
+                    timeout = parsed;
+                }
+            }
+
+            if (url is not null)
+            {
+                hooks.Add(new NotifyHook(url, events, headers, required, timeout, at));
+            }
+        }
+
+        return hooks;
     }
 
     private static HttpStep? ParseHttp(JsonElement s, string at, Dictionary<string, object?> parameters, List<string> problems)

@@ -31,6 +31,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// bucket: never more than -ItemsPerMinute (default: the job's, else 20; 0 turns it off). Results stream as one object per item.
 /// Files go to OutputDirectory/job/runId: backfill_summary.md, backfill_logs/execution_results.json, batch_NNN.json and
 /// rollback_YYYY-MM-DD.sql (psql -v ON_ERROR_STOP=1 -f). The run then halts for review; nothing starts the next phase.</para>
+/// <para type="description">The job file's notify hooks receive a JSON POST on start, throttled (once per episode), halt, success and
+/// failure, with the run's counts; a failing hook is a warning, and a required one stops the run (BackfillHookFailed). -MetricsPath (or
+/// the job file's metrics.path) keeps a Prometheus text file up to date while the run goes on.</para>
 /// <para type="description">-WhatIf lists the items and steps without touching data. -DryRun runs every item and rolls it back, reporting
 /// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false; -Force
 /// only skips that question, it never changes what the run does.</para>
@@ -49,6 +52,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -Connection $prod -WhatIf</code>
 ///   <para>Lists the items and steps a run would apply on production, changing nothing.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -OutputDirectory ./runs -MetricsPath ./textfile/dataops_backfill.prom</code>
+///   <para>Runs the job and keeps a Prometheus metrics file up to date (items by status, rate, seconds throttled by reason, running 1 or 0); point node_exporter's --collector.textfile.directory at ./textfile.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(BackfillItemResult))]
@@ -76,6 +83,17 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     /// <summary>Where the run's files go (a folder per job and run). Default: ./backfill-runs.</summary>
     [Parameter]
     public string OutputDirectory { get; set; } = "backfill-runs";
+
+    /// <summary>
+    /// A Prometheus text-format file the run keeps up to date for node_exporter's textfile collector (point its
+    /// --collector.textfile.directory at the folder; the name must end in .prom): items applied, failed and skipped
+    /// (dataops_backfill_items_total), items planned, the rate, seconds throttled by reason, whether the run is going on, and
+    /// when the file was written. It is rewritten about once a second and at the end (running 0, the final counts), each time
+    /// through a temporary file renamed over it. Overrides the job file's metrics.path.
+    /// </summary>
+    /// <default>the job file's metrics.path, else none</default>
+    [Parameter]
+    public string? MetricsPath { get; set; }
 
     /// <summary>Stop the run after this many failed items. Default: 5.</summary>
     [Parameter]
@@ -175,7 +193,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         var options = new BackfillOptions
         {
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, LockRetries = LockRetries, Reapply = Reapply, DryRun = DryRun,
-            ResolvedSecrets = secrets, Redactor = redactor,
+            ResolvedSecrets = secrets, Redactor = redactor, MetricsPath = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath),
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
