@@ -28,6 +28,7 @@ BeforeAll {
         'Undo-Backfill#1'          = 'names a placeholder run id and asks for confirmation; example 2 runs the same undo'
         'Export-BackfillRollback#1' = 'names a placeholder run id; example 2 exports real runs, and the xUnit kill -9 test runs an exported script with psql'
         'Watch-StagingSoak#1'      = "watches for the job's configured six hours"
+        'Invoke-Backfill#4'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a

@@ -54,13 +54,13 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Rehearses every item in rolled-back transactions and shows the items that would fail.</para>
 /// </example>
 /// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -Connection $prod -WhatIf</code>
+///   <para>Lists the items and steps a run would apply on production, changing nothing.</para>
+/// </example>
+/// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -MaxReplicaLag 16MB -MaxRetainedWal 1GB -Verbose</code>
 ///   <para>Waits whenever a standby's replay falls more than 16 MB behind the primary, or replication slots keep more than 1 GB of WAL;
 ///   -Verbose and the progress bar say which standby is how far behind. Get-BackfillRun shows the time waited per reason afterwards.</para>
-/// </example>
-/// <example>
-///   <code>Invoke-Backfill -Job ./fix.job.json -Connection $prod -WhatIf</code>
-///   <para>Lists the items and steps a run would apply on production, changing nothing.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(BackfillItemResult))]
