@@ -265,6 +265,70 @@ public sealed class ThrottleSignalTests(ReplicaSandboxFixture sandbox, ITestOutp
         Assert.All(results, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
     }
 
+    [Fact]
+    public async Task A_soak_reads_the_same_signals_as_checks_Go_while_the_standby_keeps_up_and_NoGo_while_its_replay_is_paused()
+    {
+        var db = sandbox.Primary;
+        var table = Table(db, "soaked", 3);
+        var path = Path.Combine(Output(), "soak.job.json");
+        File.WriteAllText(path, JsonSerializer.Serialize(new
+        {
+            version = 1,
+            name = "soak-" + Suffix(),
+            items = new { keys = new[] { "1" } },
+            capture = new[] { new { table, where = "id = @key::int" } },
+            steps = new[] { new { sql = $"UPDATE {table} SET v = 1 WHERE id = @key::int" } },
+            verify = $"SELECT v = 1 FROM {table} WHERE id = @key::int",
+            soak = new
+            {
+                duration = "1500ms", interval = "250ms",
+                checks = new object[]
+                {
+                    new { name = "replica lag", signal = "replicaLag", expect = new { atMost = "1MB" } },
+                    new { name = "replay lag", signal = "replicaLag", expect = new { atMost = "30s" } },
+                    new { name = "slots", signal = "retainedWal", expect = new { atMost = "64MB" } },
+                    new { name = "lock waiters", signal = "lockWaiters", expect = new { atMost = 5 } },
+                },
+            },
+        }));
+        var job = JobFile.Load(path);
+        var spec = Soak.SoakSpecParser.Parse(job);
+        Assert.Equal(SignalUnit.Seconds, spec.Checks[1].Signal!.Unit);
+
+        var healthy = await SoakAsync(job, spec, db);
+        output.WriteLine(healthy.ToString());
+        Assert.Equal(Soak.SoakVerdict.Go, healthy.Verdict);
+        Assert.All(healthy.Checks, c => Assert.Equal(c.Samples, c.Passes));
+
+        Sql.Execute(sandbox.Standby, "SELECT pg_wal_replay_pause()");
+        try
+        {
+            await EventuallyAsync(() => Sql.Scalar<bool>(sandbox.Standby, "SELECT pg_get_wal_replay_pause_state() = 'paused'"), "replay pauses");
+            Sql.Execute(db, "CREATE TABLE IF NOT EXISTS filler (v text); INSERT INTO filler SELECT repeat('z', 500) FROM generate_series(1, 8000)");
+            var lagging = await SoakAsync(job, spec, db);
+            output.WriteLine(lagging.ToString());
+            Assert.Equal(Soak.SoakVerdict.NoGo, lagging.Verdict);
+            var lag = lagging.Checks.Single(c => c.Check == "replica lag");
+            Assert.True(lag.Failures > 0 && lag.Max > 1024 * 1024, $"{lag.Failures} failures, max {lag.Max}");
+        }
+        finally
+        {
+            Sql.Execute(sandbox.Standby, "SELECT pg_wal_replay_resume()");
+        }
+    }
+
+    private static async Task<Soak.SoakReport> SoakAsync(BackfillJob job, Soak.SoakSpec spec, DataOpsConnection db)
+    {
+        using var log = RunLog.Open("signal-soak", NullObserver.Instance, directory: Path.Combine(TestCluster.Root, "logs"));
+        Soak.SoakReport? report = null;
+        await foreach (var o in Soak.SoakRunner.WatchAsync(job, spec, db, Output(), failFast: false, log, NullObserver.Instance, CancellationToken.None))
+        {
+            report = o as Soak.SoakReport ?? report;
+        }
+
+        return report!;
+    }
+
     [Theory]
     [InlineData("16MB", 16d * 1024 * 1024)]
     [InlineData("512kB", 512d * 1024)]

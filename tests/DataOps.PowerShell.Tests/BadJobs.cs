@@ -88,6 +88,8 @@ internal static class BadJobs
     public static TheoryData<string, string, string?> Changes { get; } = new()
     {
         { "soak-failureLimit", "$.soak.checks[0].failureLimit: '-1' must be a whole number from 0", null },
+        { "soak-signal", "$.soak.checks[0].signal: \"query\" is not a signal a check can read", null },
+        { "soak-signal-and-query", "$.soak.checks[0].query: unknown field", null },
         { "soak-consecutiveErrorLimit", "$.soak.consecutiveErrorLimit: '0' must be a whole number from 1", null },
         { "soak-interval", "The soak interval must be at least 100 ms", "a duration's length is in its text (50ms)" },
         { "duplicate", "$.name: given more than once", "JSON Schema sees a parsed object, in which a name appears once" },
@@ -104,6 +106,8 @@ internal static class BadJobs
                 case "soak-failureLimit": job["soak"]!["checks"]![0]!["failureLimit"] = -1; break;
                 case "soak-consecutiveErrorLimit": job["soak"]!["consecutiveErrorLimit"] = 0; break;
                 case "soak-interval": job["soak"]!["interval"] = "50ms"; break;
+                case "soak-signal": job["soak"]!["checks"]![0] = JsonNode.Parse("""{"name":"lag","signal":"query","expect":{"atMost":1}}"""); break;
+                case "soak-signal-and-query": job["soak"]!["checks"]![0] = JsonNode.Parse("""{"name":"lag","signal":"replicaLag","query":"SELECT 1","expect":{"atMost":"1s"}}"""); break;
                 case "kind": job["steps"]![0]!["kind"] = 5; break;
                 case "duplicate": break;
                 default: throw new ArgumentOutOfRangeException(nameof(what), what, "not a change of BadJobs.Changes");
