@@ -266,6 +266,64 @@ public sealed class ThrottleSignalTests(ReplicaSandboxFixture sandbox, ITestOutp
     }
 
     [Fact]
+    public async Task Every_kind_samples_on_a_real_server_and_counts_what_it_names()
+    {
+        var db = sandbox.Primary;
+        var table = Table(db, "sampled", 3);
+        var none = new Dictionary<string, object?>();
+        await using var conn = await Database.OpenAsync(db, CancellationToken.None, readOnly: true);
+        foreach (var kind in new[] { SignalKind.RetainedWal, SignalKind.ArchiveBacklog, SignalKind.Autovacuum, SignalKind.ActiveSessions, SignalKind.LockWaiters })
+        {
+            var reading = await SignalSampler.SampleAsync(conn, new ThrottleSignal { Kind = kind, Source = "test" }, [table], none, null, CancellationToken.None);
+            output.WriteLine($"{kind}: {reading.Value} {reading.Subject}");
+            Assert.True(reading.Value >= 0, kind);
+        }
+
+        // A session holding a table lock and one waiting for it: one lock waiter, and an active session running a statement.
+        await using var holder = new Npgsql.NpgsqlConnection(db.ConnectionString);
+        await holder.OpenAsync();
+        await using var tx = await holder.BeginTransactionAsync();
+        await new Npgsql.NpgsqlCommand($"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE", holder, tx).ExecuteNonQueryAsync();
+        var waiter = Task.Run(() => Sql.Scalar<long>(db, $"SELECT count(*) FROM {table}"));
+        var waiters = new ThrottleSignal { Kind = SignalKind.LockWaiters, Source = "test" };
+        var active = new ThrottleSignal { Kind = SignalKind.ActiveSessions, Source = "test" };
+        await EventuallyAsync(async () => waiter.IsFaulted || (await SignalSampler.SampleAsync(conn, waiters, [table], none, null, CancellationToken.None)).Value >= 1, "the waiting session counts as a lock waiter");
+        Assert.False(waiter.IsCompleted);
+        Assert.True((await SignalSampler.SampleAsync(conn, active, [table], none, null, CancellationToken.None)).Value >= 1);
+        await tx.CommitAsync();
+        Assert.Equal(3L, await waiter.WaitAsync(Patience));
+    }
+
+    [Fact]
+    public async Task A_role_without_pg_monitor_cannot_use_replicaLag_or_archiveBacklog_and_the_run_does_not_start()
+    {
+        var db = sandbox.Primary;
+        var table = Table(db, "unprivileged", 3);
+        var job = await JobAsync(db, "unprivileged-" + Suffix(), table, 3, itemsPerMinute: 0, signals: []);
+        var role = "sig_" + Suffix();
+        const string password = "s1gnal-pw";
+        Sql.Execute(db, $"CREATE ROLE {role} LOGIN PASSWORD '{password}'");
+        try
+        {
+            var weak = DataOpsConnection.FromConnectionString($"Host=127.0.0.1;Port={db.Port};Database={db.Database};Username={role};Password={password}");
+            var lag = await Assert.ThrowsAsync<DataOpsException>(() => SignalGate.StartAsync(weak, [new ThrottleSignal { Kind = SignalKind.ReplicaLag, Source = "-MaxReplicaLag", Unit = SignalUnit.Bytes, Limit = 1 }], job, null, CancellationToken.None));
+            output.WriteLine(lag.Message);
+            Assert.Equal(("ThrottleSignalUnavailable", DataOpsErrorKind.InvalidOperation, (object)"-MaxReplicaLag"), (lag.ErrorId, lag.Kind, lag.Target));
+            Assert.Contains("grant it pg_monitor", lag.Message);
+            Assert.DoesNotContain(password, lag.Message);
+
+            var archive = await Assert.ThrowsAsync<DataOpsException>(() => SignalGate.StartAsync(weak, [new ThrottleSignal { Kind = SignalKind.ArchiveBacklog, Source = "$.throttle.signals[0]", Limit = 10 }], job, null, CancellationToken.None));
+            output.WriteLine(archive.Message);
+            Assert.Equal("ThrottleSignalUnavailable", archive.ErrorId);
+            Assert.Contains("42501: permission denied for function pg_ls_archive_statusdir", archive.Message);
+        }
+        finally
+        {
+            Sql.Execute(db, $"DROP ROLE {role}");
+        }
+    }
+
+    [Fact]
     public async Task A_soak_reads_the_same_signals_as_checks_Go_while_the_standby_keeps_up_and_NoGo_while_its_replay_is_paused()
     {
         var db = sandbox.Primary;
