@@ -118,6 +118,8 @@ public sealed class ReadOnlyGuardTests
         var doc = System.Text.Json.Nodes.JsonNode.Parse(job)!.AsObject();
         doc["soak"]!["checks"]![2]!["query"] = "SELECT count(*) FROM pg_stat_activity WHERE pg_terminate_backend(pid)";
         doc["health"]!["checks"]![0]!["baseline"] = new System.Text.Json.Nodes.JsonObject { ["query"] = "SELECT pg_advisory_lock(1)::int" };
+        doc["throttle"] ??= new System.Text.Json.Nodes.JsonObject();
+        doc["throttle"]!["signals"] = System.Text.Json.Nodes.JsonNode.Parse("""[{"kind":"query","query":"SELECT pg_switch_wal() IS NULL"}]""");
         File.WriteAllText(path, doc.ToJsonString());
 
         var ex = Assert.Throws<DataOpsException>(() => ReadOnlyGuard.EnsureJob(JobFile.Load(path)));
@@ -125,6 +127,7 @@ public sealed class ReadOnlyGuardTests
         Assert.Equal(("QueryNotReadOnly", DataOpsErrorKind.PermissionDenied, (object)Path.GetFullPath(path)), (ex.ErrorId, ex.Kind, ex.Target));
         Assert.Contains("$.soak.checks[2].query calls pg_terminate_backend (at character 45)", ex.Message);
         Assert.Contains("$.health.checks[0].baseline.query calls pg_advisory_lock (at character 8)", ex.Message);
+        Assert.Contains("$.throttle.signals[0].query calls pg_switch_wal (at character 8)", ex.Message);
     }
 
     [Fact]

@@ -78,6 +78,34 @@ internal static class BadJobs
           "$.metrics.path: required", null },
         { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","metrics":{"path":"m.prom","every":"1s"}}""",
           "$.metrics.every: unknown field", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"replicaLeg","limit":"16MB"}]}}""",
+          "$.throttle.signals[0].kind: 'replicaLeg' is not a signal kind", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"replicaLag","limit":-1}]}}""",
+          "$.throttle.signals[0].limit: -1 is negative", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"replicaLag","limit":"-16MB"}]}}""",
+          "$.throttle.signals[0].limit: \"-16MB\" is not a size", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"replicaLag"}]}}""",
+          "$.throttle.signals[0].limit: required for a replicaLag signal", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"retainedWal","limit":"1GB","critical":"512MB"}]}}""",
+          "$.throttle.signals[0].critical: \"512MB\" is below the limit", "which of two sizes is larger is in their text (512MB, 1GB)" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"replicaLag","limit":"16MB","checkInterval":"50ms"}]}}""",
+          "$.throttle.signals[0].checkInterval: \"50ms\" is out of range", "a duration's length is in its text (50ms)" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"lockWaiters","limit":3,"criticalHits":2}]}}""",
+          "$.throttle.signals[0].criticalHits: given without critical", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"activeSessions","limit":2.5}]}}""",
+          "$.throttle.signals[0].limit: 2.5 is not a whole number", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"query"}]}}""",
+          "$.throttle.signals[0].query: required for a query signal", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"autovacuum","query":"SELECT true"}]}}""",
+          "$.throttle.signals[0].query: only a query signal has a query", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"retainedWal","limit":"1GB","standbys":["r1"]}]}}""",
+          "$.throttle.signals[0]: missing and standbys are for a replicaLag signal only", null },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"query","query":"SELECT @key = '1'"}]}}""",
+          "$.throttle.signals[0].query: @key is not available", "which parameters a statement uses is in its SQL text" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"query","query":"SELECT 1, 2"}]}}""",
+          "$.throttle.signals[0].query: the query returns integer, integer", "only PostgreSQL knows a query's result type" },
+        { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL","throttle":{"signals":[{"kind":"query","query":"SELECT 'x'::text"}]}}""",
+          "$.throttle.signals[0].query: the query returns text", "only PostgreSQL knows a query's result type" },
         { """{"version":1,"name":"j","items":{"keys":["1"]},"capture":[{"table":"prism.sessions","where":"id::text = @key"}],"steps":[{"sql":"SELECT @key"}],"verify":"SELECT @key IS NOT NULL",}x""",
           "$: not valid JSON", null },
     };
@@ -86,6 +114,8 @@ internal static class BadJobs
     public static TheoryData<string, string, string?> Changes { get; } = new()
     {
         { "soak-failureLimit", "$.soak.checks[0].failureLimit: '-1' must be a whole number from 0", null },
+        { "soak-signal", "$.soak.checks[0].signal: \"query\" is not a signal a check can read", null },
+        { "soak-signal-and-query", "$.soak.checks[0].query: unknown field", null },
         { "soak-consecutiveErrorLimit", "$.soak.consecutiveErrorLimit: '0' must be a whole number from 1", null },
         { "soak-interval", "The soak interval must be at least 100 ms", "a duration's length is in its text (50ms)" },
         { "duplicate", "$.name: given more than once", "JSON Schema sees a parsed object, in which a name appears once" },
@@ -102,6 +132,8 @@ internal static class BadJobs
                 case "soak-failureLimit": job["soak"]!["checks"]![0]!["failureLimit"] = -1; break;
                 case "soak-consecutiveErrorLimit": job["soak"]!["consecutiveErrorLimit"] = 0; break;
                 case "soak-interval": job["soak"]!["interval"] = "50ms"; break;
+                case "soak-signal": job["soak"]!["checks"]![0] = JsonNode.Parse("""{"name":"lag","signal":"query","expect":{"atMost":1}}"""); break;
+                case "soak-signal-and-query": job["soak"]!["checks"]![0] = JsonNode.Parse("""{"name":"lag","signal":"replicaLag","query":"SELECT 1","expect":{"atMost":"1s"}}"""); break;
                 case "kind": job["steps"]![0]!["kind"] = 5; break;
                 case "duplicate": break;
                 default: throw new ArgumentOutOfRangeException(nameof(what), what, "not a change of BadJobs.Changes");

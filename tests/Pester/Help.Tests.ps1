@@ -91,6 +91,8 @@ Describe 'Defaults and examples in detail' {
         (Get-Help Invoke-Backfill -Parameter Connection).defaultValue | Should -Match "session's default"
         (Get-Help Invoke-Backfill -Parameter LockTimeout).defaultValue | Should -Be "the job file's lockTimeout, else 5s"
         (Get-Help Invoke-Backfill -Parameter LockRetries).defaultValue | Should -Be "the job file's lockRetries, else 3"
+        (Get-Help Invoke-Backfill -Parameter MaxReplicaLag).defaultValue | Should -Be "the job file's throttle.signals, else none"
+        (Get-Help Invoke-Backfill -Parameter SignalCheckInterval).defaultValue | Should -Be "each signal's checkInterval, else 1s"
     }
 
     It 'types a Nullable parameter by its value type (Int32, DateTimeOffset)' {

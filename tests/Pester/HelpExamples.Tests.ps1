@@ -34,6 +34,7 @@ BeforeAll {
         'Stop-Backfill#1'          = 'steers a run in progress in another session (RunControlTests: stop with files written)'
         'Stop-Backfill#2'          = 'steers a run in progress in another session (RunControlTests: abort rolls the item in flight back)'
         'Set-BackfillThrottle#1'   = 'steers a run in progress in another session (RunControlTests: 120 items in the minute after resuming)'
+        'Invoke-Backfill#5'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a

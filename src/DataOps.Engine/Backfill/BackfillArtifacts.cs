@@ -19,6 +19,8 @@ internal sealed class BackfillArtifacts : IDisposable
     internal const int SummaryFailedLimit = 100;
 
     internal static readonly JsonSerializerOptions Json = new() { WriteIndented = true, Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+    /// <summary>camelCase names, for the run row's summary and the run's JSON.</summary>
+    internal static readonly JsonSerializerOptions Camel = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase };
     private static readonly JsonSerializerOptions OneLine = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
     private readonly BackfillJob _job;
     private readonly Guid _runId;
@@ -125,7 +127,7 @@ internal sealed class BackfillArtifacts : IDisposable
     public void Note(string note) => _notes.Add(note);
 
     /// <summary>Writes the closing files. <paramref name="outcome"/> is completed, stopped or failed.</summary>
-    public void Finish(string outcome, string? reason, bool dryRun)
+    public void Finish(string outcome, string? reason, bool dryRun, ThrottleReport? throttled = null)
     {
         try
         {
@@ -136,9 +138,10 @@ internal sealed class BackfillArtifacts : IDisposable
             Dispose();
         }
 
+        throttled ??= ThrottleReport.None;
         var tally = WriteResults(Path.Combine(LogDirectory, "execution_results.json"), _runId, _job.Name, _job.SourcePath, _database, dryRun, outcome, reason, _started,
-            ReadBatches(LogDirectory));
-        ArtifactFile.WriteText(SummaryPath, Summary(_runId, _job.Name, _job.SourcePath, _database, _started, outcome, reason, tally, dryRun, dryRun ? null : Path.GetFileName(RollbackPath), _notes));
+            ReadBatches(LogDirectory), throttled);
+        ArtifactFile.WriteText(SummaryPath, Summary(_runId, _job.Name, _job.SourcePath, _database, _started, outcome, reason, tally, dryRun, dryRun ? null : Path.GetFileName(RollbackPath), _notes, throttled));
     }
 
     public void Dispose()
@@ -172,7 +175,8 @@ internal sealed class BackfillArtifacts : IDisposable
     }
 
     /// <summary>Streams execution_results.json: the run's header, every item, then the counts.</summary>
-    internal static Tally WriteResults(string path, Guid runId, string job, string? jobFile, string database, bool dryRun, string outcome, string? reason, DateTimeOffset started, IEnumerable<BackfillItemResult> items)
+    internal static Tally WriteResults(string path, Guid runId, string job, string? jobFile, string database, bool dryRun, string outcome, string? reason, DateTimeOffset started, IEnumerable<BackfillItemResult> items,
+        ThrottleReport? throttled = null)
     {
         var tally = new Tally();
         using var stream = ArtifactFile.JsonLf(new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read));
@@ -187,6 +191,15 @@ internal sealed class BackfillArtifacts : IDisposable
         writer.WriteString("reason", reason);
         writer.WriteString("startedAt", started);
         writer.WriteString("finishedAt", DateTimeOffset.UtcNow);
+        if (throttled is not null)
+        {
+            // Seconds waited per reason (the rate's own spacing is not counted), and each signal's limit and peak.
+            writer.WritePropertyName("throttled");
+            JsonSerializer.Serialize(writer, throttled.Held.ToDictionary(h => h.Key, h => Math.Round(h.Value.TotalSeconds, 3)));
+            writer.WritePropertyName("signals");
+            JsonSerializer.Serialize(writer, throttled.Signals, Camel);
+        }
+
         writer.WriteStartArray("items");
         foreach (var item in items)
         {
@@ -211,7 +224,10 @@ internal sealed class BackfillArtifacts : IDisposable
         return tally;
     }
 
-    internal static string Summary(Guid runId, string job, string? jobFile, string database, DateTimeOffset started, string outcome, string? reason, Tally tally, bool dryRun, string? rollbackFile, IReadOnlyList<string> notes)
+    private static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + " s";
+
+    internal static string Summary(Guid runId, string job, string? jobFile, string database, DateTimeOffset started, string outcome, string? reason, Tally tally, bool dryRun, string? rollbackFile, IReadOnlyList<string> notes,
+        ThrottleReport? throttled = null)
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"# Backfill {(dryRun ? "dry run" : "run")}: {job}");
@@ -230,7 +246,27 @@ internal sealed class BackfillArtifacts : IDisposable
         }
 
         sb.AppendLine(CultureInfo.InvariantCulture, $"| Rows changed | {tally.RowsChanged} |");
+        if (throttled is { Held.Count: > 0 } || throttled is { Signals.Count: > 0 })
+        {
+            var total = throttled.Held.Values.Aggregate(TimeSpan.Zero, (a, b) => a + b);
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| Throttled | {Seconds(total)}{(throttled.Held.Count == 0 ? string.Empty : " (" + string.Join(", ", throttled.Held.Select(h => $"{h.Key}: {Seconds(h.Value)}")) + ")")} |");
+        }
+
         sb.AppendLine();
+        if (throttled is { Signals.Count: > 0 })
+        {
+            sb.AppendLine("## Throttle signals");
+            sb.AppendLine();
+            sb.AppendLine("| signal | kind | limit | max seen | samples | waited |");
+            sb.AppendLine("| --- | --- | --- | --- | --- | --- |");
+            foreach (var s in throttled.Signals)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {s.Reason} | {s.Kind} | {s.Limit} | {s.Max ?? "(no sample)"} | {s.Samples} | {Seconds(throttled.Held.GetValueOrDefault(s.Reason))} |");
+            }
+
+            sb.AppendLine();
+        }
+
         foreach (var note in notes)
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"> {note}");

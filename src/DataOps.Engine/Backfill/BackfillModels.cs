@@ -125,6 +125,15 @@ public sealed record BackfillOptions
     /// <summary>The lock retries a run of <paramref name="job"/> uses: the option, else the job file's, else the default.</summary>
     internal int LockRetriesFor(Jobs.BackfillJob job) => LockRetries ?? job.LockRetries ?? DefaultLockRetries;
 
+    /// <summary>
+    /// The database signals the run waits for; null: the job file's $.throttle.signals. Invoke-Backfill builds them from the job's
+    /// and -MaxReplicaLag, -MaxRetainedWal, -SignalCheckInterval (<see cref="Jobs.ThrottleSignals.WithParameters"/>).
+    /// </summary>
+    public IReadOnlyList<Jobs.ThrottleSignal>? Signals { get; init; }
+
+    /// <summary>The signals a run of <paramref name="job"/> waits for: the option, else the job file's.</summary>
+    internal IReadOnlyList<Jobs.ThrottleSignal> SignalsFor(Jobs.BackfillJob job) => Signals ?? job.Signals;
+
     /// <summary>Re-apply items the ledger shows as applied (Invoke-Backfill -Reapply).</summary>
     public bool Reapply { get; init; }
 
@@ -195,6 +204,14 @@ public sealed record BackfillRun
 
     /// <summary>When a live run entered its State.</summary>
     public DateTimeOffset? StateAt { get; init; }
+    /// <summary>The time the run waited, per reason (replica lag, retained WAL, a query's name, signal unavailable ...); empty when it never waited.</summary>
+    public IReadOnlyDictionary<string, TimeSpan> ThrottledTime { get; init; } = new Dictionary<string, TimeSpan>();
+
+    /// <summary>The time the run waited for any reason but its rate.</summary>
+    public TimeSpan Throttled => ThrottledTime.Values.Aggregate(TimeSpan.Zero, (a, b) => a + b);
+
+    /// <summary>Each throttle signal of the run: its limit and the largest value seen.</summary>
+    public IReadOnlyList<BackfillSignalPeak> Signals { get; init; } = [];
 
     public override string ToString() => $"{Job} {Kind} {RunId} ({Status})";
 }

@@ -24,6 +24,12 @@ internal readonly record struct ItemOutcome(string Key, BackfillItemResult Resul
     }
 }
 
+/// <summary>The time a run waited per reason, and the peak of each of its signals.</summary>
+internal sealed record ThrottleReport(IReadOnlyDictionary<string, TimeSpan> Held, IReadOnlyList<BackfillSignalPeak> Signals)
+{
+    public static readonly ThrottleReport None = new(new Dictionary<string, TimeSpan>(), []);
+}
+
 /// <summary>
 /// One run's state, kept in one place: its keys and what the ledger already has, the counters, the
 /// outcome and why, the run's files and its progress. The coordinator (<see cref="BackfillRunner"/>)
@@ -59,6 +65,7 @@ internal sealed class BackfillRunState
     private bool _aborted;
     private readonly CancellationTokenSource _stopRequested = new();
     private volatile bool _finished;
+    private SignalGate? _signals;
 
     private BackfillRunState(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log, IOperationObserver observer,
         IReadOnlyList<string> keys, HashSet<string> applied, BackfillArtifacts artifacts)
@@ -226,6 +233,14 @@ internal sealed class BackfillRunState
         }
     }
 
+    /// <summary>The run's throttle and signals, whose held time per reason and peaks the run's end records.</summary>
+    public void Throttled(Throttle throttle, SignalGate? signals) => (_throttle, _signals) = (throttle, signals);
+
+    /// <summary>What the run waited for and the signals' peaks, as the summary, the run row and Get-BackfillRun show them.</summary>
+    private ThrottleReport Report() => new(
+        _throttle?.HeldTime.Where(h => h.Value > TimeSpan.Zero).ToDictionary(h => h.Key, h => h.Value, StringComparer.Ordinal) ?? [],
+        _signals?.Peaks ?? []);
+
     /// <summary>
     /// The throttle started holding the run for a reason (once per episode), or let it go on (null):
     /// the run log and -Verbose say why, and the progress bar shows it while the run waits.
@@ -329,10 +344,16 @@ internal sealed class BackfillRunState
             _artifacts.Note(failure);
         }
 
+        var throttled = Report();
+        foreach (var (reason, held) in throttled.Held)
+        {
+            _log.Information("Run {RunId} waited {Held} in all for {Reason}", RunId, held, reason);
+        }
+
         DataOpsException? unwritten = null;
         try
         {
-            _artifacts.Finish(_outcome, _reason, _options.DryRun);
+            _artifacts.Finish(_outcome, _reason, _options.DryRun, throttled);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -349,7 +370,12 @@ internal sealed class BackfillRunState
             _finished = true;
             try
             {
-                await _lease.EndAsync(_outcome, JsonSerializer.Serialize(new { reason = _reason, failures = _failures, skipped = _skipped, directory = _artifacts.Directory })).ConfigureAwait(false);
+                await _lease.EndAsync(_outcome, JsonSerializer.Serialize(new
+                {
+                    reason = _reason, failures = _failures, skipped = _skipped, directory = _artifacts.Directory,
+                    throttled = throttled.Held.ToDictionary(h => h.Key, h => Math.Round(h.Value.TotalSeconds, 3)),
+                    signals = throttled.Signals,
+                }, BackfillArtifacts.Camel)).ConfigureAwait(false);
             }
             finally
             {

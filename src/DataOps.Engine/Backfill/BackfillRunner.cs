@@ -112,40 +112,54 @@ public static partial class BackfillRunner
         [EnumeratorCancellation] CancellationToken ct = default)
     {
         var name = job.Job.Name;
-        var lease = await JobLease.AcquireAsync(
-            connection, name, options.DryRun ? "dryrun" : "backfill",
-            JsonSerializer.Serialize(new
-            {
-                jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun,
-                lockTimeout = options.LockTimeoutFor(job.Job).ToString(), lockRetries = options.LockRetriesFor(job.Job),
-            }),
-            Path.GetFullPath(options.OutputDirectory), log,
-            holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
-                $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -JobName {name} shows it. " +
-                $"If its process is gone, the lease expires by itself at {holder.ExpiresAt:u} (at once on its own host).",
-                name),
-            ct).ConfigureAwait(false);
-        await using (lease.ConfigureAwait(false))
+        // Each signal is sampled once before the lease: one that cannot work here stops the run before it is recorded.
+        var signals = options.SignalsFor(job.Job);
+        var gate = await SignalGate.StartAsync(connection, signals, job, log, ct).ConfigureAwait(false);
+        try
         {
-            // Losing the lease cancels the run's work (a throttled run may be waiting for its next
-            // token); the cancellation then surfaces as the lease's error, not as a Ctrl+C.
-            using var work = CancellationTokenSource.CreateLinkedTokenSource(ct, lease.LostToken);
-            await using var items = RunLeasedAsync(job, connection, options, log, observer, lease, work.Token).GetAsyncEnumerator(work.Token);
-            while (true)
+            var lease = await JobLease.AcquireAsync(
+                connection, name, options.DryRun ? "dryrun" : "backfill",
+                JsonSerializer.Serialize(new
+                {
+                    jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun,
+                    lockTimeout = options.LockTimeoutFor(job.Job).ToString(), lockRetries = options.LockRetriesFor(job.Job),
+                    signals = signals.Select(s => s.ToString()),
+                }),
+                Path.GetFullPath(options.OutputDirectory), log,
+                holder => new DataOpsException("BackfillAlreadyRunning", DataOpsErrorKind.ResourceUnavailable,
+                    $"Another run of job '{name}' is in progress on {connection}: {holder} holds the job's lease. Wait for it to finish; Get-BackfillRun -JobName {name} shows it. " +
+                    $"If its process is gone, the lease expires by itself at {holder.ExpiresAt:u} (at once on its own host).",
+                    name),
+                ct).ConfigureAwait(false);
+            await using (lease.ConfigureAwait(false))
             {
-                try
+                // Losing the lease cancels the run's work (a throttled run may be waiting for its next
+                // token); the cancellation then surfaces as the lease's error, not as a Ctrl+C.
+                using var work = CancellationTokenSource.CreateLinkedTokenSource(ct, lease.LostToken);
+                await using var items = RunLeasedAsync(job, connection, options, log, observer, lease, gate, work.Token).GetAsyncEnumerator(work.Token);
+                while (true)
                 {
-                    if (!await items.MoveNextAsync().ConfigureAwait(false))
+                    try
                     {
-                        break;
+                        if (!await items.MoveNextAsync().ConfigureAwait(false))
+                        {
+                            break;
+                        }
                     }
-                }
-                catch (OperationCanceledException) when (lease.LostError is { } lost && !ct.IsCancellationRequested)
-                {
-                    throw lost;
-                }
+                    catch (OperationCanceledException) when (lease.LostError is { } lost && !ct.IsCancellationRequested)
+                    {
+                        throw lost;
+                    }
 
-                yield return items.Current;
+                    yield return items.Current;
+                }
+            }
+        }
+        finally
+        {
+            if (gate is not null)
+            {
+                await gate.DisposeAsync().ConfigureAwait(false);
             }
         }
     }
@@ -157,7 +171,7 @@ public static partial class BackfillRunner
     /// </summary>
     private static async IAsyncEnumerable<BackfillItemResult> RunLeasedAsync(
         ValidatedJob job, DataOpsConnection connection, BackfillOptions options, RunLog log, IOperationObserver observer, JobLease lease,
-        [EnumeratorCancellation] CancellationToken ct)
+        SignalGate? gate, [EnumeratorCancellation] CancellationToken ct)
     {
         var run = await BackfillRunState.StartAsync(job, connection, options, lease, log, observer, ct).ConfigureAwait(false);
 
@@ -167,10 +181,12 @@ public static partial class BackfillRunner
         var control = new RunControl(connection, run, abort, log);
 
         // Disposed after the control's poller has stopped (the finally below), which may still set its rate.
-        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. options.Gates ?? []]);
+        // The gates: the operator's control (suspend), then the signals (none without signals: nothing is sampled).
+        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. gate is null ? [] : new IThrottleGate[] { gate }, .. options.Gates ?? []]);
         try
         {
             throttle.HoldChanged += run.Held;
+            run.Throttled(throttle, gate);
             control.Start(throttle);
             var groups = GroupExecutor.For(job, options, lease, log);
             run.LogStart(throttle, groups);

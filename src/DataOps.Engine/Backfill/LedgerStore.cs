@@ -197,7 +197,8 @@ internal static class LedgerStore
                    coalesce((r.summary->>'skipped')::bigint, 0) AS Skipped, r.summary->>'reason' AS Reason,
                    jl.run_id IS NOT NULL AS HasLease, coalesce(jl.expires_at < clock_timestamp(), false) AS LeaseExpired, jl.expires_at AS LeaseExpiresAt,
                    jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt,
-                   rc.state AS LiveState, rc.state_reason AS LiveStateReason, rc.state_at AS LiveStateAt
+                   rc.state AS LiveState, rc.state_reason AS LiveStateReason, rc.state_at AS LiveStateAt,
+                   (r.summary->'throttled')::text AS Throttled, (r.summary->'signals')::text AS Signals
             FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
                  LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
                  LEFT JOIN dataops.run_control rc ON rc.run_id = r.run_id
@@ -242,5 +243,5 @@ internal static class LedgerStore
     internal sealed record RunRow(
         Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped,
         string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt,
-        string? LiveState, string? LiveStateReason, DateTime? LiveStateAt);
+        string? LiveState, string? LiveStateReason, DateTime? LiveStateAt, string? Throttled, string? Signals);
 }

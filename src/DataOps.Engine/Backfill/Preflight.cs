@@ -118,6 +118,11 @@ public static class Preflight
 
         if (validated is not null)
         {
+            checks.AddRange(await SignalsAsync(validated, connection, ct).ConfigureAwait(false));
+        }
+
+        if (validated is not null)
+        {
             try
             {
                 var keys = await BackfillRunner.ResolveKeysAsync(validated, connection, ct).ConfigureAwait(false);
@@ -129,6 +134,49 @@ public static class Preflight
             catch (DataOpsException ex)
             {
                 checks.Add(new PreflightCheck("Duration", false, ex.Message));
+            }
+        }
+
+        return checks;
+    }
+
+    /// <summary>
+    /// Each throttle signal sampled once, read-only: a signal that cannot work here (no permission, no standby
+    /// to watch) fails; one above its limit passes, saying the run would wait now.
+    /// </summary>
+    private static async Task<List<PreflightCheck>> SignalsAsync(ValidatedJob job, DataOpsConnection connection, CancellationToken ct)
+    {
+        var checks = new List<PreflightCheck>();
+        if (job.Job.Signals.Count == 0)
+        {
+            return checks;
+        }
+
+        var tables = job.Capture.Select(c => c.QualifiedName).ToList();
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
+        foreach (var signal in job.Job.Signals)
+        {
+            var name = $"Signal {signal.Reason}";
+            try
+            {
+                var r = await SignalSampler.SampleAsync(conn, signal, tables, job.Job.Parameters, null, ct).ConfigureAwait(false);
+                if (signal.Kind == SignalKind.ReplicaLag && signal.Standbys.Count == 0 && r.Present.Count == 0)
+                {
+                    checks.Add(new PreflightCheck(name, false, $"{signal.Source}: no standby streams from this server (pg_stat_replication is empty); name the standbys to wait for in standbys, or drop the signal"));
+                    continue;
+                }
+
+                var missing = r.Missing.Count > 0 ? $"; standby {string.Join(", ", r.Missing)} is not streaming{(signal.MissingHolds ? " (the run would wait)" : string.Empty)}" : string.Empty;
+                checks.Add(new PreflightCheck(name, true,
+                    $"{signal.Source}: now {signal.Format(r.Value)}{(r.Subject is null ? string.Empty : $" ({r.Subject})")}, limit {signal.Format(signal.Limit)}{(r.Value > signal.Limit ? ": the run would wait now" : string.Empty)}{missing}"));
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                checks.Add(new PreflightCheck(name, false, $"{signal.Source}: cannot be sampled: {SignalSampler.Describe(ex)}"));
+                if (ex is not SignalUnusableException && conn.FullState != System.Data.ConnectionState.Open)
+                {
+                    break;
+                }
             }
         }
 

@@ -266,6 +266,10 @@ public static class UndoRunner
                 StateAt = live && r.LiveStateAt is { } at ? new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc)) : null, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
                 FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
                 Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
+                ThrottledTime = r.Throttled is null
+                    ? new Dictionary<string, TimeSpan>()
+                    : System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(r.Throttled)!.ToDictionary(t => t.Key, t => TimeSpan.FromSeconds(t.Value), StringComparer.Ordinal),
+                Signals = r.Signals is null ? [] : System.Text.Json.JsonSerializer.Deserialize<List<BackfillSignalPeak>>(r.Signals, BackfillArtifacts.Camel)!,
             };
         })];
     }

@@ -124,7 +124,7 @@ public static class HealthRunner
                     baseline = await CheckSampler.SampleAsync(connection, check.BaselineQuery, job.Job.Parameters, now, ct).ConfigureAwait(false);
                 }
 
-                var value = await CheckSampler.SampleAsync(connection, check.Query, job.Job.Parameters, now, ct).ConfigureAwait(false);
+                var value = await CheckSampler.SampleAsync(connection, check, job.Job, now, ct).ConfigureAwait(false);
                 sample = new CheckSample { Time = DateTimeOffset.UtcNow, Round = 1, Check = check.Name, Value = value, Expectation = check.Expect.ToString(), Outcome = CheckSampler.Judge(check.Expect, value, baseline), DryRun = check.DryRun };
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

@@ -57,6 +57,9 @@ public sealed partial class BackfillJob
     /// <summary>Items in flight at once (independent items calling an endpoint); the rate limit still holds. Default 1.</summary>
     public int MaxConcurrency { get; init; } = 1;
 
+    /// <summary>$.throttle.signals: database signals the run waits for (replica lag, retained WAL, a query ...); empty: none.</summary>
+    public IReadOnlyList<ThrottleSignal> Signals { get; init; } = [];
+
     /// <summary>$.lockTimeout: how long an item waits for rows another session holds; null: not given (Invoke-Backfill's default).</summary>
     public TimeSpan? LockTimeout { get; init; }
 

@@ -72,6 +72,32 @@ public static class CheckSampler
         return value is null or DBNull ? null : Convert.ToDouble(value, CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// Evaluates a check once: its query, or its throttle signal on a read-only connection (a watched standby
+    /// that is not streaming, with missing: hold, is an error: a disconnected standby is the worst lag).
+    /// </summary>
+    internal static async Task<double?> SampleAsync(DataOpsConnection connection, CheckSpec check, BackfillJob job, DateTimeOffset windowStart, CancellationToken ct)
+    {
+        if (check.Signal is not { } signal)
+        {
+            return await SampleAsync(connection, check.Query, job.Parameters, windowStart, ct).ConfigureAwait(false);
+        }
+
+        await using var conn = await Database.OpenAsync(connection, ct, readOnly: true).ConfigureAwait(false);
+        var reading = await SignalSampler.SampleAsync(conn, signal, [.. job.Capture.Select(c => c.Table)], job.Parameters, null, ct).ConfigureAwait(false);
+        if (reading.Missing.Count > 0 && signal.MissingHolds)
+        {
+            throw new SignalUnusableException($"standby {string.Join(", ", reading.Missing)} is not streaming (missing from pg_stat_replication)");
+        }
+
+        if (signal.Kind == SignalKind.ReplicaLag && signal.Standbys.Count == 0 && reading.Present.Count == 0)
+        {
+            throw new SignalUnusableException("no standby streams from this server (pg_stat_replication is empty)");
+        }
+
+        return reading.Value;
+    }
+
     internal static string Judge(Expectation e, double? value, double? baseline) => value switch
     {
         null => SampleOutcome.NoData,
@@ -87,5 +113,5 @@ public static class CheckSampler
 
     /// <summary>The Error text of a sample that could not be taken: the server's own words, or the connection problem.</summary>
     internal static string Describe(Exception ex, DataOpsConnection connection) =>
-        ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : Database.Translate(ex, connection).Message;
+        ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : ex is SignalUnusableException or DataOpsException ? ex.Message : Database.Translate(ex, connection).Message;
 }

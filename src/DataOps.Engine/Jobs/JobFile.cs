@@ -154,12 +154,17 @@ public static partial class JobFile
         var itemsPerMinute = 20;
         var batchSize = 10;
         var maxConcurrency = 1;
+        IReadOnlyList<ThrottleSignal> signals = [];
         if (root.TryGetProperty("throttle", out var throttle))
         {
-            Unknown(throttle, "$.throttle", ["itemsPerMinute", "batchSize", "maxConcurrency"], problems);
+            Unknown(throttle, "$.throttle", ["itemsPerMinute", "batchSize", "maxConcurrency", "signals"], problems);
             itemsPerMinute = Int(throttle, "itemsPerMinute", "$.throttle", 0, 1_000_000, 20, problems);
             batchSize = Int(throttle, "batchSize", "$.throttle", 1, 100_000, 10, problems);
             maxConcurrency = Int(throttle, "maxConcurrency", "$.throttle", 1, 64, 1, problems);
+            if (throttle.ValueKind == JsonValueKind.Object && throttle.TryGetProperty("signals", out var signalList))
+            {
+                signals = ThrottleSignals.Parse(signalList, problems);
+            }
         }
 
         var (lockTimeout, lockRetries) = LockSettings(root, problems);
@@ -256,7 +261,7 @@ public static partial class JobFile
         var job = new BackfillJob
         {
             Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
-            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, LockTimeout = lockTimeout, LockRetries = lockRetries, Notify = notify, MetricsPath = metricsPath, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
+            ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Signals = signals, LockTimeout = lockTimeout, LockRetries = lockRetries, Notify = notify, MetricsPath = metricsPath, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
             Fingerprint = root.TryGetProperty("fingerprint", out var fp) ? fp.Clone() : null,
@@ -281,6 +286,14 @@ public static partial class JobFile
                 {
                     problems.Add($"{at}: uses @{used}, which $.parameters does not define.");
                 }
+            }
+        }
+
+        foreach (var signal in signals.Where(s => s.Query is not null))
+        {
+            foreach (var used in BackfillJob.ParameterNames(signal.Query!).Where(u => u != "key" && !parameters.ContainsKey(u)))
+            {
+                problems.Add($"{signal.Source}.query: uses @{used}, which $.parameters does not define.");
             }
         }
 

@@ -81,6 +81,11 @@ public static class JobValidator
             problems.Add(verifyProblem);
         }
 
+        foreach (var signal in job.Signals.Where(s => s.Query is not null))
+        {
+            problems.AddRange(await SignalQueryAsync(conn, tx, job, signal, i++, ct).ConfigureAwait(false) is { } problem ? [problem] : []);
+        }
+
         await tx.RollbackAsync(ct).ConfigureAwait(false);
         if (problems.Count > 0)
         {
@@ -88,6 +93,38 @@ public static class JobValidator
         }
 
         return new ValidatedJob(job, tables);
+    }
+
+    /// <summary>
+    /// A query signal's query must be one query returning one boolean or number (described by the server,
+    /// never executed): true, or a number above the limit, holds the run.
+    /// </summary>
+    private static async Task<string?> SignalQueryAsync(NpgsqlConnection conn, NpgsqlTransaction tx, BackfillJob job, ThrottleSignal signal, int n, CancellationToken ct)
+    {
+        var at = signal.Source + ".query";
+        var savepoint = $"check_{n}";
+        await using (var sp = new NpgsqlCommand($"SAVEPOINT {savepoint}", conn, tx))
+        {
+            await sp.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await using var query = BackfillSql.Batch(conn, tx, BackfillSql.Query(signal.Query!), job.Parameters, null);
+            await using var reader = await query.ExecuteReaderAsync(System.Data.CommandBehavior.SchemaOnly, ct).ConfigureAwait(false);
+            var types = Enumerable.Range(0, reader.FieldCount).Select(reader.GetDataTypeName).ToList();
+            return types is [var t] && t is "boolean" or "smallint" or "integer" or "bigint" or "numeric" or "real" or "double precision"
+                ? null
+                : $"{at}: the query returns {(types.Count == 0 ? "no column" : string.Join(", ", types))}; it must return one boolean (true holds the run) or one number (above the limit holds it).";
+        }
+        catch (Exception ex) when (ex is PostgresException or NotSupportedException)
+        {
+            await using var back = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {savepoint}", conn, tx);
+            await back.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            return ex is PostgresException pg
+                ? $"{at}: must be one query that returns rows; PostgreSQL rejects it as one: {pg.SqlState}: {pg.MessageText}{(pg.Position > BackfillSql.QueryPrefixLength ? $" (at character {pg.Position - BackfillSql.QueryPrefixLength})" : string.Empty)}."
+                : $"{at}: holds more than one statement; each SQL field must be exactly one statement.";
+        }
     }
 
     /// <summary>verify must return one boolean column (described by the server, never executed): the item is done when it is true.</summary>

@@ -121,7 +121,7 @@ public static class ReadOnlyGuard
         }
     }
 
-    /// <summary>Throws QueryNotReadOnly when a query field of the job (items.discover, health.discover, soak and health checks and baselines) is refused.</summary>
+    /// <summary>Throws QueryNotReadOnly when a query field of the job (items.discover, throttle signals' queries, health.discover, soak and health checks and baselines) is refused.</summary>
     public static void EnsureJob(BackfillJob job) => Ensure(QueryFields(job), job.SourcePath);
 
     internal static DataOpsException Refused(IReadOnlyList<string> problems, object? target) =>
@@ -133,13 +133,18 @@ public static class ReadOnlyGuard
         };
 
     /// <summary>
-    /// Every query field a read-only command runs, with its JSON path: $.items.discover, $.health.discover,
+    /// Every query field a read-only command runs, with its JSON path: $.items.discover, $.throttle.signals[].query, $.health.discover,
     /// and each check's query and baseline.query in $.soak and $.health. Read leniently: a section in
     /// the wrong shape is reported by its own parser; here only its strings matter.
     /// </summary>
     public static IEnumerable<(string Field, string? Sql)> QueryFields(BackfillJob job)
     {
         yield return ("$.items.discover", job.DiscoverSql);
+        foreach (var signal in job.Signals.Where(s => s.Query is not null))
+        {
+            yield return (signal.Source + ".query", signal.Query);
+        }
+
         if (job.Health is { ValueKind: JsonValueKind.Object } health)
         {
             if (health.TryGetProperty("discover", out var d) && d.ValueKind == JsonValueKind.String)

@@ -58,7 +58,7 @@ public static class SoakRunner
                 SoakSample sample;
                 try
                 {
-                    var value = await CheckSampler.SampleAsync(connection, s.Check.Query, job.Parameters, started, ct).ConfigureAwait(false);
+                    var value = await CheckSampler.SampleAsync(connection, s.Check, job, started, ct).ConfigureAwait(false);
                     sample = new SoakSample
                     {
                         Time = DateTimeOffset.UtcNow, Round = round, Check = s.Check.Name, Value = value, Expectation = s.Check.Expect.ToString(),

@@ -28,7 +28,14 @@ namespace DataOps.PowerShell.Cmdlets;
 /// run whose lease was taken over (it expired after 30 s without renewal, or its process is gone) stops with BackfillLeaseLost. The
 /// ledger itself refuses a second live application of an item. A crashed run's lease is free at once on its own host, after 30 s
 /// elsewhere. The throttle is a token
-/// bucket: never more than -ItemsPerMinute (default: the job's, else 20; 0 turns it off). Results stream as one object per item.
+/// bucket: never more than -ItemsPerMinute (default: the job's, else 20; 0 turns it off). Besides the rate, the run waits while a
+/// database signal of the job file's throttle.signals (or -MaxReplicaLag, -MaxRetainedWal) is above its limit: replica replay lag,
+/// WAL retained by replication slots, archive backlog, autovacuum on a captured table, active sessions, lock waiters, or a read-only
+/// query. One sampler on its own read-only connection decides for the whole run, at most every check interval; a signal that
+/// cannot be sampled at all (no permission, no standby) stops the run before it starts (ThrottleSignalUnavailable), one that fails
+/// during the run holds it ("signal unavailable"), and a signal above its critical limit criticalHits samples in a row stops the run
+/// (BackfillThrottleCritical). While it waits, the progress bar and -Verbose say why; the summary and Get-BackfillRun show the time
+/// waited per reason and the largest value seen of each signal. Results stream as one object per item.
 /// Files go to OutputDirectory/job/runId: backfill_summary.md, backfill_logs/execution_results.json, batch_NNN.json and
 /// rollback_YYYY-MM-DD.sql (psql -v ON_ERROR_STOP=1 -f). The run then halts for review; nothing starts the next phase.</para>
 /// <para type="description">The job file's notify hooks receive a JSON POST on start, throttled (once per episode), halt, success and
@@ -56,6 +63,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -OutputDirectory ./runs -MetricsPath ./textfile/dataops_backfill.prom</code>
 ///   <para>Runs the job and keeps a Prometheus metrics file up to date (items by status, rate, seconds throttled by reason, running 1 or 0); point node_exporter's --collector.textfile.directory at ./textfile.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -MaxReplicaLag 16MB -MaxRetainedWal 1GB -Verbose</code>
+///   <para>Waits whenever a standby's replay falls more than 16 MB behind the primary, or replication slots keep more than 1 GB of WAL;
+///   -Verbose and the progress bar say which standby is how far behind. Get-BackfillRun shows the time waited per reason afterwards.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(BackfillItemResult))]
@@ -120,6 +132,38 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
     [ValidateRange(BackfillOptions.MinLockRetries, BackfillOptions.MaxLockRetries)]
     public int? LockRetries { get; set; }
 
+    /// <summary>
+    /// Holds the run while a standby's replay lag is above this: a size (16MB, 512kB, or a number of bytes such as 1MB in
+    /// PowerShell) measures the LSN distance from the primary's current WAL position to each standby's replay position in
+    /// pg_stat_replication (0 on an idle primary); a duration (10s) measures replay_lag. The standbys streaming when the run starts
+    /// are watched; one that disconnects holds the run too. Sampled on a read-only connection every -SignalCheckInterval; the
+    /// progress bar and -Verbose say which standby is how far behind, and the run's summary and Get-BackfillRun show the time
+    /// waited under "replica lag". Replaces the limit of the job file's replicaLag signal of the same unit, else adds one.
+    /// </summary>
+    /// <default>the job file's throttle.signals, else none</default>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? MaxReplicaLag { get; set; }
+
+    /// <summary>
+    /// Holds the run while replication slots retain more WAL than this (the largest distance from the current WAL position to a
+    /// slot's restart_lsn; inactive slots count): a size such as 1GB or 512MB, or a number of bytes. Replaces the limit of the
+    /// job file's retainedWal signal, else adds one.
+    /// </summary>
+    /// <default>the job file's throttle.signals, else none</default>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? MaxRetainedWal { get; set; }
+
+    /// <summary>
+    /// How often each throttle signal (the job file's and -MaxReplicaLag, -MaxRetainedWal) is sampled: 100ms to 1h. Asking
+    /// between samples costs no statement. Accepts a TimeSpan or text such as 500ms, 1s, 1m.
+    /// </summary>
+    /// <default>each signal's checkInterval, else 1s</default>
+    [Parameter]
+    [DurationTransformation]
+    public TimeSpan? SignalCheckInterval { get; set; }
+
     /// <summary>Secrets for HTTP steps' {credential:NAME} placeholders: @{ NAME = $credential } (the password is the secret).</summary>
     [Parameter]
     public System.Collections.Hashtable? Secret { get; set; }
@@ -165,11 +209,13 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var redactor = new SecretRedactor();
         var credentials = SecretArgument.ToDictionary(Secret, redactor);
-        var (job, secrets) = RunEngine(async (_, ct) =>
+        var (job, secrets, signals) = RunEngine(async (_, ct) =>
         {
-            var prepared = await BackfillRunner.PrepareAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
+            var loaded = JobFile.Load(path);
+            var signals = ThrottleSignals.WithParameters(loaded.Signals, MaxReplicaLag, MaxRetainedWal, SignalCheckInterval);
+            var prepared = await BackfillRunner.PrepareAsync(loaded, connection, ct).ConfigureAwait(false);
             await BackfillRunner.VerifyPlanAsync(prepared.Job, connection, MaxPlanAge, ct).ConfigureAwait(false);
-            return (prepared, HttpSteps.ResolveSecrets(prepared.Job, credentials, redactor));
+            return (prepared, HttpSteps.ResolveSecrets(prepared.Job, credentials, redactor), signals);
         });
 
         if (WhatIfRequested)
@@ -193,7 +239,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         var options = new BackfillOptions
         {
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, LockRetries = LockRetries, Reapply = Reapply, DryRun = DryRun,
-            ResolvedSecrets = secrets, Redactor = redactor, MetricsPath = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath),
+            ResolvedSecrets = secrets, Redactor = redactor, MetricsPath = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath), Signals = signals,
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
