@@ -30,16 +30,7 @@ public sealed class BackfillLeaseTests
         var s = new PsSession();
         var r = s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
         Assert.False(r.HadErrors, string.Join("\n", r.Errors));
-        var job = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
-        File.WriteAllText(job, $$"""
-            {
-              "version": 1, "name": "{{JobName}}",
-              "items": { "discover": "SELECT k::text AS key FROM counted ORDER BY k" },
-              "capture": [ { "table": "counted", "where": "k = @key::int" } ],
-              "steps": [ { "name": "count", "sql": "UPDATE counted SET n = n + 1 WHERE k = @key::int" } ],
-              "verify": "SELECT n >= 1 FROM counted WHERE k = @key::int"
-            }
-            """);
+        var job = CountedJob.Write(JobName);
         return (s, cs, job, Directory.CreateTempSubdirectory("dataops-lease-").FullName);
     }
 

@@ -15,23 +15,14 @@ public sealed class RunControlTests
     private const string JobName = "steered";
 
     /// <summary>A Core database with <paramref name="keys"/> counted rows, a connected session, a job file (its step <paramref name="step"/>) and an output folder.</summary>
-    private static (PsSession Session, string Cs, string Job, string Output) Setup(int keys, string step = "UPDATE counted SET n = n + 1 WHERE k = @key::int")
+    private static (PsSession Session, string Cs, string Job, string Output) Setup(int keys, string step = CountedJob.Increment)
     {
         var cs = TestCluster.CreateDatabaseWith("Core");
         Sql.Execute(cs, $"CREATE TABLE counted (k int PRIMARY KEY, n int NOT NULL DEFAULT 0); INSERT INTO counted (k) SELECT generate_series(1, {keys})");
         var s = new PsSession();
         var r = s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs + ";Application Name=operator" });
         Assert.False(r.HadErrors, string.Join("\n", r.Errors));
-        var job = Path.Combine(Path.GetTempPath(), $"dataops-job-{Guid.NewGuid():N}.json");
-        File.WriteAllText(job, $$"""
-            {
-              "version": 1, "name": "{{JobName}}",
-              "items": { "discover": "SELECT k::text AS key FROM counted ORDER BY k" },
-              "capture": [ { "table": "counted", "where": "k = @key::int" } ],
-              "steps": [ { "name": "count", "sql": "{{step}}" } ],
-              "verify": "SELECT n >= 1 FROM counted WHERE k = @key::int"
-            }
-            """);
+        var job = CountedJob.Write(JobName, step);
         return (s, cs, job, Directory.CreateTempSubdirectory("dataops-control-").FullName);
     }
 

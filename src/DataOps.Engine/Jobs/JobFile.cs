@@ -401,28 +401,7 @@ public static partial class JobFile
                 }
             }
 
-            var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-            if (n.TryGetProperty("headers", out var h))
-            {
-                if (h.ValueKind != JsonValueKind.Object)
-                {
-                    problems.Add($"{at}.headers: must be an object of name: value.");
-                }
-                else
-                {
-                    foreach (var p in h.EnumerateObject())
-                    {
-                        if (p.Value.ValueKind == JsonValueKind.String)
-                        {
-                            headers[p.Name] = p.Value.GetString()!;
-                        }
-                        else
-                        {
-                            problems.Add($"{at}.headers.{p.Name}: must be a string.");
-                        }
-                    }
-                }
-            }
+            var headers = Headers(n, at, problems);
 
             var required = false;
             if (n.TryGetProperty("required", out var r))
@@ -463,6 +442,36 @@ public static partial class JobFile
         return hooks;
     }
 
+    /// <summary>An HTTP step's or a hook's "headers": an object of name: string value (names compared ignoring case).</summary>
+    private static Dictionary<string, string> Headers(JsonElement owner, string at, List<string> problems)
+    {
+        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        if (!owner.TryGetProperty("headers", out var h))
+        {
+            return headers;
+        }
+
+        if (h.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add($"{at}.headers: must be an object of name: value.");
+            return headers;
+        }
+
+        foreach (var p in h.EnumerateObject())
+        {
+            if (p.Value.ValueKind == JsonValueKind.String)
+            {
+                headers[p.Name] = p.Value.GetString()!;
+            }
+            else
+            {
+                problems.Add($"{at}.headers.{p.Name}: must be a string.");
+            }
+        }
+
+        return headers;
+    }
+
     private static HttpStep? ParseHttp(JsonElement s, string at, Dictionary<string, object?> parameters, List<string> problems)
     {
         var method = String(s, "method", at, problems, required: false)?.ToUpperInvariant() ?? "POST";
@@ -477,28 +486,7 @@ public static partial class JobFile
             problems.Add($"{at}.url: '{url}' must be an absolute http:// or https:// URL (or start with an {{env:NAME}} secret).");
         }
 
-        var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        if (s.TryGetProperty("headers", out var h))
-        {
-            if (h.ValueKind != JsonValueKind.Object)
-            {
-                problems.Add($"{at}.headers: must be an object of name: value.");
-            }
-            else
-            {
-                foreach (var p in h.EnumerateObject())
-                {
-                    if (p.Value.ValueKind == JsonValueKind.String)
-                    {
-                        headers[p.Name] = p.Value.GetString()!;
-                    }
-                    else
-                    {
-                        problems.Add($"{at}.headers.{p.Name}: must be a string.");
-                    }
-                }
-            }
-        }
+        var headers = Headers(s, at, problems);
 
         var body = s.TryGetProperty("body", out var b) ? b.GetRawText() : null;
         var expect = new List<int>();
