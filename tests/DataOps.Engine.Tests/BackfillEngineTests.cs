@@ -252,12 +252,20 @@ public sealed class BackfillEngineTests
     public void The_metrics_text_escapes_label_values_and_parses()
     {
         var text = RunMetrics.Format(new MetricsSnapshot("j\\ob \"x\"\nnext", Guid.NewGuid(), 1, 2, 3, 6, 0.5,
-            new Dictionary<string, TimeSpan> { ["custom \"lag\""] = TimeSpan.FromSeconds(1.5) }, Running: true));
+            new Dictionary<string, TimeSpan> { ["custom \"lag\""] = TimeSpan.FromSeconds(1.5) }, Running: true)
+        {
+            Signals = [new BackfillSignalPeak { Reason = "replica lag", Kind = "replicaLag", Limit = "16.0 MB", Max = "48.0 MB", MaxValue = 48 * 1024 * 1024, Samples = 9 },
+                       new BackfillSignalPeak { Reason = "retained WAL", Kind = "retainedWal", Limit = "1.0 GB", Samples = 0 }],
+        });
 
         var samples = PrometheusText.Parse(text);
         Assert.All(samples, x => Assert.Equal("j\\ob \"x\"\nnext", x.Labels["job"]));
         Assert.Equal(1.5, samples.Single(x => x.Labels.GetValueOrDefault("reason") == "custom \"lag\"").Value);
         Assert.Contains("job=\"j\\\\ob \\\"x\\\"\\nnext\"", text, StringComparison.Ordinal);
+
+        // The lag seen: one sample per signal that was sampled (a signal with no successful sample has none).
+        var peak = Assert.Single(samples, x => x.Name == "dataops_backfill_signal_max");
+        Assert.Equal(("replica lag", "replicaLag", 48.0 * 1024 * 1024), (peak.Labels["reason"], peak.Labels["kind"], peak.Value));
     }
 
     /// <summary>Holds before the first item and before the eleventh, <c>checks</c> checks each, then lets the run go on.</summary>

@@ -470,7 +470,7 @@ internal sealed class BackfillRunState
 
         var rate = (applied + failed) / Math.Max(_watch.Elapsed.TotalSeconds, 1e-3);
         return new MetricsSnapshot(Name, RunId, applied, failed, skipped, Keys.Count, rate,
-            _throttle?.HeldTime ?? new Dictionary<string, TimeSpan>(), running && !_finished);
+            _throttle?.HeldTime ?? new Dictionary<string, TimeSpan>(), running && !_finished) { Signals = _signals?.Peaks ?? [] };
     }
 
     private void Stop(string reason)

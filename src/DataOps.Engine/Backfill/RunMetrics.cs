@@ -7,7 +7,11 @@ namespace DataOps.Engine.Backfill;
 /// <summary>What the metrics file shows at one moment.</summary>
 internal sealed record MetricsSnapshot(
     string Job, Guid RunId, long Applied, long Failed, long Skipped, long Planned, double Rate,
-    IReadOnlyDictionary<string, TimeSpan> Throttled, bool Running);
+    IReadOnlyDictionary<string, TimeSpan> Throttled, bool Running)
+{
+    /// <summary>The run's throttle signals, each with the largest value seen so far (replica lag, retained WAL ...).</summary>
+    public IReadOnlyList<BackfillSignalPeak> Signals { get; init; } = [];
+}
 
 /// <summary>
 /// A run's Prometheus text-format file for node_exporter's textfile collector: rewritten about once a
@@ -106,6 +110,12 @@ internal sealed class RunMetrics : IAsyncDisposable
         Metric("dataops_backfill_rate_items_per_second", "gauge", "Items applied or failed per second since the run started.", [(run, s.Rate)]);
         Metric("dataops_backfill_throttled_seconds_total", "counter", "Seconds the run waited before an item, by reason (the rate limit's own spacing not counted).",
             s.Throttled.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => ($"{run},reason=\"{Escape(t.Key)}\"", t.Value.TotalSeconds)));
+        if (s.Signals.Any(p => p.MaxValue is not null))
+        {
+            Metric("dataops_backfill_signal_max", "gauge", "The largest value each throttle signal has shown during the run (bytes for replica lag and retained WAL, seconds for replay_lag, a count otherwise).",
+                s.Signals.Where(p => p.MaxValue is not null).Select(p => ($"{run},reason=\"{Escape(p.Reason)}\",kind=\"{Escape(p.Kind)}\"", p.MaxValue!.Value)));
+        }
+
         Metric("dataops_backfill_running", "gauge", "1 while the run goes on, 0 once it ended.", [(run, s.Running ? 1 : 0)]);
         Metric("dataops_backfill_last_update_timestamp_seconds", "gauge", "When this file was written (Unix time).",
             [(run, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0)]);
