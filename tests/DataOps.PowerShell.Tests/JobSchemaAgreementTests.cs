@@ -47,10 +47,7 @@ public sealed class JobSchemaAgreementTests
         unset.ForEach(n => Environment.SetEnvironmentVariable(n, n.Contains("URL", StringComparison.Ordinal) ? "http://127.0.0.1:9" : "placeholder"));
         try
         {
-            using var s = new PsSession();
-            s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Prism") });
-            var r = s.Run("Invoke-Backfill -Job $job -WhatIf", new Hashtable { ["job"] = path });
-            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            AssertValidatorAccepts(path);
         }
         finally
         {
@@ -75,15 +72,21 @@ public sealed class JobSchemaAgreementTests
         Environment.SetEnvironmentVariable(variable, "http://127.0.0.1:9");
         try
         {
-            using var s = new PsSession();
-            s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Prism") });
-            var r = s.Run("Invoke-Backfill -Job $job -WhatIf", new Hashtable { ["job"] = path });
-            Assert.False(r.HadErrors, string.Join("\n", r.Errors));
+            AssertValidatorAccepts(path);
         }
         finally
         {
             Environment.SetEnvironmentVariable(variable, null);
         }
+    }
+
+    /// <summary>The validator's verdict: Invoke-Backfill -WhatIf of the job on a Prism database raises no error.</summary>
+    private static void AssertValidatorAccepts(string path)
+    {
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = TestCluster.CreateDatabaseWith("Prism") });
+        var r = s.Run("Invoke-Backfill -Job $job -WhatIf", new Hashtable { ["job"] = path });
+        Assert.False(r.HadErrors, string.Join("\n", r.Errors));
     }
 
     [Fact]
