@@ -112,6 +112,13 @@ public static partial class BackfillRunner
         [EnumeratorCancellation] CancellationToken ct = default)
     {
         var name = job.Job.Name;
+        if (job.Keyset is not null && (options.Keys is not null || options.Reapply))
+        {
+            throw new DataOpsException("KeysetOptionUnsupported", DataOpsErrorKind.InvalidArgument,
+                $"The job '{name}' walks {job.Keyset.QualifiedName} by key ranges ($.items.keyset): {(options.Keys is not null ? "it finds its own items, so a list of keys cannot be given" : "-Reapply is not supported (chunks differ between runs); Undo-Backfill the earlier runs, then run the job again")}. Nothing ran.",
+                name);
+        }
+
         // Each signal is sampled once before the lease: one that cannot work here stops the run before it is recorded.
         var signals = options.SignalsFor(job.Job);
         var gate = await SignalGate.StartAsync(connection, signals, job, log, ct).ConfigureAwait(false);
