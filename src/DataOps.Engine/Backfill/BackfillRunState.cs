@@ -185,9 +185,17 @@ internal sealed class BackfillRunState
     public void LogStart(Throttle throttle, GroupExecutor? groups)
     {
         _throttle = throttle;
-        _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
-            RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
-        Keyset?.LogStart(_log);
+        if (Keyset is { } walk)
+        {
+            _log.Information("Run {RunId} of job {Job}: a keyset walk, {PerMinute} chunks/minute, output {Directory}", RunId, Name, throttle.PerMinute, _artifacts.Directory);
+            walk.LogStart(_log);
+        }
+        else
+        {
+            _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
+                RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
+        }
+
         var (lockTimeout, lockRetries) = (_options.LockTimeoutFor(_job.Job), _options.LockRetriesFor(_job.Job));
         var lockWorst = Retry.LockWorstCase(lockTimeout, lockRetries);
         _log.Information("An item whose rows another session holds waits {LockTimeout} per attempt, {Attempts} attempts with backoff: up to about {Worst} before it fails as LockTimeout and the run goes on",

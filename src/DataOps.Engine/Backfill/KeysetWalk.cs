@@ -115,14 +115,16 @@ internal sealed class KeysetWalk
     public void LogStart(RunLog log) =>
         log.Information("Keyset walk of {Table} by {Key}: keys up to {Bound} (the largest when the run started){Resume}; chunks of {Min} to {Max} rows sized to take about {ChunkTime} each, statement timeout {Timeout}",
             _target.QualifiedName, _target.QuotedKey, Bound ?? "(none: no row to walk)", ResumedAfter is null ? string.Empty : $", resuming after {ResumedAfter} (the job's last committed chunk)",
-            _spec.MinChunkSize, _spec.MaxChunkSize, _spec.ChunkTime, _spec.StatementTimeout);
+            _spec.MinChunkSize, _spec.MaxChunkSize, Ms(_spec.ChunkTime), Ms(_spec.StatementTimeout));
 
-    /// <summary>The largest key of the rows the walk takes, as text.</summary>
+    private static string Ms(TimeSpan t) => t.TotalMilliseconds < 1000 ? $"{t.TotalMilliseconds:0} ms" : $"{t.TotalSeconds:0.###} s";
+
+    /// <summary>The largest key of the rows the walk takes, as text (by the key's index; not max(), which some types such as uuid lack).</summary>
     internal static string BoundSql(KeysetTarget target, string? where) =>
-        $"SELECT max({target.QuotedKey})::text FROM {target.QualifiedName}{(where is null ? string.Empty : $" WHERE ({where}\n)")}";
+        $"SELECT {target.QuotedKey}::text FROM {target.QualifiedName} WHERE {target.QuotedKey} IS NOT NULL{(where is null ? string.Empty : $" AND ({where}\n)")} ORDER BY {target.QuotedKey} DESC LIMIT 1";
 
     /// <summary>
-    /// The next chunk's first and last key and its row count: the next @dataops_size keys after
+    /// The next chunk's first and last key and its row count (not min() and max(), which some key types such as uuid lack): the next @dataops_size keys after
     /// @dataops_after (from the first key when it is NULL), up to @dataops_bound, in key order, read by
     /// the key's index (<paramref name="first"/>: from the first key). The bounds travel as text and
     /// are cast to the key's type.
@@ -131,10 +133,11 @@ internal sealed class KeysetWalk
     {
         var (k, type) = (target.QuotedKey, target.KeyType);
         return $"""
-            SELECT min(c.k)::text, max(c.k)::text, count(*)
-            FROM (SELECT {k} AS k FROM {target.QualifiedName}
-                  WHERE {(first ? string.Empty : $"{k} > CAST(@dataops_after AS {type}) AND ")}{k} <= CAST(@dataops_bound AS {type}){(where is null ? string.Empty : $"\n    AND ({where}\n)")}
-                  ORDER BY {k} LIMIT @dataops_size) c
+            WITH c AS MATERIALIZED (
+                SELECT {k} AS k FROM {target.QualifiedName}
+                WHERE {(first ? string.Empty : $"{k} > CAST(@dataops_after AS {type}) AND ")}{k} <= CAST(@dataops_bound AS {type}){(where is null ? string.Empty : $"\n    AND ({where}\n)")}
+                ORDER BY {k} LIMIT @dataops_size)
+            SELECT (SELECT k FROM c ORDER BY k LIMIT 1)::text, (SELECT k FROM c ORDER BY k DESC LIMIT 1)::text, (SELECT count(*) FROM c)
             """;
     }
 }

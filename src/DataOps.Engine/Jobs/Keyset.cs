@@ -89,3 +89,11 @@ public readonly record struct KeysetChunk(string Lo, string Hi)
 
 /// <summary>The keyset walk's table and key column as the database describes them (see <see cref="JobValidator"/>).</summary>
 public sealed record KeysetTarget(string QualifiedName, string QuotedKey, string KeyType, bool Indexed);
+
+/// <summary>What a keyset job's next run would walk: keys after <paramref name="After"/> (null: from the first) up to <paramref name="Bound"/> (null: no row), of a table of about <paramref name="EstimatedRows"/> rows (0: unknown).</summary>
+public sealed record KeysetPreview(string Table, string Key, string? After, string? Bound, long EstimatedRows)
+{
+    public override string ToString() => Bound is null
+        ? $"no row of {Table} to walk"
+        : $"rows of {Table} with {Key} {(After is null ? "from the first key" : $"after {After}")} up to {Bound}{(EstimatedRows > 0 ? $" (the table has about {EstimatedRows} rows)" : string.Empty)}, in chunks";
+}

@@ -220,8 +220,15 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
         if (WhatIfRequested)
         {
-            var keys = RunEngine((_, ct) => BackfillRunner.ResolveKeysAsync(job, connection, ct));
             var steps = string.Join("; ", job.Job.Steps.Select(s => s.Name));
+            if (RunEngine((_, ct) => BackfillRunner.PreviewKeysetAsync(job, connection, ct)) is { } walk)
+            {
+                ShouldProcess($"{walk} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
+                WriteVerbose("A keyset job finds its chunks as it runs; nothing was changed.");
+                return;
+            }
+
+            var keys = RunEngine((_, ct) => BackfillRunner.ResolveKeysAsync(job, connection, ct));
             foreach (var key in keys)
             {
                 ShouldProcess($"item {key} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
