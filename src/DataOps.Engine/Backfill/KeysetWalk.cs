@@ -119,9 +119,13 @@ internal sealed class KeysetWalk
 
     private static string Ms(TimeSpan t) => t.TotalMilliseconds < 1000 ? $"{t.TotalMilliseconds:0} ms" : $"{t.TotalSeconds:0.###} s";
 
-    /// <summary>The largest key of the rows the walk takes, as text (by the key's index; not max(), which some types such as uuid lack).</summary>
+    /// <summary>
+    /// The largest key of the rows the walk takes, as text (by the key's index; not max(), which some
+    /// types such as uuid lack). The output column has a name of its own: named like the key, ORDER BY
+    /// would sort the text.
+    /// </summary>
     internal static string BoundSql(KeysetTarget target, string? where) =>
-        $"SELECT {target.QuotedKey}::text FROM {target.QualifiedName} WHERE {target.QuotedKey} IS NOT NULL{(where is null ? string.Empty : $" AND ({where}\n)")} ORDER BY {target.QuotedKey} DESC LIMIT 1";
+        $"SELECT {target.QuotedKey}::text AS dataops_bound FROM {target.QualifiedName} WHERE {target.QuotedKey} IS NOT NULL{(where is null ? string.Empty : $" AND ({where}\n)")} ORDER BY {target.QuotedKey} DESC LIMIT 1";
 
     /// <summary>
     /// The next chunk's first and last key and its row count (not min() and max(), which some key types such as uuid lack): the next @dataops_size keys after

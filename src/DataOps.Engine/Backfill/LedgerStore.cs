@@ -111,7 +111,7 @@ internal static class LedgerStore
     /// </summary>
     public static Task<string?> KeysetResumeAfterAsync(NpgsqlConnection conn, string job, string keyType, CancellationToken ct) =>
         conn.ExecuteScalarAsync<string?>(new CommandDefinition(
-            $"SELECT hi::text FROM (SELECT CAST(item_key::jsonb ->> 1 AS {keyType}) AS hi FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL AND item_key LIKE '[\"%') c ORDER BY hi DESC LIMIT 1",
+            $"SELECT hi::text FROM (SELECT CAST(item_key::jsonb ->> 1 AS {keyType}) AS hi FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL AND item_key LIKE '[\"%') c ORDER BY c.hi DESC LIMIT 1",
             new { job }, cancellationToken: ct));
 
     /// <summary>A failed (or stale) item's row, on a connection of its own: the item's transaction is already rolled back.</summary>

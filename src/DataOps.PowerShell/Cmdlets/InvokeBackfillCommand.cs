@@ -224,7 +224,7 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             if (RunEngine((_, ct) => BackfillRunner.PreviewKeysetAsync(job, connection, ct)) is { } walk)
             {
                 ShouldProcess($"{walk} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
-                WriteVerbose("A keyset job finds its chunks as it runs; nothing was changed.");
+                WriteVerbose($"A keyset walk of {walk} (found as the run goes); nothing was changed.");
                 return;
             }
 

@@ -1,0 +1,117 @@
+using System.Collections;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+
+namespace DataOps.PowerShell.Tests;
+
+/// <summary>
+/// Keyset jobs through the cmdlets: a table walked in chunks by a real pwsh process that is killed
+/// hard mid-run, then finished by a re-run; every row is updated exactly once (a counter column
+/// proves it) and the rollback scripts, run by real psql, restore the table's checksum.
+/// </summary>
+public sealed class KeysetTests
+{
+    /// <summary>Rows of the walked table: large enough for many chunks of the largest size.</summary>
+    private const int Rows = 200_000;
+
+    private static string Job(Action<JsonObject>? change = null)
+    {
+        var job = new JsonObject
+        {
+            ["version"] = 1,
+            ["name"] = "acct-counter",
+            ["items"] = new JsonObject { ["keyset"] = new JsonObject { ["table"] = "public.acct", ["key"] = "aid", ["chunkTime"] = "100ms", ["minChunkSize"] = 500, ["maxChunkSize"] = 10_000 } },
+            ["throttle"] = new JsonObject { ["itemsPerMinute"] = 0 },
+            ["capture"] = new JsonArray(new JsonObject { ["table"] = "public.acct", ["where"] = "aid BETWEEN @lo::int AND @hi::int" }),
+            ["steps"] = new JsonArray(new JsonObject { ["name"] = "count", ["sql"] = "UPDATE acct SET n = n + 1, abalance = abalance + aid % 7 WHERE aid BETWEEN @lo::int AND @hi::int" }),
+            ["verify"] = "SELECT NOT EXISTS (SELECT 1 FROM acct WHERE aid BETWEEN @lo::int AND @hi::int AND n <> 1)",
+        };
+        change?.Invoke(job);
+        var path = Path.Combine(Directory.CreateTempSubdirectory("dataops-keyset-").FullName, "acct-counter.job.json");
+        File.WriteAllText(path, job.ToJsonString());
+        return path;
+    }
+
+    private static string Checksum(string cs) => (string)Sql.Scalar(cs, "SELECT md5(string_agg(aid || ':' || n || ':' || abalance || ':' || filler, ',' ORDER BY aid)) FROM acct")!;
+
+    private static long Applied(string cs) => Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'"));
+
+    [Fact]
+    public void A_killed_walk_resumes_every_row_is_updated_once_and_the_rollback_scripts_restore_the_table()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        Sql.Execute(cs, $"CREATE TABLE acct (aid int PRIMARY KEY, n int NOT NULL DEFAULT 0, abalance int NOT NULL DEFAULT 0, filler text NOT NULL DEFAULT repeat('x', 60)); INSERT INTO acct (aid) SELECT generate_series(1, {Rows}); ANALYZE acct;");
+        var pristine = Checksum(cs);
+        var job = Job();
+        var output = Directory.CreateTempSubdirectory("dataops-keyset-out-").FullName;
+
+        // A real pwsh process, killed hard with its process tree once a few chunks committed.
+        var psi = Repo.Pwsh($"Import-Module '{Repo.Manifest}'; Connect-DataOps -ConnectionString '{cs}' | Out-Null; Invoke-Backfill -Job '{job}' -OutputDirectory '{output}' -Force | Out-Null");
+        using (var process = Process.Start(psi)!)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(90);
+            while (Applied(cs) < 3 && DateTime.UtcNow < deadline && !process.HasExited)
+            {
+                Thread.Sleep(20);
+            }
+
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+        }
+
+        // Every committed chunk is in the ledger with its rows, and only those rows changed, once.
+        var committedRows = Convert.ToInt64(Sql.Scalar(cs, "SELECT coalesce(sum(rows_changed), 0) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.InRange(Applied(cs), 3, 1_000);
+        Assert.InRange(committedRows, 1, Rows - 1);
+        Assert.Equal(committedRows, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM acct WHERE n = 1")));
+        Assert.Equal(0L, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM acct WHERE n > 1")));
+        var killed = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run WHERE kind = 'backfill'")!;
+
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        var rerun = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = job, ["out"] = output });
+
+        Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
+        Assert.True(Rows == Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM acct WHERE n = 1")),
+            string.Join("\n", rerun.Output.Select(o => $"{o.Properties["Key"].Value} {o.Properties["Status"].Value}").Concat(rerun.Warnings).Concat(rerun.Information.Select(i => i.ToString()))));
+        Assert.All(rerun.Output, o => Assert.Equal("Applied", o.Properties["Status"].Value.ToString()));
+        // The re-run started right after the killed run's last committed chunk.
+        var lastKilled = Convert.ToInt64(Sql.Scalar(cs, $"SELECT max((item_key::jsonb ->> 1)::int) FROM dataops.ledger WHERE run_id = '{killed}' AND status = 'applied'"));
+        Assert.Equal($"[\"{lastKilled + 1}\",", ((string)rerun.Output[0].Properties["Key"].Value)[..($"[\"{lastKilled + 1}\",".Length)]);
+        Assert.Equal(rerun.Output.Count, Convert.ToInt32(Sql.Scalar(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id <> '{killed}' AND status = 'applied'")));
+
+        // Real psql: the re-run's own rollback script, then the killed run's (exported from the ledger), put the table back exactly.
+        var exportPath = Path.Combine(output, "killed.sql");
+        var exported = s.Run("Export-BackfillRollback -RunId $id -Path $p", new Hashtable { ["id"] = killed, ["p"] = exportPath });
+        Assert.False(exported.HadErrors, string.Join("\n", exported.Errors));
+        var rerunId = (Guid)rerun.Output[0].Properties["RunId"].Value;
+        var rerunScript = Directory.GetFiles(Path.Combine(output, "acct-counter", rerunId.ToString(), "backfill_logs"), "rollback_*.sql").Single();
+        foreach (var script in new[] { rerunScript, exportPath })
+        {
+            var (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
+            Assert.True(code == 0, stderr + stdout);
+        }
+
+        Assert.Equal(pristine, Checksum(cs));
+    }
+
+    [Fact]
+    public void WhatIf_describes_the_walk_and_Keys_or_Reapply_are_refused_before_anything_runs()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        Sql.Execute(cs, "CREATE TABLE acct (aid int PRIMARY KEY, n int NOT NULL DEFAULT 0, abalance int NOT NULL DEFAULT 0, filler text NOT NULL DEFAULT ''); INSERT INTO acct (aid) SELECT generate_series(1, 1000); ANALYZE acct;");
+        var job = Job();
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+
+        var whatIf = s.Run("Invoke-Backfill -Job $job -WhatIf -Verbose", new Hashtable { ["job"] = job });
+        var reapply = s.Run("Invoke-Backfill -Job $job -Reapply -Force", new Hashtable { ["job"] = job });
+
+        Assert.False(whatIf.HadErrors, string.Join("\n", whatIf.Errors));
+        Assert.Contains(whatIf.Verbose, line => line.Contains("rows of acct with aid from the first key up to 1000", StringComparison.Ordinal) && line.Contains("nothing was changed", StringComparison.Ordinal));
+        var error = Assert.Single(reapply.Errors);
+        Assert.Equal("KeysetOptionUnsupported,DataOps.PowerShell.Cmdlets.InvokeBackfillCommand", error.FullyQualifiedErrorId);
+        Assert.Equal(0L, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM acct WHERE n <> 0")));
+        Assert.Equal(0L, Convert.ToInt64(Sql.Scalar(cs, "SELECT count(*) FROM dataops.run")));
+    }
+}
