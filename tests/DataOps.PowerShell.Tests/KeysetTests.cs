@@ -96,6 +96,76 @@ public sealed class KeysetTests
     }
 
     [Fact]
+    public void A_chunks_rollback_is_one_checked_statement_that_stops_on_drift_keeps_hostile_data_inert_and_Undo_Backfill_restores_it_too()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        var marker = Path.Combine(Path.GetTempPath(), $"dataops-pwned-{Guid.NewGuid():N}");
+        var values = RollbackScriptSafetyTests.HostileValues(marker);
+        Sql.Execute(cs, "CREATE TABLE hostile (id int PRIMARY KEY, note text NOT NULL, n int NOT NULL DEFAULT 0)");
+        for (var i = 1; i <= 40; i++)
+        {
+            using var conn = new Npgsql.NpgsqlConnection(cs);
+            conn.Open();
+            using var cmd = new Npgsql.NpgsqlCommand("INSERT INTO hostile (id, note) VALUES (@id, @note)", conn);
+            cmd.Parameters.AddWithValue("id", i);
+            cmd.Parameters.AddWithValue("note", values[i % values.Length]);
+            cmd.ExecuteNonQuery();
+        }
+
+        var job = Job(j =>
+        {
+            j["name"] = "hostile-chunks";
+            j["parameters"] = new JsonObject { ["suffix"] = $"\n\\! touch {marker}\n$dataops$'" };
+            j["items"] = new JsonObject { ["keyset"] = new JsonObject { ["table"] = "hostile", ["key"] = "id", ["minChunkSize"] = 40, ["maxChunkSize"] = 40 } };
+            j["capture"] = new JsonArray(new JsonObject { ["table"] = "hostile", ["where"] = "id BETWEEN @lo::int AND @hi::int" });
+            j["steps"] = new JsonArray(new JsonObject { ["name"] = "append", ["sql"] = "UPDATE hostile SET note = note || @suffix, n = n + 1 WHERE id BETWEEN @lo::int AND @hi::int" });
+            j["verify"] = "SELECT NOT EXISTS (SELECT 1 FROM hostile WHERE id BETWEEN @lo::int AND @hi::int AND n <> 1)";
+        });
+        const string checksum = "SELECT md5(string_agg(to_jsonb(h)::text, ',' ORDER BY id)) FROM hostile h";
+        var pristine = Sql.Scalar(cs, checksum);
+        var output = Directory.CreateTempSubdirectory("dataops-keyset-rb-").FullName;
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+
+        var run = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = job, ["out"] = output });
+
+        Assert.False(run.HadErrors, string.Join("\n", run.Errors));
+        Assert.Equal(40, Assert.Single(run.Output).Properties["RowsChanged"].Value);
+        var script = Directory.GetFiles(output, "rollback_*.sql", SearchOption.AllDirectories).Single();
+        Assert.Contains("update 40 rows of hostile", File.ReadAllText(script));
+        Assert.DoesNotContain("DO $dataops$ BEGIN", File.ReadAllText(script)); // no row-by-row block
+
+        // Drift on one row: the script stops, naming how many rows drifted, and restores nothing.
+        Sql.Execute(cs, "UPDATE hostile SET n = 5 WHERE id = 17");
+        var drifted = Sql.Scalar(cs, checksum);
+        var (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
+        Assert.NotEqual(0, code);
+        Assert.Contains("1 of 40 rows of hostile", stderr + stdout);
+        Assert.Equal(drifted, Sql.Scalar(cs, checksum));
+
+        Sql.Execute(cs, "UPDATE hostile SET n = 1 WHERE id = 17");
+        (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
+        Assert.True(code == 0, stderr + stdout);
+        Assert.False(File.Exists(marker), "psql ran a shell command taken from data");
+        Assert.Equal(pristine, Sql.Scalar(cs, checksum));
+
+        // Again, undone by Undo-Backfill this time (the same one statement, parameterized): drift first, then all of it.
+        var again = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = job, ["out"] = output });
+        Assert.False(again.HadErrors, string.Join("\n", again.Errors));
+        var runId = (Guid)Assert.Single(again.Output).Properties["RunId"].Value;
+        Sql.Execute(cs, "UPDATE hostile SET n = 5 WHERE id IN (3, 4)");
+        var undo = s.Run("Undo-Backfill -RunId $id -Force", new Hashtable { ["id"] = runId });
+        var item = Assert.Single(undo.Output);
+        Assert.Equal("Drifted", item.Properties["Status"].Value.ToString());
+        Assert.Contains("2 of 40 rows of hostile changed since the backfill", (string)item.Properties["Error"].Value);
+
+        Sql.Execute(cs, "UPDATE hostile SET n = 1 WHERE id IN (3, 4)");
+        var undone = s.Run("Undo-Backfill -RunId $id -Force", new Hashtable { ["id"] = runId });
+        Assert.Equal("Restored", Assert.Single(undone.Output).Properties["Status"].Value.ToString());
+        Assert.Equal(pristine, Sql.Scalar(cs, checksum));
+    }
+
+    [Fact]
     public void WhatIf_describes_the_walk_and_Keys_or_Reapply_are_refused_before_anything_runs()
     {
         var cs = TestCluster.CreateDatabaseWith("Core");
