@@ -45,7 +45,7 @@ internal static class KeysetBenchmark
                 writer.WriteLine("\\set ON_ERROR_STOP on");
                 foreach (var (lo, hi) in chunks)
                 {
-                    writer.WriteLine(CultureInfo.InvariantCulture, $"BEGIN; UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN {lo} AND {hi}; COMMIT;");
+                    writer.WriteLine(string.Create(CultureInfo.InvariantCulture, $"BEGIN; UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN {lo} AND {hi}; COMMIT;"));
                 }
             }
 
