@@ -166,6 +166,27 @@ public sealed class KeysetTests
     }
 
     [Fact]
+    public void Test_ProdHealth_of_a_keyset_job_reports_the_pending_rows_and_recommends_the_job_itself_instead_of_a_plan()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        Sql.Execute(cs, "CREATE TABLE acct (aid int PRIMARY KEY, n int NOT NULL DEFAULT 0, abalance int NOT NULL DEFAULT 0, filler text NOT NULL DEFAULT ''); INSERT INTO acct (aid) SELECT generate_series(1, 300); ANALYZE acct;");
+        var job = Job(j => j["health"] = new JsonObject { ["discover"] = "SELECT aid::text AS key FROM acct WHERE n = 0 ORDER BY aid", ["sampleSize"] = 5 });
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        var output = Directory.CreateTempSubdirectory("dataops-keyset-health-").FullName;
+
+        var report = s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output }).Output.Single();
+
+        Assert.Equal((false, 300), ((bool)report.Properties["Healthy"].Value, (int)report.Properties["PendingCount"].Value));
+        Assert.Null(report.Properties["PlanPath"].Value);
+        Assert.Contains($"Invoke-Backfill -Job '{job}'", File.ReadAllText((string)report.Properties["ReportPath"].Value));
+
+        s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force | Out-Null", new Hashtable { ["job"] = job, ["out"] = output });
+        var after = s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output }).Output.Single();
+        Assert.True((bool)after.Properties["Healthy"].Value);
+    }
+
+    [Fact]
     public void WhatIf_describes_the_walk_and_Keys_or_Reapply_are_refused_before_anything_runs()
     {
         var cs = TestCluster.CreateDatabaseWith("Core");
