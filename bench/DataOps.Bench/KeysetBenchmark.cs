@@ -61,7 +61,7 @@ internal static class KeysetBenchmark
                 $"scale {scale} ({total:N0} rows): Invoke-Backfill {watch.Elapsed.TotalSeconds:0.0} s ({moduleRate:0} rows/s, {chunks.Count} chunks, peak working set {peak / 1048576.0:0} MB); psql, same chunks {psql.TotalSeconds:0.0} s ({psqlRate:0} rows/s); ratio {moduleRate / psqlRate:0.00}; chunk time median {Median(durations):0} ms, within 0.5x-1.5x of {target.TotalMilliseconds:0} ms: {within} of {durations.Count} ({withinSteady} of {steady.Count} after the first {durations.Count - steady.Count})"));
             rows.Add(string.Create(CultureInfo.InvariantCulture,
                 $"| {total:N0} rows (pgbench -s {scale}) | {watch.Elapsed.TotalSeconds:0.0} s, {moduleRate:0} rows/s | {psql.TotalSeconds:0.0} s, {psqlRate:0} rows/s | **{moduleRate / psqlRate:0.00}** | {chunks.Count} chunks, median {Median(durations):0} ms; {100.0 * within / durations.Count:0}% within 0.5x-1.5x ({100.0 * withinSteady / Math.Max(1, steady.Count):0}% after the first {durations.Count - steady.Count}) | {peak / 1048576.0:0} MB |"));
-            s.Sql("dataops", $"DROP DATABASE {db}");
+            s.Sql("dataops", $"DROP DATABASE {db} WITH (FORCE)");
             foreach (var runDir in Directory.GetDirectories(dir))
             {
                 Directory.Delete(runDir, recursive: true);
