@@ -20,7 +20,8 @@ public sealed class KeysetWalkTests
     {
         var db = await DatabaseAsync(20_000);
         // The first chunk inserts a row past the largest key: not present at the start, so not taken.
-        var job = await JobAsync(db, "walk", k => k["maxChunkSize"] = 4_000,
+        // A target of 2 s: every chunk here takes far less, so sizes double up to the largest, whatever the machine's load.
+        var job = await JobAsync(db, "walk", k => (k["maxChunkSize"], k["chunkTime"]) = (4_000, "2s"),
             extraStep: "INSERT INTO t (id) SELECT 1000000 WHERE @lo = '1' AND @hi <> ''");
 
         var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
@@ -34,7 +35,7 @@ public sealed class KeysetWalkTests
         Assert.Equal(20_000, chunks[^1].Hi);
         Assert.All(chunks.Zip(chunks.Skip(1)), p => Assert.Equal(p.First.Hi + 1, p.Second.Lo));
         Assert.Equal(100, chunks[0].Hi - chunks[0].Lo + 1);
-        Assert.True(chunks.Max(c => c.Hi - c.Lo + 1) > 100, "chunks grow when they take less than the target time");
+        Assert.Equal(4_000, chunks.Max(c => c.Hi - c.Lo + 1)); // chunks grow (at most doubling) while they take less than the target time
         Assert.All(chunks.SkipLast(1), c => Assert.InRange(c.Hi - c.Lo + 1, 100, 4_000)); // the last one takes what is left
         Assert.Equal(results.Count, db.Scalar<long>($"SELECT count(*) FROM dataops.ledger WHERE run_id = '{results[0].RunId}' AND status = 'applied'"));
 
@@ -76,8 +77,8 @@ public sealed class KeysetWalkTests
     public async Task A_chunk_that_hits_the_statement_timeout_is_halved_and_run_again_and_nothing_fails()
     {
         var db = await DatabaseAsync(3_000);
-        // Chunks of 400 rows or more sleep past the 300 ms statement timeout; the target time (10 s) would grow them to 1,600.
-        var job = await JobAsync(db, "halve", k => (k["minChunkSize"], k["maxChunkSize"], k["chunkTime"], k["statementTimeout"]) = (100, 1_600, "10s", "300ms"),
+        // Chunks of 400 rows or more sleep past the 500 ms statement timeout; the target time (10 s) would grow them to 1,600.
+        var job = await JobAsync(db, "halve", k => (k["minChunkSize"], k["maxChunkSize"], k["chunkTime"], k["statementTimeout"]) = (100, 1_600, "10s", "500ms"),
             extraStep: "SELECT pg_sleep(CASE WHEN @hi::int - @lo::int + 1 >= 400 THEN 1 ELSE 0 END)");
 
         var results = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
@@ -214,19 +215,9 @@ public sealed class KeysetWalkTests
         return BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(name, k, extraStep: extraStep)), db.Connection, CancellationToken.None);
     }
 
-    private static async Task<List<BackfillItemResult>> RunAsync(ValidatedJob job, DatabaseFixture db, BackfillOptions options)
-    {
-        using var log = Log();
-        var results = new List<BackfillItemResult>();
-        await foreach (var result in BackfillRunner.RunAsync(job, db.Connection, options, log, NullObserver.Instance))
-        {
-            results.Add(result);
-        }
+    private static Task<List<BackfillItemResult>> RunAsync(ValidatedJob job, DatabaseFixture db, BackfillOptions options) => EngineRuns.RunAsync(job, db, options, "keyset-test");
 
-        return results;
-    }
+    private static RunLog Log() => EngineRuns.Log("keyset-test");
 
-    private static RunLog Log() => RunLog.Open("keyset-test", NullObserver.Instance, directory: Path.Combine(TestCluster.Root, "logs"));
-
-    private static string Output() => Directory.CreateDirectory(Path.Combine(TestCluster.Root, "out", Guid.NewGuid().ToString("N"))).FullName;
+    private static string Output() => EngineRuns.Output();
 }
