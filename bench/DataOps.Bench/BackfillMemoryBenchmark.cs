@@ -59,7 +59,7 @@ internal static class BackfillMemoryBenchmark
     }
 
     /// <summary>Runs a command in a fresh pwsh process with the module imported and returns the number it prints last.</summary>
-    private static long PeakOf(string command)
+    internal static long PeakOf(string command)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         psi.Environment["NO_COLOR"] = "1";

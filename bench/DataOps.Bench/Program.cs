@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory [options]; see the usage text below.
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory|keyset [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -18,6 +18,10 @@ switch (mode)
     case "startup":
         StartupBenchmark.Run(Option("--repeats", 10));
         return 0;
+    case "keyset":
+        KeysetBenchmark.Run(args.SkipWhile(a => a != "--scales").Skip(1).DefaultIfEmpty("10,100").First().Split(',').Select(int.Parse).ToList(),
+            args.SkipWhile(a => a != "--chunk-time").Skip(1).DefaultIfEmpty("500ms").First());
+        return 0;
     case "backfill-memory":
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
@@ -27,5 +31,6 @@ switch (mode)
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");
         Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
+        Console.WriteLine("       DataOps.Bench keyset [--scales 10,100] [--chunk-time 500ms]");
         return mode == "help" ? 0 : 64;
 }

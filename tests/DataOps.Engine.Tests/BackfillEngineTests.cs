@@ -380,19 +380,9 @@ public sealed class BackfillEngineTests
         return await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
     }
 
-    private static async Task<List<BackfillItemResult>> RunAsync(ValidatedJob job, DatabaseFixture db, BackfillOptions options)
-    {
-        using var log = Log();
-        var results = new List<BackfillItemResult>();
-        await foreach (var result in BackfillRunner.RunAsync(job, db.Connection, options, log, NullObserver.Instance))
-        {
-            results.Add(result);
-        }
+    private static Task<List<BackfillItemResult>> RunAsync(ValidatedJob job, DatabaseFixture db, BackfillOptions options) => EngineRuns.RunAsync(job, db, options, "backfill-engine-test");
 
-        return results;
-    }
+    private static RunLog Log() => EngineRuns.Log("backfill-engine-test");
 
-    private static RunLog Log() => RunLog.Open("backfill-engine-test", NullObserver.Instance, directory: Path.Combine(TestCluster.Root, "logs"));
-
-    private static string Output() => Directory.CreateDirectory(Path.Combine(TestCluster.Root, "out", Guid.NewGuid().ToString("N"))).FullName;
+    private static string Output() => EngineRuns.Output();
 }

@@ -9,7 +9,7 @@ namespace DataOps.PowerShell.Tests;
 /// </summary>
 public sealed class RollbackScriptSafetyTests
 {
-    private static string[] HostileValues(string marker) =>
+    internal static string[] HostileValues(string marker) =>
     [
         $"A-2\n\\! touch {marker}\n",
         $"B\r\\! touch {marker}\r",

@@ -34,7 +34,7 @@ BeforeAll {
         'Stop-Backfill#1'          = 'steers a run in progress in another session (RunControlTests: stop with files written)'
         'Stop-Backfill#2'          = 'steers a run in progress in another session (RunControlTests: abort rolls the item in flight back)'
         'Set-BackfillThrottle#1'   = 'steers a run in progress in another session (RunControlTests: 120 items in the minute after resuming)'
-        'Invoke-Backfill#5'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
+        'Invoke-Backfill#6'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
@@ -87,6 +87,9 @@ BeforeAll {
         'Invoke-Backfill#1'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; './runs/results-v1.2.1' | Should -Exist } }
         'Invoke-Backfill#2'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty } }
         'Invoke-Backfill#3'           = @{ Setup = { Use-Pending }; Check = { param($o) $o | Should -BeNullOrEmpty; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeFalse } }
+        'Invoke-Backfill#5'           = @{ Setup = { Use-Pending; Invoke-TestSql $main "UPDATE prism.sessions SET fc_kind = 'legacy' WHERE status = 'completed'" | Out-Null }
+                                           Check = { param($o) @($o).Count | Should -BeGreaterThan 0; $o.Status | Sort-Object -Unique | Should -Be 'Applied'; $o[0].Key | Should -Match '^\["'
+                                                     Invoke-TestSql $main "SELECT count(*) FROM prism.sessions WHERE fc_kind = 'legacy'" | Should -Be 0 } }
         'Invoke-Backfill#4'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; $prom = Get-Content ./textfile/dataops_backfill.prom -Raw
                                                      $prom | Should -Match '(?m)^# TYPE dataops_backfill_items_total counter$'; $prom | Should -Match "(?m)^dataops_backfill_items_total\{job=`"results-v1.2.1`",run_id=`"[0-9a-f-]+`",status=`"applied`"\} $(@($o).Count)$"; $prom | Should -Match '(?m)^dataops_backfill_running\{[^}]*\} 0$' } }
         'New-PrismSampleData#1'       = @{ Setup = { New-PrismSampleData -Sessions 1 -Seed 1 -Reset | Out-Null }; Check = { param($o) ($o | Where-Object Sessions).Sessions | Should -Be 200 } }
@@ -143,6 +146,7 @@ BeforeAll {
     $script:wf = [guid](Invoke-TestSql $main 'SELECT id FROM workflows ORDER BY name LIMIT 1')
     New-Item -ItemType Directory (Join-Path $work 'examples/jobs') | Out-Null
     foreach ($copy in 'examples/jobs/results-v1.2.1.job.json', 'fix.job.json', 'score.job.json') { Copy-Item $SampleJob (Join-Path $work $copy) }
+    Copy-Item (Join-Path (Split-Path $SampleJob) 'legacy-fc-sweep.job.json') (Join-Path $work 'examples/jobs')
     $script:savedReporting = $env:DATAOPS_REPORTING_CONNECTION
     $env:DATAOPS_REPORTING_CONNECTION = Get-SandboxConnectionString $main
     function Use-Reports {

@@ -95,6 +95,9 @@ internal sealed class BackfillRunState
     /// <summary>The keys in the order the run takes them.</summary>
     public IReadOnlyList<string> Keys { get; }
 
+    /// <summary>A keyset job's walk (its items are found as the run goes); null for a list of keys.</summary>
+    public KeysetWalk? Keyset { get; private init; }
+
     /// <summary>Keys the ledger shows applied before this run (empty for -Reapply): skipped, by a dry run too, as the real run would.</summary>
     public HashSet<string> Applied { get; }
 
@@ -143,8 +146,10 @@ internal sealed class BackfillRunState
     {
         try
         {
-            var keys = options.Keys ?? await BackfillRunner.ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-            var applied = options.Reapply ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
+            // A keyset job finds its items as it goes (KeysetWalk): no list of keys is held.
+            var walk = job.Keyset is null ? null : await KeysetWalk.StartAsync(job, connection, fromStart: false, ct).ConfigureAwait(false);
+            var keys = walk is not null ? [] : options.Keys ?? await BackfillRunner.ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
+            var applied = options.Reapply || walk is not null ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
             BackfillArtifacts artifacts;
             try
             {
@@ -160,7 +165,7 @@ internal sealed class BackfillRunState
                 await BackfillRunFiles.CompleteAbandonedAsync(connection, job.Job.Name, lease.RunId, lease.Abandoned, log, ct).ConfigureAwait(false);
             }
 
-            var run = new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts);
+            var run = new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts) { Keyset = walk };
             if ((options.MetricsPath ?? job.Job.MetricsPath) is { } metrics)
             {
                 run._metrics = new RunMetrics(metrics, () => run.Metrics(running: true), log, observer);
@@ -180,8 +185,17 @@ internal sealed class BackfillRunState
     public void LogStart(Throttle throttle, GroupExecutor? groups)
     {
         _throttle = throttle;
-        _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
-            RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
+        if (Keyset is { } walk)
+        {
+            _log.Information("Run {RunId} of job {Job}: a keyset walk, {PerMinute} chunks/minute, output {Directory}", RunId, Name, throttle.PerMinute, _artifacts.Directory);
+            walk.LogStart(_log);
+        }
+        else
+        {
+            _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
+                RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
+        }
+
         var (lockTimeout, lockRetries) = (_options.LockTimeoutFor(_job.Job), _options.LockRetriesFor(_job.Job));
         var lockWorst = Retry.LockWorstCase(lockTimeout, lockRetries);
         _log.Information("An item whose rows another session holds waits {LockTimeout} per attempt, {Attempts} attempts with backoff: up to about {Worst} before it fails as LockTimeout and the run goes on",
@@ -228,8 +242,11 @@ internal sealed class BackfillRunState
         {
             _lastProgress = _watch.Elapsed;
             var rate = _done / Math.Max(_watch.Elapsed.TotalSeconds, 1e-3);
-            _observer.Progress(new OperationProgress($"Backfill {Name}", $"{_done} of {Keys.Count} items ({_failures} failed)",
-                (int)(_done * 100L / Math.Max(Keys.Count, 1)), TimeSpan.FromSeconds((Keys.Count - _done) / rate), CurrentOperation: batch.Count > 0 ? batch[^1].Key : null));
+            _observer.Progress(Keyset is { } walk
+                ? new OperationProgress($"Backfill {Name}", $"{_done} chunks, {walk.Rows} rows ({_failures} failed); next chunk {walk.Size} rows", walk.PercentDone(),
+                    CurrentOperation: batch.Count > 0 ? batch[^1].Key : null)
+                : new OperationProgress($"Backfill {Name}", $"{_done} of {Keys.Count} items ({_failures} failed)",
+                    (int)(_done * 100L / Math.Max(Keys.Count, 1)), TimeSpan.FromSeconds((Keys.Count - _done) / rate), CurrentOperation: batch.Count > 0 ? batch[^1].Key : null));
         }
     }
 
@@ -261,7 +278,9 @@ internal sealed class BackfillRunState
             _hooks.Enqueue("throttled", Payload("throttled", hold));
         }
 
-        _observer.Progress(new OperationProgress($"Backfill {Name}", $"{done} of {Keys.Count} items; waiting ({hold.Reason}): {hold.Detail}", (int)(done * 100L / Math.Max(Keys.Count, 1))));
+        _observer.Progress(Keyset is { } walk
+            ? new OperationProgress($"Backfill {Name}", $"{done} chunks, {walk.Rows} rows; waiting ({hold.Reason}): {hold.Detail}", walk.PercentDone())
+            : new OperationProgress($"Backfill {Name}", $"{done} of {Keys.Count} items; waiting ({hold.Reason}): {hold.Detail}", (int)(done * 100L / Math.Max(Keys.Count, 1))));
     }
 
     /// <summary>After a reported batch: stop when the database stayed unreachable or -MaxFailures is reached.</summary>

@@ -63,9 +63,29 @@ public static partial class BackfillRunner
         }
     }
 
-    /// <summary>The keys a run would process: the job's list, or its discover query (read-only).</summary>
+    /// <summary>
+    /// What a keyset job's next run would walk (read-only): the keys after the job's last committed
+    /// chunk up to the largest key now, and the planner's estimate of the table's rows; null for other jobs.
+    /// </summary>
+    public static async Task<KeysetPreview?> PreviewKeysetAsync(ValidatedJob job, DataOpsConnection connection, CancellationToken ct)
+    {
+        if (job.Keyset is null)
+        {
+            return null;
+        }
+
+        var walk = await KeysetWalk.StartAsync(job, connection, fromStart: false, ct).ConfigureAwait(false);
+        return new KeysetPreview(job.Keyset.QualifiedName, job.Keyset.QuotedKey, walk.ResumedAfter, walk.Bound, walk.EstimatedRows);
+    }
+
+    /// <summary>The keys a run would process: the job's list, or its discover query (read-only). A keyset job has none (see <see cref="PreviewKeysetAsync"/>).</summary>
     public static async Task<IReadOnlyList<string>> ResolveKeysAsync(ValidatedJob job, DataOpsConnection connection, CancellationToken ct)
     {
+        if (job.Keyset is not null)
+        {
+            throw new InvalidOperationException("A keyset job finds its chunks as it runs; PreviewKeysetAsync describes them.");
+        }
+
         if (job.Job.Keys is { } keys)
         {
             return keys;
@@ -112,6 +132,13 @@ public static partial class BackfillRunner
         [EnumeratorCancellation] CancellationToken ct = default)
     {
         var name = job.Job.Name;
+        if (job.Keyset is not null && (options.Keys is not null || options.Reapply))
+        {
+            throw new DataOpsException("KeysetOptionUnsupported", DataOpsErrorKind.InvalidArgument,
+                $"The job '{name}' walks {job.Keyset.QualifiedName} by key ranges ($.items.keyset): {(options.Keys is not null ? "it finds its own items, so a list of keys cannot be given" : "-Reapply is not supported (chunks differ between runs); Undo-Backfill the earlier runs, then run the job again")}. Nothing ran.",
+                name);
+        }
+
         // Each signal is sampled once before the lease: one that cannot work here stops the run before it is recorded.
         var signals = options.SignalsFor(job.Job);
         var gate = await SignalGate.StartAsync(connection, signals, job, log, ct).ConfigureAwait(false);

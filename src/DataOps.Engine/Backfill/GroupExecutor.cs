@@ -36,9 +36,10 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     /// <summary>
     /// SQL-only jobs: nothing needs the client between an item's statements, so the item can run whole
     /// on the server (dry runs too: they roll back instead of committing; a plan's items check their
-    /// fingerprint on the server first). HTTP jobs keep their two transactions (the one-item path).
+    /// fingerprint on the server first). HTTP jobs keep their two transactions (the one-item path); a
+    /// keyset job's chunks are found one at a time and are large (the one-item path's round trip is noise).
     /// </summary>
-    internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) => !job.Job.HasHttpSteps;
+    internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) => !job.Job.HasHttpSteps && job.Job.Keyset is null;
 
     /// <summary>The group executor for a run whose items can run whole on the server, else null (the one-item path).</summary>
     public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log) =>

@@ -37,6 +37,13 @@ internal sealed class ItemExecutor
     /// <summary>-Reapply (not a dry run): this run's application becomes the ledger's live row (see Core/0005).</summary>
     private readonly bool _force;
 
+    /// <summary>The run's log.</summary>
+    internal RunLog Log => _log;
+
+    /// <summary>A failure found outside the item's own attempts (a keyset chunk that timed out at its smallest size): recorded as the item's outcome.</summary>
+    internal Task<BackfillItemResult> FailedAsync(Exception ex, string key, CancellationToken ct) =>
+        FailedAsync(ex, _connection, _lease.RunId, _job.Job.Name, key, 1, TimeSpan.Zero, _log, record: !_options.DryRun, _redactor);
+
     /// <summary>Told when an item starts waiting for rows another session holds (the progress bar shows it) and with null when it stops waiting.</summary>
     public Action<ThrottleHold?>? Waiting { get; init; }
 
@@ -242,6 +249,12 @@ internal sealed class ItemExecutor
             await work.ResetAsync().ConfigureAwait(false);
             throw;
         }
+        catch (PostgresException pg) when (pg.SqlState == "57014" && _job.Job.Keyset is not null && !ct.IsCancellationRequested)
+        {
+            // A keyset chunk that hit its statement timeout is not an outcome: the walk halves the chunk and runs it again.
+            await work.ResetAsync().ConfigureAwait(false);
+            throw new ChunkTimedOutException(key, watch.Elapsed, pg);
+        }
         catch (PostgresException pg) when (pg.SqlState == JobLease.LostState)
         {
             // Not an item failure: the run no longer holds the job, so it stops here.
@@ -329,7 +342,7 @@ internal sealed class ItemExecutor
         if (!inTransaction)
         {
             Add("BEGIN", bindJob: false);
-            Add(ItemSettingsSelect(local: true), bindJob: false);
+            Add(ItemSettingsSelect(local: true, job.Job.Keyset?.StatementTimeout), bindJob: false);
         }
 
         for (var i = 0; i < job.Capture.Count && !inTransaction; i++)
@@ -403,7 +416,7 @@ internal sealed class ItemExecutor
     {
         await using var batch = new NpgsqlBatch(conn);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
-        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: true)));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand(ItemSettingsSelect(local: true, job.Job.Keyset?.StatementTimeout)));
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var command = new NpgsqlBatchCommand(RowImages.BeforeImageSelect(job.Capture[i], i));
@@ -477,11 +490,12 @@ internal sealed class ItemExecutor
     }
 
     /// <summary>
-    /// The session settings of item work: stable to_jsonb() text and the statement timeout, for the
-    /// transaction or the session. The lock timeout is the work connection's own (-LockTimeout).
+    /// The session settings of item work: stable to_jsonb() text and the statement timeout (a keyset
+    /// job's own, else the work connection's), for the transaction or the session. The lock timeout is
+    /// the work connection's own (-LockTimeout).
     /// </summary>
-    internal static string ItemSettingsSelect(bool local) =>
-        $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{WorkConnection.StatementTimeoutSeconds}s', {(local ? "true" : "false")})";
+    internal static string ItemSettingsSelect(bool local, TimeSpan? statementTimeout = null) =>
+        $"SELECT {BackfillSql.StableJsonSettingsSelect(local)}, set_config('statement_timeout', '{(statementTimeout is { } t ? $"{(long)t.TotalMilliseconds}ms" : $"{WorkConnection.StatementTimeoutSeconds}s")}', {(local ? "true" : "false")})";
 
     private static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, string category, string message, int attempts, TimeSpan elapsed, string status = "failed")
     {
@@ -533,6 +547,13 @@ internal sealed class ItemExecutor
 
 
     private sealed class VerifyFailedException(string message) : Exception(message);
+
+    /// <summary>A keyset chunk's statement hit the job's statement timeout; nothing of it committed or was recorded.</summary>
+    internal sealed class ChunkTimedOutException(string key, TimeSpan elapsed, Exception inner)
+        : Exception($"chunk {key} hit the statement timeout after {elapsed.TotalSeconds:0.###} s", inner)
+    {
+        public string Key => key;
+    }
 
     /// <summary>The resolved secrets of a job's HTTP steps and the redactor that hides them.</summary>
     private sealed record HttpContext(IReadOnlyDictionary<string, string> Secrets, SecretRedactor Redactor);

@@ -104,6 +104,16 @@ internal static class LedgerStore
         return keys.ToHashSet(StringComparer.Ordinal);
     }
 
+    /// <summary>
+    /// Where a keyset job's next run starts: the largest last key (the second element of the item key
+    /// ["lo","hi"]) of the job's live applied chunks, cast to the key's type <paramref name="keyType"/>
+    /// (from the catalog) for the comparison; null when none is applied.
+    /// </summary>
+    public static Task<string?> KeysetResumeAfterAsync(NpgsqlConnection conn, string job, string keyType, CancellationToken ct) =>
+        conn.ExecuteScalarAsync<string?>(new CommandDefinition(
+            $"SELECT hi::text FROM (SELECT CAST(item_key::jsonb ->> 1 AS {keyType}) AS hi FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL AND item_key LIKE '[\"%') c ORDER BY c.hi DESC LIMIT 1",
+            new { job }, cancellationToken: ct));
+
     /// <summary>A failed (or stale) item's row, on a connection of its own: the item's transaction is already rolled back.</summary>
     public static async Task RecordFailureAsync(DataOpsConnection connection, Guid runId, string job, string key, string category, string message, int attempts, TimeSpan elapsed, string status)
     {

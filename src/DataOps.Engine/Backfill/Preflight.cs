@@ -125,6 +125,12 @@ public static class Preflight
         {
             try
             {
+                if (await BackfillRunner.PreviewKeysetAsync(validated, connection, ct).ConfigureAwait(false) is { } walk)
+                {
+                    checks.Add(new PreflightCheck("Duration", true, $"a keyset walk of {walk}; chunks sized to take about {validated.Job.Keyset!.ChunkTime.TotalMilliseconds:0} ms each"));
+                    return checks;
+                }
+
                 var keys = await BackfillRunner.ResolveKeysAsync(validated, connection, ct).ConfigureAwait(false);
                 var perMinute = validated.Job.ItemsPerMinute;
                 checks.Add(new PreflightCheck("Duration", true, perMinute == 0

@@ -53,7 +53,7 @@ internal sealed class RollbackScriptFile : IDisposable
             return sb.ToString();
         }
 
-        var blocks = string.Concat(restore.Select(op => op.ToScript(runId)));
+        var blocks = string.Concat(RestoreOp.Steps(restore).Select(step => RestoreOp.ToScript(step, runId)));
         var tag = ScriptText.DollarTag(blocks, "$dataops_item$");
         sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}").Append('\n');
         sb.Append(blocks);

@@ -91,6 +91,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         await using var work = new WorkConnection(connection, lockTimeout);
         try
         {
+            if (run.Keyset is { } walk)
+            {
+                await WalkAsync(writer, work, walk, ct).ConfigureAwait(false);
+                return;
+            }
+
             // A worker starts its next keys only when the reporting has room for what they give:
             // so a run that stops has at most one batch waiting and one per worker in flight.
             while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted && Take() is { } keys)
@@ -122,6 +128,58 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             // The other workers finish their item or group and take no more.
             _halted = true;
             throw;
+        }
+    }
+
+    /// <summary>
+    /// A keyset job: one chunk at a time, each found right before it runs (after the throttle let it).
+    /// A chunk that hits the statement timeout is halved and run again (at the smallest size it fails);
+    /// a chunk that fails or is stale ends the walk there, so the committed chunks stay one contiguous
+    /// range and the next run resumes at the failed chunk.
+    /// </summary>
+    private async Task WalkAsync(ChannelWriter<Batch> writer, WorkConnection work, KeysetWalk walk, CancellationToken ct)
+    {
+        while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
+        {
+            if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            var conn = await work.GetAsync(ct).ConfigureAwait(false);
+            if (await walk.NextAsync(conn, ct).ConfigureAwait(false) is not var (chunk, rows))
+            {
+                return;
+            }
+
+            ItemOutcome outcome;
+            try
+            {
+                outcome = await items.RunAsync(work, chunk.Key, ct).ConfigureAwait(false);
+            }
+            catch (ItemExecutor.ChunkTimedOutException timedOut)
+            {
+                if (walk.Halve())
+                {
+                    items.Log.Warning("Chunk {Key} ({Rows} rows) hit the statement timeout {Timeout}; halved to {Size} rows and run again", chunk.Key, rows, walk.Spec.StatementTimeout, walk.Size);
+                    continue;
+                }
+
+                outcome = new ItemOutcome(chunk.Key, await items.FailedAsync(timedOut.InnerException!, chunk.Key, ct).ConfigureAwait(false), null);
+            }
+
+            if (outcome.Result.Status is BackfillItemStatus.Applied or BackfillItemStatus.WouldApply)
+            {
+                walk.Done(chunk, rows, outcome.Result.Duration);
+            }
+            else
+            {
+                // A gap would make "resume after the last committed chunk" skip rows: the walk stops here.
+                _halted = true;
+                items.Log.Warning("The keyset walk stops at chunk {Key} ({Status}); the next run of the job resumes there", chunk.Key, outcome.Result.Status);
+            }
+
+            await EmitAsync(writer, [outcome]).ConfigureAwait(false);
         }
     }
 

@@ -184,23 +184,29 @@ public static class UndoRunner
 
         // Like a run's items: only while this undo holds the job's lease (locked until COMMIT).
         await conn.ExecuteAsync(new CommandDefinition(JobLease.CheckSql(), new { dataops_job = job, dataops_run = undoRun }, tx, cancellationToken: ct)).ConfigureAwait(false);
-        foreach (var op in ops)
+        foreach (var step in RestoreOp.Steps(ops))
         {
-            await using var cmd = new NpgsqlCommand(op.Sql, conn, tx);
+            // A run of many updates of one table (a keyset chunk) is one statement; anything else one row at a time.
+            var op = step[0];
+            var bulk = step.Count > 1;
+            await using var cmd = new NpgsqlCommand(bulk ? RestoreOp.BulkUpdateSql(step) : op.Sql, conn, tx);
             if (op.Before is not null)
             {
-                cmd.Parameters.Add(new NpgsqlParameter("before", NpgsqlTypes.NpgsqlDbType.Text) { Value = op.Before });
+                cmd.Parameters.Add(new NpgsqlParameter("before", NpgsqlTypes.NpgsqlDbType.Text) { Value = bulk ? RestoreOp.Array(step, before: true) : op.Before });
             }
 
             if (op.After is not null)
             {
-                cmd.Parameters.Add(new NpgsqlParameter("after", NpgsqlTypes.NpgsqlDbType.Text) { Value = op.After });
+                cmd.Parameters.Add(new NpgsqlParameter("after", NpgsqlTypes.NpgsqlDbType.Text) { Value = bulk ? RestoreOp.Array(step, before: false) : op.After });
             }
 
-            if (await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false) != 1)
+            var updated = await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            if (updated != step.Count)
             {
                 await tx.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-                var message = $"{op.RowLabel} changed since the backfill (it no longer equals the after-image); nothing of item {item.Key} was restored.";
+                var message = bulk
+                    ? $"{step.Count - updated} of {step.Count} rows of {op.Table} changed since the backfill (they no longer equal their after-images); nothing of item {item.Key} was restored."
+                    : $"{op.RowLabel} changed since the backfill (it no longer equals the after-image); nothing of item {item.Key} was restored.";
                 await conn.ExecuteAsync(
                     LedgerStore.DriftedInsert,
                     new { undoRun, job, key = item.Key, message }).ConfigureAwait(false);

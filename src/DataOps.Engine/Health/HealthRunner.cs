@@ -30,7 +30,7 @@ public sealed record ProdHealthReport
 
     public required CheckSample[] Checks { get; init; }
 
-    /// <summary>The mini plan (prod_mini_backfill_plan.json) when items are pending; null when healthy.</summary>
+    /// <summary>The mini plan (prod_mini_backfill_plan.json) when items are pending; null when healthy, and for a keyset job (its own next run takes the pending rows).</summary>
     public string? PlanPath { get; init; }
 
     public required string ReportPath { get; init; }
@@ -142,7 +142,8 @@ public static class HealthRunner
         var healthy = keys.Count == 0 && samples.All(s => s.DryRun || s.Outcome is SampleOutcome.Pass or SampleOutcome.NoData);
         var dir = JobPaths.RunFolder(outputDirectory, job.Job.Name, $"health_{now:yyyyMMdd-HHmmss}");
         string? plan = null;
-        if (keys.Count > 0)
+        // A keyset job's items are key ranges found as it runs: its own next run is the plan (it resumes after its last committed chunk).
+        if (keys.Count > 0 && job.Job.Keyset is null)
         {
             plan = Path.GetFullPath(planPath ?? Path.Combine(dir, "prod_mini_backfill_plan.json"));
             WritePlan(job.Job, keys, new PlanFingerprint(system, database, installation, now, hashes), plan);
@@ -281,6 +282,14 @@ public static class HealthRunner
             sb.AppendLine();
             sb.AppendLine("```powershell");
             sb.AppendLine(CultureInfo.InvariantCulture, $"Invoke-Backfill -Job '{plan}' -Connection $prod");
+            sb.AppendLine("```");
+        }
+        else if (keys.Count > 0)
+        {
+            sb.AppendLine("A keyset job walks its table in key ranges found as it runs, so no mini plan is written: run the job itself; it takes the rows after its last committed chunk:");
+            sb.AppendLine();
+            sb.AppendLine("```powershell");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Invoke-Backfill -Job '{job.SourcePath}' -Connection $prod");
             sb.AppendLine("```");
         }
         else

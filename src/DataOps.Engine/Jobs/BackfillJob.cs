@@ -50,6 +50,9 @@ public sealed partial class BackfillJob
 
     public string? DiscoverSql { get; init; }
 
+    /// <summary>$.items.keyset: the run walks a table in key ranges instead of listing keys (null: keys or discover).</summary>
+    public KeysetSpec? Keyset { get; init; }
+
     public int ItemsPerMinute { get; init; } = 20;
 
     public int BatchSize { get; init; } = 10;
@@ -109,6 +112,11 @@ public sealed partial class BackfillJob
         if (DiscoverSql is not null)
         {
             yield return ("$.items.discover", DiscoverSql);
+        }
+
+        if (Keyset?.Where is { } keysetWhere)
+        {
+            yield return ("$.items.keyset.where", $"SELECT 1 FROM {Keyset.Table} WHERE {keysetWhere}");
         }
 
         foreach (var c in Capture)

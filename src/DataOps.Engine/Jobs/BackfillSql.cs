@@ -45,6 +45,12 @@ internal static class BackfillSql
             {
                 cmd.Parameters.Add(new NpgsqlParameter("key", NpgsqlTypes.NpgsqlDbType.Text) { Value = (object?)key ?? DBNull.Value });
             }
+            else if (name is "lo" or "hi" && !parameters.ContainsKey(name))
+            {
+                // A keyset job's chunk bounds (the job file refuses parameters of these names there), as text like @key.
+                var bound = KeysetChunk.TryParse(key, out var chunk) ? (name == "lo" ? chunk.Lo : chunk.Hi) : key;
+                cmd.Parameters.Add(new NpgsqlParameter(name, NpgsqlTypes.NpgsqlDbType.Text) { Value = (object?)bound ?? DBNull.Value });
+            }
             else if (parameters.TryGetValue(name, out var value))
             {
                 var p = new NpgsqlParameter(name, value ?? DBNull.Value);

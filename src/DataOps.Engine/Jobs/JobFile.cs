@@ -100,18 +100,24 @@ public static partial class JobFile
 
         IReadOnlyList<string>? keys = null;
         string? discover = null;
+        KeysetSpec? keyset = null;
         if (!root.TryGetProperty("items", out var items) || items.ValueKind != JsonValueKind.Object)
         {
-            problems.Add("$.items: required: an object with either \"keys\" (a list) or \"discover\" (a query returning a column named key).");
+            problems.Add("$.items: required: an object with \"keys\" (a list), \"discover\" (a query returning a column named key) or \"keyset\" (a table walked in key ranges).");
         }
         else
         {
-            Unknown(items, "$.items", ["keys", "discover"], problems);
+            Unknown(items, "$.items", ["keys", "discover", "keyset"], problems);
             var hasKeys = items.TryGetProperty("keys", out var k);
             var hasDiscover = items.TryGetProperty("discover", out _);
-            if (hasKeys == hasDiscover)
+            var hasKeyset = items.TryGetProperty("keyset", out var ks);
+            if ((hasKeys ? 1 : 0) + (hasDiscover ? 1 : 0) + (hasKeyset ? 1 : 0) != 1)
             {
-                problems.Add("$.items: give exactly one of \"keys\" or \"discover\".");
+                problems.Add("$.items: give exactly one of \"keys\", \"discover\" or \"keyset\".");
+            }
+            else if (hasKeyset)
+            {
+                keyset = ParseKeyset(ks, parameters, problems);
             }
             else if (hasKeys)
             {
@@ -165,6 +171,11 @@ public static partial class JobFile
             {
                 signals = ThrottleSignals.Parse(signalList, problems);
             }
+        }
+
+        if (keyset is not null && maxConcurrency > 1)
+        {
+            problems.Add($"$.throttle.maxConcurrency: {maxConcurrency}: a keyset walk runs one chunk at a time (each chunk is found after the last one); give 1 or leave it out.");
         }
 
         var (lockTimeout, lockRetries) = LockSettings(root, problems);
@@ -260,7 +271,7 @@ public static partial class JobFile
 
         var job = new BackfillJob
         {
-            Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover,
+            Name = name!, Description = description, SourcePath = path, Parameters = parameters, Keys = keys, DiscoverSql = discover, Keyset = keyset,
             ItemsPerMinute = itemsPerMinute, BatchSize = batchSize, MaxConcurrency = maxConcurrency, Signals = signals, LockTimeout = lockTimeout, LockRetries = lockRetries, Notify = notify, MetricsPath = metricsPath, Capture = capture, Steps = steps, VerifySql = SqlText.WithoutTrailingSemicolon(verify!),
             Soak = root.TryGetProperty("soak", out var soak) ? soak.Clone() : null,
             Health = root.TryGetProperty("health", out var health) ? health.Clone() : null,
@@ -268,21 +279,23 @@ public static partial class JobFile
         };
 
         // Each SQL field is one statement (a where condition none at all): "COMMIT; DELETE ..." must never reach a server.
-        problems.AddRange(new[] { SqlText.MoreThanOneStatement("$.items.discover", discover), SqlText.MoreThanOneStatement("$.verify", verify) }
+        problems.AddRange(new[] { SqlText.MoreThanOneStatement("$.items.discover", discover), SqlText.MoreThanOneStatement("$.verify", verify), keyset?.Where is { } kw ? SqlText.NotAFragment("$.items.keyset.where", kw) : null }
             .Concat(steps.Where(st => st.Sql is not null).Select(st => SqlText.MoreThanOneStatement(st.Path + ".sql", st.Sql)))
             .Concat(capture.Select(c => SqlText.NotAFragment(c.Path + ".where", c.Where)))
             .OfType<string>());
 
-        // Every @name must be @key or a defined parameter; the discover query has no item, so no @key there.
+        // Every @name must be @key (@lo and @hi in a keyset job) or a defined parameter; the discover
+        // query and the keyset's where have no item, so no @key there.
+        string[] itemNames = keyset is null ? ["key"] : ["key", "lo", "hi"];
         foreach (var (at, sql) in job.AllSql())
         {
             foreach (var used in BackfillJob.ParameterNames(sql))
             {
-                if (used == "key" && at == "$.items.discover")
+                if (itemNames.Contains(used) && at is "$.items.discover" or "$.items.keyset.where")
                 {
-                    problems.Add($"{at}: @key is not available in the discover query (it finds the keys).");
+                    problems.Add($"{at}: @{used} is not available here (this query finds the items).");
                 }
-                else if (used != "key" && !parameters.ContainsKey(used))
+                else if (!itemNames.Contains(used) && !parameters.ContainsKey(used))
                 {
                     problems.Add($"{at}: uses @{used}, which $.parameters does not define.");
                 }
@@ -297,11 +310,16 @@ public static partial class JobFile
             }
         }
 
-        foreach (var (at, sql) in job.AllSql().Where(x => x.Path != "$.items.discover"))
+        foreach (var (at, sql) in job.AllSql().Where(x => x.Path is not "$.items.discover" and not "$.items.keyset.where"))
         {
-            if (!BackfillJob.ParameterNames(sql).Contains("key"))
+            var names = BackfillJob.ParameterNames(sql);
+            if (keyset is null && !names.Contains("key"))
             {
                 problems.Add($"{at}: does not use @key, so it would act on every item's rows at once.");
+            }
+            else if (keyset is not null && !(names.Contains("lo") && names.Contains("hi")))
+            {
+                problems.Add($"{at}: does not use both @lo and @hi (the chunk's first and last key), so it would act on rows outside the chunk.");
             }
         }
 
@@ -338,6 +356,82 @@ public static partial class JobFile
             ? Int(root, "lockRetries", "$", BackfillJob.MinLockRetries, BackfillJob.MaxLockRetries, BackfillJob.DefaultLockRetries, problems)
             : null;
         return (timeout, retries);
+    }
+
+    /// <summary>
+    /// $.items.keyset: { table, key, where, chunkTime, minChunkSize, maxChunkSize, statementTimeout }.
+    /// The key is one column (a name, not an expression); lo and hi become item parameters, so the
+    /// job's own parameters may not use those names.
+    /// </summary>
+    private static KeysetSpec? ParseKeyset(JsonElement ks, Dictionary<string, object?> parameters, List<string> problems)
+    {
+        const string at = "$.items.keyset";
+        if (ks.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add($"{at}: must be an object {{ \"table\": ..., \"key\": ... }}.");
+            return null;
+        }
+
+        var before = problems.Count;
+        Unknown(ks, at, ["table", "key", "where", "chunkTime", "minChunkSize", "maxChunkSize", "statementTimeout"], problems);
+        var table = String(ks, "table", at, problems, required: true);
+        if (table is not null && !TableName().IsMatch(table))
+        {
+            problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table).");
+        }
+
+        string? key = null;
+        if (ks.TryGetProperty("key", out var keyElement) && keyElement.ValueKind == JsonValueKind.Array)
+        {
+            problems.Add($"{at}.key: {keyElement.GetRawText()}: give one column; a keyset walk over several key columns is not supported.");
+        }
+        else
+        {
+            key = String(ks, "key", at, problems, required: true);
+            if (key is not null && !Identifier().IsMatch(key))
+            {
+                problems.Add($"{at}.key: '{key}' is not a column name (letters, digits and '_').");
+            }
+        }
+
+        var where = String(ks, "where", at, problems, required: false);
+        var chunkTime = KeysetDuration(ks, "chunkTime", KeysetSpec.DefaultChunkTime, KeysetSpec.MinChunkTime, KeysetSpec.MaxChunkTime, "10ms to 30s", problems);
+        var statementTimeout = KeysetDuration(ks, "statementTimeout", KeysetSpec.DefaultStatementTimeout, KeysetSpec.MinStatementTimeout, KeysetSpec.MaxStatementTimeout, "100ms to 60s", problems);
+        var min = Int(ks, "minChunkSize", at, 1, KeysetSpec.MaxChunkSizeLimit, KeysetSpec.DefaultMinChunkSize, problems);
+        var max = Int(ks, "maxChunkSize", at, 1, KeysetSpec.MaxChunkSizeLimit, Math.Max(KeysetSpec.DefaultMaxChunkSize, min), problems);
+        if (min > max)
+        {
+            problems.Add($"{at}: minChunkSize {min} is larger than maxChunkSize {max}.");
+        }
+
+        foreach (var reserved in new[] { "lo", "hi" }.Where(parameters.ContainsKey))
+        {
+            problems.Add($"$.parameters.{reserved}: '{reserved}' is the chunk's {(reserved == "lo" ? "first" : "last")} key in a keyset job; name the parameter otherwise.");
+        }
+
+        return problems.Count > before ? null : new KeysetSpec(table!, key!, where, chunkTime, min, max, statementTimeout);
+
+        static TimeSpan KeysetDuration(JsonElement ks, string name, TimeSpan fallback, TimeSpan min, TimeSpan max, string range, List<string> problems)
+        {
+            if (!ks.TryGetProperty(name, out var t))
+            {
+                return fallback;
+            }
+
+            if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
+            {
+                problems.Add($"$.items.keyset.{name}: {t.GetRawText()} is not a duration (for example 500ms, 2s); give {range}.");
+                return fallback;
+            }
+
+            if (parsed < min || parsed > max)
+            {
+                problems.Add($"$.items.keyset.{name}: {t.GetRawText()} is out of range: give {range}.");
+                return fallback;
+            }
+
+            return parsed;
+        }
     }
 
     /// <summary>

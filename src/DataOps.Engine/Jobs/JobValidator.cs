@@ -8,7 +8,11 @@ namespace DataOps.Engine.Jobs;
 public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string RowReference, IReadOnlyList<string> PrimaryKey);
 
 /// <summary>A job checked against a database: tables exist, have primary keys, and every statement parses.</summary>
-public sealed record ValidatedJob(BackfillJob Job, IReadOnlyList<CaptureTable> Capture);
+public sealed record ValidatedJob(BackfillJob Job, IReadOnlyList<CaptureTable> Capture)
+{
+    /// <summary>A keyset job's table and key column as the database describes them; null for other jobs.</summary>
+    public KeysetTarget? Keyset { get; init; }
+}
 
 public static class JobValidator
 {
@@ -47,6 +51,7 @@ public static class JobValidator
             tables.Add(new CaptureTable(c, qualified!, c.Table.Split('.')[^1], pk));
         }
 
+        var keyset = job.Keyset is { } spec ? await KeysetTargetAsync(conn, tx, spec, problems, ct).ConfigureAwait(false) : null;
         var i = 0;
         foreach (var (path, sql) in job.AllSql())
         {
@@ -92,7 +97,42 @@ public static class JobValidator
             throw JobFile.Invalid(job.SourcePath, problems);
         }
 
-        return new ValidatedJob(job, tables);
+        return new ValidatedJob(job, tables) { Keyset = keyset };
+    }
+
+    /// <summary>
+    /// A keyset walk's table and key: the column exists and leads a (non-partial) index, so each
+    /// chunk's boundary is an index range scan, not a scan of the whole table per chunk.
+    /// </summary>
+    private static async Task<KeysetTarget?> KeysetTargetAsync(NpgsqlConnection conn, NpgsqlTransaction tx, KeysetSpec spec, List<string> problems, CancellationToken ct)
+    {
+        var oid = await conn.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT to_regclass(@t)::oid::bigint", new { t = spec.Table }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        if (oid is null)
+        {
+            problems.Add($"$.items.keyset.table: the table '{spec.Table}' does not exist.");
+            return null;
+        }
+
+        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Quoted, string Type, bool Indexed)?>(new CommandDefinition(
+            """
+            SELECT a.attrelid::regclass::text, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indisvalid)
+            FROM pg_attribute a
+            WHERE a.attrelid = @oid::oid AND a.attname = @key AND a.attnum > 0 AND NOT a.attisdropped
+            """, new { oid, key = spec.Key }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        if (column is not { } c)
+        {
+            problems.Add($"$.items.keyset.key: the table '{spec.Table}' has no column '{spec.Key}'.");
+            return null;
+        }
+
+        if (!c.Indexed)
+        {
+            problems.Add($"$.items.keyset.key: no index of '{spec.Table}' starts with '{spec.Key}'; each chunk would scan the whole table. Create one (CREATE INDEX CONCURRENTLY ...) or walk another key.");
+            return null;
+        }
+
+        return new KeysetTarget(c.Qualified, c.Quoted, c.Type, c.Indexed);
     }
 
     /// <summary>

@@ -133,13 +133,19 @@ public static class ReadOnlyGuard
         };
 
     /// <summary>
-    /// Every query field a read-only command runs, with its JSON path: $.items.discover, $.throttle.signals[].query, $.health.discover,
+    /// Every query field a read-only command runs, with its JSON path: $.items.discover, $.items.keyset.where, $.throttle.signals[].query, $.health.discover,
     /// and each check's query and baseline.query in $.soak and $.health. Read leniently: a section in
     /// the wrong shape is reported by its own parser; here only its strings matter.
     /// </summary>
     public static IEnumerable<(string Field, string? Sql)> QueryFields(BackfillJob job)
     {
         yield return ("$.items.discover", job.DiscoverSql);
+        if (job.Keyset?.Where is { } keysetWhere)
+        {
+            // A fragment: checked as the query it becomes.
+            yield return ("$.items.keyset.where", $"SELECT 1 FROM {job.Keyset.Table} WHERE {keysetWhere}");
+        }
+
         foreach (var signal in job.Signals.Where(s => s.Query is not null))
         {
             yield return (signal.Source + ".query", signal.Query);

@@ -41,7 +41,12 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <para type="description">The job file's notify hooks receive a JSON POST on start, throttled (once per episode), halt, success and
 /// failure, with the run's counts; a failing hook is a warning, and a required one stops the run (BackfillHookFailed). -MetricsPath (or
 /// the job file's metrics.path) keeps a Prometheus text file up to date while the run goes on.</para>
-/// <para type="description">-WhatIf lists the items and steps without touching data. -DryRun runs every item and rolls it back, reporting
+/// <para type="description">A keyset job (items.keyset in the job file) walks a large table in key ranges instead of a list of keys:
+/// each chunk is one item (key ["lo","hi"]), sized to take the job's chunkTime, halved and run again when it hits its statementTimeout;
+/// only keys up to the largest one when the run starts are taken, a re-run resumes after the job's last committed chunk, and a failed
+/// chunk stops the walk there. The progress bar shows chunks and rows against the planner's row estimate; -Reapply is refused
+/// (KeysetOptionUnsupported). See about_DataOps_JobFile, KEYSET CHUNKS.</para>
+/// <para type="description">-WhatIf lists the items and steps without touching data (for a keyset job, the key range it would walk). -DryRun runs every item and rolls it back, reporting
 /// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false; -Force
 /// only skips that question, it never changes what the run does.</para>
 /// <para type="link">Undo-Backfill</para>
@@ -63,6 +68,11 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -OutputDirectory ./runs -MetricsPath ./textfile/dataops_backfill.prom</code>
 ///   <para>Runs the job and keeps a Prometheus metrics file up to date (items by status, rate, seconds throttled by reason, running 1 or 0); point node_exporter's --collector.textfile.directory at ./textfile.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./examples/jobs/legacy-fc-sweep.job.json -OutputDirectory ./runs -Force</code>
+///   <para>Runs a keyset job: prism.sessions is walked by id in chunks sized to take about 500 ms each; run it again after a stop
+///   or a killed process and it resumes after the last committed chunk.</para>
 /// </example>
 /// <example>
 ///   <code>Invoke-Backfill -Job ./fix.job.json -MaxReplicaLag 16MB -MaxRetainedWal 1GB -Verbose</code>
@@ -220,8 +230,15 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
         if (WhatIfRequested)
         {
-            var keys = RunEngine((_, ct) => BackfillRunner.ResolveKeysAsync(job, connection, ct));
             var steps = string.Join("; ", job.Job.Steps.Select(s => s.Name));
+            if (RunEngine((_, ct) => BackfillRunner.PreviewKeysetAsync(job, connection, ct)) is { } walk)
+            {
+                ShouldProcess($"{walk} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
+                WriteVerbose($"A keyset walk of {walk} (found as the run goes); nothing was changed.");
+                return;
+            }
+
+            var keys = RunEngine((_, ct) => BackfillRunner.ResolveKeysAsync(job, connection, ct));
             foreach (var key in keys)
             {
                 ShouldProcess($"item {key} of job {job.Job.Name} on {connection}", $"Apply steps: {steps}");
