@@ -182,6 +182,13 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
+        if (InputObject?.BaseObject is FleetTargetFailure failure)
+        {
+            // A fleet's health check could not check this target: its error is already reported, and there is no plan.
+            WriteVerbose($"Skipped {failure.Target}: its health check did not run ({failure.ErrorId}), so there is nothing to apply.");
+            return;
+        }
+
         if (string.IsNullOrEmpty(Job))
         {
             // A piped Test-ProdHealth report that is healthy has no plan (PlanPath binds null): nothing to do.
