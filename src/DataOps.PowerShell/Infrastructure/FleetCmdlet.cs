@@ -147,14 +147,14 @@ public abstract class FleetCmdlet : ConnectedCmdlet
             using var gate = new SemaphoreSlim(ThrottleLimit);
             var finished = 0;
             ParentProgress(observer, fleetId, activity, targets.Count, 0, completed: false);
-            var running = targets.Select(target => Task.Run(async () =>
+            var running = targets.Select((target, position) => Task.Run(async () =>
             {
                 await gate.WaitAsync(ct).ConfigureAwait(false);
                 var scope = new FleetScope(target, observer, fleetId, ct);
                 try
                 {
                     var result = await work(target, scope, ct).ConfigureAwait(false);
-                    outcomes[target.Index] = new FleetOutcome<T>(target, result, null);
+                    outcomes[position] = new FleetOutcome<T>(target, result, null);
                 }
                 catch (OperationCanceledException) when (ct.IsCancellationRequested)
                 {
@@ -163,7 +163,7 @@ public abstract class FleetCmdlet : ConnectedCmdlet
                 catch (Exception ex)
                 {
                     var error = Named(target, ex);
-                    outcomes[target.Index] = new FleetOutcome<T>(target, default, error);
+                    outcomes[position] = new FleetOutcome<T>(target, default, error);
                     observer.Post(c => c.WriteError(ToErrorRecord(error)));
                     failed?.Invoke(scope, error);
                 }
