@@ -39,7 +39,7 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   (strings) or filter on properties instead. Outcome and Verdict are names (Pass, Fail, NoData, Error; Go, NoGo, Inconclusive).</para>
 /// </example>
 /// <example>
-///   <code>Watch-StagingSoak -Job ./fix.job.json -Connection staging-eu, staging-us -Duration 2h | Where-Object Verdict | Format-Table Target, Verdict, Rounds</code>
+///   <code>Watch-StagingSoak -Job ./fix.job.json -Connection staging-eu, staging-us -Duration 2h -Interval 5m | Where-Object Verdict | Format-Table Target, Verdict, Rounds</code>
 ///   <para>Soaks two staging databases at once, each read-only with its own connection; every sample and report names its Target,
 ///   each report file goes to OutputDirectory/TARGET/..., and $DataOpsLastSoak holds the reports of the targets that finished.</para>
 /// </example>
