@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory [options]; see the usage text below.
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory|fleet [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -18,6 +18,9 @@ switch (mode)
     case "startup":
         StartupBenchmark.Run(Option("--repeats", 10));
         return 0;
+    case "fleet":
+        FleetBenchmark.Run(Option("--targets", 8), Option("--throttle", 4), Option("--sessions", 2000), Option("--repeats", 5));
+        return 0;
     case "backfill-memory":
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
@@ -27,5 +30,6 @@ switch (mode)
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");
         Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
+        Console.WriteLine("       DataOps.Bench fleet [--targets 8] [--throttle 4] [--sessions 2000] [--repeats 5]");
         return mode == "help" ? 0 : 64;
 }
