@@ -11,12 +11,13 @@ namespace DataOps.Bench;
 /// </summary>
 internal static class FleetBenchmark
 {
-    public static void Run(int targets, int throttle, int sessions, int repeats)
+    public static void Run(int targets, int throttle, int sessions, int repeats, int latencyMs)
     {
         using var s = new BenchSession("bench-fleet-1");
         var names = Enumerable.Range(1, targets).Select(i => $"bench-fleet-{i}").ToList();
         var output = Directory.CreateTempSubdirectory("dataops-bench-fleet-").FullName;
         var job = Path.Combine(FindRepo(), "examples", "jobs", "results-v1.2.1.job.json");
+        var relays = new List<LatencyRelay>();
         try
         {
             var watch = Stopwatch.StartNew();
@@ -25,6 +26,22 @@ internal static class FleetBenchmark
             s.Invoke($"Install-DataOpsSchema -Connection $fleet -Component Prism -Force | Out-Null; $i = 0; foreach ($t in $fleet) {{ $i++; New-PrismSampleData -Connection $t -Sessions {sessions} -Seed $i -PendingShare 0.3 -Force | Out-Null }}");
             Console.WriteLine($"{targets} sandboxes with {sessions} Prism sessions each in {watch.Elapsed.TotalSeconds:0.0} s; load average {LoadAverage()}");
             var vars = new Hashtable { ["job"] = job, ["out"] = output };
+            if (latencyMs > 0)
+            {
+                // Each sandbox behind a relay that adds latencyMs each way: the fleet as remote servers.
+                var sandboxes = s.Invoke("$fleet");
+                var strings = new List<string>();
+                foreach (var sb in sandboxes)
+                {
+                    var relay = new LatencyRelay((int)sb.Properties["Port"].Value, TimeSpan.FromMilliseconds(latencyMs));
+                    relays.Add(relay);
+                    var password = File.ReadAllText(Path.Combine(Path.GetDirectoryName((string)sb.Properties["DataDirectory"].Value)!, "password")).Trim();
+                    strings.Add($"Host=127.0.0.1;Port={relay.Port};Database=dataops;Username=postgres;Password={password}");
+                }
+
+                s.Invoke("$fleet = $targets", new Hashtable { ["targets"] = strings.ToArray() });
+                Console.WriteLine($"every target behind a loopback relay adding {latencyMs} ms each way");
+            }
 
             // Warm-up: every code path once (JIT, pools), single and fleet.
             s.Invoke("foreach ($t in $fleet) { Test-ProdHealth -Job $job -Connection $t -OutputDirectory $out | Out-Null }", vars);
@@ -58,6 +75,7 @@ internal static class FleetBenchmark
         }
         finally
         {
+            relays.ForEach(r => r.Dispose());
             s.Invoke("$rest | ForEach-Object { Stop-DataOpsSandbox -Name $_ -Remove -Confirm:$false }", new Hashtable { ["rest"] = names.Skip(1).ToArray() });
             Directory.Delete(output, recursive: true);
         }

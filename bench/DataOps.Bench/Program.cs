@@ -19,7 +19,7 @@ switch (mode)
         StartupBenchmark.Run(Option("--repeats", 10));
         return 0;
     case "fleet":
-        FleetBenchmark.Run(Option("--targets", 8), Option("--throttle", 4), Option("--sessions", 2000), Option("--repeats", 5));
+        FleetBenchmark.Run(Option("--targets", 8), Option("--throttle", 4), Option("--sessions", 2000), Option("--repeats", 5), Option("--latency-ms", 0));
         return 0;
     case "backfill-memory":
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
@@ -30,6 +30,6 @@ switch (mode)
         Console.WriteLine("       DataOps.Bench backfill [--items N] [--repeats N] [--skip-throttle]");
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");
         Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
-        Console.WriteLine("       DataOps.Bench fleet [--targets 8] [--throttle 4] [--sessions 2000] [--repeats 5]");
+        Console.WriteLine("       DataOps.Bench fleet [--targets 8] [--throttle 4] [--sessions 2000] [--repeats 5] [--latency-ms 0]");
         return mode == "help" ? 0 : 64;
 }
