@@ -126,7 +126,7 @@ public sealed class FleetTests
         var vars = new Hashtable { ["a"] = a, ["b"] = b, ["dead"] = DeadTarget() };
 
         // One at a time, the dead target first: the others still run after it failed.
-        var r = s.Run("Install-DataOpsSchema -Connection $dead, $a, $b -Component WorkflowExecution -ThrottleLimit 1 -Force", vars);
+        var r = s.Run("Install-DataOpsSchema -Connection $dead, $a, $b -Component WorkflowExecution -ThrottleLimit 1 -Force -Verbose", vars);
 
         var error = Assert.Single(r.Errors);
         Assert.StartsWith("ConnectionFailed,", error.FullyQualifiedErrorId);
@@ -138,7 +138,42 @@ public sealed class FleetTests
             Assert.Equal(1L, Sql.Scalar(cs, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name = 'workflow_executions'"));
         }
 
+        Assert.Contains(r.Verbose, v => v.StartsWith('['));
         Assert.DoesNotContain(TestCluster.Password, Text(r));
+    }
+
+    [Fact]
+    public void A_fleet_soak_and_preflight_name_every_target_and_keep_their_files_apart()
+    {
+        using var s = new PsSession();
+        var a = PrismDatabase(s, 11, 0.3);
+        var b = PrismDatabase(s, 12, 0);
+        var output = Directory.CreateTempSubdirectory("dataops-fleet-soak-").FullName;
+        var vars = new Hashtable { ["a"] = a, ["b"] = b, ["dead"] = DeadTarget(), ["job"] = SampleJob, ["out"] = output };
+        try
+        {
+            var soak = s.Run("Watch-StagingSoak -Job $job -Connection $a, $b -Duration 1s -Interval 500ms -OutputDirectory $out -WarningAction SilentlyContinue", vars);
+            Assert.False(soak.HadErrors, string.Join("\n", soak.Errors));
+            var reports = soak.Output.Where(o => o.Properties["Verdict"] is not null).ToList();
+            Assert.Equal(2, reports.Count);
+            Assert.Equal(2, reports.Select(o => (string)o.Properties["Target"].Value).Distinct().Count());
+            Assert.All(soak.Output, o => Assert.NotNull(o.Properties["Target"]?.Value));
+            Assert.Equal(2, reports.Select(o => Path.GetRelativePath(output, (string)o.Properties["ReportPath"].Value).Split(Path.DirectorySeparatorChar)[0]).Distinct().Count());
+            var last = s.Run("$DataOpsLastSoak").Output;
+            Assert.Equal(2, last.Count);
+
+            // A preflight reports an unreachable database as a failed Connection check, as it does for one target.
+            var preflight = s.Run("Test-DataOpsEnvironment -Job $job -Connection $a, $dead", vars);
+            Assert.False(preflight.HadErrors, string.Join("\n", preflight.Errors));
+            var failed = preflight.Output.Where(o => !(bool)o.Properties["Passed"].Value).ToList();
+            Assert.Contains(failed, o => (string)o.Properties["Name"].Value == "Connection");
+            Assert.All(failed, o => Assert.StartsWith("127.0.0.1:", (string)o.Properties["Target"].Value, StringComparison.Ordinal));
+            Assert.DoesNotContain(TestCluster.Password, Text(preflight));
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
     }
 
     [Fact]
