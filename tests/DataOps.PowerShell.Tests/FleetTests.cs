@@ -65,6 +65,11 @@ public sealed class FleetTests
             Assert.False(started.HadErrors, string.Join("\n", started.Errors));
             vars["clean"] = PrismDatabase(s, 6, 0);
 
+            // A sandbox object is a -Connection for one target too, on any database cmdlet.
+            var one = s.Run("Invoke-DataOpsQuery 'SELECT current_setting(''port'')::int' -Connection $sb -As Scalar -ReadOnly", vars);
+            Assert.False(one.HadErrors, string.Join("\n", one.Errors));
+            Assert.Equal(s.Run("$sb.Port", vars).Output.Single().BaseObject, one.Output.Single().BaseObject);
+
             var r = s.Run("Test-ProdHealth -Job $job -Connection $sb, $clean, $dead -OutputDirectory $out", vars);
 
             var rows = r.Output.ToDictionary(o => (string)o.Properties["Target"].Value, o => (string)o.Properties["Status"].Value);
