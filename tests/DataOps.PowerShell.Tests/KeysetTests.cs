@@ -197,6 +197,10 @@ public sealed class KeysetTests
 
         var whatIf = s.Run("Invoke-Backfill -Job $job -WhatIf -Verbose", new Hashtable { ["job"] = job });
         var reapply = s.Run("Invoke-Backfill -Job $job -Reapply -Force", new Hashtable { ["job"] = job });
+        var fleet = s.Run("Invoke-Backfill -Job $job -Connection $cs, $cs -WhatIf -Verbose", new Hashtable { ["job"] = job, ["cs"] = cs });
+
+        Assert.False(fleet.HadErrors, string.Join("\n", fleet.Errors));
+        Assert.Equal(2, fleet.Verbose.Count(line => line.Contains("A keyset walk of rows of acct with aid from the first key up to 1000", StringComparison.Ordinal)));
 
         Assert.False(whatIf.HadErrors, string.Join("\n", whatIf.Errors));
         Assert.Contains(whatIf.Verbose, line => line.Contains("rows of acct with aid from the first key up to 1000", StringComparison.Ordinal) && line.Contains("nothing was changed", StringComparison.Ordinal));

@@ -35,6 +35,7 @@ BeforeAll {
         'Stop-Backfill#2'          = 'steers a run in progress in another session (RunControlTests: abort rolls the item in flight back)'
         'Set-BackfillThrottle#1'   = 'steers a run in progress in another session (RunControlTests: 120 items in the minute after resuming)'
         'Invoke-Backfill#6'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
+        'Invoke-Backfill#7'        = 'a fleet of three databases; here eu, us and apac are one database, where three runs of one job cannot hold its lease at once (FleetTests: a fleet backfill is one run per target)'
     }
 
     # Per example: Setup (runs first, in the test's scope), Check (gets the output), Exit (run in a
@@ -130,6 +131,14 @@ BeforeAll {
         'Test-ProdHealth#1'           = @{ Check = { param($o) $o.JobName | Should -Be 'results-v1.2.1' } }
         'Test-ProdHealth#2'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeTrue } }
         'Test-ProdHealth#3'           = @{ Setup = { Use-Pending }; Exit = 2 }
+        # Fleets: eu, us and apac (and staging-eu, staging-us) are environments that all name the example sandbox.
+        'Test-ProdHealth#4'           = @{ Setup = { Use-Pending }; Check = { param($o) @($o).Count | Should -Be 3; $o.Target | Sort-Object | Should -Be @('eu', 'pester-help', 'us'); $o.Status | Sort-Object -Unique | Should -Be 'ActionNeeded' } }
+        'Test-ProdHealth#5'           = @{ Setup = { Use-Pending }; Exit = 2 }
+        'Test-DataOpsEnvironment#3'   = @{ Check = { param($o) $o | Should -BeNullOrEmpty } }
+        'Get-ExecutionStats#4'        = @{ Check = { param($o) ($o | Out-String) | Should -Match 'apac' } }
+        'Install-DataOpsSchema#3'     = @{ Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'AlreadyApplied'; $o.Target | Sort-Object -Unique | Should -Be @('apac', 'eu', 'us') } }
+        'Invoke-Backfill#8'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Should -Contain 'Applied'; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeTrue } }
+        'Watch-StagingSoak#4'         = @{ Replace = @{ '2h' = '2s'; '5m' = '1s' }; Check = { param($o) ($o | Out-String) | Should -Match 'staging-eu'; ($o | Out-String) | Should -Match 'staging-us' } }
         'Undo-Backfill#2'             = @{ Setup = { Use-Pending; $script:fresh = @(Invoke-Backfill -Job ./fix.job.json -ItemsPerMinute 0 -OutputDirectory ./runs -WarningAction SilentlyContinue) }
                                            Check = { param($o) $fresh.Count | Should -BeGreaterThan 0; ($o | Where-Object Key -in $fresh.Key).Status | Should -Be ($fresh | ForEach-Object { 'Restored' }) } }
         'Watch-StagingSoak#3'         = @{ Replace = @{ '10m' = '2s'; '1m' = '500ms' }; Check = { param($o) $o | Select-Object -First 1 | Should -BeOfType [string]; $samples.Count | Should -BeGreaterThan 0; $samples.Outcome | Should -BeIn 'Pass', 'Fail', 'NoData', 'Error'; @($report).Count | Should -Be 1; $report.Verdict | Should -BeIn 'Go', 'NoGo', 'Inconclusive' } }
@@ -149,6 +158,9 @@ BeforeAll {
     Copy-Item (Join-Path (Split-Path $SampleJob) 'legacy-fc-sweep.job.json') (Join-Path $work 'examples/jobs')
     $script:savedReporting = $env:DATAOPS_REPORTING_CONNECTION
     $env:DATAOPS_REPORTING_CONNECTION = Get-SandboxConnectionString $main
+    # The fleet examples' environments: every one names the example sandbox.
+    $script:fleetEnvironments = 'EU', 'US', 'APAC', 'STAGING_EU', 'STAGING_US'
+    foreach ($name in $fleetEnvironments) { Set-Item "env:DATAOPS_$($name)_CONNECTION" (Get-SandboxConnectionString $main) }
     function Use-Reports {
         if (-not (Get-DataOpsConnection -Name reports*)) { Connect-DataOps -Environment reporting -Name reports -NoDefault | Out-Null }
     }
@@ -174,6 +186,7 @@ BeforeAll {
 
 AfterAll {
     $env:DATAOPS_REPORTING_CONNECTION = $savedReporting
+    foreach ($name in $fleetEnvironments) { Remove-Item "env:DATAOPS_$($name)_CONNECTION" -ErrorAction SilentlyContinue }
     Get-DataOpsSandbox | Stop-DataOpsSandbox -Remove -Confirm:$false
     $env:DATAOPS_SANDBOX_ROOT = $savedRoot
     Remove-Item -Recurse -Force $work -ErrorAction SilentlyContinue
@@ -184,7 +197,7 @@ Describe 'Help examples run as pasted' {
         Push-Location $work
         # The session's default is the example sandbox again, whatever the previous example did.
         $script:main = Start-DataOpsSandbox -Name pester-help -WarningAction SilentlyContinue
-        $script:prod = $script:staging = $script:stg = $main.Connection
+        $script:prod = $script:staging = $script:stg = $script:apac = $main.Connection
     }
 
     AfterEach {

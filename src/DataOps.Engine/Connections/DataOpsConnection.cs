@@ -86,6 +86,9 @@ public sealed partial class DataOpsConnection
     }
 
     /// <summary>Registers this connection's passwords (login and SSL key) with a redactor.</summary>
+    /// <summary>Any failure while working on this database as a DataOpsException with a stable ErrorId and no secret in its message.</summary>
+    public DataOpsException Explain(Exception ex) => Connections.Database.Translate(ex, this);
+
     internal void AddSecretsTo(SecretRedactor redactor)
     {
         var b = new NpgsqlConnectionStringBuilder(_connectionString);

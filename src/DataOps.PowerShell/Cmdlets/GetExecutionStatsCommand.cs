@@ -29,9 +29,13 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>Get-ExecutionStats -CreatedBy sample-user-1 -Since (Get-Date).AddDays(-7) -GroupBy Day</code>
 ///   <para>User sample-user-1's executions of the last seven days, one row per day.</para>
 /// </example>
+/// <example>
+///   <code>Get-ExecutionStats -Connection eu, us, apac -Since (Get-Date).AddDays(-1) | Format-Table Target, Total, Failed, SuccessRate</code>
+///   <para>The last day's statistics of three databases, computed in each at once: one row per database (per group), each naming its Target.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Get, "ExecutionStats")]
 [OutputType(typeof(ExecutionStats))]
-public sealed class GetExecutionStatsCommand : DatabaseCmdlet
+public sealed class GetExecutionStatsCommand : FleetCmdlet
 {
     /// <summary>Only these executions. Binds from pipeline objects' Id property: the piped executions are summarised together, as one result.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
@@ -76,8 +80,21 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
         _typedWorkflowIds = MyInvocation.BoundParameters.ContainsKey(nameof(WorkflowId)) ? WorkflowId : null;
     }
 
+    private IReadOnlyList<FleetTarget>? _fleet;
+
     protected override void ProcessRecord()
     {
+        if (IsFleet)
+        {
+            // Piped executions belong to one database each, not to a fleet: TryResolveFleet refuses them.
+            if (TryResolveFleet(out var targets))
+            {
+                _fleet ??= targets;
+            }
+
+            return;
+        }
+
         if (!TryResolveConnection(out var connection))
         {
             return;
@@ -113,6 +130,29 @@ public sealed class GetExecutionStatsCommand : DatabaseCmdlet
 
     protected override void EndProcessing()
     {
+        if (_fleet is { } fleet)
+        {
+            var fleetFilter = new ExecutionFilter
+            {
+                Ids = _typedIds ?? [],
+                WorkflowIds = _typedWorkflowIds ?? [],
+                CreatedBy = CreatedBy ?? [],
+                Since = Since,
+                Until = Until,
+            };
+            var grouping = (StatsGrouping)(int)GroupBy;
+            RunFleet(fleet, $"Get-ExecutionStats on {fleet.Count} targets", async (target, scope, ct) =>
+            {
+                foreach (var stats in await ExecutionStore.StatsAsync(target.Connection, fleetFilter, grouping, ct, scope).ConfigureAwait(false))
+                {
+                    scope.Write(stats with { Connection = target.Connection });
+                }
+
+                return true;
+            });
+            return;
+        }
+
         // Nothing resolved (every piped object refused), or objects piped that named no execution: no statistics.
         if (_connection is not { } connection || (_piped && _pipedIds.Count == 0 && _pipedWorkflowIds.Count == 0))
         {

@@ -24,9 +24,15 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>Install-DataOpsSchema -Component ScriptExecution -Connection $stg -WhatIf</code>
 ///   <para>Shows which ScriptExecution (and Core) scripts would be applied on $stg, without applying them.</para>
 /// </example>
+/// <example>
+///   <code>Install-DataOpsSchema -Connection eu, us, apac -ThrottleLimit 3 -Confirm:$false</code>
+///   <para>Installs every component into three databases at once. ShouldProcess is asked per database, before any is changed; each
+///   database installs in its own transaction with its own run log, every result names its Target, and a database that fails is a
+///   non-terminating error that leaves the others installed.</para>
+/// </example>
 [Cmdlet(VerbsLifecycle.Install, "DataOpsSchema", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(SchemaMigration))]
-public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
+public sealed class InstallDataOpsSchemaCommand : FleetCmdlet
 {
     /// <summary>The components to install: Core, ScriptExecution, WorkflowExecution, Prism. Default: all.</summary>
     /// <default>every component: Core, ScriptExecution, WorkflowExecution, Prism</default>
@@ -39,6 +45,12 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
+        if (IsFleet)
+        {
+            ProcessFleet();
+            return;
+        }
+
         var connection = ResolveConnection();
         var plan = RunEngine((_, ct) => SchemaInstaller.PlanAsync(connection, Component, ct));
         var pending = plan.Where(m => m.Status == MigrationStatus.Pending).ToList();
@@ -60,5 +72,59 @@ public sealed class InstallDataOpsSchemaCommand : DatabaseCmdlet
         var applied = RunEngineLogged("Install-DataOpsSchema", (log, observer, ct) =>
             Heartbeat.Track(SchemaInstaller.InstallAsync(connection, Component, log, ct), observer, "Install-DataOpsSchema", description));
         WriteObject(applied, enumerateCollection: true);
+    }
+
+    /// <summary>
+    /// Several databases: every plan is read at once, then ShouldProcess is asked per database on this
+    /// thread (so a prompt or -WhatIf names each one), then the confirmed ones install at once.
+    /// </summary>
+    private void ProcessFleet()
+    {
+        if (!TryResolveFleet(out var targets))
+        {
+            return;
+        }
+
+        var components = string.Join(", ", SchemaInstaller.Resolve(Component));
+        var component = Component;
+        var plans = RunFleet(targets, $"Install-DataOpsSchema: plans of {targets.Count} targets", (target, _, ct) => SchemaInstaller.PlanAsync(target.Connection, component, ct));
+        var confirmed = new List<(FleetTarget Target, string Description)>();
+        foreach (var outcome in plans.Where(o => o.Succeeded))
+        {
+            var connection = outcome.Target.Connection;
+            var pending = outcome.Result!.Where(m => m.Status == MigrationStatus.Pending).ToList();
+            var description = pending.Count == 0
+                ? $"Check components {components} (nothing to apply)"
+                : $"Apply {pending.Count} migration(s): {string.Join(", ", pending.Select(p => p.Script))}";
+            if (ShouldWrite(connection, $"database {connection} ({outcome.Target.Name})", description, Force))
+            {
+                confirmed.Add((outcome.Target, description));
+            }
+            else if (WhatIfRequested)
+            {
+                foreach (var migration in outcome.Result!)
+                {
+                    WriteObject(FleetCmdlet.Tag(migration, outcome.Target.Name));
+                }
+            }
+        }
+
+        if (confirmed.Count == 0)
+        {
+            return;
+        }
+
+        var descriptions = confirmed.ToDictionary(c => c.Target.Index, c => c.Description);
+        RunFleet([.. confirmed.Select(c => c.Target)], $"Install-DataOpsSchema on {confirmed.Count} targets", async (target, scope, ct) =>
+        {
+            using var log = OpenLog("Install-DataOpsSchema", scope, null);
+            var applied = await Heartbeat.Track(SchemaInstaller.InstallAsync(target.Connection, component, log, ct), scope, "Install-DataOpsSchema", descriptions[target.Index]).ConfigureAwait(false);
+            foreach (var migration in applied)
+            {
+                scope.Write(migration);
+            }
+
+            return true;
+        });
     }
 }

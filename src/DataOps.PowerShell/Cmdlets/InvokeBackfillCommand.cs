@@ -79,9 +79,20 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Waits whenever a standby's replay falls more than 16 MB behind the primary, or replication slots keep more than 1 GB of WAL;
 ///   -Verbose and the progress bar say which standby is how far behind. Get-BackfillRun shows the time waited per reason afterwards.</para>
 /// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -Connection eu, us, apac -ThrottleLimit 3 -OutputDirectory ./runs -Confirm:$false</code>
+///   <para>A fleet: the job runs on three databases at once, each as its own run (its own lease, ledger, throttle and rollback script in
+///   ./runs/TARGET/JOB/RUNID). Every database is validated first and confirmed on its own before any starts; every result names its
+///   Target; a database that fails (unreachable, invalid for it, too many failed items) is a non-terminating error and the others go on.</para>
+/// </example>
+/// <example>
+///   <code>Test-ProdHealth -Job ./fix.job.json -Connection eu, us, apac | Invoke-Backfill -ItemsPerMinute 0 -Force</code>
+///   <para>Checks a fleet, then applies each target's mini plan in its own database (each report carries its Connection); healthy targets
+///   and targets the check could not reach are skipped.</para>
+/// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(BackfillItemResult))]
-public sealed class InvokeBackfillCommand : DatabaseCmdlet
+public sealed class InvokeBackfillCommand : FleetCmdlet
 {
     /// <summary>The job file (JSON, version 1) or a mini plan. Binds from pipeline objects' Job, PlanPath or PSPath property, so Test-ProdHealth reports and Get-ChildItem files can be piped.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -192,6 +203,13 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
+        if (InputObject?.BaseObject is FleetTargetFailure failure)
+        {
+            // A fleet's health check could not check this target: its error is already reported, and there is no plan.
+            WriteVerbose($"Skipped {failure.Target}: its health check did not run ({failure.ErrorId}), so there is nothing to apply.");
+            return;
+        }
+
         if (string.IsNullOrEmpty(Job))
         {
             // A piped Test-ProdHealth report that is healthy has no plan (PlanPath binds null): nothing to do.
@@ -204,17 +222,18 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
             ThrowTerminating("JobFileNotFound", Engine.DataOpsErrorKind.InvalidArgument, "-Job is empty: give the path of a job file or of a mini plan.", Job);
         }
 
+        if (IsFleet)
+        {
+            ProcessFleet();
+            return;
+        }
+
         if (!TryResolveConnection(out var connection))
         {
             return;
         }
 
-        if (LockTimeout is { } lockTimeout && (lockTimeout < BackfillOptions.MinLockTimeout || lockTimeout > BackfillOptions.MaxLockTimeout))
-        {
-            ThrowTerminating("LockTimeoutOutOfRange", Engine.DataOpsErrorKind.InvalidArgument,
-                $"-LockTimeout {LockTimeout} is out of range: give 1ms to 60s (an item's statement timeout). Nothing was run.", LockTimeout);
-        }
-
+        CheckLockTimeout();
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
         var redactor = new SecretRedactor();
@@ -260,4 +279,110 @@ public sealed class InvokeBackfillCommand : DatabaseCmdlet
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
+
+    private void CheckLockTimeout()
+    {
+        if (LockTimeout is { } lockTimeout && (lockTimeout < BackfillOptions.MinLockTimeout || lockTimeout > BackfillOptions.MaxLockTimeout))
+        {
+            ThrowTerminating("LockTimeoutOutOfRange", Engine.DataOpsErrorKind.InvalidArgument,
+                $"-LockTimeout {LockTimeout} is out of range: give 1ms to 60s (an item's statement timeout). Nothing was run.", LockTimeout);
+        }
+    }
+
+    /// <summary>
+    /// A fleet: each target is its own run. First every target loads and validates the job against its
+    /// own database at once (a target where that fails is an error, the others go on); then, on this
+    /// thread, -WhatIf lists each target's items, or ShouldProcess is asked per target; then the
+    /// confirmed targets run at once, each with its own options, secrets redactor, run log, lease, ledger
+    /// rows and files in OutputDirectory/TARGET/JOB/RUNID (a metrics file gets .TARGET before its extension).
+    /// </summary>
+    private void ProcessFleet()
+    {
+        if (!TryResolveFleet(out var targets))
+        {
+            return;
+        }
+
+        CheckLockTimeout();
+        var path = GetUnresolvedProviderPathFromPSPath(Job!);
+        var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
+        var metrics = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath);
+        var (maxLag, maxWal, signalInterval, maxPlanAge, whatIf) = (MaxReplicaLag, MaxRetainedWal, SignalCheckInterval, MaxPlanAge, WhatIfRequested);
+
+        // Secrets are read here, on the pipeline thread, into one redactor and dictionary per target.
+        var redactors = targets.Select(_ => new SecretRedactor()).ToArray();
+        var credentials = targets.Select(t => SecretArgument.ToDictionary(Secret, redactors[t.Index])).ToArray();
+        var prepared = RunFleet(targets, $"Invoke-Backfill: validating on {targets.Count} targets", async (target, _, ct) =>
+        {
+            var loaded = JobFile.Load(path);
+            var signals = ThrottleSignals.WithParameters(loaded.Signals, maxLag, maxWal, signalInterval);
+            var job = await BackfillRunner.PrepareAsync(loaded, target.Connection, ct).ConfigureAwait(false);
+            await BackfillRunner.VerifyPlanAsync(job.Job, target.Connection, maxPlanAge, ct).ConfigureAwait(false);
+            var secrets = HttpSteps.ResolveSecrets(job.Job, credentials[target.Index], redactors[target.Index]);
+            var walk = whatIf ? await BackfillRunner.PreviewKeysetAsync(job, target.Connection, ct).ConfigureAwait(false) : null;
+            var keys = whatIf && walk is null ? await BackfillRunner.ResolveKeysAsync(job, target.Connection, ct).ConfigureAwait(false) : null;
+            return new FleetRun(job, secrets, signals, keys, walk);
+        });
+
+        var confirmed = new List<FleetTarget>();
+        foreach (var outcome in prepared.Where(o => o.Succeeded))
+        {
+            var (target, run) = (outcome.Target, outcome.Result!);
+            var connection = target.Connection;
+            if (whatIf)
+            {
+                var steps = string.Join("; ", run.Job.Job.Steps.Select(s => s.Name));
+                if (run.Walk is { } walk)
+                {
+                    ShouldProcess($"{walk} of job {run.Job.Job.Name} on {connection} ({target.Name})", $"Apply steps: {steps}");
+                    WriteVerbose($"[{target.Name}] A keyset walk of {walk} (found as the run goes); nothing was changed.");
+                    continue;
+                }
+
+                foreach (var key in run.Keys!)
+                {
+                    ShouldProcess($"item {key} of job {run.Job.Job.Name} on {connection} ({target.Name})", $"Apply steps: {steps}");
+                }
+
+                WriteVerbose($"[{target.Name}] {run.Keys!.Count} items; nothing was changed.");
+                continue;
+            }
+
+            if (DryRun || ShouldWrite(connection, $"job {run.Job.Job.Name} on {connection} ({target.Name})", "Apply backfill", Force))
+            {
+                confirmed.Add(target);
+            }
+        }
+
+        if (confirmed.Count == 0)
+        {
+            return;
+        }
+
+        var runs = prepared.Where(o => o.Succeeded).ToDictionary(o => o.Target.Index, o => o.Result!);
+        var (itemsPerMinute, maxFailures, lockTimeout, lockRetries, reapply, dryRun) = (ItemsPerMinute, MaxFailures, LockTimeout, LockRetries, Reapply.IsPresent, DryRun.IsPresent);
+        RunFleet(confirmed, $"Invoke-Backfill on {confirmed.Count} targets", async (target, scope, ct) =>
+        {
+            var run = runs[target.Index];
+            var redactor = redactors[target.Index];
+            var options = new BackfillOptions
+            {
+                ItemsPerMinute = itemsPerMinute, OutputDirectory = Path.Combine(output, target.Folder), MaxFailures = maxFailures, LockTimeout = lockTimeout, LockRetries = lockRetries,
+                Reapply = reapply, DryRun = dryRun, ResolvedSecrets = run.Secrets, Redactor = redactor, MetricsPath = PerTarget(metrics ?? run.Job.Job.MetricsPath, target), Signals = run.Signals,
+            };
+            using var log = OpenLog("Invoke-Backfill", scope, redactor);
+            await foreach (var result in BackfillRunner.RunAsync(run.Job, target.Connection, options, log, scope, ct).WithCancellation(ct).ConfigureAwait(false))
+            {
+                scope.Write(result with { Connection = target.Connection });
+            }
+
+            return true;
+        });
+    }
+
+    /// <summary>A metrics file per target: ./m/dataops.prom becomes ./m/dataops.TARGET.prom (node_exporter's textfile collector reads every *.prom of one folder).</summary>
+    private static string? PerTarget(string? metrics, FleetTarget target) =>
+        metrics is null ? null : Path.Combine(Path.GetDirectoryName(metrics) ?? string.Empty, $"{Path.GetFileNameWithoutExtension(metrics)}.{target.Folder}{Path.GetExtension(metrics)}");
+
+    private sealed record FleetRun(ValidatedJob Job, IReadOnlyDictionary<string, string> Secrets, IReadOnlyList<ThrottleSignal> Signals, IReadOnlyList<string>? Keys, KeysetPreview? Walk);
 }

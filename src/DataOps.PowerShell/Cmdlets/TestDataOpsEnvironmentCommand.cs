@@ -24,9 +24,14 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>if (Test-DataOpsEnvironment -Job ./score.job.json | Where-Object { -not $_.Passed }) { exit 1 }</code>
 ///   <para>The first line of a runbook: stop before anything runs when the environment is not ready.</para>
 /// </example>
+/// <example>
+///   <code>Test-DataOpsEnvironment -Job ./score.job.json -Connection eu, us, apac | Where-Object { -not $_.Passed } | Format-Table Target, Name, Detail</code>
+///   <para>Preflight of a fleet, three databases at once: every check names its Target; a database that cannot be reached at all is
+///   a non-terminating error naming it, and the others are still checked.</para>
+/// </example>
 [Cmdlet(VerbsDiagnostic.Test, "DataOpsEnvironment")]
 [OutputType(typeof(PreflightCheck))]
-public sealed class TestDataOpsEnvironmentCommand : DatabaseCmdlet
+public sealed class TestDataOpsEnvironmentCommand : FleetCmdlet
 {
     /// <summary>The job file to check.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -41,6 +46,27 @@ public sealed class TestDataOpsEnvironmentCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
+        if (IsFleet)
+        {
+            if (!TryResolveFleet(out var targets))
+            {
+                return;
+            }
+
+            var jobPath = GetUnresolvedProviderPathFromPSPath(Job);
+            var secrets = SecretArgument.ToDictionary(Secret, new SecretRedactor());
+            RunFleet(targets, $"Test-DataOpsEnvironment on {targets.Count} targets", async (target, scope, ct) =>
+            {
+                foreach (var check in await Preflight.RunAsync(jobPath, target.Connection, secrets, ct).ConfigureAwait(false))
+                {
+                    scope.Write(check);
+                }
+
+                return true;
+            });
+            return;
+        }
+
         var connection = ResolveConnection();
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var credentials = SecretArgument.ToDictionary(Secret, new SecretRedactor());

@@ -38,9 +38,14 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   a private context, so a type literal such as [DataOps.Engine.Soak.SoakReport] does not resolve in the session: compare PSTypeNames
 ///   (strings) or filter on properties instead. Outcome and Verdict are names (Pass, Fail, NoData, Error; Go, NoGo, Inconclusive).</para>
 /// </example>
+/// <example>
+///   <code>Watch-StagingSoak -Job ./fix.job.json -Connection staging-eu, staging-us -Duration 2h -Interval 5m | Where-Object Verdict | Format-Table Target, Verdict, Rounds</code>
+///   <para>Soaks two staging databases at once, each read-only with its own connection; every sample and report names its Target,
+///   each report file goes to OutputDirectory/TARGET/..., and $DataOpsLastSoak holds the reports of the targets that finished.</para>
+/// </example>
 [Cmdlet(VerbsCommon.Watch, "StagingSoak")]
 [OutputType(typeof(SoakSample), typeof(SoakReport))]
-public sealed class WatchStagingSoakCommand : DatabaseCmdlet
+public sealed class WatchStagingSoakCommand : FleetCmdlet
 {
     /// <summary>The job file whose soak section to run.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -71,20 +76,35 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
 
     protected override void ProcessRecord()
     {
-        var connection = ResolveConnection();
+        IReadOnlyList<FleetTarget>? fleet = null;
+        if (IsFleet && !TryResolveFleet(out fleet))
+        {
+            return;
+        }
+
+        var connection = fleet is null ? ResolveConnection() : null!;
         var path = GetUnresolvedProviderPathFromPSPath(Job);
         var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
-        var (job, spec) = RunEngine((_, _) =>
+        var (duration, interval) = (Duration, Interval);
+        (BackfillJob, SoakSpec) Load()
         {
             var j = JobFile.Load(path);
             var s = SoakSpecParser.Parse(j);
-            return (j, s with { Duration = Duration ?? s.Duration, Interval = Interval ?? s.Interval });
-        });
+            return (j, s with { Duration = duration ?? s.Duration, Interval = interval ?? s.Interval });
+        }
+
+        var (job, spec) = RunEngine((_, _) => Load());
         RunEngine((_, _) =>
         {
             spec.EnsureUsable();
             return true;
         });
+
+        if (fleet is not null)
+        {
+            WatchFleet(fleet, spec, Load, output);
+            return;
+        }
 
         WriteVerbose($"Watching {spec.Checks.Count} checks every {SoakRunner.Format(spec.Interval)} for {SoakRunner.Format(spec.Duration)}, read-only.");
         var failFast = FailFast.IsPresent;
@@ -104,6 +124,45 @@ public sealed class WatchStagingSoakCommand : DatabaseCmdlet
                     Host.UI.WriteLine($"Soak of '{report.Job}' stopped early: verdict {report.Verdict} over {report.Rounds} rounds. " +
                         $"The report object is in ${LastReportVariable}; the report file is {report.ReportPath}.");
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Several databases at once: each target loads the job for itself (no engine object is shared), streams
+    /// its samples and report with its Target, and writes its file under OutputDirectory/TARGET.
+    /// $DataOpsLastSoak then holds the reports of the targets that finished, in the fleet's order.
+    /// </summary>
+    private void WatchFleet(IReadOnlyList<FleetTarget> fleet, SoakSpec spec, Func<(BackfillJob, SoakSpec)> load, string output)
+    {
+        WriteVerbose($"Watching {spec.Checks.Count} checks on {fleet.Count} targets every {SoakRunner.Format(spec.Interval)} for {SoakRunner.Format(spec.Duration)}, read-only.");
+        var failFast = FailFast.IsPresent;
+        var reports = new SoakReport?[fleet.Count];
+        try
+        {
+            RunFleet(fleet, $"Watch-StagingSoak on {fleet.Count} targets", async (target, scope, ct) =>
+            {
+                var (job, ownSpec) = load();
+                using var log = OpenLog("Watch-StagingSoak", scope, null);
+                await foreach (var item in SoakRunner.WatchAsync(job, ownSpec, target.Connection, Path.Combine(output, target.Folder), failFast, log, scope, ct).WithCancellation(ct).ConfigureAwait(false))
+                {
+                    if (item is SoakReport report)
+                    {
+                        Volatile.Write(ref reports[target.Index], report);
+                    }
+
+                    scope.Write(item);
+                }
+
+                return true;
+            });
+        }
+        finally
+        {
+            var finished = reports.Where(r => r is not null).Cast<SoakReport>().ToArray();
+            if (finished.Length > 0)
+            {
+                SessionState.PSVariable.Set("global:" + LastReportVariable, finished);
             }
         }
     }

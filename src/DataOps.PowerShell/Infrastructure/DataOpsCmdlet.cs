@@ -157,7 +157,7 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
     /// A run log: a file for the operations that change data, -Verbose only for the read-only ones
     /// (<see cref="ReadOnlyOperations"/>), so looking never fills the log folder.
     /// </summary>
-    private static RunLog OpenLog(string operation, IOperationObserver observer, SecretRedactor? redactor)
+    private protected static RunLog OpenLog(string operation, IOperationObserver observer, SecretRedactor? redactor)
     {
         var log = RunLog.Open(operation, observer, redactor, file: !ReadOnlyOperations.Contains(operation));
         observer.Verbose(log.Path is null ? $"No run log file: {operation} changes no data" : $"Run log: {log.Path}");
@@ -171,7 +171,7 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
     /// Runs work off the pipeline thread while this thread writes what it reports. If the pipeline
     /// stops early (Ctrl+C, or a downstream command that needs no more input) the work is cancelled.
     /// </summary>
-    private void Pump(Func<PumpObserver, CancellationToken, Task> work)
+    private protected void Pump(Func<PumpObserver, CancellationToken, Task> work)
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         using var observer = new PumpObserver(call.Token);
@@ -353,7 +353,7 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
     };
 
     /// <summary>Queues the engine's reports so only the pipeline thread writes to the streams.</summary>
-    private sealed class PumpObserver(CancellationToken stopped) : IOperationObserver, IDisposable
+    private protected sealed class PumpObserver(CancellationToken stopped) : IOperationObserver, IDisposable
     {
         public BlockingCollection<Action<Cmdlet>> Records { get; } = new(boundedCapacity: 512);
 
@@ -379,6 +379,9 @@ public abstract class DataOpsCmdlet : PSCmdlet, IDisposable
             };
             c.WriteProgress(record);
         });
+
+        /// <summary>Queues any record for the pipeline thread (dropped once the operation has finished or stopped).</summary>
+        public void Post(Action<Cmdlet> record) => Add(record);
 
         public void Complete() => Records.CompleteAdding();
 

@@ -5,19 +5,32 @@ using DataOps.Engine.Connections;
 namespace DataOps.PowerShell.Infrastructure;
 
 /// <summary>
-/// A cmdlet that talks to a database: -Connection, else the session default, else ConnectionMissing.
+/// A cmdlet that talks to one database: -Connection, else the session default, else ConnectionMissing.
 /// A piped object that carries its Connection is acted on in that database: the property binds to
 /// -Connection, and a -Connection typed on the command line that names another database refuses
 /// the object (ConnectionMismatch) instead of acting on its ids in the wrong place.
 /// </summary>
-public abstract class DatabaseCmdlet : DataOpsCmdlet
+public abstract class DatabaseCmdlet : ConnectedCmdlet
 {
-    /// <summary>The connection to use: a connection object, or the name of one Connect-DataOps -Name stored in the session; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
+    /// <summary>The connection to use: a connection object, a sandbox (Start-DataOpsSandbox's object), the name of one Connect-DataOps -Name stored in the session, an environment name (DATAOPS_&lt;NAME&gt;_CONNECTION) or a connection string; defaults to the session's (Connect-DataOps or Start-DataOpsSandbox). Binds from pipeline objects' Connection property, so piped objects are acted on in the database they came from; a -Connection that names another database is refused (ConnectionMismatch).</summary>
     /// <default>the session's default (Connect-DataOps or Start-DataOpsSandbox)</default>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [ConnectionTransformation]
     [ArgumentCompleter(typeof(ConnectionNameCompleter))]
     public DataOpsConnection? Connection { get; set; }
+
+    private protected override DataOpsConnection? TypedConnection => Connection;
+}
+
+/// <summary>
+/// What the cmdlets that take -Connection share: connection resolution against piped objects and
+/// production-aware ShouldProcess. <see cref="DatabaseCmdlet"/> takes one connection,
+/// <see cref="FleetCmdlet"/> one or several.
+/// </summary>
+public abstract class ConnectedCmdlet : DataOpsCmdlet
+{
+    /// <summary>The one connection -Connection bound (typed, or from the piped object); null when none.</summary>
+    private protected abstract DataOpsConnection? TypedConnection { get; }
 
     /// <summary>The piped object itself, read only to check that it comes from the database this command acts on. Not for the command line.</summary>
     [Parameter(ValueFromPipeline = true, DontShow = true)]
@@ -72,8 +85,8 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
 
         // Bound from the pipeline, Connection is the piped object's own; typed on the command line,
         // PowerShell keeps it for every object and ignores theirs, so it is compared here.
-        var piped = PipelineInput.Property<DataOpsConnection>(InputObject, nameof(Connection));
-        if (piped is not null && Connection is { } typed && !typed.IsSameDatabase(piped))
+        var piped = PipelineInput.Property<DataOpsConnection>(InputObject, "Connection");
+        if (piped is not null && TypedConnection is { } typed && !typed.IsSameDatabase(piped))
         {
             var what = InputObject!.BaseObject.GetType().Name;
             var ex = new DataOpsException("ConnectionMismatch", DataOpsErrorKind.InvalidArgument,
@@ -86,7 +99,7 @@ public abstract class DatabaseCmdlet : DataOpsCmdlet
             return (null, ToErrorRecord(ex));
         }
 
-        var connection = Connection ?? SessionDefaults.Connection;
+        var connection = TypedConnection ?? SessionDefaults.Connection;
         if (connection is null)
         {
             ThrowTerminating("ConnectionMissing", DataOpsErrorKind.InvalidOperation,
