@@ -13,20 +13,6 @@ BeforeAll {
     $listener = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
     $listener.Start(); $script:deadPort = $listener.LocalEndpoint.Port; $listener.Stop()
     $script:dead = "Host=127.0.0.1;Port=$deadPort;Database=dataops;Username=postgres;Password=fleet-secret-x9;Timeout=3"
-
-    function Invoke-NewPwsh([string[]] $Arguments) {
-        $psi = [Diagnostics.ProcessStartInfo]::new((Get-Process -Id $PID).Path)
-        if ($psi.FileName -notlike '*pwsh*') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
-        foreach ($arg in @('-NoProfile', '-NonInteractive') + $Arguments) { $psi.ArgumentList.Add($arg) }
-        $psi.WorkingDirectory = $work
-        $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.RedirectStandardInput = $true
-        $psi.Environment['NO_COLOR'] = '1'
-        $p = [Diagnostics.Process]::Start($psi)
-        $p.StandardInput.Close()
-        $stdout = $p.StandardOutput.ReadToEndAsync(); $stderr = $p.StandardError.ReadToEndAsync()
-        if (-not $p.WaitForExit(240000)) { $p.Kill($true); throw 'pwsh did not finish in 240 s' }
-        [pscustomobject]@{ ExitCode = $p.ExitCode; Out = $stdout.Result; Err = $stderr.Result }
-    }
 }
 
 AfterAll {
@@ -56,7 +42,7 @@ Describe 'Test-ProdHealth on a fleet' {
 
 Describe 'examples/runbook.ps1 -Fleet' {
     It 'exits 2 for a fleet with a target on a dead port, after making the one that needed the backfill healthy' {
-        $run = Invoke-NewPwsh @('-File', (Join-Path $RepoRoot 'examples/runbook.ps1'), '-Fleet', '-OutputDirectory', (Join-Path $work 'runbook'))
+        $run = Invoke-NewPwsh @('-File', (Join-Path $RepoRoot 'examples/runbook.ps1'), '-Fleet', '-OutputDirectory', (Join-Path $work 'runbook')) -TimeoutSeconds 240
         $run.ExitCode | Should -Be 2 -Because "$($run.Out)`n$($run.Err)"
         $run.Out | Should -Match 'runbook-a\s+ActionNeeded'
         $run.Out | Should -Match 'runbook-b\s+Healthy'

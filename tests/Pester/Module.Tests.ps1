@@ -7,23 +7,6 @@ BeforeAll {
     $script:manifest = Test-ModuleManifest $ModuleManifest
     $script:commands = @(Get-Command -Module DataOps)
     $script:work = New-TestFolder
-
-    # A new pwsh process (the same pwsh as this run) in another working directory; returns exit code
-    # and both streams. Sandboxes go under this run's root.
-    function Invoke-NewPwsh([string[]] $Arguments) {
-        $psi = [Diagnostics.ProcessStartInfo]::new((Get-Process -Id $PID).Path)
-        $dll = Join-Path $PSHOME 'pwsh.dll'
-        if ($psi.FileName -notlike '*pwsh*') { $psi.ArgumentList.Add($dll) }
-        foreach ($a in @('-NoProfile', '-NonInteractive') + $Arguments) { $psi.ArgumentList.Add($a) }
-        $psi.WorkingDirectory = $work
-        $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.RedirectStandardInput = $true
-        $psi.Environment['NO_COLOR'] = '1'
-        $p = [Diagnostics.Process]::Start($psi)
-        $p.StandardInput.Close()
-        $stdout = $p.StandardOutput.ReadToEndAsync(); $stderr = $p.StandardError.ReadToEndAsync()
-        if (-not $p.WaitForExit(120000)) { $p.Kill($true); throw 'pwsh did not finish in 120 s' }
-        [pscustomobject]@{ ExitCode = $p.ExitCode; Out = $stdout.Result; Err = $stderr.Result }
-    }
 }
 
 AfterAll {

@@ -57,3 +57,19 @@ function Get-ViewLabels([string] $TypeName) {
     if ($view.TableControl) { return @($view.TableControl.TableHeaders.TableColumnHeader | ForEach-Object Label) }
     @($view.ListControl.ListEntries.ListEntry.ListItems.ListItem | ForEach-Object { if ($_.Label) { $_.Label } else { $_.PropertyName } })
 }
+
+# A new pwsh process (the pinned tool, as the current one) with -NoProfile -NonInteractive and these arguments,
+# in $work (the calling test file's folder), no stdin, NO_COLOR; its exit code and both streams. Killed after the timeout.
+function Invoke-NewPwsh([string[]] $Arguments, [int] $TimeoutSeconds = 120) {
+    $psi = [Diagnostics.ProcessStartInfo]::new((Get-Process -Id $PID).Path)
+    if ($psi.FileName -notlike '*pwsh*') { $psi.ArgumentList.Add((Join-Path $PSHOME 'pwsh.dll')) }
+    foreach ($arg in @('-NoProfile', '-NonInteractive') + $Arguments) { $psi.ArgumentList.Add($arg) }
+    $psi.WorkingDirectory = $work
+    $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true; $psi.RedirectStandardInput = $true
+    $psi.Environment['NO_COLOR'] = '1'
+    $p = [Diagnostics.Process]::Start($psi)
+    $p.StandardInput.Close()
+    $stdout = $p.StandardOutput.ReadToEndAsync(); $stderr = $p.StandardError.ReadToEndAsync()
+    if (-not $p.WaitForExit($TimeoutSeconds * 1000)) { $p.Kill($true); throw "pwsh did not finish in $TimeoutSeconds s" }
+    [pscustomobject]@{ ExitCode = $p.ExitCode; Out = $stdout.Result; Err = $stderr.Result }
+}
