@@ -78,6 +78,7 @@ public static class ScriptExecutionSeeder
     {
         var (since, until, scheduledTotal) = Validate(options, DateTimeOffset.UtcNow);
         var seed = options.Seed ?? Random.Shared.Next();
+        var start = Stopwatch.StartNew();
         await EnsureSchemaAsync(connection, ct).ConfigureAwait(false);
         var watch = Stopwatch.StartNew();
         // The session that loads the rows also records the run (committed before the load's transaction begins), so
@@ -87,6 +88,7 @@ public static class ScriptExecutionSeeder
         var seedRunId = await RecordStartAsync(conn, options, seed, since, until, ct).ConfigureAwait(false);
         log.Information("Seed run {SeedRunId}: {Count} rows, {Scheduled} scheduled, seed {Seed}, window {Since:u} to {Until:u}",
             seedRunId, options.Count, scheduledTotal, seed, since, until);
+        log.Information("Checking the schema and recording the run took {Ms} ms", start.ElapsedMilliseconds);
 
         try
         {
@@ -203,6 +205,7 @@ public static class ScriptExecutionSeeder
         var sinceMicros = (since.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
         var untilMicros = (until.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
         var generator = new SeedRowGenerator(options.Count, scheduledTotal, seed, sinceMicros, untilMicros, parents);
+        log.Information("Locking, prerequisites and drops took {Ms} ms", watch.ElapsedMilliseconds);
         var phase = Stopwatch.StartNew();
         await CopyAsync(conn, generator, firstId, options.Count, freeze, observer, watch, ct).ConfigureAwait(false);
         log.Information("COPY of {Count} rows took {Ms} ms", options.Count, phase.ElapsedMilliseconds);
@@ -268,6 +271,7 @@ public static class ScriptExecutionSeeder
             }
         }
 
+        phase.Restart();
         await conn.ExecuteAsync(new CommandDefinition(
             """
             UPDATE dataops.seed_run SET status = 'completed', finished_at = clock_timestamp(), inserted_count = @count,
@@ -276,6 +280,7 @@ public static class ScriptExecutionSeeder
             """,
             new { count = options.Count, firstId, lastId, scheduled = scheduledTotal, triggered = options.Count - scheduledTotal, seedRunId }, tx, cancellationToken: ct)).ConfigureAwait(false);
         await tx.CommitAsync(ct).ConfigureAwait(false);
+        log.Information("Recording the outcome and committing took {Ms} ms", phase.ElapsedMilliseconds);
 
         observer.Progress(new OperationProgress("Seeding script_execution", "ANALYZE", 100));
         phase.Restart();
