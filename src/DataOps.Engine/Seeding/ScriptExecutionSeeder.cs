@@ -78,15 +78,21 @@ public static class ScriptExecutionSeeder
     {
         var (since, until, scheduledTotal) = Validate(options, DateTimeOffset.UtcNow);
         var seed = options.Seed ?? Random.Shared.Next();
+        var start = Stopwatch.StartNew();
         await EnsureSchemaAsync(connection, ct).ConfigureAwait(false);
         var watch = Stopwatch.StartNew();
-        var seedRunId = await RecordStartAsync(connection, options, seed, since, until, ct).ConfigureAwait(false);
+        // The session that loads the rows also records the run (committed before the load's transaction begins), so
+        // a run whose session is gone without an outcome (a server restart, a killed client) is seen as abandoned
+        // (AbandonedCondition): its rows went with its transaction.
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        var seedRunId = await RecordStartAsync(conn, options, seed, since, until, ct).ConfigureAwait(false);
         log.Information("Seed run {SeedRunId}: {Count} rows, {Scheduled} scheduled, seed {Seed}, window {Since:u} to {Until:u}",
             seedRunId, options.Count, scheduledTotal, seed, since, until);
+        log.Information("Checking the schema and recording the run took {Ms} ms", start.ElapsedMilliseconds);
 
         try
         {
-            var result = await LoadAsync(connection, options, seedRunId, seed, since, until, scheduledTotal, log, observer, watch, ct).ConfigureAwait(false);
+            var result = await LoadAsync(conn, connection, options, seedRunId, seed, since, until, scheduledTotal, log, observer, watch, ct).ConfigureAwait(false);
             log.Information("Seed run {SeedRunId} committed {Count} rows in {ElapsedMs} ms ({RowsPerSecond:0} rows/s)",
                 seedRunId, result.Count, (long)result.Elapsed.TotalMilliseconds, result.RowsPerSecond);
             return result;
@@ -110,16 +116,9 @@ public static class ScriptExecutionSeeder
     }
 
     private static async Task<ScriptExecutionSeedResult> LoadAsync(
-        DataOpsConnection connection, ScriptExecutionSeedOptions options, long seedRunId, int seed, DateTimeOffset since, DateTimeOffset until,
+        NpgsqlConnection conn, DataOpsConnection connection, ScriptExecutionSeedOptions options, long seedRunId, int seed, DateTimeOffset since, DateTimeOffset until,
         long scheduledTotal, RunLog log, IOperationObserver observer, Stopwatch watch, CancellationToken ct)
     {
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-
-        // The session that loads the rows, so a run whose session is gone without an outcome (a server
-        // restart, a killed client) is seen as abandoned (AbandonedSql): its rows went with its transaction.
-        await conn.ExecuteAsync(new CommandDefinition(
-            "UPDATE dataops.seed_run SET backend_pid = pg_backend_pid(), backend_start = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()) WHERE seed_run_id = @seedRunId",
-            new { seedRunId }, cancellationToken: ct)).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition(
             $"SET LOCAL synchronous_commit = off; SET LOCAL maintenance_work_mem = '512MB'; SET LOCAL lock_timeout = '30s'; LOCK TABLE {Table} IN ACCESS EXCLUSIVE MODE",
@@ -127,13 +126,42 @@ public static class ScriptExecutionSeeder
 
         var parents = await EnsurePrerequisitesAsync(conn, tx, options, log, ct).ConfigureAwait(false);
 
-        // Reserve ids: nobody else can insert while we hold the lock, so the range is ours alone.
-        var firstId = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
-            $"SELECT nextval(pg_get_serial_sequence('{Table}', 'id'))", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        // Everything the plan needs, read in one round trip (each round trip is a wake-up of both processes; on a
+        // fresh session they were ~30 ms of the fixed cost). Reserve ids: nobody else can insert while we hold the
+        // lock, so the range is ours alone.
+        long firstId, maxId;
+        double existingRows;
+        bool referenced, emptyWithoutTruncateTrigger;
+        List<(string Name, string Definition)> foreignKeys, allIndexes, primaryKeys;
+        await using (var plan = await conn.QueryMultipleAsync(new CommandDefinition(
+            $"""
+            SELECT nextval(pg_get_serial_sequence('{Table}', 'id'));
+            SELECT seqmax FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence('{Table}', 'id')::regclass;
+            SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{Table}'::regclass AND contype = 'f' ORDER BY conname;
+            SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = '{Table}'::regclass;
+            SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = '{Table}'::regclass AND contype = 'f');
+            SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+            WHERE x.indrelid = '{Table}'::regclass AND NOT x.indisprimary AND NOT x.indisunique
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) ORDER BY 1;
+            SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_index x ON x.indexrelid = c.conindid
+            WHERE c.conrelid = '{Table}'::regclass AND c.contype = 'p' AND NOT x.indisreplident AND NOT x.indisclustered;
+            SELECT NOT EXISTS (SELECT 1 FROM {Table})
+               AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '{Table}'::regclass AND NOT tgisinternal AND (tgtype & 32) <> 0)
+            """, transaction: tx, cancellationToken: ct)).ConfigureAwait(false))
+        {
+            firstId = await plan.ReadSingleAsync<long>().ConfigureAwait(false);
+            maxId = await plan.ReadSingleAsync<long>().ConfigureAwait(false);
+            foreignKeys = (await plan.ReadAsync<(string Name, string Definition)>().ConfigureAwait(false)).ToList();
+            existingRows = await plan.ReadSingleAsync<double>().ConfigureAwait(false);
+            // A table that other tables' foreign keys point at keeps its primary key (they depend on it) and is never truncated.
+            referenced = await plan.ReadSingleAsync<bool>().ConfigureAwait(false);
+            allIndexes = (await plan.ReadAsync<(string Name, string Definition)>().ConfigureAwait(false)).ToList();
+            primaryKeys = (await plan.ReadAsync<(string Name, string Definition)>().ConfigureAwait(false)).ToList();
+            emptyWithoutTruncateTrigger = await plan.ReadSingleAsync<bool>().ConfigureAwait(false);
+        }
+
         // setval is not undone by a rollback: check the range fits before moving the sequence, or a
         // failed seed would leave it exhausted for every later insert.
-        var maxId = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
-            $"SELECT seqmax FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence('{Table}', 'id')::regclass", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
         if (options.Count - 1 > maxId - firstId)
         {
             throw new DataOpsException("SeedIdRangeExhausted", DataOpsErrorKind.InvalidArgument,
@@ -141,65 +169,35 @@ public static class ScriptExecutionSeeder
         }
 
         var lastId = firstId + options.Count - 1;
-        await conn.ExecuteAsync(new CommandDefinition(
-            $"SELECT setval(pg_get_serial_sequence('{Table}', 'id'), @lastId)", new { lastId }, tx, cancellationToken: ct)).ConfigureAwait(false);
 
         // pg_restore's order: data first, then indexes and constraints, each checked in one pass.
-        var foreignKeys = (await conn.QueryAsync<(string Name, string Definition)>(new CommandDefinition(
-            $"SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{Table}'::regclass AND contype = 'f' ORDER BY conname",
-            transaction: tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-        var existingRows = await conn.ExecuteScalarAsync<double>(new CommandDefinition(
-            $"SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = '{Table}'::regclass", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-        // A table that other tables' foreign keys point at keeps its primary key (they depend on it) and is never truncated.
-        var referenced = await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
-            $"SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = '{Table}'::regclass AND contype = 'f')", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
         // Rebuilding an index costs a sort of the whole table; maintaining it costs a random insert per row.
         var rebuild = options.Count * 4 >= existingRows;
-        var indexes = rebuild
-            ? (await conn.QueryAsync<(string Name, string Definition)>(new CommandDefinition(
-                $"""
-                SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                WHERE x.indrelid = '{Table}'::regclass AND NOT x.indisprimary AND NOT x.indisunique
-                  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) ORDER BY 1
-                """, transaction: tx, cancellationToken: ct)).ConfigureAwait(false)).ToList()
-            : [];
+        var indexes = rebuild ? allIndexes : [];
         // The primary key too: kept during COPY it costs an index insert and a WAL record per row (measured on a
         // default-settings cluster: 119 MB of WAL for the COPY with it, 53 MB without; backend CPU 1.29 s against
         // 0.56 s for the COPY plus 0.47 s to rebuild it). Kept when it is also the replica identity or the cluster index.
-        var primaryKey = rebuild && !referenced
-            ? (await conn.QueryAsync<(string Name, string Definition)>(new CommandDefinition(
-                $"""
-                SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_index x ON x.indexrelid = c.conindid
-                WHERE c.conrelid = '{Table}'::regclass AND c.contype = 'p' AND NOT x.indisreplident AND NOT x.indisclustered
-                """, transaction: tx, cancellationToken: ct)).ConfigureAwait(false)).Select(p => ((string Name, string Definition)?)p).SingleOrDefault()
-            : null;
+        (string Name, string Definition)? primaryKey = rebuild && !referenced && primaryKeys.Count == 1 ? primaryKeys[0] : null;
         // An empty table is truncated (a no-op under our lock) so COPY may write the rows frozen and their pages
         // all-visible, as pgbench -i does: every later scan of the load then skips the per-row visibility check
         // (backend CPU of the four FK validations 0.70 s -> 0.31 s). Not when a TRUNCATE trigger would fire.
-        var freeze = !referenced && await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
-            $"""
-            SELECT NOT EXISTS (SELECT 1 FROM {Table})
-               AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = '{Table}'::regclass AND NOT tgisinternal AND (tgtype & 32) <> 0)
-            """, transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-        foreach (var fk in foreignKeys)
-        {
-            await conn.ExecuteAsync(new CommandDefinition($"ALTER TABLE {Table} DROP CONSTRAINT {Quote(fk.Name)}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-        }
+        var freeze = !referenced && emptyWithoutTruncateTrigger;
 
+        // The sequence, the drops and the TRUNCATE in one round trip.
+        var prepare = new List<string> { $"SELECT setval(pg_get_serial_sequence('{Table}', 'id'), {lastId})" };
+        prepare.AddRange(foreignKeys.Select(fk => $"ALTER TABLE {Table} DROP CONSTRAINT {Quote(fk.Name)}"));
         if (primaryKey is { } pk)
         {
-            await conn.ExecuteAsync(new CommandDefinition($"ALTER TABLE {Table} DROP CONSTRAINT {Quote(pk.Name)}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+            prepare.Add($"ALTER TABLE {Table} DROP CONSTRAINT {Quote(pk.Name)}");
         }
 
-        foreach (var index in indexes)
-        {
-            await conn.ExecuteAsync(new CommandDefinition($"DROP INDEX {Quote(index.Name)}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
-        }
-
+        prepare.AddRange(indexes.Select(index => $"DROP INDEX {Quote(index.Name)}"));
         if (freeze)
         {
-            await conn.ExecuteAsync(new CommandDefinition($"TRUNCATE {Table}", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+            prepare.Add($"TRUNCATE {Table}");
         }
+
+        await conn.ExecuteAsync(new CommandDefinition(string.Join(";\n", prepare), transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
 
         log.Information("Dropped {ForeignKeys} foreign keys, {PrimaryKey} primary key and {Indexes} indexes for the load; ids {FirstId}..{LastId}; rows written frozen: {Freeze}",
             foreignKeys.Count, primaryKey is null ? 0 : 1, indexes.Count, firstId, lastId, freeze);
@@ -207,6 +205,7 @@ public static class ScriptExecutionSeeder
         var sinceMicros = (since.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
         var untilMicros = (until.UtcTicks - DateTime.UnixEpoch.Ticks) / 10;
         var generator = new SeedRowGenerator(options.Count, scheduledTotal, seed, sinceMicros, untilMicros, parents);
+        log.Information("Locking, prerequisites and drops took {Ms} ms", watch.ElapsedMilliseconds);
         var phase = Stopwatch.StartNew();
         await CopyAsync(conn, generator, firstId, options.Count, freeze, observer, watch, ct).ConfigureAwait(false);
         log.Information("COPY of {Count} rows took {Ms} ms", options.Count, phase.ElapsedMilliseconds);
@@ -272,6 +271,7 @@ public static class ScriptExecutionSeeder
             }
         }
 
+        phase.Restart();
         await conn.ExecuteAsync(new CommandDefinition(
             """
             UPDATE dataops.seed_run SET status = 'completed', finished_at = clock_timestamp(), inserted_count = @count,
@@ -280,6 +280,7 @@ public static class ScriptExecutionSeeder
             """,
             new { count = options.Count, firstId, lastId, scheduled = scheduledTotal, triggered = options.Count - scheduledTotal, seedRunId }, tx, cancellationToken: ct)).ConfigureAwait(false);
         await tx.CommitAsync(ct).ConfigureAwait(false);
+        log.Information("Recording the outcome and committing took {Ms} ms", phase.ElapsedMilliseconds);
 
         observer.Progress(new OperationProgress("Seeding script_execution", "ANALYZE", 100));
         phase.Restart();
@@ -351,7 +352,22 @@ public static class ScriptExecutionSeeder
     /// <summary>Creates the missing prerequisites (named dataops-seed-script-N) and returns the ones to use.</summary>
     private static async Task<SeedParents> EnsurePrerequisitesAsync(NpgsqlConnection conn, NpgsqlTransaction tx, ScriptExecutionSeedOptions o, RunLog log, CancellationToken ct)
     {
-        var created = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
+        // One round trip: the references, then each parent table topped up to its count (round-robin over the
+        // references, numbered on from the rows already there), then what to use. The statements run in order
+        // in the transaction, so each sees the rows the ones before it added.
+        const string references = "(SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM script_reference WHERE name LIKE @pattern ORDER BY id LIMIT @refs) r)";
+        static string TopUp(string table, string wanted, string columns, string values) =>
+            $"""
+            INSERT INTO {table} (script_reference_id, {columns})
+            SELECT refs.a[n % cardinality(refs.a) + 1], {values}
+            FROM (SELECT {references} AS a) refs,
+                 LATERAL generate_series((SELECT least(count(*), {wanted})::int FROM {table} WHERE script_reference_id = ANY(refs.a)), {wanted} - 1) n
+            ORDER BY n
+            """;
+        static string Existing(string table, string wanted) =>
+            $"SELECT id, script_reference_id FROM {table} WHERE script_reference_id = ANY({references}::bigint[]) ORDER BY id LIMIT {wanted}";
+
+        var sql = string.Join(";\n",
             """
             WITH wanted AS (SELECT @prefix || g AS name FROM generate_series(1, @refs) g),
                  added AS (INSERT INTO script_reference (name, description)
@@ -359,22 +375,31 @@ public static class ScriptExecutionSeeder
                            WHERE NOT EXISTS (SELECT 1 FROM script_reference r WHERE r.name = wanted.name)
                            RETURNING 1)
             SELECT count(*) FROM added
-            """, new { prefix = ReferencePrefix, refs = o.ScriptReferences }, tx, cancellationToken: ct)).ConfigureAwait(false);
-
-        var references = (await conn.QueryAsync<long>(new CommandDefinition(
+            """,
+            TopUp("script_version", "@versions", "version, content", "'seed-' || n, '-- seeded'"),
+            TopUp("task_schedule", "@schedules", "robot_id, cron", "n, (n % 60) || ' * * * *'"),
+            TopUp("event_trigger", "@triggers", "robot_id, event_type", "n, 'seed-event-' || (n % 7)"),
             "SELECT id FROM script_reference WHERE name LIKE @pattern ORDER BY id LIMIT @refs",
-            new { pattern = ReferencePrefix + "%", refs = o.ScriptReferences }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToArray();
+            Existing("script_version", "@versions"),
+            Existing("task_schedule", "@schedules"),
+            Existing("event_trigger", "@triggers"));
 
-        // Versions, schedules and triggers hang off the seed references; top each up to its count, round-robin over the references.
-        var versions = await TopUpAsync(conn, tx, "script_version", o.ScriptVersions, references,
-            "INSERT INTO script_version (script_reference_id, version, content) SELECT r, 'seed-' || n, '-- seeded' FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
-        var schedules = await TopUpAsync(conn, tx, "task_schedule", o.TaskSchedules, references,
-            "INSERT INTO task_schedule (script_reference_id, robot_id, cron) SELECT r, n, (n % 60) || ' * * * *' FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
-        var triggers = await TopUpAsync(conn, tx, "event_trigger", o.EventTriggers, references,
-            "INSERT INTO event_trigger (script_reference_id, robot_id, event_type) SELECT r, n, 'seed-event-' || (n % 7) FROM unnest(@refIds, @ns) AS t(r, n)", ct).ConfigureAwait(false);
+        long created;
+        long[] referenceIds;
+        List<(long Id, long ReferenceId)> versions, schedules, triggers;
+        await using (var grid = await conn.QueryMultipleAsync(new CommandDefinition(sql,
+            new { prefix = ReferencePrefix, pattern = ReferencePrefix + "%", refs = o.ScriptReferences, versions = o.ScriptVersions, schedules = o.TaskSchedules, triggers = o.EventTriggers },
+            tx, cancellationToken: ct)).ConfigureAwait(false))
+        {
+            created = await grid.ReadSingleAsync<long>().ConfigureAwait(false);
+            referenceIds = (await grid.ReadAsync<long>().ConfigureAwait(false)).ToArray();
+            versions = (await grid.ReadAsync<(long, long)>().ConfigureAwait(false)).ToList();
+            schedules = (await grid.ReadAsync<(long, long)>().ConfigureAwait(false)).ToList();
+            triggers = (await grid.ReadAsync<(long, long)>().ConfigureAwait(false)).ToList();
+        }
 
         var versionsByReference = versions.GroupBy(v => v.ReferenceId).ToDictionary(g => g.Key, g => g.Select(v => v.Id).ToArray());
-        foreach (var r in references.Where(r => !versionsByReference.ContainsKey(r)))
+        foreach (var r in referenceIds.Where(r => !versionsByReference.ContainsKey(r)))
         {
             // Fewer versions than references: a reference without its own version gets one, so every row is consistent.
             var id = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
@@ -383,24 +408,8 @@ public static class ScriptExecutionSeeder
         }
 
         log.Information("Prerequisites: {References} references ({Created} new), {Versions} versions, {Schedules} schedules, {Triggers} triggers",
-            references.Length, created, versions.Count, schedules.Count, triggers.Count);
+            referenceIds.Length, created, versions.Count, schedules.Count, triggers.Count);
         return new SeedParents(schedules, triggers, versionsByReference);
-    }
-
-    private static async Task<List<(long Id, long ReferenceId)>> TopUpAsync(NpgsqlConnection conn, NpgsqlTransaction tx, string table, int wanted, long[] references, string insert, CancellationToken ct)
-    {
-        var select = $"SELECT id, script_reference_id FROM {table} WHERE script_reference_id = ANY(@references) ORDER BY id LIMIT @wanted";
-        var existing = (await conn.QueryAsync<(long, long)>(new CommandDefinition(select, new { references, wanted }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-        var missing = wanted - existing.Count;
-        if (missing > 0)
-        {
-            var ns = Enumerable.Range(existing.Count, missing).ToArray();
-            var refIds = ns.Select(n => references[n % references.Length]).ToArray();
-            await conn.ExecuteAsync(new CommandDefinition(insert, new { refIds, ns }, tx, cancellationToken: ct)).ConfigureAwait(false);
-            existing = (await conn.QueryAsync<(long, long)>(new CommandDefinition(select, new { references, wanted }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-        }
-
-        return existing;
     }
 
     /// <summary>Core and ScriptExecution must be installed and script_execution must have its V97 shape.</summary>
@@ -409,7 +418,20 @@ public static class ScriptExecutionSeeder
         // Core must be installed by us; script_execution may also be an application's own V97 table.
         var installed = await SchemaInstaller.InstalledComponentsAsync(connection, ct).ConfigureAwait(false);
         await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        var tableExists = await conn.ExecuteScalarAsync<bool>(new CommandDefinition($"SELECT to_regclass('{Table}') IS NOT NULL", cancellationToken: ct)).ConfigureAwait(false);
+        bool tableExists, hasCheck;
+        Dictionary<string, (string Column, string Type, string Nullable, bool HasDefault)> columns;
+        await using (var shape = await conn.QueryMultipleAsync(new CommandDefinition(
+            $"""
+            SELECT to_regclass('{Table}') IS NOT NULL;
+            SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM information_schema.columns WHERE table_name = @Table AND table_schema = current_schema();
+            SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass('{Table}') AND conname = 'chk_execution_source')
+            """, new { Table }, cancellationToken: ct)).ConfigureAwait(false))
+        {
+            tableExists = await shape.ReadSingleAsync<bool>().ConfigureAwait(false);
+            columns = (await shape.ReadAsync<(string Column, string Type, string Nullable, bool HasDefault)>().ConfigureAwait(false)).ToDictionary(c => c.Column);
+            hasCheck = await shape.ReadSingleAsync<bool>().ConfigureAwait(false);
+        }
+
         var missing = new List<SchemaComponent>();
         if (!installed.Contains(SchemaComponent.Core))
         {
@@ -426,9 +448,6 @@ public static class ScriptExecutionSeeder
             throw SchemaInstaller.Missing(connection, missing);
         }
 
-        var columns = (await conn.QueryAsync<(string Column, string Type, string Nullable, bool HasDefault)>(new CommandDefinition(
-            "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM information_schema.columns WHERE table_name = @Table AND table_schema = current_schema()",
-            new { Table }, cancellationToken: ct)).ConfigureAwait(false)).ToDictionary(c => c.Column);
         var problems = new List<string>();
         foreach (var (column, type, nullable) in V97Columns)
         {
@@ -447,8 +466,6 @@ public static class ScriptExecutionSeeder
             problems.Add($"extra column {extra.Column} is NOT NULL without a default");
         }
 
-        var hasCheck = await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
-            $"SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '{Table}'::regclass AND conname = 'chk_execution_source')", cancellationToken: ct)).ConfigureAwait(false);
         if (!hasCheck)
         {
             problems.Add("the CHECK constraint chk_execution_source is missing");
@@ -469,16 +486,17 @@ public static class ScriptExecutionSeeder
     private const string AbandonedReason =
         "abandoned: its loading session ended without recording an outcome (the server restarted or the client was killed); its rows were rolled back with its transaction";
 
-    private static async Task<long> RecordStartAsync(DataOpsConnection connection, ScriptExecutionSeedOptions o, int seed, DateTimeOffset since, DateTimeOffset until, CancellationToken ct)
+    private static Task<long> RecordStartAsync(NpgsqlConnection conn, ScriptExecutionSeedOptions o, int seed, DateTimeOffset since, DateTimeOffset until, CancellationToken ct)
     {
-        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
-        await conn.ExecuteAsync(new CommandDefinition(
-            $"UPDATE dataops.seed_run s SET status = 'abandoned', finished_at = clock_timestamp(), error_message = @reason WHERE {AbandonedCondition}",
-            new { reason = AbandonedReason }, cancellationToken: ct)).ConfigureAwait(false);
         var parameters = JsonSerializer.Serialize(new { o.ScheduledRatio, since, until, o.ScriptReferences, o.ScriptVersions, o.TaskSchedules, o.EventTriggers });
-        return await conn.ExecuteScalarAsync<long>(new CommandDefinition(
-            "INSERT INTO dataops.seed_run (target_table, seed, requested_count, parameters) VALUES (@Table, @seed, @count, @parameters::jsonb) RETURNING seed_run_id",
-            new { Table, seed, count = o.Count, parameters }, cancellationToken: ct)).ConfigureAwait(false);
+        return conn.ExecuteScalarAsync<long>(new CommandDefinition(
+            $"""
+            WITH abandoned AS (UPDATE dataops.seed_run s SET status = 'abandoned', finished_at = clock_timestamp(), error_message = @reason WHERE {AbandonedCondition} RETURNING 1)
+            INSERT INTO dataops.seed_run (target_table, seed, requested_count, parameters, backend_pid, backend_start)
+            SELECT @Table, @seed, @count, @parameters::jsonb, pg_backend_pid(), (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())
+            RETURNING seed_run_id
+            """,
+            new { reason = AbandonedReason, Table, seed, count = o.Count, parameters }, cancellationToken: ct));
     }
 
     private static async Task RecordEndAsync(DataOpsConnection connection, long seedRunId, string status, string error)
