@@ -113,6 +113,68 @@ public sealed class KeysetWalkTests
         Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM t WHERE v <> 0 AND id % 2 = 1"));
     }
 
+    [Fact]
+    public async Task A_finished_walk_of_a_text_key_in_a_collation_other_than_the_databases_takes_nothing_on_a_rerun()
+    {
+        // In "C" order 'B0001' < 'a0001'; in the column's ICU order 'a...' < 'B...': the resume point must sort as the walk does.
+        var db = await DatabaseAsync(0);
+        db.Execute("""
+            CREATE TABLE tc (k text COLLATE "und-x-icu" PRIMARY KEY, v int NOT NULL DEFAULT 0);
+            INSERT INTO tc (k) SELECT 'a' || lpad(i::text, 4, '0') FROM generate_series(1, 50) i UNION ALL SELECT 'B' || lpad(i::text, 4, '0') FROM generate_series(1, 50) i;
+            """);
+        var path = Path.Combine(Output(), "coll.job.json");
+        File.WriteAllText(path, new JsonObject
+        {
+            ["version"] = 1, ["name"] = "coll",
+            ["items"] = new JsonObject { ["keyset"] = new JsonObject { ["table"] = "public.tc", ["key"] = "k", ["minChunkSize"] = 10, ["maxChunkSize"] = 10 } },
+            ["capture"] = new JsonArray(new JsonObject { ["table"] = "public.tc", ["where"] = "k BETWEEN @lo AND @hi" }),
+            ["steps"] = new JsonArray(new JsonObject { ["name"] = "set", ["sql"] = "UPDATE tc SET v = v + 1 WHERE k BETWEEN @lo AND @hi" }),
+            ["verify"] = "SELECT NOT EXISTS (SELECT 1 FROM tc WHERE k BETWEEN @lo AND @hi AND v <> 1)",
+        }.ToJsonString());
+        var job = await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
+
+        var first = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output() });
+        var again = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output() });
+
+        Assert.Equal(10, first.Count(r => r.Status == BackfillItemStatus.Applied));
+        Assert.Empty(again);
+        Assert.Equal(100L, db.Scalar<long>("SELECT count(*) FROM tc WHERE v = 1"));
+    }
+
+    [Fact]
+    public async Task Chunks_undone_before_a_chunk_still_applied_leave_a_gap_a_run_refuses_until_the_rest_is_undone()
+    {
+        var db = await DatabaseAsync(40);
+        var job = await JobAsync(db, "gap", k => (k["minChunkSize"], k["maxChunkSize"]) = (10, 10));
+        var run = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+        Assert.Equal(4, run.Count(r => r.Status == BackfillItemStatus.Applied));
+
+        // A row of the second chunk changed since: the undo restores chunks 1, 3 and 4 and leaves chunk 2 applied.
+        db.Execute("UPDATE t SET v = 5 WHERE id = 15");
+        using (var log = Log())
+        {
+            await foreach (var _ in UndoRunner.UndoAsync(db.Connection, run[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+            {
+            }
+        }
+
+        var gap = await Assert.ThrowsAsync<DataOpsException>(() => RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 }));
+        Assert.Equal("KeysetWalkHasGap", gap.ErrorId);
+        Assert.Equal(10L, db.Scalar<long>("SELECT count(*) FROM t WHERE v <> 0"));
+
+        db.Execute("UPDATE t SET v = 1 WHERE id = 15");
+        using (var log = Log())
+        {
+            await foreach (var _ in UndoRunner.UndoAsync(db.Connection, run[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+            {
+            }
+        }
+
+        var rerun = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+        Assert.Equal(4, rerun.Count(r => r.Status == BackfillItemStatus.Applied));
+        Assert.Equal(40L, db.Scalar<long>("SELECT count(*) FROM t WHERE v = 1"));
+    }
+
     [Theory]
     [InlineData("""{"table": "public.t", "key": ["id", "v"]}""", "give one column")]
     [InlineData("""{"table": "public.t", "key": "id", "minChunkSize": 500, "maxChunkSize": 100}""", "minChunkSize 500 is larger than maxChunkSize 100")]

@@ -187,7 +187,7 @@ internal sealed class BackfillRunState
         _throttle = throttle;
         if (Keyset is { } walk)
         {
-            _log.Information("Run {RunId} of job {Job}: a keyset walk, {PerMinute} chunks/minute, output {Directory}", RunId, Name, throttle.PerMinute, _artifacts.Directory);
+            _log.Information("Run {RunId} of job {Job}: a keyset walk, {Rate}, output {Directory}", RunId, Name, throttle.PerMinute == 0 ? "unthrottled" : $"at most {throttle.PerMinute} chunks/minute", _artifacts.Directory);
             walk.LogStart(_log);
         }
         else

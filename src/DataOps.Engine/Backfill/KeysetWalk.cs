@@ -62,7 +62,16 @@ internal sealed class KeysetWalk
         var max = await bound.ExecuteScalarAsync(ct).ConfigureAwait(false) as string;
         var estimate = await conn.ExecuteScalarAsync<long>(new CommandDefinition(
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = @t::regclass", new { t = target.QualifiedName }, cancellationToken: ct)).ConfigureAwait(false);
-        var after = fromStart ? null : await LedgerStore.KeysetResumeAfterAsync(conn, job.Job.Name, target.KeyType, ct).ConfigureAwait(false);
+        var (after, undoneLo) = fromStart ? (null, null) : await LedgerStore.KeysetResumeAfterAsync(conn, job.Job.Name, target.KeyType, target.Collate, ct).ConfigureAwait(false);
+        if (undoneLo is not null)
+        {
+            // Resuming after the last live chunk would skip the undone chunks before it; walking them again would re-apply the live ones.
+            throw new DataOpsException("KeysetWalkHasGap", DataOpsErrorKind.InvalidOperation,
+                $"The keyset walk of job '{job.Job.Name}' has a gap: chunks from key {undoneLo} on were undone while chunks up to {after} are still applied, so a run could neither resume after them nor walk them again without applying rows twice. " +
+                "Undo the job's remaining runs (Get-BackfillRun -JobName shows them; Undo-Backfill -RunId ...) and run it again, or give the job a new name. Nothing ran.",
+                job.Job.Name);
+        }
+
         return new KeysetWalk(job, max, after, estimate);
     }
 

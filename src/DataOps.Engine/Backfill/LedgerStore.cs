@@ -109,9 +109,16 @@ internal static class LedgerStore
     /// ["lo","hi"]) of the job's live applied chunks, cast to the key's type <paramref name="keyType"/>
     /// (from the catalog) for the comparison; null when none is applied.
     /// </summary>
-    public static Task<string?> KeysetResumeAfterAsync(NpgsqlConnection conn, string job, string keyType, CancellationToken ct) =>
-        conn.ExecuteScalarAsync<string?>(new CommandDefinition(
-            $"SELECT hi::text FROM (SELECT CAST(item_key::jsonb ->> 1 AS {keyType}) AS hi FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND undone_by IS NULL AND superseded_by IS NULL AND item_key LIKE '[\"%') c ORDER BY c.hi DESC LIMIT 1",
+    public static Task<(string? After, string? UndoneLo)> KeysetResumeAfterAsync(NpgsqlConnection conn, string job, string keyType, string collate, CancellationToken ct) =>
+        conn.QuerySingleAsync<(string?, string?)>(new CommandDefinition(
+            $"""
+            WITH chunks AS (
+                SELECT CAST(item_key::jsonb ->> 0 AS {keyType}){collate} AS lo, CAST(item_key::jsonb ->> 1 AS {keyType}){collate} AS hi, undone_by IS NOT NULL AS undone
+                FROM dataops.ledger WHERE job_name = @job AND status = 'applied' AND superseded_by IS NULL AND item_key LIKE '["%'),
+            resume AS (SELECT hi FROM chunks WHERE NOT undone ORDER BY hi DESC LIMIT 1)
+            SELECT (SELECT hi::text FROM resume),
+                   (SELECT c.lo::text FROM chunks c, resume r WHERE c.undone AND c.lo < r.hi ORDER BY c.lo LIMIT 1)
+            """,
             new { job }, cancellationToken: ct));
 
     /// <summary>A failed (or stale) item's row, on a connection of its own: the item's transaction is already rolled back.</summary>

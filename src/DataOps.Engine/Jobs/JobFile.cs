@@ -173,6 +173,12 @@ public static partial class JobFile
             }
         }
 
+        if (keyset is not null && !(throttle.ValueKind == JsonValueKind.Object && throttle.TryGetProperty("itemsPerMinute", out _)))
+        {
+            // A keyset job's chunks are sized by time (chunkTime): no rate unless the job gives one.
+            itemsPerMinute = 0;
+        }
+
         if (keyset is not null && maxConcurrency > 1)
         {
             problems.Add($"$.throttle.maxConcurrency: {maxConcurrency}: a keyset walk runs one chunk at a time (each chunk is found after the last one); give 1 or leave it out.");

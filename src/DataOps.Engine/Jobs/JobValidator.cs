@@ -113,10 +113,12 @@ public static class JobValidator
             return null;
         }
 
-        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Quoted, string Type, bool Indexed)?>(new CommandDefinition(
+        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Quoted, string Type, bool Indexed, string Collate)?>(new CommandDefinition(
             """
             SELECT a.attrelid::regclass::text, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
-                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indisvalid)
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indisvalid),
+                   coalesce((SELECT ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
+                             WHERE c.oid = a.attcollation AND a.attcollation <> 100), '')
             FROM pg_attribute a
             WHERE a.attrelid = @oid::oid AND a.attname = @key AND a.attnum > 0 AND NOT a.attisdropped
             """, new { oid, key = spec.Key }, tx, cancellationToken: ct)).ConfigureAwait(false);
@@ -132,7 +134,7 @@ public static class JobValidator
             return null;
         }
 
-        return new KeysetTarget(c.Qualified, c.Quoted, c.Type, c.Indexed);
+        return new KeysetTarget(c.Qualified, c.Quoted, c.Type, c.Indexed, c.Collate);
     }
 
     /// <summary>

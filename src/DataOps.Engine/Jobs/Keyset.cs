@@ -87,8 +87,12 @@ public readonly record struct KeysetChunk(string Lo, string Hi)
     public override string ToString() => Key;
 }
 
-/// <summary>The keyset walk's table and key column as the database describes them (see <see cref="JobValidator"/>).</summary>
-public sealed record KeysetTarget(string QualifiedName, string QuotedKey, string KeyType, bool Indexed);
+/// <summary>
+/// The keyset walk's table and key column as the database describes them (see <see cref="JobValidator"/>);
+/// <paramref name="Collate"/>: " COLLATE schema.name" when the column's collation is not the database's
+/// default, so the ledger's chunk bounds sort as the walk does.
+/// </summary>
+public sealed record KeysetTarget(string QualifiedName, string QuotedKey, string KeyType, bool Indexed, string Collate = "");
 
 /// <summary>What a keyset job's next run would walk: keys after <paramref name="After"/> (null: from the first) up to <paramref name="Bound"/> (null: no row), of a table of about <paramref name="EstimatedRows"/> rows (0: unknown).</summary>
 public sealed record KeysetPreview(string Table, string Key, string? After, string? Bound, long EstimatedRows)
