@@ -131,6 +131,7 @@ public sealed class KeysetTests
 
         Assert.False(run.HadErrors, string.Join("\n", run.Errors));
         Assert.Equal(40, Assert.Single(run.Output).Properties["RowsChanged"].Value);
+
         var script = Directory.GetFiles(output, "rollback_*.sql", SearchOption.AllDirectories).Single();
         Assert.Contains("update 40 rows of hostile", File.ReadAllText(script));
         Assert.DoesNotContain("DO $dataops$ BEGIN", File.ReadAllText(script)); // no row-by-row block
@@ -184,6 +185,31 @@ public sealed class KeysetTests
         s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force | Out-Null", new Hashtable { ["job"] = job, ["out"] = output });
         var after = s.Run("Test-ProdHealth -Job $job -OutputDirectory $out", new Hashtable { ["job"] = job, ["out"] = output }).Output.Single();
         Assert.True((bool)after.Properties["Healthy"].Value);
+    }
+
+    [Fact]
+    public void A_uuid_chunks_key_which_is_not_a_valid_wildcard_pattern_finds_its_own_item_with_Get_BackfillItem_Key()
+    {
+        var cs = TestCluster.CreateDatabaseWith("Core");
+        Sql.Execute(cs, "CREATE TABLE tu (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), n int NOT NULL DEFAULT 0); INSERT INTO tu (n) SELECT 0 FROM generate_series(1, 60); ANALYZE tu;");
+        var job = Job(j =>
+        {
+            j["name"] = "uuid-chunks";
+            j["items"] = new JsonObject { ["keyset"] = new JsonObject { ["table"] = "tu", ["key"] = "id", ["minChunkSize"] = 20, ["maxChunkSize"] = 20 } };
+            j["capture"] = new JsonArray(new JsonObject { ["table"] = "tu", ["where"] = "id BETWEEN @lo::uuid AND @hi::uuid" });
+            j["steps"] = new JsonArray(new JsonObject { ["name"] = "count", ["sql"] = "UPDATE tu SET n = n + 1 WHERE id BETWEEN @lo::uuid AND @hi::uuid" });
+            j["verify"] = "SELECT NOT EXISTS (SELECT 1 FROM tu WHERE id BETWEEN @lo::uuid AND @hi::uuid AND n <> 1)";
+        });
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
+        var run = s.Run("Invoke-Backfill -Job $job -OutputDirectory $out -Force", new Hashtable { ["job"] = job, ["out"] = Directory.CreateTempSubdirectory("dataops-keyset-uuid-").FullName });
+        Assert.Equal(3, run.Output.Count);
+
+        var key = (string)run.Output[1].Properties["Key"].Value;
+        var item = s.Run("Get-BackfillItem -RunId $id -Key $key", new Hashtable { ["id"] = run.Output[1].Properties["RunId"].Value, ["key"] = key });
+
+        Assert.False(item.HadErrors, string.Join("\n", item.Errors));
+        Assert.Equal(key, Assert.Single(item.Output).Properties["Key"].Value);
     }
 
     [Fact]

@@ -72,7 +72,7 @@ public sealed class GetBackfillItemCommand : DatabaseCmdlet
             // A key also matches itself: a piped key may hold wildcard characters ([1]).
             KeyMatches = patterns.Count == 0 ? null : key =>
             {
-                var match = patterns.Any(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase) || p.Wildcard.IsMatch(key));
+                var match = patterns.Any(p => string.Equals(p.Key, key, StringComparison.OrdinalIgnoreCase) || WildcardMatches(p.Wildcard, key));
                 if (match)
                 {
                     found.Add(key);
@@ -83,6 +83,7 @@ public sealed class GetBackfillItemCommand : DatabaseCmdlet
         };
 
         // One run id of several (pipeline input): an unknown run is an error for that run only.
+        // (A keyset chunk's key, ["lo","hi"], is not a valid wildcard pattern: it matches itself only.)
         var listed = TryStreamEngine((_, ct) => Stamped(BackfillItems.ListAsync(connection, RunId, filter, ct), ToPSObject, ct));
         foreach (var key in listed ? Key.Where(k => !WildcardPattern.ContainsWildcardCharacters(k) && !found.Contains(k)) : [])
         {
@@ -99,5 +100,18 @@ public sealed class GetBackfillItemCommand : DatabaseCmdlet
         result.Properties.Add(new PSNoteProperty("BeforeImage", JsonObjects.FromJson(item.BeforeImageJson)));
         result.Properties.Add(new PSNoteProperty("AfterImage", JsonObjects.FromJson(item.AfterImageJson)));
         return result;
+    }
+
+    /// <summary>A key given as a pattern that is not a valid wildcard (a keyset chunk's ["lo","hi"]) matches only itself, compared above.</summary>
+    private static bool WildcardMatches(WildcardPattern pattern, string key)
+    {
+        try
+        {
+            return pattern.IsMatch(key);
+        }
+        catch (WildcardPatternException)
+        {
+            return false;
+        }
     }
 }
