@@ -342,20 +342,7 @@ public static partial class JobFile
         TimeSpan? timeout = null;
         if (root.TryGetProperty("lockTimeout", out var t))
         {
-            var min = BackfillJob.MinLockTimeout;
-            var max = BackfillJob.MaxLockTimeout;
-            if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
-            {
-                problems.Add($"$.lockTimeout: {t.GetRawText()} is not a duration (for example 500ms, 2s); give 1ms to 60s.");
-            }
-            else if (parsed < min || parsed > max)
-            {
-                problems.Add($"$.lockTimeout: {t.GetRawText()} is out of range: give 1ms to 60s (an item's statement timeout).");
-            }
-            else
-            {
-                timeout = parsed;
-            }
+            timeout = Duration(t, "$.lockTimeout", BackfillJob.MinLockTimeout, BackfillJob.MaxLockTimeout, "1ms to 60s", problems, outOfRangeNote: " (an item's statement timeout)");
         }
 
         int? retries = root.TryGetProperty("lockRetries", out _)
@@ -424,19 +411,7 @@ public static partial class JobFile
                 return fallback;
             }
 
-            if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
-            {
-                problems.Add($"$.items.keyset.{name}: {t.GetRawText()} is not a duration (for example 500ms, 2s); give {range}.");
-                return fallback;
-            }
-
-            if (parsed < min || parsed > max)
-            {
-                problems.Add($"$.items.keyset.{name}: {t.GetRawText()} is out of range: give {range}.");
-                return fallback;
-            }
-
-            return parsed;
+            return Duration(t, $"$.items.keyset.{name}", min, max, range, problems) ?? fallback;
         }
     }
 
@@ -519,18 +494,7 @@ public static partial class JobFile
             var timeout = NotifyHook.DefaultTimeout;
             if (n.TryGetProperty("timeout", out var t))
             {
-                if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
-                {
-                    problems.Add($"{at}.timeout: {t.GetRawText()} is not a duration (for example 5s, 500ms); give 100ms to 60s.");
-                }
-                else if (parsed < NotifyHook.MinTimeout || parsed > NotifyHook.MaxTimeout)
-                {
-                    problems.Add($"{at}.timeout: {t.GetRawText()} is out of range: give 100ms to 60s.");
-                }
-                else
-                {
-                    timeout = parsed;
-                }
+                timeout = Duration(t, $"{at}.timeout", NotifyHook.MinTimeout, NotifyHook.MaxTimeout, "100ms to 60s", problems, examples: "5s, 500ms") ?? timeout;
             }
 
             if (url is not null)
@@ -659,6 +623,24 @@ public static partial class JobFile
         {
             problems.Add($"{at}.{p.Name}: unknown field (known: {string.Join(", ", known)}).");
         }
+    }
+
+    /// <summary>A duration field (500ms, 2s, 1h30m ...) within [<paramref name="min"/>, <paramref name="max"/>]; null, with the problem said, otherwise.</summary>
+    private static TimeSpan? Duration(JsonElement t, string at, TimeSpan min, TimeSpan max, string range, List<string> problems, string examples = "500ms, 2s", string outOfRangeNote = "")
+    {
+        if (t.ValueKind != JsonValueKind.String || !JobDuration.TryParse(t.GetString()!, out var parsed))
+        {
+            problems.Add($"{at}: {t.GetRawText()} is not a duration (for example {examples}); give {range}.");
+            return null;
+        }
+
+        if (parsed < min || parsed > max)
+        {
+            problems.Add($"{at}: {t.GetRawText()} is out of range: give {range}{outOfRangeNote}.");
+            return null;
+        }
+
+        return parsed;
     }
 
     private static string? String(JsonElement e, string name, string at, List<string> problems, bool required)
