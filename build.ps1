@@ -166,14 +166,14 @@ function Test-ModulePackage {
 function Write-TestSummary([string] $Results) {
     $passed = 0; $failed = 0; $parts = @()
     foreach ($trx in Get-ChildItem $Results -Filter *.trx -ErrorAction SilentlyContinue) {
-        $run = ([xml](Get-Content -Raw $trx.FullName)).TestRun
+        $run = ([xml](Get-Content -Raw -LiteralPath $trx.FullName)).TestRun
         $counters = $run.ResultSummary.Counters
         $assembly = Split-Path -LeafBase @($run.TestDefinitions.UnitTest)[0].storage
         $passed += [int]$counters.passed; $failed += [int]$counters.failed + [int]$counters.error
         $parts += "$($assembly): $($counters.passed)/$($counters.total)"
     }
     foreach ($nunit in Get-ChildItem $Results -Filter 'Pester-*.xml' -ErrorAction SilentlyContinue) {
-        $run = ([xml](Get-Content -Raw $nunit.FullName)).'test-results'
+        $run = ([xml](Get-Content -Raw -LiteralPath $nunit.FullName)).'test-results'
         $p = [int]$run.total - [int]$run.failures - [int]$run.errors - [int]$run.'not-run' - [int]$run.skipped - [int]$run.inconclusive - [int]$run.ignored
         $passed += $p; $failed += [int]$run.failures + [int]$run.errors
         $parts += "$($nunit.BaseName): $p/$($run.total)"
