@@ -35,16 +35,22 @@ internal sealed class BackfillArtifacts : IDisposable
     private int _batchNumber;
     private int _inBatch;
 
-    public BackfillArtifacts(string outputDirectory, BackfillJob job, Guid runId, string database, int batchSize, bool dryRun)
+    /// <summary>The run's files; a process that joined another's run (<paramref name="worker"/>) keeps its own in workers/WORKER inside the run's folder, without a rollback script.</summary>
+    public BackfillArtifacts(string outputDirectory, BackfillJob job, Guid runId, string database, int batchSize, bool dryRun, string? worker = null)
     {
         _job = job;
         _runId = runId;
         _database = database;
         _batchSize = Math.Max(1, batchSize);
         Directory = JobPaths.RunFolder(outputDirectory, job.Name, runId.ToString());
+        if (worker is not null)
+        {
+            Directory = Path.Combine(Directory, "workers", worker);
+        }
+
         LogDirectory = Path.Combine(Directory, "backfill_logs");
         System.IO.Directory.CreateDirectory(LogDirectory);
-        if (!dryRun)
+        if (!dryRun && worker is null)
         {
             _rollback = new RollbackScriptFile(RollbackPath, runId, job.Name, database, $"Written as the run's items committed, from {_started:u}");
         }

@@ -154,6 +154,22 @@ public sealed record BackfillOptions
     /// </summary>
     public string? MetricsPath { get; init; }
 
+    /// <summary>
+    /// Workers that claim the run's items from the database (Invoke-Backfill -Workers): the run publishes its items
+    /// as a queue that other processes can join (<see cref="JoinRunId"/>), and its rate is the run's across all of
+    /// them. Null: the in-process scheduler (one worker, or the job's maxConcurrency).
+    /// </summary>
+    public int? Workers { get; init; }
+
+    /// <summary>The most workers one process runs (-Workers).</summary>
+    public const int MaxWorkers = 64;
+
+    /// <summary>Join this run's workers (Invoke-Backfill -RunId -Join) instead of starting a run: set by <see cref="BackfillRunner.PrepareJoinAsync"/>.</summary>
+    public Guid? JoinRunId { get; init; }
+
+    /// <summary>The joined run's item count (from its queue).</summary>
+    internal int JoinItems { get; init; }
+
     /// <summary>Reasons to wait the run asks before each item, besides the rate (tests hold a run with one).</summary>
     internal IReadOnlyList<IThrottleGate>? Gates { get; init; }
 

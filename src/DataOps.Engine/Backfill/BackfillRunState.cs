@@ -75,7 +75,8 @@ internal sealed class BackfillRunState
         _redactor = options.Redactor ?? new SecretRedactor();
         var secrets = job.Job.Notify.Count == 0 ? new Dictionary<string, string>()
             : options.ResolvedSecrets ?? HttpSteps.ResolveSecrets(job.Job, options.Credentials ?? new Dictionary<string, string>(), _redactor);
-        _hooks = new RunHooks(job.Job.Notify, secrets, _redactor, log, observer);
+        // A process that joined another's run sends no hooks: the run's own process does.
+        _hooks = new RunHooks(options.JoinRunId is null ? job.Job.Notify : [], secrets, _redactor, log, observer);
         _hooks.RequiredFailed += ex =>
         {
             // A required hook failed while the run went on (throttled): no new item starts, and a wait in progress ends now.
@@ -94,6 +95,12 @@ internal sealed class BackfillRunState
 
     /// <summary>The keys in the order the run takes them.</summary>
     public IReadOnlyList<string> Keys { get; }
+
+    /// <summary>A run worked by several workers: this process's place in it (its items are claimed from the database); null otherwise.</summary>
+    public RunQueue? Queue { get; private set; }
+
+    /// <summary>The items the progress counts: the run's keys, or for a process that joined a run, the items the run published.</summary>
+    private int Total => Queue is { Coordinator: false } joined ? joined.Items : Keys.Count;
 
     /// <summary>A keyset job's walk (its items are found as the run goes); null for a list of keys.</summary>
     public KeysetWalk? Keyset { get; private init; }
@@ -147,13 +154,17 @@ internal sealed class BackfillRunState
         try
         {
             // A keyset job finds its items as it goes (KeysetWalk): no list of keys is held.
+            var joining = options.JoinRunId is not null;
             var walk = job.Keyset is null ? null : await KeysetWalk.StartAsync(job, connection, fromStart: false, ct).ConfigureAwait(false);
-            var keys = walk is not null ? [] : options.Keys ?? await BackfillRunner.ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
-            var applied = options.Reapply || walk is not null ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
+            var keys = walk is not null || joining ? [] : options.Keys ?? await BackfillRunner.ResolveKeysAsync(job, connection, ct).ConfigureAwait(false);
+            var applied = options.Reapply || walk is not null || joining ? [] : await LedgerStore.AppliedKeysAsync(connection, job.Job.Name, ct).ConfigureAwait(false);
             BackfillArtifacts artifacts;
             try
             {
-                artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, lease.RunId, connection.ToString(), job.Job.BatchSize, options.DryRun);
+                // A process that joined another's run keeps its own files in a folder of its own inside the run's, and no
+                // rollback script (the run's own process writes the whole run's).
+                artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, lease.RunId, connection.ToString(), job.Job.BatchSize, options.DryRun,
+                    joining ? $"{Environment.MachineName}-{Environment.ProcessId}" : null);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
@@ -166,6 +177,17 @@ internal sealed class BackfillRunState
             }
 
             var run = new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts) { Keyset = walk };
+            if (options.JoinRunId is not null)
+            {
+                run.Queue = await RunQueue.JoinAsync(connection, lease.RunId, options.JoinItems, options.Workers ?? 1, log, ct).ConfigureAwait(false);
+                artifacts.Note($"This process ({Environment.MachineName}, process {Environment.ProcessId}) joined run {lease.RunId} as {options.Workers ?? 1} workers; these files list its own items. " +
+                    "The process that started the run writes the run's summary and rollback script with every item, whichever process ran it.");
+            }
+            else if (options.Workers is { } workers)
+            {
+                run.Queue = await RunQueue.PublishAsync(connection, lease.RunId, [.. keys.Where(k => !applied.Contains(k))], RunQueue.JobHash(job.Job.SourcePath), workers, log, ct).ConfigureAwait(false);
+            }
+
             if ((options.MetricsPath ?? job.Job.MetricsPath) is { } metrics)
             {
                 run._metrics = new RunMetrics(metrics, () => run.Metrics(running: true), log, observer);
@@ -238,15 +260,15 @@ internal sealed class BackfillRunState
         }
 
         var throttled = _options.ItemsPerMinute ?? _job.Job.ItemsPerMinute;
-        if (_watch.Elapsed - _lastProgress > TimeSpan.FromMilliseconds(200) || _done == Keys.Count || throttled > 0)
+        if (_watch.Elapsed - _lastProgress > TimeSpan.FromMilliseconds(200) || _done == Total || throttled > 0)
         {
             _lastProgress = _watch.Elapsed;
             var rate = _done / Math.Max(_watch.Elapsed.TotalSeconds, 1e-3);
             _observer.Progress(Keyset is { } walk
                 ? new OperationProgress($"Backfill {Name}", $"{_done} chunks, {walk.Rows} rows ({_failures} failed); next chunk {walk.Size} rows", walk.PercentDone(),
                     CurrentOperation: batch.Count > 0 ? batch[^1].Key : null)
-                : new OperationProgress($"Backfill {Name}", $"{_done} of {Keys.Count} items ({_failures} failed)",
-                    (int)(_done * 100L / Math.Max(Keys.Count, 1)), TimeSpan.FromSeconds((Keys.Count - _done) / rate), CurrentOperation: batch.Count > 0 ? batch[^1].Key : null));
+                : new OperationProgress($"Backfill {Name}", $"{_done} of {Total} items{(Queue is null ? string.Empty : " (this process)")} ({_failures} failed)",
+                    (int)Math.Min(_done * 100L / Math.Max(Total, 1), 100), TimeSpan.FromSeconds(Math.Max(Total - _done, 0) / rate), CurrentOperation: batch.Count > 0 ? batch[^1].Key : null));
         }
     }
 
@@ -280,7 +302,7 @@ internal sealed class BackfillRunState
 
         _observer.Progress(Keyset is { } walk
             ? new OperationProgress($"Backfill {Name}", $"{done} chunks, {walk.Rows} rows; waiting ({hold.Reason}): {hold.Detail}", walk.PercentDone())
-            : new OperationProgress($"Backfill {Name}", $"{done} of {Keys.Count} items; waiting ({hold.Reason}): {hold.Detail}", (int)(done * 100L / Math.Max(Keys.Count, 1))));
+            : new OperationProgress($"Backfill {Name}", $"{done} of {Total} items; waiting ({hold.Reason}): {hold.Detail}", (int)Math.Min(done * 100L / Math.Max(Total, 1), 100)));
     }
 
     /// <summary>After a reported batch: stop when the database stayed unreachable or -MaxFailures is reached.</summary>
@@ -363,6 +385,12 @@ internal sealed class BackfillRunState
             _artifacts.Note(failure);
         }
 
+        if (Queue is not null)
+        {
+            // Leaves the run's workers before the run ends: the items this process still holds are free at once.
+            await Queue.DisposeAsync().ConfigureAwait(false);
+        }
+
         var throttled = Report();
         foreach (var (reason, held) in throttled.Held)
         {
@@ -413,7 +441,9 @@ internal sealed class BackfillRunState
         _log.Information("Run {RunId} {Outcome}; summary {Summary}", RunId, _outcome, _artifacts.SummaryPath);
         // A completed run halting for review is the normal end: host output, not a warning that CI flags.
         // A run that failed or was stopped needs attention.
-        var ending = _options.DryRun
+        var ending = _options.JoinRunId is not null
+            ? $"This process's workers of run {RunId} of '{Name}' {_outcome} ({_applied} items here{(_options.DryRun ? ", rolled back" : string.Empty)}, {_failures} failed); the process that started the run writes its summary. This process's files: {_artifacts.SummaryPath}."
+            : _options.DryRun
             ? $"Dry run {RunId} of '{Name}' {_outcome}: nothing was changed. Review {_artifacts.SummaryPath}."
             : $"Backfill run {RunId} of '{Name}' {_outcome} and has halted for review: read {_artifacts.SummaryPath} before starting the soak. Nothing moves to the next phase by itself.";
         if (_outcome == "completed" && _failures == 0)
@@ -488,7 +518,7 @@ internal sealed class BackfillRunState
         }
 
         var rate = (applied + failed) / Math.Max(_watch.Elapsed.TotalSeconds, 1e-3);
-        return new MetricsSnapshot(Name, RunId, applied, failed, skipped, Keys.Count, rate,
+        return new MetricsSnapshot(Name, RunId, applied, failed, skipped, Total, rate,
             _throttle?.HeldTime ?? new Dictionary<string, TimeSpan>(), running && !_finished) { Signals = _signals?.Peaks ?? [] };
     }
 

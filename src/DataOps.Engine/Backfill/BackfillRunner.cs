@@ -139,16 +139,23 @@ public static partial class BackfillRunner
                 name);
         }
 
+        if (job.Keyset is not null && (options.Workers is not null || options.JoinRunId is not null))
+        {
+            throw new DataOpsException("KeysetOptionUnsupported", DataOpsErrorKind.InvalidArgument,
+                $"The job '{name}' walks {job.Keyset.QualifiedName} by key ranges ($.items.keyset), one chunk after the other: -Workers and -Join are not supported for it. Nothing ran.",
+                name);
+        }
+
         // Each signal is sampled once before the lease: one that cannot work here stops the run before it is recorded.
         var signals = options.SignalsFor(job.Job);
         var gate = await SignalGate.StartAsync(connection, signals, job, log, ct).ConfigureAwait(false);
         try
         {
-            var lease = await JobLease.AcquireAsync(
+            var lease = options.JoinRunId is { } joined ? JobLease.Follow(connection, name, joined, log) : await JobLease.AcquireAsync(
                 connection, name, options.DryRun ? "dryrun" : "backfill",
                 JsonSerializer.Serialize(new
                 {
-                    jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun,
+                    jobFile = job.Job.SourcePath, job.Job.Parameters, options.ItemsPerMinute, options.MaxFailures, options.Reapply, options.DryRun, options.Workers,
                     lockTimeout = options.LockTimeoutFor(job.Job).ToString(), lockRetries = options.LockRetriesFor(job.Job),
                     signals = signals.Select(s => s.ToString()),
                 }),
@@ -205,17 +212,19 @@ public static partial class BackfillRunner
         // Stop-Backfill -Abort cancels the items in flight through this token (their statements are
         // cancelled on the server and roll back); the run then ends as stopped, not as a Ctrl+C.
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var control = new RunControl(connection, run, abort, log);
+        var control = new RunControl(connection, run, abort, log) { Publishes = options.JoinRunId is null };
 
         // Disposed after the control's poller has stopped (the finally below), which may still set its rate.
         // The gates: the operator's control (suspend), then the signals (none without signals: nothing is sampled).
-        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. gate is null ? [] : new IThrottleGate[] { gate }, .. options.Gates ?? []]);
+        // A run worked by several workers takes its rate from the database, for all of them together.
+        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. gate is null ? [] : new IThrottleGate[] { gate }, .. options.Gates ?? []],
+            run.Queue is { } queue ? queue.SlotAsync : null);
         try
         {
             throttle.HoldChanged += run.Held;
             run.Throttled(throttle, gate);
             control.Start(throttle);
-            var groups = GroupExecutor.For(job, options, lease, log);
+            var groups = run.Queue is null ? GroupExecutor.For(job, options, lease, log) : null;
             run.LogStart(throttle, groups);
             if (!await run.StartHooksAsync().ConfigureAwait(false))
             {
@@ -225,7 +234,8 @@ public static partial class BackfillRunner
 
             // A required hook that fails mid-run cancels the scheduler (a throttled wait too); FinishAsync throws its error.
             using var halt = CancellationTokenSource.CreateLinkedTokenSource(abort.Token, run.Halt);
-            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held }, groups, job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
+            var scheduler = new Scheduler(run, throttle, new ItemExecutor(job, connection, lease, options, log) { Waiting = run.Held, Queue = run.Queue }, groups,
+                run.Queue?.Workers ?? job.Job.MaxConcurrency, connection, options.LockTimeoutFor(job.Job));
             await foreach (var batch in Observed(scheduler.RunAsync(halt.Token), run.Failed, () => abort.IsCancellationRequested && !ct.IsCancellationRequested).ConfigureAwait(false))
             {
                 run.Record(batch);
@@ -245,6 +255,70 @@ public static partial class BackfillRunner
             await run.FinishAsync(ct.IsCancellationRequested).ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// What a process needs to join a run started with -Workers (Invoke-Backfill -RunId -Join): the run must be
+    /// live (running, holding its job's lease) and have a queue; the job file (<paramref name="jobPath"/>, else the
+    /// path the run recorded) must be byte for byte the one the run started with; it is validated here like any
+    /// run's. The options are the run's own (rate, failures, lock waits, -Reapply, -DryRun), with this
+    /// process's <paramref name="workers"/> and <paramref name="outputDirectory"/>.
+    /// </summary>
+    public static async Task<(ValidatedJob Job, BackfillOptions Options)> PrepareJoinAsync(
+        DataOpsConnection connection, Guid runId, string? jobPath, int workers, string outputDirectory, CancellationToken ct)
+    {
+        await RequireCoreAsync(connection, ct).ConfigureAwait(false);
+        JoinRow? row;
+        await using (var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false))
+        {
+            row = await conn.QuerySingleOrDefaultAsync<JoinRow>(new CommandDefinition(
+                """
+                SELECT r.job_name AS Job, r.kind AS Kind, r.status AS Status, r.parameters::text AS Parameters, q.job_sha256 AS JobHash, q.items AS Items,
+                       (jl.run_id IS NOT NULL AND jl.expires_at >= clock_timestamp()) AS Live
+                FROM dataops.run r LEFT JOIN dataops.run_queue q ON q.run_id = r.run_id
+                     LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
+                WHERE r.run_id = @runId
+                """, new { runId }, cancellationToken: ct)).ConfigureAwait(false);
+        }
+
+        if (row is null || row.Kind is not ("backfill" or "dryrun"))
+        {
+            throw new DataOpsException("BackfillRunNotFound", DataOpsErrorKind.ObjectNotFound,
+                $"There is no backfill run {runId} on {connection}{(row is null ? string.Empty : $" (run {runId} is an {row.Kind} run)")}. Get-BackfillRun lists the runs.", runId);
+        }
+
+        if (row.JobHash is null || !row.Live || row.Status != "running")
+        {
+            var why = row.JobHash is null ? "it was not started with -Workers, so its items are not published for other processes"
+                : row.Status != "running" ? $"it is {row.Status}" : "its job's lease has expired (its process is gone)";
+            throw new DataOpsException("BackfillRunNotJoinable", DataOpsErrorKind.InvalidOperation,
+                $"Run {runId} of job '{row.Job}' on {connection} cannot be joined: {why}. Start a run with Invoke-Backfill -Job FILE -Workers N, then join that one.", runId);
+        }
+
+        using var parameters = JsonDocument.Parse(row.Parameters ?? "{}");
+        var root = parameters.RootElement;
+        var path = jobPath ?? (root.TryGetProperty("jobFile", out var file) ? file.GetString() : null) ?? string.Empty;
+        if (!File.Exists(path) || RunQueue.JobHash(path) != row.JobHash)
+        {
+            throw new DataOpsException("BackfillJobMismatch", DataOpsErrorKind.InvalidArgument,
+                File.Exists(path)
+                    ? $"The job file '{path}' is not the one run {runId} started with (its SHA-256 differs from {row.JobHash}): a process joins a run only with the same job. Give the run's job file with -Job."
+                    : $"Run {runId} started with the job file '{path}', which is not on this machine. Give a copy of that file with -Job (it must be byte for byte the same).",
+                path);
+        }
+
+        var job = await PrepareAsync(JobFile.Load(path), connection, ct).ConfigureAwait(false);
+        int? Int(string name) => root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32() : null;
+        bool Bool(string name) => root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.True;
+        return (job, new BackfillOptions
+        {
+            JoinRunId = runId, JoinItems = row.Items ?? 0, Workers = workers, OutputDirectory = outputDirectory,
+            ItemsPerMinute = Int("ItemsPerMinute"), MaxFailures = Int("MaxFailures") ?? 5, Reapply = Bool("Reapply"), DryRun = Bool("DryRun"),
+            LockTimeout = root.TryGetProperty("lockTimeout", out var lt) && TimeSpan.TryParse(lt.GetString(), System.Globalization.CultureInfo.InvariantCulture, out var lockTimeout) ? lockTimeout : null,
+            LockRetries = Int("lockRetries"),
+        });
+    }
+
+    private sealed record JoinRow(string Job, string Kind, string Status, string? Parameters, string? JobHash, int? Items, bool Live);
 
     /// <summary>
     /// The items of <paramref name="source"/>, telling <paramref name="failed"/> the exception that ends

@@ -37,12 +37,18 @@ internal sealed class ItemExecutor
     /// <summary>-Reapply (not a dry run): this run's application becomes the ledger's live row (see Core/0005).</summary>
     private readonly bool _force;
 
+    /// <summary>The run's job.</summary>
+    internal ValidatedJob Job => _job;
+
     /// <summary>The run's log.</summary>
     internal RunLog Log => _log;
 
     /// <summary>A failure found outside the item's own attempts (a keyset chunk that timed out at its smallest size): recorded as the item's outcome.</summary>
     internal Task<BackfillItemResult> FailedAsync(Exception ex, string key, CancellationToken ct) =>
         FailedAsync(ex, _connection, _lease.RunId, _job.Job.Name, key, 1, TimeSpan.Zero, _log, record: !_options.DryRun, _redactor);
+
+    /// <summary>A run worked by several workers: each applied item marks its claim done in its own transaction (<see cref="RunQueue"/>).</summary>
+    public RunQueue? Queue { get; init; }
 
     /// <summary>Told when an item starts waiting for rows another session holds (the progress bar shows it) and with null when it stops waiting.</summary>
     public Action<ThrottleHold?>? Waiting { get; init; }
@@ -216,6 +222,16 @@ internal sealed class ItemExecutor
                             commit.BatchCommands.Add(SupersedeCommand(lease, key));
                         }
 
+                        if (Queue is { } queue)
+                        {
+                            // Raises DOL02 if another worker took the claim over meanwhile: the item rolls back here.
+                            var done = new NpgsqlBatchCommand(RunQueue.DoneInTransactionSql);
+                            done.Parameters.AddWithValue("dataops_run", NpgsqlTypes.NpgsqlDbType.Uuid, lease.RunId);
+                            queue.Bind(done.Parameters);
+                            done.Parameters.AddWithValue("key", key);
+                            commit.BatchCommands.Add(done);
+                        }
+
                         var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert());
                         lease.Bind(ledger.Parameters);
                         ledger.Parameters.AddWithValue("key", key);
@@ -254,6 +270,12 @@ internal sealed class ItemExecutor
             // A keyset chunk that hit its statement timeout is not an outcome: the walk halves the chunk and runs it again.
             await work.ResetAsync().ConfigureAwait(false);
             throw new ChunkTimedOutException(key, watch.Elapsed, pg);
+        }
+        catch (PostgresException pg) when (pg.SqlState == RunQueue.LostState)
+        {
+            // Not an outcome here: the worker that took the item over runs it.
+            await work.ResetAsync().ConfigureAwait(false);
+            throw new RunQueue.ClaimLostException(key, pg.MessageText);
         }
         catch (PostgresException pg) when (pg.SqlState == JobLease.LostState)
         {

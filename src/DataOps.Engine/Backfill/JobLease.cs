@@ -59,6 +59,9 @@ internal sealed class JobLease : IAsyncDisposable
     private DataOpsException? _lostError;
     private bool _ended;
 
+    /// <summary>A process that joined another process's run: it watches the lease but neither renews nor ends it.</summary>
+    private bool _follower;
+
     private JobLease(DataOpsConnection profile, string job, Guid runId, RunLog log)
     {
         _profile = profile;
@@ -197,6 +200,18 @@ internal sealed class JobLease : IAsyncDisposable
     }
 
     /// <summary>
+    /// The lease of a run another process started and this one joined (Invoke-Backfill -RunId -Join): it is checked
+    /// every <see cref="RenewEvery"/> and in every item's transaction, like the holder's, but only the holder renews
+    /// and ends it. When the holder's process dies the lease expires (or is taken over) and this process stops too.
+    /// </summary>
+    public static JobLease Follow(DataOpsConnection profile, string job, Guid runId, RunLog log)
+    {
+        var lease = new JobLease(profile, job, runId, log) { _follower = true };
+        lease._renewer = Task.Run(lease.RenewLoopAsync, CancellationToken.None);
+        return lease;
+    }
+
+    /// <summary>
     /// The run found the lease lost (an item's check raised <see cref="LostState"/>, or a renewal found
     /// another holder): remembers why and returns the error the run stops with.
     /// </summary>
@@ -229,6 +244,12 @@ internal sealed class JobLease : IAsyncDisposable
 
         _ended = true;
         await StopRenewingAsync().ConfigureAwait(false);
+        if (_follower)
+        {
+            // The run is its coordinator's to end.
+            return;
+        }
+
         try
         {
             await RecordEndAsync(status, summary).ConfigureAwait(false);
@@ -306,9 +327,13 @@ internal sealed class JobLease : IAsyncDisposable
 
                 // Waits for an item of this run in flight (it holds the row FOR SHARE): harmless, no
                 // takeover can happen meanwhile either.
-                var renewed = await conn.ExecuteAsync(new CommandDefinition(
-                    "UPDATE dataops.job_lease SET expires_at = clock_timestamp() + make_interval(secs => @ttl), renewed_at = clock_timestamp() WHERE job_name = @job AND run_id = @runId",
-                    new { job = Job, runId = RunId, ttl = Ttl.TotalSeconds }, cancellationToken: stop)).ConfigureAwait(false);
+                var renewed = _follower
+                    ? await conn.ExecuteScalarAsync<int>(new CommandDefinition(
+                        "SELECT count(*)::int FROM dataops.job_lease WHERE job_name = @job AND run_id = @runId AND expires_at >= clock_timestamp()",
+                        new { job = Job, runId = RunId }, cancellationToken: stop)).ConfigureAwait(false)
+                    : await conn.ExecuteAsync(new CommandDefinition(
+                        "UPDATE dataops.job_lease SET expires_at = clock_timestamp() + make_interval(secs => @ttl), renewed_at = clock_timestamp() WHERE job_name = @job AND run_id = @runId",
+                        new { job = Job, runId = RunId, ttl = Ttl.TotalSeconds }, cancellationToken: stop)).ConfigureAwait(false);
                 if (renewed == 0)
                 {
                     MarkLost(await HolderAsync(conn, stop).ConfigureAwait(false));

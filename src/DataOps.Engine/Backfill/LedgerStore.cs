@@ -151,6 +151,19 @@ internal static class LedgerStore
             """, new { runId, keys = keys.ToArray() }, cancellationToken: ct)).ConfigureAwait(false)).ToDictionary(r => r.Key, StringComparer.Ordinal);
     }
 
+    /// <summary>The run's applied, failed and stale items except <paramref name="except"/>, with their images, in commit order.</summary>
+    public static async Task<List<RunItemRow>> RunItemsExceptAsync(DataOpsConnection connection, Guid runId, string[] except, CancellationToken ct)
+    {
+        await using var conn = await Database.OpenAsync(connection, ct).ConfigureAwait(false);
+        return (await conn.QueryAsync<RunItemRow>(new CommandDefinition(
+            """
+            SELECT item_key AS Key, status AS Status, before_image::text AS Before, after_image::text AS After, rows_changed AS Rows, attempts AS Attempts,
+                   duration_ms AS Ms, error_category AS Category, error_message AS Error
+            FROM dataops.ledger WHERE run_id = @runId AND status IN ('applied', 'failed', 'stale') AND NOT (item_key = ANY(@except))
+            ORDER BY ledger_id
+            """, new { runId, except }, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+    }
+
     /// <summary>A recorded run's job, kind, start and output folder, or null.</summary>
     public static Task<RunInfo?> RunAsync(NpgsqlConnection conn, Guid runId, CancellationToken ct) =>
         conn.QuerySingleOrDefaultAsync<RunInfo?>(new CommandDefinition(
@@ -254,6 +267,8 @@ internal static class LedgerStore
     internal sealed record LedgerItemRow(
         long LedgerId, string Job, string Key, string Status, int? RowsChanged, int? Attempts, int? DurationMs, DateTime StartedAt, DateTime? FinishedAt,
         string? ErrorCategory, string? Error, Guid? UndoneBy, Guid? SupersededBy, string? BeforeImage, string? AfterImage);
+
+    internal sealed record RunItemRow(string Key, string Status, string? Before, string? After, int? Rows, int? Attempts, int? Ms, string? Category, string? Error);
 
     internal sealed record RunInfo(string Job, string Kind, DateTime StartedAt, string? OutputDirectory);
 

@@ -196,6 +196,9 @@ internal sealed class RunControl : IThrottleGate, IAsyncDisposable
         (_run, _abort, _log) = (run, abort, log);
     }
 
+    /// <summary>Whether the run writes what it is doing into the control row (a process that joined another's run only reads it).</summary>
+    public bool Publishes { get; init; } = true;
+
     /// <summary>Held while suspended; a stopping run is let go at once (its workers then see the stop).</summary>
     public ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct) =>
         new(_suspended is { } detail && !_run.Stopped ? new ThrottleHold(SuspendedReason, detail, PollEvery) : null);
@@ -263,7 +266,7 @@ internal sealed class RunControl : IThrottleGate, IAsyncDisposable
         await using var conn = new NpgsqlConnection(_connectionString);
         await conn.OpenAsync(ct).ConfigureAwait(false);
         var now = Publishable();
-        if (now != _published)
+        if (Publishes && now != _published)
         {
             // Only when it changed: a run that goes on writes nothing here.
             await conn.ExecuteAsync(new CommandDefinition(

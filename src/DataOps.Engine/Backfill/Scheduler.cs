@@ -16,8 +16,14 @@ namespace DataOps.Engine.Backfill;
 /// </summary>
 internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExecutor items, GroupExecutor? groups, int width, DataOpsConnection connection, TimeSpan lockTimeout)
 {
+    /// <summary>Items a worker claims at once from a run's queue when unthrottled (one while throttled, so a slow rate holds no claims).</summary>
+    internal const int ClaimBatch = 4;
+
     private readonly object _gate = new();
     private readonly int _width = Math.Max(1, width);
+
+    /// <summary>The keys this process's workers ran, for a run with a queue: the coordinator records the others' from the ledger at the end.</summary>
+    private readonly HashSet<string> _mine = new(StringComparer.Ordinal);
     private int _next;
     private volatile bool _halted;
 
@@ -30,6 +36,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         Batch? reporting = null;
         try
         {
+            if (run.Queue is { Coordinator: true } && run.Keys.Where(run.Applied.Contains).ToList() is { Count: > 0 } applied)
+            {
+                // Keys applied before this run are not in the queue: they are reported skipped here, once.
+                yield return [.. applied.Select(k => ItemOutcome.Skipped(run.RunId, run.Name, k))];
+            }
+
             await foreach (var batch in channel.Reader.ReadAllAsync(CancellationToken.None).ConfigureAwait(false))
             {
                 reporting = batch;
@@ -43,6 +55,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                 }
 
                 batch.Reviewed.TrySetResult();
+            }
+
+            if (run.Queue is { Coordinator: true } && !Halted)
+            {
+                // Every item is done: what the other processes ran goes into this run's files and rollback script.
+                run.Record(await OthersAsync(ct).ConfigureAwait(false));
             }
         }
         finally
@@ -94,6 +112,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             if (run.Keyset is { } walk)
             {
                 await WalkAsync(writer, work, walk, ct).ConfigureAwait(false);
+                return;
+            }
+
+            if (run.Queue is { } queue)
+            {
+                await ClaimLoopAsync(writer, work, queue, ct).ConfigureAwait(false);
                 return;
             }
 
@@ -181,6 +205,107 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
             await EmitAsync(writer, [outcome]).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// A run worked by several workers (<see cref="RunQueue"/>): claim the next items from the database
+    /// (a few at a time when unthrottled, one while throttled), run each on the one-item path (an applied
+    /// item marks its claim done in its own transaction, any other outcome right after), and when nothing
+    /// is left to claim, wait while other processes still hold items, to take them over if their process
+    /// dies; then end.
+    /// </summary>
+    private async Task ClaimLoopAsync(ChannelWriter<Batch> writer, WorkConnection work, RunQueue queue, CancellationToken ct)
+    {
+        while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
+        {
+            var claimed = await queue.ClaimAsync(await work.GetAsync(ct).ConfigureAwait(false), throttle.GroupSize(ClaimBatch), ct).ConfigureAwait(false);
+            if (claimed.Count == 0)
+            {
+                if (!await queue.OthersHoldItemsAsync(await work.GetAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                await Task.Delay(RunQueue.PollEvery, ct).ConfigureAwait(false);
+                continue;
+            }
+
+            foreach (var claim in claimed)
+            {
+                // Claims left here when the run stops are freed when this process leaves the run.
+                if (Halted || !await WaitTurnAsync(ct).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                if (claim.Claims > 1)
+                {
+                    items.Log.Information("Item {Key} was claimed before by a worker process that is gone; taken over", claim.Key);
+                }
+
+                ItemOutcome outcome;
+                try
+                {
+                    outcome = await items.RunAsync(work, claim.Key, ct).ConfigureAwait(false);
+                }
+                catch (RunQueue.ClaimLostException lost)
+                {
+                    items.Log.Warning("Item {Key} was taken over by another worker process while it ran here; rolled back here: {Detail}", claim.Key, lost.Message);
+                    continue;
+                }
+
+                if (outcome.Result.Status != BackfillItemStatus.Applied)
+                {
+                    await DoneAsync(work, queue, claim.Key).ConfigureAwait(false);
+                }
+
+                lock (_mine)
+                {
+                    _mine.Add(claim.Key);
+                }
+
+                await EmitAsync(writer, [outcome]).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Marks an item that did not commit done; if that fails it stays claimed until this process leaves the run, then another may run it again.</summary>
+    private async Task DoneAsync(WorkConnection work, RunQueue queue, string key)
+    {
+        try
+        {
+            await queue.DoneAsync(await work.GetAsync(CancellationToken.None).ConfigureAwait(false), key, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or DataOpsException or InvalidOperationException)
+        {
+            await work.ResetAsync().ConfigureAwait(false);
+            items.Log.Warning("Item {Key} could not be marked done in the run's queue: {Error}", key, ex.Message);
+        }
+    }
+
+    /// <summary>The items other processes ran in this run, from the ledger (with the images that restore them).</summary>
+    private async Task<IReadOnlyList<ItemOutcome>> OthersAsync(CancellationToken ct)
+    {
+        string[] mine;
+        lock (_mine)
+        {
+            mine = [.. _mine];
+        }
+
+        var others = await LedgerStore.RunItemsExceptAsync(connection, run.RunId, mine, ct).ConfigureAwait(false);
+        if (others.Count > 0)
+        {
+            items.Log.Information("Run {RunId}: {Items} items were run by the processes that joined it; added to this run's files", run.RunId, others.Count);
+        }
+
+        return [.. others.Select(o => o.Status == "applied"
+            ? ItemOutcome.Committed(items.Job, run.RunId, o.Key, o.Before!, o.After!, o.Rows ?? 0, TimeSpan.FromMilliseconds(o.Ms ?? 0))
+            : new ItemOutcome(o.Key, new BackfillItemResult
+            {
+                RunId = run.RunId, Job = run.Name, Key = o.Key, Attempts = o.Attempts ?? 1, Duration = TimeSpan.FromMilliseconds(o.Ms ?? 0), Error = o.Error,
+                Status = o.Status == "stale" ? BackfillItemStatus.Stale : BackfillItemStatus.Failed,
+                ErrorCategory = o.Category ?? BackfillErrorCategory.Other,
+            }, null))];
     }
 
     /// <summary>

@@ -45,9 +45,13 @@ internal sealed class Throttle : IDisposable
     private TokenBucketRateLimiter? _bucket;
     private ThrottleHold? _current;
 
-    private Throttle(int perMinute, IEnumerable<IThrottleGate>? gates)
+    /// <summary>A run with several workers asks the database for each item's slot (<see cref="RunQueue.SlotAsync"/>) instead of the local bucket.</summary>
+    private readonly Func<int, CancellationToken, Task<TimeSpan>>? _sharedSlot;
+
+    private Throttle(int perMinute, IEnumerable<IThrottleGate>? gates, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot)
     {
         _gates = [.. gates ?? []];
+        _sharedSlot = sharedSlot;
         (PerMinute, _bucket) = (Math.Max(perMinute, 0), Bucket(perMinute));
     }
 
@@ -85,7 +89,12 @@ internal sealed class Throttle : IDisposable
     }
 
     /// <summary>The throttle for <paramref name="perMinute"/> items a minute (0: off) and the run's <paramref name="gates"/>.</summary>
-    public static Throttle Create(int perMinute, IEnumerable<IThrottleGate>? gates = null) => new(perMinute, gates);
+    /// <remarks>
+    /// With <paramref name="sharedSlot"/> (a run worked by several processes) the rate is the run's: each item's
+    /// wait comes from the database, which spaces every worker's items (<see cref="RunQueue.SlotAsync"/>); the
+    /// gates are still asked here first.
+    /// </remarks>
+    public static Throttle Create(int perMinute, IEnumerable<IThrottleGate>? gates = null, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot = null) => new(perMinute, gates, sharedSlot);
 
     /// <summary>Items per round trip: <paramref name="unthrottled"/>, or one item per token while throttled.</summary>
     public int GroupSize(int unthrottled) => IsOff ? unthrottled : 1;
@@ -113,6 +122,16 @@ internal sealed class Throttle : IDisposable
     public async Task WaitAsync(CancellationToken ct)
     {
         await WaitForGatesAsync(ct).ConfigureAwait(false);
+        if (_sharedSlot is not null)
+        {
+            if (PerMinute > 0 && await _sharedSlot(PerMinute, ct).ConfigureAwait(false) is { } wait && wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, ct).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         while (Volatile.Read(ref _bucket) is { } bucket)
         {
             RateLimitLease lease;

@@ -90,12 +90,19 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <para>Checks a fleet, then applies each target's mini plan in its own database (each report carries its Connection); healthy targets
 ///   and targets the check could not reach are skipped.</para>
 /// </example>
-[Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByJob)]
 [OutputType(typeof(BackfillItemResult))]
 public sealed class InvokeBackfillCommand : FleetCmdlet
 {
-    /// <summary>The job file (JSON, version 1) or a mini plan. Binds from pipeline objects' Job, PlanPath or PSPath property, so Test-ProdHealth reports and Get-ChildItem files can be piped.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    private const string ByJob = "Job";
+    private const string ToJoin = "Join";
+
+    /// <summary>
+    /// The job file (JSON, version 1) or a mini plan. Binds from pipeline objects' Job, PlanPath or PSPath property, so Test-ProdHealth
+    /// reports and Get-ChildItem files can be piped. With -Join: a copy of the run's job file, when the path the run recorded is not on this machine.
+    /// </summary>
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ByJob)]
+    [Parameter(ParameterSetName = ToJoin)]
     [ArgumentCompleter(typeof(JobFileCompleter))]
     [Alias("PlanPath", "Path", "LiteralPath", "PSPath")]
     [AllowNull]
@@ -103,13 +110,13 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     public string? Job { get; set; }
 
     /// <summary>A mini plan from Test-ProdHealth older than this is refused (StalePlan): 24h, 90m, or a TimeSpan. Default: 24h.</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     [DurationTransformation]
     public TimeSpan MaxPlanAge { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Overrides the job's throttle; 0 runs unthrottled.</summary>
     /// <default>the job's throttle.itemsPerMinute, else 20</default>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     [ValidateRange(0, 1_000_000)]
     public int? ItemsPerMinute { get; set; }
 
@@ -125,11 +132,11 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// through a temporary file renamed over it. Overrides the job file's metrics.path.
     /// </summary>
     /// <default>the job file's metrics.path, else none</default>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     public string? MetricsPath { get; set; }
 
     /// <summary>Stop the run after this many failed items. Default: 5.</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     [ValidateRange(1, int.MaxValue)]
     public int MaxFailures { get; set; } = 5;
 
@@ -140,7 +147,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// lockTimeout. Accepts a TimeSpan or text such as 500ms, 5s, 1m.
     /// </summary>
     /// <default>the job file's lockTimeout, else 5s</default>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     [DurationTransformation]
     public TimeSpan? LockTimeout { get; set; }
 
@@ -149,7 +156,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// at most 1 s, and doubling), before it fails as LockTimeout: 0 to 20. Overrides the job file's lockRetries.
     /// </summary>
     /// <default>the job file's lockRetries, else 3</default>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     [ValidateRange(BackfillOptions.MinLockRetries, BackfillOptions.MaxLockRetries)]
     public int? LockRetries { get; set; }
 
@@ -190,15 +197,41 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     public System.Collections.Hashtable? Secret { get; set; }
 
     /// <summary>Runs again the items the ledger shows as applied for this job, instead of skipping them; each earlier application is marked superseded by this run.</summary>
-    [Parameter]
+    [Parameter(ParameterSetName = ByJob)]
     public SwitchParameter Reapply { get; set; }
 
     /// <summary>Skips the confirmation a production connection asks for. It changes nothing else: applied items are still skipped (see -Reapply).</summary>
     [Parameter]
     public SwitchParameter Force { get; set; }
 
-    /// <summary>Runs every item's steps in a transaction that is rolled back, and reports the rows each would change.</summary>
+    /// <summary>
+    /// Runs the items with this many workers in this process, each on its own connection, claiming items from the database: the
+    /// run publishes its items (dataops.run_item) so that other processes or machines can join it (-RunId -Join), and its rate is
+    /// the run's across every worker of every process (each item's start is spaced in the database), as are its signals, its
+    /// controls (Suspend-, Resume-, Stop-Backfill, Set-BackfillThrottle) and its ledger. 1 to 64; items run one per transaction (no
+    /// server-side groups). Not for keyset jobs. With -Join: this process's workers (default 1).
+    /// </summary>
+    /// <default>none: one worker, or the job's maxConcurrency, without a queue</default>
     [Parameter]
+    [ValidateRange(1, BackfillOptions.MaxWorkers)]
+    public int? Workers { get; set; }
+
+    /// <summary>With -Join: the run to join (Get-BackfillRun shows it; the starting process logs it).</summary>
+    [Parameter(Mandatory = true, ParameterSetName = ToJoin)]
+    public Guid RunId { get; set; }
+
+    /// <summary>
+    /// Joins the live run -RunId (started with -Workers, in any process or on any machine) instead of starting one: this process's
+    /// workers claim the run's items until none is left. The run's own settings apply (rate, -MaxFailures, lock waits, -DryRun);
+    /// the job file must be byte for byte the run's (the path it recorded, or -Job). Its items are output here and kept in
+    /// OutputDirectory/JOB/RUNID/workers/HOST-PID; the starting process writes the run's summary and rollback script with every item.
+    /// If the starting process dies, the run's lease expires and the joined workers stop (BackfillLeaseLost); run the job again to resume.
+    /// </summary>
+    [Parameter(Mandatory = true, ParameterSetName = ToJoin)]
+    public SwitchParameter Join { get; set; }
+
+    /// <summary>Runs every item's steps in a transaction that is rolled back, and reports the rows each would change.</summary>
+    [Parameter(ParameterSetName = ByJob)]
     public SwitchParameter DryRun { get; set; }
 
     protected override void ProcessRecord()
@@ -207,6 +240,12 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
         {
             // A fleet's health check could not check this target: its error is already reported, and there is no plan.
             WriteVerbose($"Skipped {failure.Target}: its health check did not run ({failure.ErrorId}), so there is nothing to apply.");
+            return;
+        }
+
+        if (Join.IsPresent)
+        {
+            ProcessJoin();
             return;
         }
 
@@ -275,7 +314,50 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
         var options = new BackfillOptions
         {
             ItemsPerMinute = ItemsPerMinute, OutputDirectory = output, MaxFailures = MaxFailures, LockTimeout = LockTimeout, LockRetries = LockRetries, Reapply = Reapply, DryRun = DryRun,
-            ResolvedSecrets = secrets, Redactor = redactor, MetricsPath = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath), Signals = signals,
+            ResolvedSecrets = secrets, Redactor = redactor, MetricsPath = MetricsPath is null ? null : GetUnresolvedProviderPathFromPSPath(MetricsPath), Signals = signals, Workers = Workers,
+        };
+        StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
+    }
+
+    /// <summary>
+    /// -RunId -Join: the run must be live and started with -Workers, the job file the same; the run's settings apply, with this
+    /// process's workers, signals, secrets and output folder.
+    /// </summary>
+    private void ProcessJoin()
+    {
+        if (IsFleet)
+        {
+            ThrowTerminating("JoinNeedsOneConnection", Engine.DataOpsErrorKind.InvalidArgument,
+                $"-Join joins one run on one database: give one -Connection, not {Connection!.Length}.", RunId);
+        }
+
+        if (!TryResolveConnection(out var connection))
+        {
+            return;
+        }
+
+        var path = string.IsNullOrEmpty(Job) ? null : GetUnresolvedProviderPathFromPSPath(Job);
+        var output = GetUnresolvedProviderPathFromPSPath(OutputDirectory);
+        var redactor = new SecretRedactor();
+        var credentials = SecretArgument.ToDictionary(Secret, redactor);
+        var workers = Workers ?? 1;
+        var (job, options) = RunEngine((_, ct) => BackfillRunner.PrepareJoinAsync(connection, RunId, path, workers, output, ct));
+        var target = $"run {RunId} of job {job.Job.Name} on {connection}";
+        if (WhatIfRequested)
+        {
+            ShouldProcess($"{target} with {workers} workers", "Join backfill run");
+            return;
+        }
+
+        if (!options.DryRun && !ShouldWrite(connection, target, "Join backfill run", Force))
+        {
+            return;
+        }
+
+        options = options with
+        {
+            ResolvedSecrets = HttpSteps.ResolveSecrets(job.Job, credentials, redactor), Redactor = redactor,
+            Signals = ThrottleSignals.WithParameters(job.Job.Signals, MaxReplicaLag, MaxRetainedWal, SignalCheckInterval),
         };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
@@ -360,7 +442,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
         }
 
         var runs = prepared.Where(o => o.Succeeded).ToDictionary(o => o.Target.Index, o => o.Result!);
-        var (itemsPerMinute, maxFailures, lockTimeout, lockRetries, reapply, dryRun) = (ItemsPerMinute, MaxFailures, LockTimeout, LockRetries, Reapply.IsPresent, DryRun.IsPresent);
+        var (itemsPerMinute, maxFailures, lockTimeout, lockRetries, reapply, dryRun, workers) = (ItemsPerMinute, MaxFailures, LockTimeout, LockRetries, Reapply.IsPresent, DryRun.IsPresent, Workers);
         RunFleet(confirmed, $"Invoke-Backfill on {confirmed.Count} targets", async (target, scope, ct) =>
         {
             var run = runs[target.Index];
@@ -369,6 +451,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
             {
                 ItemsPerMinute = itemsPerMinute, OutputDirectory = Path.Combine(output, target.Folder), MaxFailures = maxFailures, LockTimeout = lockTimeout, LockRetries = lockRetries,
                 Reapply = reapply, DryRun = dryRun, ResolvedSecrets = run.Secrets, Redactor = redactor, MetricsPath = PerTarget(metrics ?? run.Job.Job.MetricsPath, target), Signals = run.Signals,
+                Workers = workers,
             };
             using var log = OpenLog("Invoke-Backfill", scope, redactor);
             await foreach (var result in BackfillRunner.RunAsync(run.Job, target.Connection, options, log, scope, ct).WithCancellation(ct).ConfigureAwait(false))
