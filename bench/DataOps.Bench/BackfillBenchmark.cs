@@ -167,10 +167,12 @@ internal static partial class BackfillBenchmark
         return output.Count(r => r.Properties["Status"].Value.ToString() == "Applied");
     }
 
-    private static double Tps(BenchSession s, string db, string script, int transactions)
+    /// <summary>pgbench's tps for <paramref name="transactions"/> runs of <paramref name="script"/> in all, over <paramref name="clients"/> clients (and as many threads).</summary>
+    internal static double Tps(BenchSession s, string db, string script, int transactions, int clients = 1)
     {
         var psi = new ProcessStartInfo(Path.Combine(s.BinDirectory, "pgbench")) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "-h", "127.0.0.1", "-p", s.Port.ToString(CultureInfo.InvariantCulture), "-U", "postgres", "-n", "-c", "1", "-t", transactions.ToString(CultureInfo.InvariantCulture), "-f", script, db })
+        var (c, t) = (clients.ToString(CultureInfo.InvariantCulture), (transactions / clients).ToString(CultureInfo.InvariantCulture));
+        foreach (var a in new[] { "-h", "127.0.0.1", "-p", s.Port.ToString(CultureInfo.InvariantCulture), "-U", "postgres", "-n", "-c", c, "-j", c, "-t", t, "-f", script, db })
         {
             psi.ArgumentList.Add(a);
         }

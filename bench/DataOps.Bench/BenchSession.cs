@@ -89,6 +89,14 @@ internal sealed class BenchSession : IBenchCluster, IDisposable
         cmd.ExecuteNonQuery();
     }
 
+    public object? Scalar(string database, string sql)
+    {
+        using var conn = new NpgsqlConnection(ConnectionString(database));
+        conn.Open();
+        using var cmd = new NpgsqlCommand(sql, conn);
+        return cmd.ExecuteScalar();
+    }
+
     /// <summary>A fresh database, optionally a copy of a template.</summary>
     public string CreateDatabase(string prefix, string template = "template0")
     {

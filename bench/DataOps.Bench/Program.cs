@@ -1,6 +1,6 @@
 using DataOps.Bench;
 
-// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory|keyset|fleet [options]; see the usage text below.
+// Usage: dotnet run -c Release --project bench/DataOps.Bench -- seed|stats|backfill|startup|backfill-memory|keyset|fleet|workers [options]; see the usage text below.
 var mode = args.FirstOrDefault() ?? "help";
 int Option(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).Select(int.Parse).DefaultIfEmpty(fallback).First();
 switch (mode)
@@ -25,6 +25,9 @@ switch (mode)
     case "fleet":
         FleetBenchmark.Run(Option("--targets", 8), Option("--throttle", 4), Option("--sessions", 2000), Option("--repeats", 5), Option("--latency-ms", 0));
         return 0;
+    case "workers":
+        WorkersBenchmark.Run(Option("--items", 10_000), Option("--repeats", 3));
+        return 0;
     case "backfill-memory":
         BackfillMemoryBenchmark.Run(Option("--small", 7_000), Option("--large", 72_000));
         return 0;
@@ -35,6 +38,7 @@ switch (mode)
         Console.WriteLine("       DataOps.Bench startup [--repeats N]");
         Console.WriteLine("       DataOps.Bench backfill-memory [--small N] [--large N]");
         Console.WriteLine("       DataOps.Bench keyset [--scales 10,100] [--chunk-time 500ms]");
+        Console.WriteLine("       DataOps.Bench workers [--items 10000] [--repeats 3]");
         Console.WriteLine("       DataOps.Bench fleet [--targets 8] [--throttle 4] [--sessions 2000] [--repeats 5] [--latency-ms 0]");
         return mode == "help" ? 0 : 64;
 }

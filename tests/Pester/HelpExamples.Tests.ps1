@@ -35,6 +35,7 @@ BeforeAll {
         'Stop-Backfill#2'          = 'steers a run in progress in another session (RunControlTests: abort rolls the item in flight back)'
         'Set-BackfillThrottle#1'   = 'steers a run in progress in another session (RunControlTests: 120 items in the minute after resuming)'
         'Invoke-Backfill#6'        = 'needs a streaming standby (the help sandbox has none: ThrottleSignalUnavailable); ThrottleSignals.Tests.ps1 runs it against Start-DataOpsSandbox -Replicas 1 with replay paused'
+        'Invoke-Backfill#10'       = 'joins a live run started by another process (WorkerTests runs -Join from a second pwsh process and kills one)'
         'Invoke-Backfill#7'        = 'a fleet of three databases; here eu, us and apac are one database, where three runs of one job cannot hold its lease at once (FleetTests: a fleet backfill is one run per target)'
     }
 
@@ -138,6 +139,7 @@ BeforeAll {
         'Get-ExecutionStats#4'        = @{ Check = { param($o) ($o | Out-String) | Should -Match 'apac' } }
         'Install-DataOpsSchema#3'     = @{ Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'AlreadyApplied'; $o.Target | Sort-Object -Unique | Should -Be @('apac', 'eu', 'us') } }
         'Invoke-Backfill#8'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Should -Contain 'Applied'; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeTrue } }
+        'Invoke-Backfill#9'           = @{ Setup = { Use-Pending }; Check = { param($o) $o.Status | Sort-Object -Unique | Should -Be 'Applied'; Test-ProdHealth -Job ./fix.job.json -Quiet | Should -BeTrue } }
         'Watch-StagingSoak#4'         = @{ Replace = @{ '2h' = '2s'; '5m' = '1s' }; Check = { param($o) ($o | Out-String) | Should -Match 'staging-eu'; ($o | Out-String) | Should -Match 'staging-us' } }
         'Undo-Backfill#2'             = @{ Setup = { Use-Pending; $script:fresh = @(Invoke-Backfill -Job ./fix.job.json -ItemsPerMinute 0 -OutputDirectory ./runs -WarningAction SilentlyContinue) }
                                            Check = { param($o) $fresh.Count | Should -BeGreaterThan 0; ($o | Where-Object Key -in $fresh.Key).Status | Should -Be ($fresh | ForEach-Object { 'Restored' }) } }

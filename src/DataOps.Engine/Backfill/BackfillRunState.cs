@@ -225,7 +225,7 @@ internal sealed class BackfillRunState
         if (groups is not null)
         {
             _log.Information("Each item runs whole on the server as its own transaction{Verified}; {Group} items per round trip, {Workers} at a time",
-                _options.DryRun ? ", rolled back (dry run)" : ", verified by dataops.verified()", throttle.GroupSize(GroupExecutor.GroupSize), Math.Max(1, _job.Job.MaxConcurrency));
+                _options.DryRun ? ", rolled back (dry run)" : ", verified by dataops.verified()", throttle.GroupSize(GroupExecutor.GroupSize), Math.Max(1, Queue?.Workers ?? _job.Job.MaxConcurrency));
         }
     }
 

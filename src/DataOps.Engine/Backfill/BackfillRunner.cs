@@ -224,7 +224,7 @@ public static partial class BackfillRunner
             throttle.HoldChanged += run.Held;
             run.Throttled(throttle, gate);
             control.Start(throttle);
-            var groups = run.Queue is null ? GroupExecutor.For(job, options, lease, log) : null;
+            var groups = GroupExecutor.For(job, options, lease, log, run.Queue);
             run.LogStart(throttle, groups);
             if (!await run.StartHooksAsync().ConfigureAwait(false))
             {

@@ -42,8 +42,8 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     internal static bool RunsOnServer(ValidatedJob job, BackfillOptions options) => !job.Job.HasHttpSteps && job.Job.Keyset is null;
 
     /// <summary>The group executor for a run whose items can run whole on the server, else null (the one-item path).</summary>
-    public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log) =>
-        RunsOnServer(job, options) ? new GroupExecutor(job, lease, options.Reapply && !options.DryRun, options.DryRun, log) : null;
+    public static GroupExecutor? For(ValidatedJob job, BackfillOptions options, JobLease lease, RunLog log, RunQueue? queue = null) =>
+        RunsOnServer(job, options) ? new GroupExecutor(job, lease, options.Reapply && !options.DryRun, options.DryRun, log) { Queue = queue } : null;
 
     /// <summary>
     /// What a group run did: the items that committed (a prefix of the group, in order), whether
@@ -52,7 +52,11 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
     /// out waiting for a lock (55P03); it goes to the one-item path for its lock retries (attempt 1 was
     /// this one), and the items after it go on in groups.
     /// </summary>
-    internal sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null, PostgresException? LockTimedOut = null);
+    /// <remarks><paramref name="ClaimLost"/>: in a run with a queue, the next item's claim had been taken over by another worker process (it rolled back here; the items after it go on).</remarks>
+    internal sealed record GroupOutcome(IReadOnlyList<ItemOutcome> Committed, bool Cancelled, BackfillItemResult? Failed = null, DataOpsException? LeaseLost = null, PostgresException? LockTimedOut = null, bool ClaimLost = false);
+
+    /// <summary>A run worked by several workers: each applied item marks its claim done in its own transaction (<see cref="RunQueue"/>).</summary>
+    public RunQueue? Queue { get; init; }
 
     public async Task<GroupOutcome> ApplyAsync(WorkConnection work, IReadOnlyList<string> keys, CancellationToken ct)
     {
@@ -105,6 +109,11 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             if (ex is PostgresException { SqlState: JobLease.LostState } lost)
             {
                 return new GroupOutcome(ledger, Cancelled: false, LeaseLost: lease.MarkLost(lost.MessageText));
+            }
+
+            if (ex is PostgresException { SqlState: RunQueue.LostState } && ledger.Count < keys.Count)
+            {
+                return new GroupOutcome(ledger, Cancelled: false, ClaimLost: true);
             }
 
             // A plan's item whose rows changed: stale, recorded as such; the group goes on after it.
@@ -211,6 +220,16 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
             if (force)
             {
                 batch.BatchCommands.Add(ItemExecutor.SupersedeCommand(lease, key));
+            }
+
+            if (Queue is { } queue && !dryRun)
+            {
+                // Raises DOL02 if another worker process took the item's claim over: the item rolls back here.
+                var done = new NpgsqlBatchCommand(RunQueue.DoneInTransactionSql);
+                done.Parameters.AddWithValue("dataops_run", NpgsqlTypes.NpgsqlDbType.Uuid, runId);
+                done.Parameters.AddWithValue("key", NpgsqlTypes.NpgsqlDbType.Text, key);
+                queue.Bind(done.Parameters);
+                batch.BatchCommands.Add(done);
             }
 
             // @key and the job's parameters; the dataops_ ones are the runner's own.

@@ -162,17 +162,31 @@ internal sealed class RunQueue : IAsyncDisposable
         return holders.Count > 0;
     }
 
-    /// <summary>An item that ended without committing (failed, stale, a dry run's): done, so no worker claims it again in this run.</summary>
-    public Task DoneAsync(NpgsqlConnection conn, string key, CancellationToken ct) =>
-        conn.ExecuteAsync(new CommandDefinition(
-            "UPDATE dataops.run_item SET done = true WHERE run_id = @RunId AND item_key = @key AND claimed_by = @MemberId",
-            new { RunId, MemberId, key }, cancellationToken: ct));
+    /// <summary>
+    /// Items that ended without committing (failed, stale, a dry run's): done, so no worker claims them again in
+    /// this run. On a connection of its own; if that fails the items stay claimed until this process leaves the
+    /// run, and another process may then run them again (they did not commit).
+    /// </summary>
+    public async Task DoneAsync(IReadOnlyList<string> keys)
+    {
+        if (keys.Count == 0)
+        {
+            return;
+        }
 
-    /// <summary>Claimed items this process will not run (it stopped): free for the other members at once.</summary>
-    public Task ReleaseAsync(NpgsqlConnection conn, IEnumerable<string> keys) =>
-        conn.ExecuteAsync(
-            "UPDATE dataops.run_item SET claimed_by = NULL WHERE run_id = @RunId AND item_key = ANY(@keys) AND claimed_by = @MemberId AND NOT done",
-            new { RunId, MemberId, keys = keys.ToArray() });
+        try
+        {
+            await using var conn = new NpgsqlConnection(_connectionString);
+            await conn.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            await conn.ExecuteAsync(
+                "UPDATE dataops.run_item SET done = true WHERE run_id = @RunId AND item_key = ANY(@keys) AND claimed_by = @MemberId",
+                new { RunId, MemberId, keys = keys.ToArray() }).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        {
+            _log.Warning("Run {RunId}: items {Keys} could not be marked done in the run's queue: {Error}", RunId, string.Join(", ", keys), ex.Message);
+        }
+    }
 
     /// <summary>The run-global rate limit: how long to wait before the next item may start at <paramref name="perMinute"/> for the whole run.</summary>
     public async Task<TimeSpan> SlotAsync(int perMinute, CancellationToken ct)

@@ -218,7 +218,8 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     {
         while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
         {
-            var claimed = await queue.ClaimAsync(await work.GetAsync(ct).ConfigureAwait(false), throttle.GroupSize(ClaimBatch), ct).ConfigureAwait(false);
+            var size = groups is null ? ClaimBatch : Math.Clamp(GroupExecutor.GroupSize / _width, 1, ClaimBatch * 8);
+            var claimed = await queue.ClaimAsync(await work.GetAsync(ct).ConfigureAwait(false), throttle.GroupSize(size), ct).ConfigureAwait(false);
             if (claimed.Count == 0)
             {
                 if (!await queue.OthersHoldItemsAsync(await work.GetAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false))
@@ -230,56 +231,53 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                 continue;
             }
 
-            foreach (var claim in claimed)
+            foreach (var claim in claimed.Where(c => c.Claims > 1))
             {
-                // Claims left here when the run stops are freed when this process leaves the run.
-                if (Halted || !await WaitTurnAsync(ct).ConfigureAwait(false))
+                items.Log.Information("Item {Key} was claimed before by a worker process that is gone; taken over", claim.Key);
+            }
+
+            // Claims left unrun when the run stops are freed when this process leaves the run.
+            if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            var keys = claimed.Select(c => c.Key).ToList();
+            if (groups is not null)
+            {
+                await RunGroupAsync(writer, work, keys, ct).ConfigureAwait(false);
+                continue;
+            }
+
+            for (var i = 0; i < keys.Count && !Halted; i++)
+            {
+                if (i > 0 && !await WaitTurnAsync(ct).ConfigureAwait(false))
                 {
                     return;
                 }
 
-                if (claim.Claims > 1)
+                if (await RunItemAsync(work, keys[i], ct).ConfigureAwait(false) is { } outcome)
                 {
-                    items.Log.Information("Item {Key} was claimed before by a worker process that is gone; taken over", claim.Key);
+                    await EmitAsync(writer, [outcome]).ConfigureAwait(false);
                 }
-
-                ItemOutcome outcome;
-                try
-                {
-                    outcome = await items.RunAsync(work, claim.Key, ct).ConfigureAwait(false);
-                }
-                catch (RunQueue.ClaimLostException lost)
-                {
-                    items.Log.Warning("Item {Key} was taken over by another worker process while it ran here; rolled back here: {Detail}", claim.Key, lost.Message);
-                    continue;
-                }
-
-                if (outcome.Result.Status != BackfillItemStatus.Applied)
-                {
-                    await DoneAsync(work, queue, claim.Key).ConfigureAwait(false);
-                }
-
-                lock (_mine)
-                {
-                    _mine.Add(claim.Key);
-                }
-
-                await EmitAsync(writer, [outcome]).ConfigureAwait(false);
             }
         }
     }
 
-    /// <summary>Marks an item that did not commit done; if that fails it stays claimed until this process leaves the run, then another may run it again.</summary>
-    private async Task DoneAsync(WorkConnection work, RunQueue queue, string key)
+    /// <summary>
+    /// One item on the one-item path; null when a run's queue says another worker process took its claim
+    /// over while it ran here (it rolled back here and runs there: not an outcome of this process).
+    /// </summary>
+    private async Task<ItemOutcome?> RunItemAsync(WorkConnection work, string key, CancellationToken ct, Npgsql.PostgresException? lockTimedOut = null)
     {
         try
         {
-            await queue.DoneAsync(await work.GetAsync(CancellationToken.None).ConfigureAwait(false), key, CancellationToken.None).ConfigureAwait(false);
+            return await items.RunAsync(work, key, ct, lockTimedOut).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is Npgsql.NpgsqlException or DataOpsException or InvalidOperationException)
+        catch (RunQueue.ClaimLostException lost)
         {
-            await work.ResetAsync().ConfigureAwait(false);
-            items.Log.Warning("Item {Key} could not be marked done in the run's queue: {Error}", key, ex.Message);
+            items.Log.Warning("Item {Key} was taken over by another worker process while it ran here; rolled back here: {Detail}", key, lost.Message);
+            return null;
         }
     }
 
@@ -392,7 +390,19 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             {
                 // The item's lock retries run here, in order, so a job's items are still one at a time
                 // per worker; the backoff is bounded (about lockRetries x (lockTimeout + backoff)).
-                await EmitAsync(writer, [await items.RunAsync(work, rest[done], ct, locked).ConfigureAwait(false)]).ConfigureAwait(false);
+                if (await RunItemAsync(work, rest[done], ct, locked).ConfigureAwait(false) is { } retried)
+                {
+                    await EmitAsync(writer, [retried]).ConfigureAwait(false);
+                }
+
+                rest = [.. rest.Skip(done + 1)];
+                continue;
+            }
+
+            if (outcome.ClaimLost)
+            {
+                // Another worker process took this item over (this one's lease lapsed): it rolled back here.
+                items.Log.Warning("Item {Key} was taken over by another worker process while it ran here; rolled back here", rest[done]);
                 rest = [.. rest.Skip(done + 1)];
                 continue;
             }
@@ -411,16 +421,32 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                     return;
                 }
 
-                await EmitAsync(writer, [await items.RunAsync(work, key, ct).ConfigureAwait(false)]).ConfigureAwait(false);
+                if (await RunItemAsync(work, key, ct).ConfigureAwait(false) is { } single)
+                {
+                    await EmitAsync(writer, [single]).ConfigureAwait(false);
+                }
             }
 
             return;
         }
     }
 
-    /// <summary>Hands a batch to the reporting; after a failure, waits until the coordinator has reviewed it.</summary>
-    private static async Task EmitAsync(ChannelWriter<Batch> writer, IReadOnlyList<ItemOutcome> outcomes)
+    /// <summary>
+    /// Hands a batch to the reporting; after a failure, waits until the coordinator has reviewed it. In a run
+    /// with a queue, the items that did not commit (failed, stale, a dry run's) are marked done first (an
+    /// applied item did so in its own transaction), and the keys are remembered as this process's.
+    /// </summary>
+    private async Task EmitAsync(ChannelWriter<Batch> writer, IReadOnlyList<ItemOutcome> outcomes)
     {
+        if (run.Queue is { } queue)
+        {
+            await queue.DoneAsync([.. outcomes.Where(o => o.Result.Status is not (BackfillItemStatus.Applied or BackfillItemStatus.Skipped)).Select(o => o.Key)]).ConfigureAwait(false);
+            lock (_mine)
+            {
+                _mine.UnionWith(outcomes.Select(o => o.Key));
+            }
+        }
+
         var batch = new Batch(outcomes);
         await writer.WriteAsync(batch, CancellationToken.None).ConfigureAwait(false);
         if (outcomes.Any(o => o.Result.Status == BackfillItemStatus.Failed))

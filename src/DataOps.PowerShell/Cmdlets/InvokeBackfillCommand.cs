@@ -46,6 +46,13 @@ namespace DataOps.PowerShell.Cmdlets;
 /// only keys up to the largest one when the run starts are taken, a re-run resumes after the job's last committed chunk, and a failed
 /// chunk stops the walk there. The progress bar shows chunks and rows against the planner's row estimate; -Reapply is refused
 /// (KeysetOptionUnsupported). See about_DataOps_JobFile, KEYSET CHUNKS.</para>
+/// <para type="description">-Workers N runs the items with N workers, each on its own connection, claiming items from the database
+/// (FOR UPDATE SKIP LOCKED): the run publishes its items, and another process or machine joins it with -RunId ID -Join. Each process's
+/// membership is a lease renewed every 3 s; the items of a process that dies are claimed again by the others after 15 s (at once on the
+/// same host), and an item applies exactly once (its claim is marked done in its own transaction; the ledger refuses a second
+/// application). The rate limit, the signals and the operator's controls hold for the run as a whole, across every worker. The
+/// starting process ends the run and writes one summary and one rollback script with every item, whichever process ran it. See
+/// docs/workers.md.</para>
 /// <para type="description">-WhatIf lists the items and steps without touching data (for a keyset job, the key range it would walk). -DryRun runs every item and rolls it back, reporting
 /// the rows each would change. On a production connection the run asks for confirmation unless -Force or -Confirm:$false; -Force
 /// only skips that question, it never changes what the run does.</para>
@@ -89,6 +96,16 @@ namespace DataOps.PowerShell.Cmdlets;
 ///   <code>Test-ProdHealth -Job ./fix.job.json -Connection eu, us, apac | Invoke-Backfill -ItemsPerMinute 0 -Force</code>
 ///   <para>Checks a fleet, then applies each target's mini plan in its own database (each report carries its Connection); healthy targets
 ///   and targets the check could not reach are skipped.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -Job ./fix.job.json -Workers 3 -ItemsPerMinute 600 -OutputDirectory ./runs -Force</code>
+///   <para>Runs the job with three workers that claim its items from the database, 600 items a minute for the three together; the run's
+///   id (in -Verbose and Get-BackfillRun) lets other processes join it.</para>
+/// </example>
+/// <example>
+///   <code>Invoke-Backfill -RunId (Get-BackfillRun -JobName fix | Where-Object Status -eq running).RunId -Join -Workers 4 -OutputDirectory ./runs</code>
+///   <para>On another machine with the same job file: four more workers join the live run until no item is left; the run's own rate,
+///   -MaxFailures and lock waits apply, and the starting process writes the run's summary and rollback script.</para>
 /// </example>
 [Cmdlet(VerbsLifecycle.Invoke, "Backfill", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByJob)]
 [OutputType(typeof(BackfillItemResult))]
