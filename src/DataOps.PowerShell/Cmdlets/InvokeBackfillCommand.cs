@@ -225,8 +225,8 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// Runs the items with this many workers in this process, each on its own connection, claiming items from the database: the
     /// run publishes its items (dataops.run_item) so that other processes or machines can join it (-RunId -Join), and its rate is
     /// the run's across every worker of every process (each item's start is spaced in the database), as are its signals, its
-    /// controls (Suspend-, Resume-, Stop-Backfill, Set-BackfillThrottle) and its ledger. 1 to 64; items run one per transaction (no
-    /// server-side groups). Not for keyset jobs. With -Join: this process's workers (default 1).
+    /// controls (Suspend-, Resume-, Stop-Backfill, Set-BackfillThrottle) and its ledger. 1 to 64; each item is still its own transaction
+    /// (in server-side groups when unthrottled, as without workers). Not for keyset jobs. With -Join: this process's workers (default 1).
     /// </summary>
     /// <default>none: one worker, or the job's maxConcurrency, without a queue</default>
     [Parameter]
