@@ -149,6 +149,41 @@ public sealed class WorkerTests
     }
 
     [Fact]
+    public void Every_session_of_a_worker_run_killed_twice_the_run_goes_on_and_applies_each_item_once()
+    {
+        const int keys = 90;
+        var (s, cs, job, output) = Setup(keys);
+        using var _ = s;
+        var run = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 3 -ItemsPerMinute 900 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null; exit $(if ($?) {{ 0 }} else {{ 1 }})");
+        try
+        {
+            // pg_terminate_backend of every session of the database but this one (workers, heartbeat, control, lease): twice, mid-run.
+            foreach (var atLeast in new[] { 15, 45 })
+            {
+                WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'") >= atLeast, TimeSpan.FromSeconds(120), $"the run did not reach {atLeast} items");
+                Assert.True(Long(cs, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()") > 0);
+            }
+
+            Assert.True(run.WaitForExit(180_000), "the run did not end");
+            Assert.Equal(0, run.ExitCode);
+        }
+        finally
+        {
+            if (!run.HasExited)
+            {
+                run.Kill(entireProcessTree: true);
+            }
+
+            run.Dispose();
+        }
+
+        Assert.Equal("completed", Sql.Scalar(cs, "SELECT status FROM dataops.run"));
+        Assert.Equal((long)keys, Long(cs, "SELECT count(*) FROM counted WHERE n = 1"));
+        Assert.Equal((long)keys, Long(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.Equal(0L, Long(cs, "SELECT count(*) FROM dataops.run_item WHERE NOT done"));
+    }
+
+    [Fact]
     public void Join_refuses_what_it_cannot_join_with_specific_errors_and_changes_nothing()
     {
         var (s, cs, job, output) = Setup(keys: 5);

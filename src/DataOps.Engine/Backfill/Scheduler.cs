@@ -24,6 +24,8 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
     /// <summary>The keys this process's workers ran, for a run with a queue: the coordinator records the others' from the ledger at the end.</summary>
     private readonly HashSet<string> _mine = new(StringComparer.Ordinal);
+
+    private readonly Polly.ResiliencePipeline _queueRetry = Retry.Pipeline(items.Log);
     private int _next;
     private volatile bool _halted;
 
@@ -219,10 +221,10 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
         {
             var size = groups is null ? ClaimBatch : Math.Clamp(GroupExecutor.GroupSize / _width, 1, ClaimBatch * 8);
-            var claimed = await queue.ClaimAsync(await work.GetAsync(ct).ConfigureAwait(false), throttle.GroupSize(size), ct).ConfigureAwait(false);
+            var claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
             if (claimed.Count == 0)
             {
-                if (!await queue.OthersHoldItemsAsync(await work.GetAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false))
+                if (!await OnQueueAsync(work, queue.OthersHoldItemsAsync, ct).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -263,6 +265,24 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             }
         }
     }
+
+    /// <summary>
+    /// A statement on the run's queue, on the worker's connection: a transient failure (a dropped connection,
+    /// a restart) is retried on a new connection as an item's would be, so a short outage does not end the run.
+    /// </summary>
+    private Task<T> OnQueueAsync<T>(WorkConnection work, Func<Npgsql.NpgsqlConnection, CancellationToken, Task<T>> call, CancellationToken ct) =>
+        _queueRetry.ExecuteAsync(async token =>
+        {
+            try
+            {
+                return await call(await work.GetAsync(token).ConfigureAwait(false), token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (Retry.IsTransient(ex))
+            {
+                await work.ResetAsync().ConfigureAwait(false);
+                throw;
+            }
+        }, ct).AsTask();
 
     /// <summary>
     /// One item on the one-item path; null when a run's queue says another worker process took its claim
