@@ -101,21 +101,24 @@ internal static class RowImages
     /// The columns of a table whose values to_jsonb does not keep exactly, by <see cref="JsonKey"/>
     /// (json, jsonb and domains over them: plain) and <see cref="HoldsJsonKey"/> (arrays, composite
     /// types and domains that contain them at any depth). Ranges are left out: to_jsonb keeps a range
-    /// as its text, whatever its subtype.
+    /// as its text, whatever its subtype. The walk goes down from the table's own column types (a walk
+    /// up from json to every type that holds it took 3 s on a database of 3,000 tables, measured).
     /// </summary>
     public const string JsonColumnsSql = """
-        WITH RECURSIVE holds(oid, plain) AS (
-            SELECT t.oid, true FROM pg_type t WHERE t.oid IN ('json'::regtype, 'jsonb'::regtype)
+        WITH RECURSIVE walk(attnum, oid, plain) AS (
+            SELECT a.attnum, a.atttypid, true FROM pg_attribute a WHERE a.attrelid = @oid::oid AND a.attnum > 0 AND NOT a.attisdropped
             UNION
-            SELECT t.oid, h.plain AND t.typtype = 'd'
-            FROM holds h JOIN pg_type t
-              ON (t.typtype = 'd' AND t.typbasetype = h.oid)
-              OR (t.typelem = h.oid AND t.typlen = -1)
-              OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_attribute c WHERE c.attrelid = t.typrelid AND c.attnum > 0 AND NOT c.attisdropped AND c.atttypid = h.oid))
+            SELECT w.attnum, x.oid, w.plain AND x.domain
+            FROM walk w JOIN pg_type t ON t.oid = w.oid
+            CROSS JOIN LATERAL (
+                SELECT t.typbasetype, true WHERE t.typtype = 'd'
+                UNION ALL SELECT t.typelem, false WHERE t.typelem <> 0 AND t.typlen = -1
+                UNION ALL SELECT c.atttypid, false FROM pg_attribute c WHERE t.typtype = 'c' AND c.attrelid = t.typrelid AND c.attnum > 0 AND NOT c.attisdropped
+            ) x(oid, domain)
         )
-        SELECT a.attname::text, bool_and(h.plain)
-        FROM pg_attribute a JOIN holds h ON h.oid = a.atttypid
-        WHERE a.attrelid = @oid::oid AND a.attnum > 0 AND NOT a.attisdropped
+        SELECT a.attname::text, bool_and(w.plain)
+        FROM walk w JOIN pg_attribute a ON a.attrelid = @oid::oid AND a.attnum = w.attnum
+        WHERE w.oid IN ('json'::regtype, 'jsonb'::regtype)
         GROUP BY a.attnum, a.attname
         ORDER BY a.attnum
         """;
