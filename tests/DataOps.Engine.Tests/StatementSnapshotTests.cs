@@ -18,6 +18,13 @@ public sealed class StatementSnapshotTests
 
     private static readonly CaptureTable Profiles = new(new CaptureSpec("prism.profiles", "session_id = @key::uuid", "$.capture[1]"), "prism.profiles", "profiles", ["tenant", "id"]);
 
+    /// <summary>A table with json columns: its images also keep their text (RowImages.JsonKey, HoldsJsonKey).</summary>
+    private static readonly CaptureTable Documents = new(new CaptureSpec("prism.documents", "session_id = @key::uuid", "$.capture[2]"), "prism.documents", "documents", ["id"])
+    {
+        JsonColumns = ["body", "meta"],
+        HoldsJsonColumns = ["history"],
+    };
+
     public static TheoryData<string> Names => new(Statements().Keys);
 
     private static Dictionary<string, string> Statements()
@@ -34,8 +41,25 @@ public sealed class StatementSnapshotTests
         deleted.Tables["prism.sessions"] = [];
         deleted.Tables["prism.profiles"] = [];
 
+        var docBefore = new ItemImage();
+        docBefore.Tables["prism.documents"] = [
+            """{"id": 1, "body": null, "meta": {"a": 1}, "history": null, "dataops:json": {"body": "null", "meta": "{\"b\":1, \"a\":1}"}, "dataops:holds-json": {"history": null}}""",
+            """{"id": 2, "body": null, "meta": null, "history": [null], "dataops:json": {"body": null, "meta": null}, "dataops:holds-json": {"history": "{\"null\"}"}}"""];
+        var docAfter = new ItemImage();
+        docAfter.Tables["prism.documents"] = [
+            """{"id": 1, "body": null, "meta": {"a": 1}, "history": null, "dataops:json": {"body": null, "meta": "{\"a\": 1}"}, "dataops:holds-json": {"history": null}}""",
+            """{"id": 3, "body": {}, "meta": null, "history": null, "dataops:json": {"body": "{}", "meta": null}, "dataops:holds-json": {"history": null}}"""];
+        var docRestore = RestoreOp.ForItem("a1", docBefore, docAfter, [Documents]);
+        var docBulk = Enumerable.Repeat(docRestore.Single(op => op.Kind == RestoreKind.Update), RestoreOp.BulkRows).ToList();
+
         return new Dictionary<string, string>(StringComparer.Ordinal)
         {
+            ["json-before-image-0"] = RowImages.BeforeImageSelect(Documents, 0),
+            ["json-after-image-0"] = RowImages.AfterImageSelect(Documents, 0),
+            ["json-restore-ops"] = string.Join("\n", docRestore.Select(op => $"{op.Kind}: {op.Sql}")),
+            ["json-restore-script"] = string.Concat(docRestore.Select(op => op.ToScript(RunId.ToString()))),
+            ["json-restore-bulk"] = RestoreOp.BulkUpdateSql(docBulk),
+            ["json-restore-bulk-script"] = RestoreOp.ToScript(docBulk, RunId.ToString()),
             ["item-settings-transaction"] = ItemExecutor.ItemSettingsSelect(local: true),
             ["item-settings-session"] = ItemExecutor.ItemSettingsSelect(local: false),
             ["before-image-0"] = RowImages.BeforeImageSelect(Sessions, 0),

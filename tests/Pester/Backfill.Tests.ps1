@@ -225,3 +225,52 @@ Describe 'Test-ProdHealth and Undo-Backfill' {
         "$($err.TargetObject)" | Should -Be "$id"
     }
 }
+
+Describe 'Tables with json columns' {
+    BeforeAll {
+        # A jsonb 'null' and an SQL NULL look alike in to_jsonb, and json text is rewritten by it: the
+        # flip swaps the two and rewrites the json as jsonb would.
+        Invoke-TestSql $sb @'
+CREATE TABLE public.docs (id int PRIMARY KEY, b jsonb, j json, v int NOT NULL DEFAULT 0);
+INSERT INTO public.docs VALUES (1, 'null', '{"b":1,  "a":2, "a":3}'), (2, NULL, 'null'), (3, '{"k": null}', NULL);
+'@ | Out-Null
+        $script:jsonJob = Join-Path $out 'json-flip.job.json'
+        @{
+            version = 1; name = 'json-flip'
+            items   = @{ discover = 'SELECT id::text AS key FROM docs WHERE v = 0 ORDER BY id' }
+            capture = @(@{ table = 'docs'; where = 'id = @key::int' })
+            steps   = @(@{ name = 'flip'; sql = "UPDATE docs SET b = CASE WHEN b IS NULL THEN 'null'::jsonb WHEN b = 'null'::jsonb THEN NULL ELSE b END, j = j::jsonb::json, v = 1 WHERE id = @key::int" })
+            verify  = 'SELECT v = 1 FROM docs WHERE id = @key::int'
+        } | ConvertTo-Json -Depth 5 | Set-Content $jsonJob
+        $script:jsonRows = "SELECT string_agg(format('%s:%s:%s:%s', id, b IS NULL, jsonb_typeof(b), j::text), ' ' ORDER BY id) FROM docs"
+        $script:jsonBefore = Invoke-TestSql $sb $jsonRows
+    }
+
+    It 'Undo-Backfill puts back the jsonb null, the SQL NULL and the json text as they were' {
+        $run = @(Invoke-Backfill -Job $jsonJob -ItemsPerMinute 0 -OutputDirectory $out -WarningAction SilentlyContinue)
+        $run.Status | Sort-Object -Unique | Should -Be 'Applied'
+        $run.RowsChanged | Sort-Object -Unique | Should -Be 1
+        Invoke-TestSql $sb $jsonRows | Should -Not -Be $jsonBefore
+        (Get-BackfillItem -RunId $run[0].RunId -IncludeImages)[0].BeforeImageJson | Should -Match '"dataops:json": \{"b": "null"'
+
+        $undone = @(Undo-Backfill -RunId $run[0].RunId -Confirm:$false)
+
+        $undone.Status | Sort-Object -Unique | Should -Be 'Restored'
+        Invoke-TestSql $sb $jsonRows | Should -Be $jsonBefore
+        Invoke-TestSql $sb 'SELECT jsonb_typeof(b) FROM docs WHERE id = 1' | Should -Be 'null'
+    }
+
+    It 'a Test-ProdHealth plan of the table runs, and a row whose null state changed since is Drifted for Undo-Backfill' {
+        $h = Test-ProdHealth -Job $jsonJob -OutputDirectory $out
+        $h.PendingCount | Should -Be 3
+        $fixed = @($h | Invoke-Backfill -ItemsPerMinute 0 -OutputDirectory $out -Force -WarningAction SilentlyContinue)
+        $fixed.Status | Sort-Object -Unique | Should -Be 'Applied'
+        Invoke-TestSql $sb "UPDATE docs SET b = 'null' WHERE id = 1 AND b IS NULL" | Out-Null
+
+        $undo = @(Undo-Backfill -RunId $fixed[0].RunId -Confirm:$false)
+
+        ($undo | Where-Object Key -EQ '1').Status | Should -Be 'Drifted'
+        ($undo | Where-Object Key -NE '1').Status | Sort-Object -Unique | Should -Be 'Restored'
+        Invoke-TestSql $sb 'SELECT v FROM docs WHERE id = 1' | Should -Be 1
+    }
+}

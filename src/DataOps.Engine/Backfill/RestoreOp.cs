@@ -26,7 +26,52 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
 
     private string Pk => string.Join(", ", PrimaryKey.Select(BackfillSql.Quote));
 
-    private IReadOnlyList<string> Columns => [.. JsonNode.Parse(Before!)!.AsObject().Select(p => p.Key)];
+    private IReadOnlyList<string> Columns => [.. JsonNode.Parse(Before!)!.AsObject().Select(p => p.Key).Where(k => !RowImages.IsExtraKey(k))];
+
+    /// <summary>The json columns an image keeps as text (RowImages.JsonKey, HoldsJsonKey); none for images without them.</summary>
+    private static (IReadOnlyList<string> Json, IReadOnlyList<string> Holds) JsonColumnsOf(string? image) =>
+        image is null ? ([], []) : RowImages.JsonColumnsOf(JsonNode.Parse(image)!.AsObject());
+
+    /// <summary>Whether the row's images keep json columns as text: then the restore reads them from there.</summary>
+    private bool HasJsonText => JsonColumnsOf(Before ?? After) is { } j && j.Json.Count + j.Holds.Count > 0;
+
+    /// <summary>The image of the row as it is now, built as the capture built <paramref name="image"/> (to compare the two).</summary>
+    private string ImageNow(string reference, string? image)
+    {
+        var (json, holds) = JsonColumnsOf(image);
+        return RowImages.RowImage(reference, json, holds);
+    }
+
+    /// <summary>
+    /// FROM of a subquery that reads one image (<paramref name="image"/>, SQL of a jsonb value) as a row:
+    /// dataops_i.i is the image, dataops_r the record. Columns that hold json get their text (the
+    /// type's input function reads it back); json columns are read by <see cref="Values"/>.
+    /// </summary>
+    private string ImageSource(string image, IReadOnlyList<string> holds) =>
+        $"(SELECT {image} AS i) dataops_i, LATERAL jsonb_populate_record(NULL::{Table}, " +
+        (holds.Count > 0 ? $"dataops_i.i || coalesce(dataops_i.i -> {ScriptText.Literal(RowImages.HoldsJsonKey)}, '{{}}'::jsonb)" : "dataops_i.i") + ") dataops_r";
+
+    /// <summary>
+    /// The values of <paramref name="columns"/> from an image: json columns from their text, cast to
+    /// json (assigned to a jsonb column or a domain, PostgreSQL converts it) or, to compare a key, to
+    /// jsonb; every other column from the record.
+    /// </summary>
+    private static string Values(IEnumerable<string> columns, IReadOnlyList<string> json, string texts, string record, bool key) =>
+        string.Join(", ", columns.Select(c => json.Contains(c, StringComparer.Ordinal)
+            ? $"({texts} ->> {ScriptText.Literal(c)})::{(key ? "jsonb" : "json")}"
+            : $"{record}.{BackfillSql.Quote(c)}"));
+
+    /// <summary>The row's primary key from an image (SQL of a jsonb value), as a subquery.</summary>
+    private string KeyFrom(string image, string? imageJson)
+    {
+        if (!HasJsonText)
+        {
+            return $"(SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {image}))";
+        }
+
+        var (json, holds) = JsonColumnsOf(imageJson);
+        return $"(SELECT {Values(PrimaryKey, json, $"(dataops_i.i -> {ScriptText.Literal(RowImages.JsonKey)})", "dataops_r", key: true)} FROM {ImageSource(image, holds)})";
+    }
 
     /// <summary>A short description of the row, by primary key.</summary>
     public string RowLabel
@@ -38,14 +83,35 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         }
     }
 
-    /// <summary>The parameterized statement (@before, @after); exactly one row must be affected.</summary>
-    public string Sql => Kind switch
+    /// <summary>
+    /// The parameterized statement (@before, @after); exactly one row must be affected. For images
+    /// with json columns' text (RowImages) the values come from that text and the drift check compares
+    /// the same image; images without it get the statements they always had.
+    /// </summary>
+    public string Sql => HasJsonText ? JsonSql : Kind switch
     {
         RestoreKind.Delete => $"DELETE FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @after::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
         RestoreKind.Update => $"UPDATE {Table} SET ({string.Join(", ", Columns.Select(BackfillSql.Quote))}) = (SELECT {string.Join(", ", Columns.Select(BackfillSql.Quote))} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) " +
                               $"WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
         _ => $"INSERT INTO {Table} SELECT * FROM jsonb_populate_record(NULL::{Table}, @before::jsonb) ON CONFLICT DO NOTHING",
     };
+
+    private string JsonSql
+    {
+        get
+        {
+            var texts = $"(dataops_i.i -> {ScriptText.Literal(RowImages.JsonKey)})";
+            var (json, holds) = JsonColumnsOf(Before);
+            var columns = Kind == RestoreKind.Delete ? string.Empty : string.Join(", ", Columns.Select(BackfillSql.Quote));
+            var values = Kind == RestoreKind.Delete ? string.Empty : $"{Values(Columns, json, texts, "dataops_r", key: false)} FROM {ImageSource("@before::jsonb", holds)}";
+            return Kind switch
+            {
+                RestoreKind.Delete => $"DELETE FROM {Table} WHERE ({Pk}) = {KeyFrom("@after::jsonb", After)} AND {ImageNow(Ref, After)} = @after::jsonb",
+                RestoreKind.Update => $"UPDATE {Table} SET ({columns}) = (SELECT {values}) WHERE ({Pk}) = {KeyFrom("@before::jsonb", Before)} AND {ImageNow(Ref, After)} = @after::jsonb",
+                _ => $"INSERT INTO {Table} ({columns}) SELECT {values} ON CONFLICT DO NOTHING",
+            };
+        }
+    }
 
     /// <summary>
     /// The same as a psql-runnable block with the images inlined as literals, raising on drift and
@@ -58,8 +124,8 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
     {
         var sql = Sql.Replace("@before::jsonb", Literal(Before), StringComparison.Ordinal).Replace("@after::jsonb", Literal(After), StringComparison.Ordinal);
         var check = Kind == RestoreKind.Delete
-            ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(After)})); IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {ScriptText.Literal(RowLabel)}; END IF;"
-            : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, {Literal(Before)})) AND to_jsonb({Ref}) = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {ScriptText.Literal(RowLabel)}; END IF;";
+            ? $"PERFORM 1 FROM {Table} WHERE ({Pk}) = {KeyFrom(Literal(After), After)}; IF FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % still exists', {ScriptText.Literal(RowLabel)}; END IF;"
+            : $"PERFORM 1 FROM {Table} WHERE ({Pk}) = {KeyFrom(Literal(Before), Before)} AND {ImageNow(Ref, Before)} = {Literal(Before)}; IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback check failed: % does not equal its before-image', {ScriptText.Literal(RowLabel)}; END IF;";
         var body = new StringBuilder()
             .Append($"  {sql};").Append('\n')
             .Append($"  IF NOT FOUND THEN RAISE EXCEPTION 'DataOps rollback of run {runId} stopped: % (item %) changed since the backfill (it no longer equals the after-image); nothing was restored', {ScriptText.Literal(RowLabel)}, {ScriptText.Literal(ItemKey)}; END IF;").Append('\n')
@@ -117,16 +183,38 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         var first = group[0];
         var columns = first.Columns.Select(BackfillSql.Quote).ToList();
         var pk = first.PrimaryKey.Select(BackfillSql.Quote).ToList();
+        if (first.HasJsonText)
+        {
+            // Images with json columns' text: the values, the keys and the drift check as in Sql.
+            var (json, _) = JsonColumnsOf(first.Before);
+            return $"UPDATE {first.Table} AS dataops_t SET ({string.Join(", ", columns)}) = ROW({Values(first.Columns, json, "p.dataops_json", "(p.b)", key: false)}) " +
+                   $"FROM (SELECT {BulkRecord(first)} AS b, b.value -> {ScriptText.Literal(RowImages.JsonKey)} AS dataops_json, a.value AS a FROM jsonb_array_elements(@before::jsonb) WITH ORDINALITY AS b(value, i) JOIN jsonb_array_elements(@after::jsonb) WITH ORDINALITY AS a(value, i) USING (i) OFFSET 0) p " +
+                   $"WHERE ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({Values(first.PrimaryKey, json, "p.dataops_json", "(p.b)", key: true)}) AND {first.ImageNow("dataops_t", first.After)} = p.a";
+        }
+
         return $"UPDATE {first.Table} AS dataops_t SET ({string.Join(", ", columns)}) = ROW({string.Join(", ", columns.Select(c => $"(p.b).{c}"))}) " +
                $"FROM (SELECT jsonb_populate_record(NULL::{first.Table}, b.value) AS b, a.value AS a FROM jsonb_array_elements(@before::jsonb) WITH ORDINALITY AS b(value, i) JOIN jsonb_array_elements(@after::jsonb) WITH ORDINALITY AS a(value, i) USING (i) OFFSET 0) p " +
                $"WHERE ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) AND to_jsonb(dataops_t) = p.a";
     }
+
+    /// <summary>The record of a bulk group's before-image b.value, the text of columns that hold json read back (see ImageSource).</summary>
+    private static string BulkRecord(RestoreOp first) =>
+        JsonColumnsOf(first.Before).Holds.Count > 0
+            ? $"jsonb_populate_record(NULL::{first.Table}, b.value || coalesce(b.value -> {ScriptText.Literal(RowImages.HoldsJsonKey)}, '{{}}'::jsonb))"
+            : $"jsonb_populate_record(NULL::{first.Table}, b.value)";
 
     /// <summary>How many of the rows (@before, a JSON array) now equal their before-images: the check after a bulk update.</summary>
     private static string BulkCheckSql(IReadOnlyList<RestoreOp> group)
     {
         var first = group[0];
         var pk = first.PrimaryKey.Select(BackfillSql.Quote).ToList();
+        if (first.HasJsonText)
+        {
+            var (json, _) = JsonColumnsOf(first.Before);
+            return $"SELECT count(*) FROM {first.Table} AS dataops_t JOIN (SELECT {BulkRecord(first)} AS b, b.value -> {ScriptText.Literal(RowImages.JsonKey)} AS dataops_json, b.value AS j FROM jsonb_array_elements(@before::jsonb) AS b(value) OFFSET 0) p " +
+                   $"ON ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({Values(first.PrimaryKey, json, "p.dataops_json", "(p.b)", key: true)}) WHERE {first.ImageNow("dataops_t", first.Before)} = p.j";
+        }
+
         return $"SELECT count(*) FROM {first.Table} AS dataops_t JOIN (SELECT jsonb_populate_record(NULL::{first.Table}, b.value) AS b, b.value AS j FROM jsonb_array_elements(@before::jsonb) AS b(value) OFFSET 0) p " +
                $"ON ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) WHERE to_jsonb(dataops_t) = p.j";
     }

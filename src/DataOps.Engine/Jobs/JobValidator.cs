@@ -5,7 +5,14 @@ using Npgsql;
 namespace DataOps.Engine.Jobs;
 
 /// <summary>A capture table as the database describes it.</summary>
-public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string RowReference, IReadOnlyList<string> PrimaryKey);
+public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string RowReference, IReadOnlyList<string> PrimaryKey)
+{
+    /// <summary>Columns of type json or jsonb (or a domain over them), whose text the row image keeps besides to_jsonb (see RowImages).</summary>
+    public IReadOnlyList<string> JsonColumns { get; init; } = [];
+
+    /// <summary>Columns of arrays or composite types that contain json or jsonb, whose text the row image keeps besides to_jsonb.</summary>
+    public IReadOnlyList<string> HoldsJsonColumns { get; init; } = [];
+}
 
 /// <summary>A job checked against a database: tables exist, have primary keys, and every statement parses.</summary>
 public sealed record ValidatedJob(BackfillJob Job, IReadOnlyList<CaptureTable> Capture)
@@ -48,7 +55,20 @@ public static class JobValidator
             }
 
             var qualified = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT @oid::oid::regclass::text", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
-            tables.Add(new CaptureTable(c, qualified!, c.Table.Split('.')[^1], pk));
+            var reserved = await conn.QueryAsync<string>(new CommandDefinition(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = @oid::oid AND attnum > 0 AND NOT attisdropped AND attname::text = ANY(@names) ORDER BY attnum",
+                new { oid, names = new[] { RowImages.JsonKey, RowImages.HoldsJsonKey } }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            foreach (var name in reserved)
+            {
+                problems.Add($"{c.Path}.table: '{c.Table}' has a column named '{name}', the name the row images use for the exact text of json columns; rename the column to capture this table.");
+            }
+
+            var json = (await conn.QueryAsync<(string Name, bool Plain)>(new CommandDefinition(RowImages.JsonColumnsSql, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            tables.Add(new CaptureTable(c, qualified!, c.Table.Split('.')[^1], pk)
+            {
+                JsonColumns = [.. json.Where(j => j.Plain).Select(j => j.Name)],
+                HoldsJsonColumns = [.. json.Where(j => !j.Plain).Select(j => j.Name)],
+            });
         }
 
         var keyset = job.Keyset is { } spec ? await KeysetTargetAsync(conn, tx, spec, problems, ct).ConfigureAwait(false) : null;

@@ -11,7 +11,9 @@ namespace DataOps.PowerShell.Cmdlets;
 /// status (Applied, Failed or Stale for a backfill; Restored or Drifted for an undo), rows changed, attempts, duration, error category
 /// and error, and whether an undo restored it since (UndoneBy) or a later run applied it again (SupersededBy). -IncludeImages adds the
 /// rows before and after the item ran: BeforeImage and AfterImage as objects ({table: [rows]}), BeforeImageJson and AfterImageJson as
-/// the ledger's text. Without it the images are not read.</para>
+/// the ledger's text. Without it the images are not read. A row of a table with json or jsonb columns also holds their exact text
+/// under "dataops:json" (and "dataops:holds-json" for arrays and composite types that contain json), SQL NULL as null: to_jsonb alone
+/// shows a jsonb null and SQL NULL alike and rewrites json.</para>
 /// <para type="description">-RunId binds from the pipeline, so Get-BackfillRun output lists each run's items; an Invoke-Backfill result
 /// also binds its Key, so its items come back one for one (an item skipped as already applied is recorded under the run that applied
 /// it, and is reported ItemNotFound). -Key takes wildcards; a plain key that the run did not record is an error (ItemNotFound), as is an

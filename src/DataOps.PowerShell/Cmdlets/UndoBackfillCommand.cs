@@ -7,8 +7,10 @@ namespace DataOps.PowerShell.Cmdlets;
 /// <summary>
 /// <para type="synopsis">Restores the before-images of a backfill run, refusing rows changed since the run.</para>
 /// <para type="description">Undo-Backfill puts back what a run changed, newest item first, one transaction per item: rows the run
-/// inserted are deleted, rows it deleted are inserted again, changed columns get their old values. A row is restored only if it
-/// still equals the after-image the run captured; otherwise the item is reported Drifted and nothing of it changes. Restored items
+/// inserted are deleted, rows it deleted are inserted again, changed columns get their old values (json and jsonb columns exactly:
+/// a jsonb null stays a JSON null, SQL NULL stays NULL, json text keeps its key order, duplicate keys and whitespace). A row is
+/// restored only if it still equals the after-image the run captured (a jsonb column that changed between JSON null and SQL NULL
+/// counts); otherwise the item is reported Drifted and nothing of it changes. Restored items
 /// are recorded in the ledger, so Invoke-Backfill applies them again. The undo holds the job's lease while it restores: it is refused
 /// (BackfillRunInProgress) while the run, or any run of the job, is still applying, and no run of the job starts until it is done.
 /// An item whose rows another session holds waits 5 seconds, then is reported Failed (LockTimeout) and the undo goes on; a lost
