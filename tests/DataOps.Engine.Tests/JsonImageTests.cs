@@ -179,7 +179,7 @@ public sealed class JsonImageTests
         Assert.Equal(["v"], plain.Capture[0].HoldsJsonColumns);
         db.Execute("ALTER TABLE plain ALTER COLUMN v TYPE text[] USING v::text[]");
         plain = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob("plain2", new JsonObject { ["keys"] = new JsonArray("1") }, "SELECT @key", "id = @key::int", "plain")), db.Connection, CancellationToken.None);
-        Assert.Equal("coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY r.\"id\") FROM (SELECT * FROM plain WHERE (id = @key::int) ORDER BY \"id\") r), '[]'::jsonb)::text", RowImages.ImageSelect(plain.Capture[0], forUpdate: false));
+        Assert.Equal("coalesce((SELECT jsonb_agg(to_jsonb(r.*) ORDER BY r.\"id\") FROM (SELECT * FROM plain WHERE (id = @key::int) ORDER BY \"id\") r), '[]'::jsonb)::text", RowImages.ImageSelect(plain.Capture[0], forUpdate: false));
 
         // A ledger row written before images kept json text: plain to_jsonb rows. They restore as they always did.
         var oldBefore = db.Scalar<string>("SELECT to_jsonb(x)::text FROM docs x WHERE id = 2");
@@ -217,7 +217,7 @@ public sealed class JsonImageTests
             "UPDATE public.docs SET (\"id\", \"b\", \"ba\", \"v\") = (SELECT dataops_r.\"id\", ((dataops_i.i -> 'dataops:json') ->> 'b')::json, dataops_r.\"ba\", dataops_r.\"v\" " +
             "FROM (SELECT @before::jsonb AS i) dataops_i, LATERAL jsonb_populate_record(NULL::public.docs, dataops_i.i || coalesce(dataops_i.i -> 'dataops:holds-json', '{}'::jsonb)) dataops_r) " +
             "WHERE (\"id\") = (SELECT dataops_r.\"id\" FROM (SELECT @before::jsonb AS i) dataops_i, LATERAL jsonb_populate_record(NULL::public.docs, dataops_i.i || coalesce(dataops_i.i -> 'dataops:holds-json', '{}'::jsonb)) dataops_r) " +
-            "AND (to_jsonb(\"docs\") || jsonb_build_object('dataops:json', jsonb_build_object('b', \"docs\".\"b\"::text), 'dataops:holds-json', jsonb_build_object('ba', \"docs\".\"ba\"::text))) = @after::jsonb",
+            "AND (to_jsonb(\"docs\".*) || jsonb_build_object('dataops:json', jsonb_build_object('b', \"docs\".\"b\"::text), 'dataops:holds-json', jsonb_build_object('ba', \"docs\".\"ba\"::text))) = @after::jsonb",
             op.Sql);
         Assert.Equal(RowImages.RowImage("\"docs\"", table.JsonColumns, table.HoldsJsonColumns), RowImages.RowImage(table, "\"docs\""));
     }
@@ -292,7 +292,7 @@ public sealed class JsonImageTests
         return (string)(await select.ExecuteScalarAsync())!;
     }
 
-    private static async Task<List<BackfillItemResult>> UndoAsync(DatabaseFixture db, Guid runId)
+    internal static async Task<List<BackfillItemResult>> UndoAsync(DatabaseFixture db, Guid runId)
     {
         using var log = EngineRuns.Log("json-image-test");
         var results = new List<BackfillItemResult>();
@@ -304,9 +304,9 @@ public sealed class JsonImageTests
         return results;
     }
 
-    private static string Script(string output) => Directory.GetFiles(output, "rollback_*.sql", SearchOption.AllDirectories).Single();
+    internal static string Script(string output) => Directory.GetFiles(output, "rollback_*.sql", SearchOption.AllDirectories).Single();
 
-    private static (int Code, string Out, string Err) Psql(DatabaseFixture db, string script)
+    internal static (int Code, string Out, string Err) Psql(DatabaseFixture db, string script)
     {
         var b = new NpgsqlConnectionStringBuilder(db.Connection.ConnectionString);
         var psi = new ProcessStartInfo(Path.Combine(TestCluster.Sandbox.BinDirectory!, "psql")) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };

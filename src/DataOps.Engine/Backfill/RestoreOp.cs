@@ -90,9 +90,9 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
     /// </summary>
     public string Sql => HasJsonText ? JsonSql : Kind switch
     {
-        RestoreKind.Delete => $"DELETE FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @after::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
+        RestoreKind.Delete => $"DELETE FROM {Table} WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @after::jsonb)) AND to_jsonb({Ref}.*) = @after::jsonb",
         RestoreKind.Update => $"UPDATE {Table} SET ({string.Join(", ", Columns.Select(BackfillSql.Quote))}) = (SELECT {string.Join(", ", Columns.Select(BackfillSql.Quote))} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) " +
-                              $"WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) AND to_jsonb({Ref}) = @after::jsonb",
+                              $"WHERE ({Pk}) = (SELECT {Pk} FROM jsonb_populate_record(NULL::{Table}, @before::jsonb)) AND to_jsonb({Ref}.*) = @after::jsonb",
         _ => $"INSERT INTO {Table} SELECT * FROM jsonb_populate_record(NULL::{Table}, @before::jsonb) ON CONFLICT DO NOTHING",
     };
 
@@ -194,7 +194,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
 
         return $"UPDATE {first.Table} AS dataops_t SET ({string.Join(", ", columns)}) = ROW({string.Join(", ", columns.Select(c => $"(p.b).{c}"))}) " +
                $"FROM (SELECT jsonb_populate_record(NULL::{first.Table}, b.value) AS b, a.value AS a FROM jsonb_array_elements(@before::jsonb) WITH ORDINALITY AS b(value, i) JOIN jsonb_array_elements(@after::jsonb) WITH ORDINALITY AS a(value, i) USING (i) OFFSET 0) p " +
-               $"WHERE ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) AND to_jsonb(dataops_t) = p.a";
+               $"WHERE ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) AND to_jsonb(dataops_t.*) = p.a";
     }
 
     /// <summary>The record of a bulk group's before-image b.value, the text of columns that hold json read back (see ImageSource).</summary>
@@ -216,7 +216,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         }
 
         return $"SELECT count(*) FROM {first.Table} AS dataops_t JOIN (SELECT jsonb_populate_record(NULL::{first.Table}, b.value) AS b, b.value AS j FROM jsonb_array_elements(@before::jsonb) AS b(value) OFFSET 0) p " +
-               $"ON ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) WHERE to_jsonb(dataops_t) = p.j";
+               $"ON ({string.Join(", ", pk.Select(k => $"dataops_t.{k}"))}) = ({string.Join(", ", pk.Select(k => $"(p.b).{k}"))}) WHERE to_jsonb(dataops_t.*) = p.j";
     }
 
     /// <summary>The JSON array of a group's before- or after-images.</summary>

@@ -63,7 +63,11 @@ internal static class RowImages
     /// </summary>
     public const string HoldsJsonKey = "dataops:holds-json";
 
-    /// <summary>The image of one row (<paramref name="alias"/>): to_jsonb, plus the text of the columns it loses.</summary>
+    /// <summary>
+    /// The image of one row (<paramref name="alias"/>): to_jsonb, plus the text of the columns it loses. Always
+    /// to_jsonb(alias.*): a bare to_jsonb(alias) is the column of that name when the table has one (a table
+    /// "orders" with a column "orders", or the images' alias r beside a column r), not the row.
+    /// </summary>
     public static string RowImage(CaptureTable t, string alias) => RowImage(alias, t.JsonColumns, t.HoldsJsonColumns);
 
     /// <summary>
@@ -75,7 +79,7 @@ internal static class RowImages
     {
         if (json.Count == 0 && holding.Count == 0)
         {
-            return $"to_jsonb({alias})";
+            return $"to_jsonb({alias}.*)";
         }
 
         var parts = new List<string>();
@@ -89,7 +93,7 @@ internal static class RowImages
             parts.Add($"{Backfill.ScriptText.Literal(HoldsJsonKey)}, {ColumnTexts(alias, holding)}");
         }
 
-        return $"(to_jsonb({alias}) || jsonb_build_object({string.Join(", ", parts)}))";
+        return $"(to_jsonb({alias}.*) || jsonb_build_object({string.Join(", ", parts)}))";
     }
 
     /// <summary>{"column": column::text, ...}; jsonb_build_object takes at most 100 arguments, so 50 columns a call.</summary>

@@ -1,1 +1,1 @@
-SELECT set_config('dataops.before_0', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY r."id") FROM (SELECT * FROM prism.sessions WHERE (id = @key::uuid) ORDER BY "id" FOR UPDATE) r), '[]'::jsonb)::text, true)
+SELECT set_config('dataops.before_0', coalesce((SELECT jsonb_agg(to_jsonb(r.*) ORDER BY r."id") FROM (SELECT * FROM prism.sessions WHERE (id = @key::uuid) ORDER BY "id" FOR UPDATE) r), '[]'::jsonb)::text, true)
