@@ -108,6 +108,8 @@ internal static class BadJobs
           "$.throttle.signals[0].query: the query returns text", "only PostgreSQL knows a query's result type" },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":["id","status"]}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
           "$.items.keyset.key: [\"id\",\"status\"]: give one column", null },
+        { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.\"sessions","key":"\"id"}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
+          "$.items.keyset.table: 'prism.\"sessions' is not a table name", null },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"id"},"discover":"SELECT '1' AS key"},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
           "$.items: give exactly one", null },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"user_id"}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
