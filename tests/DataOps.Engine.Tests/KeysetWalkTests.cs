@@ -289,6 +289,32 @@ public sealed class KeysetWalkTests
     }
 
     [Fact]
+    public async Task A_key_that_is_not_unique_is_refused_naming_the_column_and_the_table_and_a_unique_index_of_its_own_is_enough()
+    {
+        var db = await DatabaseAsync(10);
+        db.Execute("""
+            CREATE INDEX t_v ON t (v);
+            ALTER TABLE t ADD COLUMN w int, ADD COLUMN code text;
+            CREATE UNIQUE INDEX t_w_id ON t (w, id);
+            CREATE UNIQUE INDEX t_code ON t (code) INCLUDE (v);
+            UPDATE t SET code = 'c' || lpad(id::text, 3, '0');
+            """);
+        var repeated = JobFile.Load(WriteJob("repeated", new JsonObject { ["table"] = "public.t", ["key"] = "v" }));
+        var leading = JobFile.Load(WriteJob("leading", new JsonObject { ["table"] = "public.t", ["key"] = "w" }));
+        var unique = JobFile.Load(WriteJob("unique", new JsonObject { ["table"] = "public.t", ["key"] = "code", ["minChunkSize"] = 4, ["maxChunkSize"] = 4 }));
+
+        var e1 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(repeated, db.Connection, CancellationToken.None));
+        var e2 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(leading, db.Connection, CancellationToken.None));
+        var job = await BackfillRunner.PrepareAsync(unique, db.Connection, CancellationToken.None);
+
+        Assert.Equal(("JobFileInvalid", "JobFileInvalid"), (e1.ErrorId, e2.ErrorId));
+        Assert.Contains("$.items.keyset.key: the column 'v' of 'public.t' is not unique", e1.Message);
+        Assert.Contains("CREATE UNIQUE INDEX CONCURRENTLY ON t (\"v\")", e1.Message);
+        Assert.Contains("$.items.keyset.key: the column 'w' of 'public.t' is not unique", e2.Message);
+        Assert.Equal("code", job.Keyset!.KeyColumn);
+    }
+
+    [Fact]
     public void Chunk_sizes_follow_the_rows_per_second_seen_within_half_and_double_and_the_limits()
     {
         var spec = new KeysetSpec("t", "id", null, TimeSpan.FromSeconds(1), 100, 10_000, KeysetSpec.DefaultStatementTimeout);

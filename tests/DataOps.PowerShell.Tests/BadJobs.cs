@@ -114,6 +114,8 @@ internal static class BadJobs
           "$.items: give exactly one", null },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"user_id"}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
           "$.items.keyset.key: no index of 'prism.sessions' starts with 'user_id'", "the database knows which indexes exist" },
+        { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"status"}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",
+          "$.items.keyset.key: the column 'status' of 'prism.sessions' is not unique", "the database knows which indexes are unique" },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"id"}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"UPDATE prism.sessions SET fc_kind = 'functions' WHERE id = @key::uuid"}],"verify":"SELECT @lo <= @hi"}""",
           "$.steps[0].sql: does not use both @lo and @hi", "which parameters a statement uses is in its SQL text" },
         { """{"version":1,"name":"j","items":{"keyset":{"table":"prism.sessions","key":"id","minChunkSize":500,"maxChunkSize":100}},"capture":[{"table":"prism.sessions","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],"steps":[{"sql":"SELECT @lo, @hi"}],"verify":"SELECT @lo <= @hi"}""",

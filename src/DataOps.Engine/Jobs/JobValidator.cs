@@ -104,7 +104,8 @@ public static class JobValidator
 
     /// <summary>
     /// A keyset walk's table and key: the column exists and leads a (non-partial) index, so each
-    /// chunk's boundary is an index range scan, not a scan of the whole table per chunk. The table is
+    /// chunk's boundary is an index range scan, not a scan of the whole table per chunk, and it is
+    /// unique (a unique index or primary key of that column alone), so every chunk can be halved. The table is
     /// SQL's spelling (to_regclass reads quotes and folds plain names); the key is the column's own name.
     /// </summary>
     private static async Task<KeysetTarget?> KeysetTargetAsync(NpgsqlConnection conn, NpgsqlTransaction tx, KeysetSpec spec, List<string> problems, CancellationToken ct)
@@ -116,10 +117,11 @@ public static class JobValidator
             return null;
         }
 
-        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Name, string Type, bool Indexed, string Collate)?>(new CommandDefinition(
+        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Name, string Type, bool Indexed, bool Unique, string Collate)?>(new CommandDefinition(
             """
             SELECT a.attrelid::regclass::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indisvalid),
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indnkeyatts = 1 AND i.indisunique AND i.indpred IS NULL AND i.indisvalid),
                    coalesce((SELECT ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
                              WHERE c.oid = a.attcollation AND a.attcollation <> 100), '')
             FROM pg_attribute a
@@ -138,6 +140,16 @@ public static class JobValidator
         if (!c.Indexed)
         {
             problems.Add($"$.items.keyset.key: no index of '{spec.Table}' starts with '{spec.KeyColumn}'; each chunk would scan the whole table. Create one (CREATE INDEX CONCURRENTLY ...) or walk another key.");
+            return null;
+        }
+
+        if (!c.Unique)
+        {
+            // Rows that share a key value cannot be split between chunks: a chunk takes every row of its last key, so it can
+            // grow past maxChunkSize, and a chunk of one repeated value cannot be halved when it hits the statement timeout.
+            problems.Add($"$.items.keyset.key: the column '{c.Name}' of '{spec.Table}' is not unique (no primary key or unique index has it as its only key column), so rows sharing a key value " +
+                $"could not be split between chunks: a chunk could grow past maxChunkSize and one of a single repeated value could not be halved when it hits the statement timeout. " +
+                $"Walk a unique key (usually the primary key), or, if the column's values are unique, create a unique index on it (CREATE UNIQUE INDEX CONCURRENTLY ON {c.Qualified} ({BackfillSql.Quote(c.Name)})).");
             return null;
         }
 
