@@ -100,7 +100,7 @@ try {
                     $hash = [Security.Cryptography.SHA256]::HashData([Text.Encoding]::UTF8.GetBytes("$function/$($request.session)"))
                     $score = [int]($hash[0] % 100)
                     $field = if ($function -eq 'score_fc_session') { 'fc' } else { 'prism' }
-                    $r = Invoke-DataOpsQuery -Connection $connection -As NonQuery -Confirm:$false -Query @'
+                    $r = Invoke-DataOpsQuery -Connection $connection -As NonQuery -Confirm:$false -ErrorAction Stop -Query @'
 UPDATE prism.profiles
 SET scores = coalesce(scores, '{}'::jsonb) || jsonb_build_object(@field::text, @score::int, 'model', @model::text), updated_at = now()
 WHERE session_id = @session::uuid

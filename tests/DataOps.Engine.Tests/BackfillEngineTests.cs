@@ -67,6 +67,46 @@ public sealed class BackfillEngineTests
         Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.ledger"));
     }
 
+    [Fact]
+    public async Task Undoing_a_dry_run_or_an_undo_run_is_refused_saying_what_that_run_was_and_changes_nothing()
+    {
+        var db = await DatabaseAsync(5);
+        var job = await JobAsync(db, "undo-kinds", items: 5);
+        var dry = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0, DryRun = true });
+        var run = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output(), ItemsPerMinute = 0 });
+        using (var log = Log())
+        {
+            await foreach (var _ in UndoRunner.UndoAsync(db.Connection, run[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+            {
+            }
+        }
+
+        var undoRun = db.Scalar<Guid>("SELECT run_id FROM dataops.run WHERE kind = 'undo'");
+        var ledger = db.Scalar<long>("SELECT count(*) FROM dataops.ledger");
+
+        var ofDry = await Assert.ThrowsAsync<DataOpsException>(() => UndoRunner.CheckAsync(db.Connection, dry[0].RunId, CancellationToken.None));
+        var ofUndo = await Assert.ThrowsAsync<DataOpsException>(() => UndoRunner.CheckAsync(db.Connection, undoRun, CancellationToken.None));
+        var direct = await Assert.ThrowsAsync<DataOpsException>(async () =>
+        {
+            using var log = Log();
+            await foreach (var _ in UndoRunner.UndoAsync(db.Connection, dry[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+            {
+            }
+        });
+
+        Assert.Equal(("UndoOfDryRun", DataOpsErrorKind.InvalidOperation, (object)dry[0].RunId), (ofDry.ErrorId, ofDry.Kind, ofDry.Target));
+        Assert.Contains($"Run {dry[0].RunId} of job 'undo-kinds'", ofDry.Message);
+        Assert.Contains("was a dry run", ofDry.Message);
+        Assert.Contains("changed nothing", ofDry.Message);
+        Assert.Equal(("UndoOfUndoRun", DataOpsErrorKind.InvalidOperation, (object)undoRun), (ofUndo.ErrorId, ofUndo.Kind, ofUndo.Target));
+        Assert.Contains($"is an undo run (it restored rows of run {run[0].RunId})", ofUndo.Message);
+        Assert.Contains("run the job again", ofUndo.Message);
+        Assert.Equal("UndoOfDryRun", direct.ErrorId);
+        Assert.Equal(ledger, db.Scalar<long>("SELECT count(*) FROM dataops.ledger"));
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM t WHERE v <> 0"));
+        Assert.Equal(1L, db.Scalar<long>("SELECT count(*) FROM dataops.run WHERE kind = 'undo'"));
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1_000_000)]

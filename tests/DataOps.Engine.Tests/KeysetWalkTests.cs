@@ -141,6 +141,68 @@ public sealed class KeysetWalkTests
         Assert.Equal(100L, db.Scalar<long>("SELECT count(*) FROM tc WHERE v = 1"));
     }
 
+    [Theory]
+    [InlineData("public.\"Accounts\"", "AccountId")]
+    [InlineData("\"Accounts\"", "\"AccountId\"")]
+    [InlineData("\"Ledger Schema\".\"Accounts\"", "\"AccountId\"")]
+    public async Task A_walk_of_a_mixed_case_table_by_a_mixed_case_key_updates_every_row_once(string table, string key)
+    {
+        var db = await DatabaseAsync(0);
+        db.Execute("""
+            CREATE SCHEMA "Ledger Schema";
+            CREATE TABLE "Accounts" ("AccountId" int PRIMARY KEY, "Seen" int NOT NULL DEFAULT 0);
+            INSERT INTO "Accounts" ("AccountId") SELECT generate_series(1, 250);
+            CREATE TABLE "Ledger Schema"."Accounts" (LIKE "Accounts" INCLUDING ALL);
+            INSERT INTO "Ledger Schema"."Accounts" SELECT * FROM "Accounts";
+            """);
+        var sqlTable = table.Contains("Ledger") ? "\"Ledger Schema\".\"Accounts\"" : "\"Accounts\"";
+        var path = Path.Combine(Output(), "mixed.job.json");
+        File.WriteAllText(path, new JsonObject
+        {
+            ["version"] = 1, ["name"] = "mixed",
+            ["items"] = new JsonObject { ["keyset"] = new JsonObject { ["table"] = table, ["key"] = key, ["minChunkSize"] = 100, ["maxChunkSize"] = 100 } },
+            ["capture"] = new JsonArray(new JsonObject { ["table"] = table, ["where"] = "\"AccountId\" BETWEEN @lo::int AND @hi::int" }),
+            ["steps"] = new JsonArray(new JsonObject { ["name"] = "set", ["sql"] = $"UPDATE {sqlTable} SET \"Seen\" = \"Seen\" + 1 WHERE \"AccountId\" BETWEEN @lo::int AND @hi::int" }),
+            ["verify"] = $"SELECT NOT EXISTS (SELECT 1 FROM {sqlTable} WHERE \"AccountId\" BETWEEN @lo::int AND @hi::int AND \"Seen\" <> 1)",
+        }.ToJsonString());
+        var job = await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
+
+        var first = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output() });
+        var again = await RunAsync(job, db, new BackfillOptions { OutputDirectory = Output() });
+
+        Assert.Equal(["[\"1\",\"100\"]", "[\"101\",\"200\"]", "[\"201\",\"250\"]"], first.Select(r => r.Key));
+        Assert.All(first, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
+        Assert.Empty(again);
+        Assert.Equal(250L, db.Scalar<long>($"SELECT count(*) FROM {sqlTable} WHERE \"Seen\" = 1"));
+
+        // The undo restores the chunks by the table's own name as the row reference.
+        using (var log = Log())
+        {
+            await foreach (var _ in UndoRunner.UndoAsync(db.Connection, first[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+            {
+            }
+        }
+
+        Assert.Equal(250L, db.Scalar<long>($"SELECT count(*) FROM {sqlTable} WHERE \"Seen\" = 0"));
+    }
+
+    [Fact]
+    public async Task A_mixed_case_table_or_key_spelled_in_another_case_is_refused_with_the_spelling_that_works()
+    {
+        var db = await DatabaseAsync(0);
+        db.Execute("""CREATE TABLE "Accounts" ("AccountId" int PRIMARY KEY, "Seen" int NOT NULL DEFAULT 0)""");
+        var unquoted = JobFile.Load(WriteJob("unquoted", new JsonObject { ["table"] = "public.Accounts", ["key"] = "AccountId" }));
+        var lower = JobFile.Load(WriteJob("lower", new JsonObject { ["table"] = "public.\"Accounts\"", ["key"] = "accountid" }));
+
+        var e1 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(unquoted, db.Connection, CancellationToken.None));
+        var e2 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(lower, db.Connection, CancellationToken.None));
+
+        Assert.Equal(("JobFileInvalid", "JobFileInvalid"), (e1.ErrorId, e2.ErrorId));
+        Assert.Contains("$.items.keyset.table: the table 'public.Accounts' does not exist. PostgreSQL reads a name without double quotes in lower case ('public.accounts')", e1.Message);
+        Assert.Contains("\"public.\\\"Accounts\\\"\"", e1.Message);
+        Assert.Contains("$.items.keyset.key: the table 'public.\"Accounts\"' has no column 'accountid'; it has 'AccountId': give the name as the table has it (\"key\": \"AccountId\")", e2.Message);
+    }
+
     [Fact]
     public async Task Chunks_undone_before_a_chunk_still_applied_leave_a_gap_a_run_refuses_until_the_rest_is_undone()
     {
@@ -181,6 +243,10 @@ public sealed class KeysetWalkTests
     [InlineData("""{"table": "public.t", "key": "id", "chunkTime": "1h"}""", "$.items.keyset.chunkTime: \"1h\" is out of range")]
     [InlineData("""{"table": "public.t", "key": "id", "statementTimeout": "soon"}""", "$.items.keyset.statementTimeout: \"soon\" is not a duration")]
     [InlineData("""{"table": "public.t", "key": "id", "where": "id > @lo"}""", "$.items.keyset.where: @lo is not available here")]
+    [InlineData("""{"table": "public.\"t", "key": "id"}""", "$.items.keyset.table: 'public.\"t' is not a table name")]
+    [InlineData("""{"table": "public.t; DROP TABLE t", "key": "id"}""", "is not a table name")]
+    [InlineData("""{"table": "public.t", "key": "id v"}""", "$.items.keyset.key: 'id v' is not a column name")]
+    [InlineData("""{"table": "public.t", "key": "\"id\" v"}""", "is not a column name")]
     public void Bad_keyset_sections_are_refused_with_their_json_path(string keyset, string expected)
     {
         var path = WriteJob("bad", JsonNode.Parse(keyset)!.AsObject());
@@ -220,6 +286,32 @@ public sealed class KeysetWalkTests
         Assert.Equal(("KeysetOptionUnsupported", "KeysetOptionUnsupported"), (keys.ErrorId, reapply.ErrorId));
         Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM t WHERE v <> 0"));
         Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.run"));
+    }
+
+    [Fact]
+    public async Task A_key_that_is_not_unique_is_refused_naming_the_column_and_the_table_and_a_unique_index_of_its_own_is_enough()
+    {
+        var db = await DatabaseAsync(10);
+        db.Execute("""
+            CREATE INDEX t_v ON t (v);
+            ALTER TABLE t ADD COLUMN w int, ADD COLUMN code text;
+            CREATE UNIQUE INDEX t_w_id ON t (w, id);
+            CREATE UNIQUE INDEX t_code ON t (code) INCLUDE (v);
+            UPDATE t SET code = 'c' || lpad(id::text, 3, '0');
+            """);
+        var repeated = JobFile.Load(WriteJob("repeated", new JsonObject { ["table"] = "public.t", ["key"] = "v" }));
+        var leading = JobFile.Load(WriteJob("leading", new JsonObject { ["table"] = "public.t", ["key"] = "w" }));
+        var unique = JobFile.Load(WriteJob("unique", new JsonObject { ["table"] = "public.t", ["key"] = "code", ["minChunkSize"] = 4, ["maxChunkSize"] = 4 }));
+
+        var e1 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(repeated, db.Connection, CancellationToken.None));
+        var e2 = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(leading, db.Connection, CancellationToken.None));
+        var job = await BackfillRunner.PrepareAsync(unique, db.Connection, CancellationToken.None);
+
+        Assert.Equal(("JobFileInvalid", "JobFileInvalid"), (e1.ErrorId, e2.ErrorId));
+        Assert.Contains("$.items.keyset.key: the column 'v' of 'public.t' is not unique", e1.Message);
+        Assert.Contains("CREATE UNIQUE INDEX CONCURRENTLY ON t (\"v\")", e1.Message);
+        Assert.Contains("$.items.keyset.key: the column 'w' of 'public.t' is not unique", e2.Message);
+        Assert.Equal("code", job.Keyset!.KeyColumn);
     }
 
     [Fact]

@@ -413,6 +413,31 @@ public sealed class BackfillTests
     }
 
     [Fact]
+    public void Undo_Backfill_of_a_dry_run_or_an_undo_run_is_an_error_of_its_own_that_says_what_the_run_was()
+    {
+        var (s, cs, output) = Setup(sessions: 10, seed: 26);
+        using var _ = s;
+        var dry = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -DryRun", Vars(SampleJob, output));
+        var run = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out", Vars(SampleJob, output));
+        var (dryId, runId) = ((Guid)dry.Output[0].Properties["RunId"].Value, (Guid)run.Output[0].Properties["RunId"].Value);
+        s.Run("Undo-Backfill -RunId $id -Confirm:$false | Out-Null", new Hashtable { ["id"] = runId });
+        var undoId = (Guid)s.Run("Get-BackfillRun -JobName results-v1.2.1 | Where-Object Kind -eq undo").Output.Single().Properties["RunId"].Value;
+        var before = Checksum(cs);
+
+        var again = s.Run("$dry, $undo | ForEach-Object { [pscustomobject]@{ RunId = $_ } } | Undo-Backfill -Confirm:$false -ErrorAction Continue; 'after'",
+            new Hashtable { ["dry"] = dryId, ["undo"] = undoId });
+
+        Assert.Equal(["UndoOfDryRun", "UndoOfUndoRun"], again.Errors.Select(e => e.FullyQualifiedErrorId.Split(',')[0]));
+        Assert.All(again.Errors, e => Assert.Equal(ErrorCategory.InvalidOperation, e.CategoryInfo.Category));
+        Assert.Equal([dryId, undoId], again.Errors.Select(e => (Guid)e.TargetObject));
+        Assert.Contains("was a dry run", again.Errors[0].Exception.Message);
+        Assert.Contains("changed nothing", again.Errors[0].Exception.Message);
+        Assert.Contains($"is an undo run (it restored rows of run {runId})", again.Errors[1].Exception.Message);
+        Assert.Equal("after", Assert.Single(again.Output).BaseObject);
+        Assert.Equal(before, Checksum(cs));
+    }
+
+    [Fact]
     public void Failed_items_are_rolled_back_categorised_and_stop_the_run_at_MaxFailures()
     {
         var (s, cs, output) = Setup(seed: 17);

@@ -73,19 +73,54 @@ public sealed class EverydayCmdletTests
     }
 
     [Fact]
-    public void A_failed_query_is_one_terminating_error_with_its_ErrorId_category_and_query()
+    public void A_failed_query_is_a_non_terminating_error_of_that_input_with_its_ErrorId_SQLSTATE_and_query_and_the_next_input_still_runs()
+    {
+        var a = TestCluster.CreateDatabase();
+        var b = TestCluster.CreateDatabase();
+        Sql.Execute(a, "CREATE TABLE t (n int)");
+        Sql.Execute(b, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
+        using var s = new PsSession();
+        s.Run("Connect-DataOps -ConnectionString $a -Name a -NoDefault | Out-Null; Connect-DataOps -ConnectionString $b -Name b -NoDefault | Out-Null", new Hashtable { ["a"] = a, ["b"] = b });
+        const string Query = "SELECT 10 / (SELECT count(*) FROM t)::int AS n";
+
+        // Database a has no row: its query divides by zero; b's still runs, and so does the next statement.
+        var piped = s.Run("'a', 'b' | ForEach-Object { [pscustomobject]@{ Connection = $_ } } | Invoke-DataOpsQuery $q -ReadOnly; 'after'", new Hashtable { ["q"] = Query });
+        var syntax = s.Run("Invoke-DataOpsQuery -Connection b 'SELEC 1' -ReadOnly; 'after'");
+        var silenced = s.Run("Invoke-DataOpsQuery -Connection a $q -ReadOnly -ErrorAction SilentlyContinue -ErrorVariable failed; $failed.Count", new Hashtable { ["q"] = Query });
+        var stop = s.Terminating("Invoke-DataOpsQuery", new Hashtable { ["Connection"] = "a", ["Query"] = Query, ["ReadOnly"] = true, ["ErrorAction"] = ActionPreference.Stop });
+
+        var error = Assert.Single(piped.Errors);
+        Assert.Equal("QueryFailed,DataOps.PowerShell.Cmdlets.InvokeDataOpsQueryCommand", error.FullyQualifiedErrorId);
+        Assert.Equal(ErrorCategory.InvalidData, error.CategoryInfo.Category);
+        Assert.Equal(Query, error.TargetObject);
+        Assert.Equal("22012", error.Exception.Data["SqlState"]);
+        Assert.Contains("22012: division by zero", error.Exception.Message);
+        Assert.NotNull(error.ErrorDetails?.RecommendedAction);
+        Assert.Empty(DataOps.Tests.Encodings.FoundIn(error.ToString() + error.Exception, TestCluster.Password));
+        Assert.Equal(10, (int)piped.Output[0].Properties["n"].Value);
+        Assert.Equal("after", piped.Output[^1].BaseObject);
+
+        var bad = Assert.Single(syntax.Errors);
+        Assert.Equal(("QueryFailed", ErrorCategory.InvalidArgument, (object)"42601"), (bad.FullyQualifiedErrorId.Split(',')[0], bad.CategoryInfo.Category, bad.Exception.Data["SqlState"]));
+        Assert.Equal("after", Assert.Single(syntax.Output).BaseObject);
+        Assert.Empty(silenced.Errors);
+        Assert.Equal(1, Assert.Single(silenced.Output).BaseObject);
+        Assert.StartsWith("QueryFailed,", stop.FullyQualifiedErrorId);
+    }
+
+    [Fact]
+    public void A_write_under_ReadOnly_and_a_missing_parameter_still_end_the_command_and_change_nothing()
     {
         var cs = TestCluster.CreateDatabase();
+        Sql.Execute(cs, "CREATE TABLE t (n int); INSERT INTO t VALUES (1)");
         using var s = new PsSession();
         s.Run("Connect-DataOps -ConnectionString $cs | Out-Null", new Hashtable { ["cs"] = cs });
 
-        var error = s.Terminating("Invoke-DataOpsQuery", new Hashtable { ["Query"] = "SELECT * FROM no_such_table", ["ReadOnly"] = true });
+        var write = s.Terminating("Invoke-DataOpsQuery", new Hashtable { ["Query"] = "DELETE FROM t", ["ReadOnly"] = true });
+        var missing = s.Terminating("Invoke-DataOpsQuery", new Hashtable { ["Query"] = "SELECT * FROM t WHERE n = @n", ["ReadOnly"] = true });
 
-        Assert.Equal("QueryFailed,DataOps.PowerShell.Cmdlets.InvokeDataOpsQueryCommand", error.FullyQualifiedErrorId);
-        Assert.Equal(ErrorCategory.InvalidArgument, error.CategoryInfo.Category);
-        Assert.Equal("SELECT * FROM no_such_table", error.TargetObject);
-        Assert.Equal("42P01", error.Exception.Data["SqlState"]);
-        Assert.NotNull(error.ErrorDetails?.RecommendedAction);
-        Assert.Empty(DataOps.Tests.Encodings.FoundIn(error.ToString() + error.Exception, TestCluster.Password));
+        Assert.Equal(("ReadOnlyViolation", ErrorCategory.WriteError), (write.FullyQualifiedErrorId.Split(',')[0], write.CategoryInfo.Category));
+        Assert.Equal(("QueryParameterMissing", ErrorCategory.InvalidArgument), (missing.FullyQualifiedErrorId.Split(',')[0], missing.CategoryInfo.Category));
+        Assert.Equal(1L, Sql.Scalar(cs, "SELECT count(*) FROM t"));
     }
 }

@@ -80,6 +80,21 @@ public sealed class JobSchemaAgreementTests
         }
     }
 
+    [Fact]
+    public void A_keyset_job_naming_its_table_and_key_double_quoted_is_valid_for_the_schema_and_the_validator()
+    {
+        var path = Path.Combine(Directory.CreateTempSubdirectory("dataops-schema-").FullName, "quoted.job.json");
+        File.WriteAllText(path, """
+            {"version":1,"name":"quoted","items":{"keyset":{"table":"\"prism\".\"sessions\"","key":"\"id\""}},
+             "capture":[{"table":"prism.\"sessions\"","where":"id BETWEEN @lo::uuid AND @hi::uuid"}],
+             "steps":[{"sql":"UPDATE prism.sessions SET fc_kind = 'functions' WHERE id BETWEEN @lo::uuid AND @hi::uuid"}],
+             "verify":"SELECT @lo <= @hi"}
+            """);
+
+        Assert.True(SchemaAccepts(File.ReadAllText(path)), $"{path}: the schema refuses it");
+        AssertValidatorAccepts(path);
+    }
+
     /// <summary>The validator's verdict: Invoke-Backfill -WhatIf of the job on a Prism database raises no error.</summary>
     private static void AssertValidatorAccepts(string path)
     {

@@ -114,16 +114,26 @@ Describe 'Invoke-DataOpsQuery' {
         $err.TargetObject | Should -Be $Target
     }
 
-    It 'a bad query is QueryFailed with the SQLSTATE and the position' {
-        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELEC name FROM pets' -ReadOnly }
+    It 'a bad query is QueryFailed with the SQLSTATE and the position, an error of that query that -ErrorAction governs' {
+        Invoke-DataOpsQuery 'SELEC name FROM pets' -ReadOnly -ErrorVariable failed -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $err = @($failed)[0]
         $err.FullyQualifiedErrorId | Should -BeLike 'QueryFailed,*'
         $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
         $err.Exception.Data['SqlState'] | Should -Be '42601'
         $err.Exception.Message | Should -Match 'at character 1'
+        (Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1 / 0' -ReadOnly -ErrorAction Stop }).FullyQualifiedErrorId | Should -BeLike 'QueryFailed,*'
+    }
+
+    It 'queries run one after another: the one that fails is an error of its own and the others still run' {
+        $rows = 'SELECT 1 AS n', 'SELECT 1 / 0 AS n', 'SELECT 3 AS n' | ForEach-Object { Invoke-DataOpsQuery $_ -ReadOnly -ErrorVariable +failed -ErrorAction SilentlyContinue }
+        $rows.n | Should -Be @(1, 3)
+        @($failed).Count | Should -Be 1
+        $failed[0].Exception.Data['SqlState'] | Should -Be '22012'
+        $failed[0].Exception.Message | Should -Match '22012: division by zero'
     }
 
     It 'a query over -Timeout is QueryTimeout (OperationTimeout); a negative -Timeout is refused' {
-        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT pg_sleep(10)' -ReadOnly -Timeout 1s }
+        $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT pg_sleep(10)' -ReadOnly -Timeout 1s -ErrorAction Stop }
         $err.FullyQualifiedErrorId | Should -BeLike 'QueryTimeout,*'
         $err.CategoryInfo.Category | Should -Be 'OperationTimeout'
         $err = Get-ErrorRecord { Invoke-DataOpsQuery 'SELECT 1' -ReadOnly -Timeout ([timespan]'-00:00:05') }

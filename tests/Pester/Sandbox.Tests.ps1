@@ -131,7 +131,7 @@ Describe 'Start-DataOpsSandbox -Replicas' {
         $deadline = (Get-Date).AddSeconds(30)
         do {
             # Until the standby has replayed the CREATE TABLE, the query fails (42P01): try again.
-            $seen = try { Invoke-DataOpsQuery 'SELECT v FROM seen' -Connection $r.Connection -As Scalar -ReadOnly } catch { Start-Sleep -Milliseconds 100 }
+            $seen = try { Invoke-DataOpsQuery 'SELECT v FROM seen' -Connection $r.Connection -As Scalar -ReadOnly -ErrorAction Stop } catch { Start-Sleep -Milliseconds 100 }
         } until ($seen -or (Get-Date) -gt $deadline)
         $seen | Should -Be 'from the primary'
     }

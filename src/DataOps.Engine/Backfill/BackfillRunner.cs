@@ -75,7 +75,7 @@ public static partial class BackfillRunner
         }
 
         var walk = await KeysetWalk.StartAsync(job, connection, fromStart: false, ct).ConfigureAwait(false);
-        return new KeysetPreview(job.Keyset.QualifiedName, job.Keyset.QuotedKey, walk.ResumedAfter, walk.Bound, walk.EstimatedRows);
+        return new KeysetPreview(job.Keyset.QualifiedName, job.Keyset.KeyLabel, walk.ResumedAfter, walk.Bound, walk.EstimatedRows);
     }
 
     /// <summary>The keys a run would process: the job's list, or its discover query (read-only). A keyset job has none (see <see cref="PreviewKeysetAsync"/>).</summary>

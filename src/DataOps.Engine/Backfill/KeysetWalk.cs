@@ -123,7 +123,7 @@ internal sealed class KeysetWalk
 
     public void LogStart(RunLog log) =>
         log.Information("Keyset walk of {Table} by {Key}: keys up to {Bound} (the largest when the run started){Resume}; chunks of {Min} to {Max} rows sized to take about {ChunkTime} each, statement timeout {Timeout}",
-            _target.QualifiedName, _target.QuotedKey, Bound ?? "(none: no row to walk)", ResumedAfter is null ? string.Empty : $", resuming after {ResumedAfter} (the job's last committed chunk)",
+            _target.QualifiedName, _target.KeyLabel, Bound ?? "(none: no row to walk)", ResumedAfter is null ? string.Empty : $", resuming after {ResumedAfter} (the job's last committed chunk)",
             _spec.MinChunkSize, _spec.MaxChunkSize, Ms(_spec.ChunkTime), Ms(_spec.StatementTimeout));
 
     private static string Ms(TimeSpan t) => t.TotalMilliseconds < 1000 ? $"{t.TotalMilliseconds:0} ms" : $"{t.TotalSeconds:0.###} s";

@@ -170,6 +170,11 @@ internal static class LedgerStore
             "SELECT job_name AS Job, kind AS Kind, started_at AS StartedAt, output_directory AS OutputDirectory FROM dataops.run WHERE run_id = @runId",
             new { runId }, cancellationToken: ct));
 
+    /// <summary>A run's kind and job, and for an undo run the run it undid: why a run id that is not a backfill run cannot be undone.</summary>
+    public static Task<(string Kind, string? Job, string? UndoOf)?> RunKindAsync(NpgsqlConnection conn, Guid runId, CancellationToken ct) =>
+        conn.QuerySingleOrDefaultAsync<(string Kind, string? Job, string? UndoOf)?>(new CommandDefinition(
+            "SELECT kind, job_name, parameters->>'undoOf' FROM dataops.run WHERE run_id = @runId", new { runId }, cancellationToken: ct));
+
     /// <summary>The run's items as the ledger has them (applied, failed, stale), in order; no images.</summary>
     public static async Task<IEnumerable<(string Key, string Status, int? Rows, int? Attempts, int? Ms, string? Category, string? Error)>> ItemsAsync(
         DataOpsConnection connection, Guid runId, CancellationToken ct)

@@ -42,7 +42,8 @@ public static class UndoRunner
 
     /// <summary>
     /// The run to undo, checked before anyone is asked to confirm: RunNotFound if there is no such
-    /// backfill run, RunAlreadyUndone if every item it applied was restored by earlier undos.
+    /// run, UndoOfDryRun or UndoOfUndoRun if it is not a backfill run, RunAlreadyUndone if every item
+    /// it applied was restored by earlier undos.
     /// </summary>
     public static async Task<UndoCheck> CheckAsync(DataOpsConnection connection, Guid runId, CancellationToken ct)
     {
@@ -51,7 +52,7 @@ public static class UndoRunner
         var check = await LedgerStore.UndoCheckAsync(conn, runId, ct).ConfigureAwait(false);
         if (check is null)
         {
-            throw NotFound(connection, runId);
+            throw await NotUndoableAsync(conn, connection, runId, ct).ConfigureAwait(false);
         }
 
         if (check.Applied > 0 && check.Remaining == 0)
@@ -64,6 +65,24 @@ public static class UndoRunner
         return check;
     }
 
+    /// <summary>Why a run id is not a backfill run to undo: there is no such run, or it is a dry run (which changed nothing) or an undo run.</summary>
+    private static async Task<DataOpsException> NotUndoableAsync(NpgsqlConnection conn, DataOpsConnection connection, Guid runId, CancellationToken ct)
+    {
+        var run = await LedgerStore.RunKindAsync(conn, runId, ct).ConfigureAwait(false);
+        return run switch
+        {
+            { Kind: "dryrun" } r => new DataOpsException("UndoOfDryRun", DataOpsErrorKind.InvalidOperation,
+                $"Run {runId} of job '{r.Job}' in {connection} was a dry run (Invoke-Backfill -DryRun): each of its items ran and was rolled back, so it changed nothing and there is nothing to undo. " +
+                "Undo-Backfill takes a backfill run (Get-BackfillRun lists them with Kind 'backfill'). Nothing was changed.",
+                runId) { RecommendedAction = $"Get-BackfillRun -JobName {r.Job}" },
+            { Kind: "undo" } r => new DataOpsException("UndoOfUndoRun", DataOpsErrorKind.InvalidOperation,
+                $"Run {runId} of job '{r.Job}' in {connection} is an undo run{(r.UndoOf is null ? string.Empty : $" (it restored rows of run {r.UndoOf})")}: an undo cannot be undone. " +
+                "To apply the restored items again, run the job again (Invoke-Backfill applies only the items not applied). Nothing was changed.",
+                runId) { RecommendedAction = $"Get-BackfillRun -JobName {r.Job}" },
+            _ => NotFound(connection, runId),
+        };
+    }
+
     private static DataOpsException NotFound(DataOpsConnection connection, Guid runId) =>
         new("RunNotFound", DataOpsErrorKind.ObjectNotFound, $"There is no backfill run {runId} in {connection}. Get-BackfillRun lists the runs there.", runId);
 
@@ -74,7 +93,7 @@ public static class UndoRunner
         var run = await LedgerStore.RunAsync(meta, runId, ct).ConfigureAwait(false);
         if (run is null || run.Kind != "backfill")
         {
-            throw NotFound(connection, runId);
+            throw await NotUndoableAsync(meta, connection, runId, ct).ConfigureAwait(false);
         }
 
         var job = run.Job;

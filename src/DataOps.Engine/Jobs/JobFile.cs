@@ -220,7 +220,7 @@ public static partial class JobFile
                 var where = String(c, "where", at, problems, required: true);
                 if (table is not null && !TableName().IsMatch(table))
                 {
-                    problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table).");
+                    problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table; double-quote a name with capitals or other characters: \"\\\"Accounts\\\"\" or \"public.\\\"Accounts\\\"\").");
                 }
                 else if (table is not null && where is not null)
                 {
@@ -370,7 +370,7 @@ public static partial class JobFile
         var table = String(ks, "table", at, problems, required: true);
         if (table is not null && !TableName().IsMatch(table))
         {
-            problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table).");
+            problems.Add($"{at}.table: '{table}' is not a table name (schema.table or table; double-quote a name with capitals or other characters: \"\\\"Accounts\\\"\" or \"public.\\\"Accounts\\\"\").");
         }
 
         string? key = null;
@@ -381,9 +381,9 @@ public static partial class JobFile
         else
         {
             key = String(ks, "key", at, problems, required: true);
-            if (key is not null && !Identifier().IsMatch(key))
+            if (key is not null && !ColumnName().IsMatch(key))
             {
-                problems.Add($"{at}.key: '{key}' is not a column name (letters, digits and '_').");
+                problems.Add($"{at}.key: '{key}' is not a column name (letters, digits and '_', or a double-quoted name: \"\\\"Account Id\\\"\").");
             }
         }
 
@@ -692,6 +692,11 @@ public static partial class JobFile
     [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_]*$")]
     private static partial Regex Identifier();
 
-    [GeneratedRegex(@"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")]
+    /// <summary>A table as SQL names it: [schema.]table, each part a plain name (PostgreSQL folds it to lower case) or a double-quoted one ("Accounts", any character, "" for a quote).</summary>
+    [GeneratedRegex("""^(?:(?:"(?:[^"\x00]|"")+"|[A-Za-z_][A-Za-z0-9_]*)\.)?(?:"(?:[^"\x00]|"")+"|[A-Za-z_][A-Za-z0-9_]*)$""")]
     private static partial Regex TableName();
+
+    /// <summary>A column: its name as the catalog holds it (letters, digits and '_', case kept) or as SQL writes it, double-quoted.</summary>
+    [GeneratedRegex("""^(?:"(?:[^"\x00]|"")+"|[A-Za-z_][A-Za-z0-9_]*)$""")]
+    private static partial Regex ColumnName();
 }

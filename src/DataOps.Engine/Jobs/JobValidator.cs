@@ -43,7 +43,7 @@ public static class JobValidator
             var oid = await conn.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT to_regclass(@t)::oid::bigint", new { t = c.Table }, tx, cancellationToken: ct)).ConfigureAwait(false);
             if (oid is null)
             {
-                problems.Add($"{c.Path}.table: the table '{c.Table}' does not exist.");
+                problems.Add($"{c.Path}.table: the table '{c.Table}' does not exist.{FoldedNameHint(c.Table)}");
                 continue;
             }
 
@@ -54,7 +54,9 @@ public static class JobValidator
                 continue;
             }
 
-            var qualified = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT @oid::oid::regclass::text", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            // The row reference is the table's own name (quoted where it is used), not the job file's spelling of it ("Accounts" with its quotes).
+            var (qualified, relname) = await conn.QuerySingleAsync<(string, string)>(new CommandDefinition(
+                "SELECT @oid::oid::regclass::text, relname::text FROM pg_class WHERE oid = @oid::oid", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
             var reserved = await conn.QueryAsync<string>(new CommandDefinition(
                 "SELECT attname::text FROM pg_attribute WHERE attrelid = @oid::oid AND attnum > 0 AND NOT attisdropped AND attname::text = ANY(@names) ORDER BY attnum",
                 new { oid, names = new[] { RowImages.JsonKey, RowImages.HoldsJsonKey } }, tx, cancellationToken: ct)).ConfigureAwait(false);
@@ -64,7 +66,7 @@ public static class JobValidator
             }
 
             var json = (await conn.QueryAsync<(string Name, bool Plain)>(new CommandDefinition(RowImages.JsonColumnsSql, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-            tables.Add(new CaptureTable(c, qualified!, c.Table.Split('.')[^1], pk)
+            tables.Add(new CaptureTable(c, qualified, relname, pk)
             {
                 JsonColumns = [.. json.Where(j => j.Plain).Select(j => j.Name)],
                 HoldsJsonColumns = [.. json.Where(j => !j.Plain).Select(j => j.Name)],
@@ -122,39 +124,65 @@ public static class JobValidator
 
     /// <summary>
     /// A keyset walk's table and key: the column exists and leads a (non-partial) index, so each
-    /// chunk's boundary is an index range scan, not a scan of the whole table per chunk.
+    /// chunk's boundary is an index range scan, not a scan of the whole table per chunk, and it is
+    /// unique (a unique index or primary key of that column alone), so every chunk can be halved. The table is
+    /// SQL's spelling (to_regclass reads quotes and folds plain names); the key is the column's own name.
     /// </summary>
     private static async Task<KeysetTarget?> KeysetTargetAsync(NpgsqlConnection conn, NpgsqlTransaction tx, KeysetSpec spec, List<string> problems, CancellationToken ct)
     {
         var oid = await conn.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT to_regclass(@t)::oid::bigint", new { t = spec.Table }, tx, cancellationToken: ct)).ConfigureAwait(false);
         if (oid is null)
         {
-            problems.Add($"$.items.keyset.table: the table '{spec.Table}' does not exist.");
+            problems.Add($"$.items.keyset.table: the table '{spec.Table}' does not exist.{FoldedNameHint(spec.Table)}");
             return null;
         }
 
-        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Quoted, string Type, bool Indexed, string Collate)?>(new CommandDefinition(
+        var column = await conn.QuerySingleOrDefaultAsync<(string Qualified, string Name, string Type, bool Indexed, bool Unique, string Collate)?>(new CommandDefinition(
             """
-            SELECT a.attrelid::regclass::text, quote_ident(a.attname), format_type(a.atttypid, a.atttypmod),
+            SELECT a.attrelid::regclass::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indpred IS NULL AND i.indisvalid),
+                   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indkey[0] = a.attnum AND i.indnkeyatts = 1 AND i.indisunique AND i.indpred IS NULL AND i.indisvalid),
                    coalesce((SELECT ' COLLATE ' || quote_ident(n.nspname) || '.' || quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace
                              WHERE c.oid = a.attcollation AND a.attcollation <> 100), '')
             FROM pg_attribute a
             WHERE a.attrelid = @oid::oid AND a.attname = @key AND a.attnum > 0 AND NOT a.attisdropped
-            """, new { oid, key = spec.Key }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            """, new { oid, key = spec.KeyColumn }, tx, cancellationToken: ct)).ConfigureAwait(false);
         if (column is not { } c)
         {
-            problems.Add($"$.items.keyset.key: the table '{spec.Table}' has no column '{spec.Key}'.");
+            // The key names the column exactly; a column of the same name in other case is the likely meaning.
+            var near = await conn.QueryFirstOrDefaultAsync<string?>(new CommandDefinition(
+                "SELECT attname::text FROM pg_attribute WHERE attrelid = @oid::oid AND lower(attname) = lower(@key) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                new { oid, key = spec.KeyColumn }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            problems.Add($"$.items.keyset.key: the table '{spec.Table}' has no column '{spec.KeyColumn}'{(near is null ? "." : $"; it has '{near}': give the name as the table has it (\"key\": \"{near.Replace("\"", "\\\"\\\"", StringComparison.Ordinal)}\").")}");
             return null;
         }
 
         if (!c.Indexed)
         {
-            problems.Add($"$.items.keyset.key: no index of '{spec.Table}' starts with '{spec.Key}'; each chunk would scan the whole table. Create one (CREATE INDEX CONCURRENTLY ...) or walk another key.");
+            problems.Add($"$.items.keyset.key: no index of '{spec.Table}' starts with '{spec.KeyColumn}'; each chunk would scan the whole table. Create one (CREATE INDEX CONCURRENTLY ...) or walk another key.");
             return null;
         }
 
-        return new KeysetTarget(c.Qualified, c.Quoted, c.Type, c.Indexed, c.Collate);
+        if (!c.Unique)
+        {
+            // Rows that share a key value cannot be split between chunks: a chunk takes every row of its last key, so it can
+            // grow past maxChunkSize, and a chunk of one repeated value cannot be halved when it hits the statement timeout.
+            problems.Add($"$.items.keyset.key: the column '{c.Name}' of '{spec.Table}' is not unique (no primary key or unique index has it as its only key column), so rows sharing a key value " +
+                $"could not be split between chunks: a chunk could grow past maxChunkSize and one of a single repeated value could not be halved when it hits the statement timeout. " +
+                $"Walk a unique key (usually the primary key), or, if the column's values are unique, create a unique index on it (CREATE UNIQUE INDEX CONCURRENTLY ON {c.Qualified} ({BackfillSql.Quote(c.Name)})).");
+            return null;
+        }
+
+        return new KeysetTarget(c.Qualified, c.Name, c.Type, c.Indexed, c.Collate);
+    }
+
+    /// <summary>A hint for a table that does not exist: PostgreSQL reads a plain name in lower case, so a name with capitals must be double-quoted.</summary>
+    private static string FoldedNameHint(string table)
+    {
+        var parts = table.Split('"');
+        return parts.Where((_, i) => i % 2 == 0).Any(p => p.Any(char.IsUpper))
+            ? $" PostgreSQL reads a name without double quotes in lower case ('{string.Join('"', parts.Select((p, i) => i % 2 == 0 ? p.ToLowerInvariant() : p))}'); for a name with capitals, double-quote it in the job file (\"public.\\\"Accounts\\\"\")."
+            : string.Empty;
     }
 
     /// <summary>

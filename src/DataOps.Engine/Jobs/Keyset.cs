@@ -33,6 +33,12 @@ public sealed record KeysetSpec(
 
     public static readonly TimeSpan MaxStatementTimeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// The key column's name as the catalog holds it: a double-quoted key ("\"Account Id\"") is SQL's
+    /// spelling of the name inside the quotes; a plain one is the name itself, case kept.
+    /// </summary>
+    public string KeyColumn => Key.Length >= 2 && Key[0] == '"' && Key[^1] == '"' ? Key[1..^1].Replace("\"\"", "\"", StringComparison.Ordinal) : Key;
+
     /// <summary>The size of the first chunk: the smallest, so the first measurement costs little.</summary>
     public int FirstChunkSize => MinChunkSize;
 
@@ -88,11 +94,19 @@ public readonly record struct KeysetChunk(string Lo, string Hi)
 }
 
 /// <summary>
-/// The keyset walk's table and key column as the database describes them (see <see cref="JobValidator"/>);
-/// <paramref name="Collate"/>: " COLLATE schema.name" when the column's collation is not the database's
-/// default, so the ledger's chunk bounds sort as the walk does.
+/// The keyset walk's table and key column as the database describes them (see <see cref="JobValidator"/>):
+/// <paramref name="QualifiedName"/> as regclass prints it (quoted where needed), <paramref name="KeyColumn"/>
+/// the column's name as the catalog holds it; <paramref name="Collate"/>: " COLLATE schema.name" when the
+/// column's collation is not the database's default, so the ledger's chunk bounds sort as the walk does.
 /// </summary>
-public sealed record KeysetTarget(string QualifiedName, string QuotedKey, string KeyType, bool Indexed, string Collate = "");
+public sealed record KeysetTarget(string QualifiedName, string KeyColumn, string KeyType, bool Indexed, string Collate = "")
+{
+    /// <summary>The key column in SQL text: always quoted, so any name (capitals, spaces, reserved words) means exactly that column.</summary>
+    public string QuotedKey => BackfillSql.Quote(KeyColumn);
+
+    /// <summary>The key column for people: quoted only where SQL needs it (as regclass prints the table).</summary>
+    public string KeyLabel => KeyColumn.Length > 0 && (KeyColumn[0] is >= 'a' and <= 'z' or '_') && KeyColumn.All(c => c is >= 'a' and <= 'z' or >= '0' and <= '9' or '_') ? KeyColumn : QuotedKey;
+}
 
 /// <summary>What a keyset job's next run would walk: keys after <paramref name="After"/> (null: from the first) up to <paramref name="Bound"/> (null: no row), of a table of about <paramref name="EstimatedRows"/> rows (0: unknown).</summary>
 public sealed record KeysetPreview(string Table, string Key, string? After, string? Bound, long EstimatedRows)

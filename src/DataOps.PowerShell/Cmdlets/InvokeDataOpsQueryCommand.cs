@@ -44,6 +44,12 @@ public enum QueryOutput
 /// Without -ReadOnly the query may write: it asks ShouldProcess (-WhatIf, -Confirm; on a production connection it asks for
 /// confirmation unless -Force or -Confirm:$false), may hold several statements (they run in one implicit transaction), and is not
 /// wrapped in a transaction of its own, so VACUUM works. -Debug shows the SQL and the parameters as sent, secrets masked.</para>
+/// <para type="description">A query the server refuses (QueryFailed: a syntax error, a missing table, a division by zero; the message
+/// holds the SQLSTATE and the server's text, secrets masked, and the exception's Data['SqlState'] the SQLSTATE) or that runs past
+/// -Timeout (QueryTimeout) is a non-terminating error of that query, with the query as its target: rows it already returned stay
+/// in the output, -ErrorAction and -ErrorVariable apply, and the next piped input (another -Connection) still runs; -ErrorAction
+/// Stop makes it end the command. A bad parameter (QueryParameterMissing, QueryParameterInvalid), what -ReadOnly refuses
+/// (QueryNotReadOnly, QueryMultipleStatements, ReadOnlyViolation) and a connection that cannot be made end the command.</para>
 /// <para type="link">Connect-DataOps</para>
 /// <para type="link">Get-DataOpsConnection</para>
 /// </summary>
@@ -107,17 +113,48 @@ public sealed class InvokeDataOpsQueryCommand : DatabaseCmdlet
             return;
         }
 
-        switch (As)
+        RunQuery(As switch
         {
-            case QueryOutput.Scalar:
-                WriteObject(RunEngine((_, ct) => AdHocQuery.ScalarAsync(connection, request, ct)));
-                break;
-            case QueryOutput.NonQuery:
-                WriteObject(RunEngine((_, ct) => AdHocQuery.NonQueryAsync(connection, request, ct)));
-                break;
-            default:
-                StreamEngine((_, ct) => Stamped(AdHocQuery.RowsAsync(connection, request, ct), ToPSObject, ct));
-                break;
+            QueryOutput.Scalar => async (observer, ct) =>
+            {
+                var value = await AdHocQuery.ScalarAsync(connection, request, ct).ConfigureAwait(false);
+                observer.Emit(c => c.WriteObject(value), ct);
+            },
+            QueryOutput.NonQuery => async (observer, ct) =>
+            {
+                var result = await AdHocQuery.NonQueryAsync(connection, request, ct).ConfigureAwait(false);
+                observer.Emit(c => c.WriteObject(result), ct);
+            },
+            _ => async (observer, ct) =>
+            {
+                await foreach (var row in AdHocQuery.RowsAsync(connection, request, ct).WithCancellation(ct).ConfigureAwait(false))
+                {
+                    observer.Emit(c => c.WriteObject(ToPSObject(row)), ct);
+                }
+            },
+        });
+    }
+
+    /// <summary>
+    /// Runs the query. The query's own failure on the server (QueryFailed: a syntax error, a division by
+    /// zero; QueryTimeout) is an error of this input only, written after the rows already returned, so
+    /// -ErrorAction and -ErrorVariable apply and the next piped input still runs. Everything else ends
+    /// the command: a bad parameter (QueryParameterMissing, QueryParameterInvalid), what -ReadOnly refuses
+    /// (QueryNotReadOnly, QueryMultipleStatements, ReadOnlyViolation), a connection that fails.
+    /// </summary>
+    private void RunQuery(Func<PumpObserver, CancellationToken, Task> query)
+    {
+        try
+        {
+            Pump(query);
+        }
+        catch (DataOpsException ex) when (ex.ErrorId is "QueryFailed" or "QueryTimeout")
+        {
+            WriteError(ToErrorRecord(ex));
+        }
+        catch (DataOpsException ex)
+        {
+            ThrowTerminatingError(ToErrorRecord(ex));
         }
     }
 

@@ -16,6 +16,8 @@ namespace DataOps.PowerShell.Cmdlets;
 /// An item whose rows another session holds waits 5 seconds, then is reported Failed (LockTimeout) and the undo goes on; a lost
 /// connection or a server restart retries the item on a new connection. Run Undo-Backfill again to restore what is left: items
 /// already restored are not touched again, and a run whose items are all restored is reported RunAlreadyUndone.
+/// Only a backfill run can be undone: the id of a dry run (which changed nothing) is reported UndoOfDryRun, that of an undo run
+/// UndoOfUndoRun (run the job again to apply its items again), and an unknown id RunNotFound; each is an error for that run only.
 /// Find the run by -RunId, or by -Path to its folder or its
 /// execution_results.json. It asks for confirmation (ConfirmImpact High) unless -Force or -Confirm:$false.</para>
 /// <para type="link">Invoke-Backfill</para>
