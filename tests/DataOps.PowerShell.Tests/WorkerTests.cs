@@ -60,6 +60,12 @@ public sealed class WorkerTests
             // The joined process works: it finished items, and it holds a claim when it is killed.
             const string joinedMember = "SELECT member_id FROM dataops.run_member WHERE NOT coordinator";
             WaitFor(() => Long(cs, $"SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN ({joinedMember})") >= 5, TimeSpan.FromSeconds(120), "the joined process applied nothing");
+            // Get-BackfillRun shows the run's workers across its processes, and its queue.
+            var live = s.Run("Get-BackfillRun -RunId $id", new Hashtable { ["id"] = runId }).Output.Single();
+            Assert.Equal(3, live.Properties["Workers"].Value);
+            Assert.Equal(2, live.Properties["WorkerProcesses"].Value);
+            Assert.Equal(keys, live.Properties["QueuedItems"].Value);
+
             WaitFor(() => Long(cs, $"SELECT count(*) FROM dataops.run_item WHERE NOT done AND claimed_by IN ({joinedMember})") > 0, TimeSpan.FromSeconds(30), "the joined process held no claim");
             joiner.Kill(entireProcessTree: true);
             joiner.WaitForExit();
@@ -98,6 +104,9 @@ public sealed class WorkerTests
             var script = Directory.GetFiles(Path.Combine(folder, "backfill_logs"), "rollback_*.sql").Single();
             Assert.Equal(keys, RollbackScript.ItemKeys(script).Distinct().Count());
             Assert.True(Directory.Exists(Path.Combine(folder, "workers")), "the joined process kept no files of its own");
+            var ended = s.Run("Get-BackfillRun -RunId $id", new Hashtable { ["id"] = runId }).Output.Single();
+            Assert.Equal(0, ended.Properties["Workers"].Value);
+            Assert.Equal((long)keys, Convert.ToInt64(ended.Properties["Applied"].Value));
             var (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
             Assert.True(code == 0, stdout + stderr);
             Assert.Equal((long)keys, Long(cs, "SELECT count(*) FROM counted WHERE n = 0"));

@@ -220,6 +220,15 @@ public sealed record BackfillRun
 
     /// <summary>When a live run entered its State.</summary>
     public DateTimeOffset? StateAt { get; init; }
+    /// <summary>A run started with -Workers: the items it published for its workers to claim; null for other runs.</summary>
+    public int? QueuedItems { get; init; }
+
+    /// <summary>A live run started with -Workers: the workers of every process working on it now (the starting one and those that joined); 0 otherwise.</summary>
+    public int Workers { get; init; }
+
+    /// <summary>A live run started with -Workers: the processes working on it now.</summary>
+    public int WorkerProcesses { get; init; }
+
     /// <summary>The time the run waited, per reason (replica lag, retained WAL, a query's name, signal unavailable ...); empty when it never waited.</summary>
     public IReadOnlyDictionary<string, TimeSpan> ThrottledTime { get; init; } = new Dictionary<string, TimeSpan>();
 

@@ -233,7 +233,10 @@ internal static class LedgerStore
                    jl.run_id IS NOT NULL AS HasLease, coalesce(jl.expires_at < clock_timestamp(), false) AS LeaseExpired, jl.expires_at AS LeaseExpiresAt,
                    jl.host_name AS LeaseHost, jl.process_id AS LeaseProcess, jl.process_started_at AS LeaseProcessStartedAt,
                    rc.state AS LiveState, rc.state_reason AS LiveStateReason, rc.state_at AS LiveStateAt,
-                   (r.summary->'throttled')::text AS Throttled, (r.summary->'signals')::text AS Signals
+                   (r.summary->'throttled')::text AS Throttled, (r.summary->'signals')::text AS Signals,
+                   (SELECT sum(m.workers) FROM dataops.run_member m WHERE m.run_id = r.run_id AND m.left_at IS NULL AND m.expires_at >= clock_timestamp())::int AS Workers,
+                   (SELECT count(*) FROM dataops.run_member m WHERE m.run_id = r.run_id AND m.left_at IS NULL AND m.expires_at >= clock_timestamp())::int AS WorkerProcesses,
+                   (SELECT q.items FROM dataops.run_queue q WHERE q.run_id = r.run_id) AS QueuedItems
             FROM dataops.run r LEFT JOIN dataops.ledger l ON l.run_id = r.run_id
                  LEFT JOIN dataops.job_lease jl ON jl.job_name = r.job_name AND jl.run_id = r.run_id
                  LEFT JOIN dataops.run_control rc ON rc.run_id = r.run_id
@@ -280,5 +283,5 @@ internal static class LedgerStore
     internal sealed record RunRow(
         Guid RunId, string Kind, string Job, string Status, DateTime StartedAt, DateTime? FinishedAt, string? OutputDirectory, long Applied, long Failed, long Undone, long Skipped,
         string? Reason, bool HasLease, bool LeaseExpired, DateTime? LeaseExpiresAt, string? LeaseHost, int? LeaseProcess, DateTime? LeaseProcessStartedAt,
-        string? LiveState, string? LiveStateReason, DateTime? LiveStateAt, string? Throttled, string? Signals);
+        string? LiveState, string? LiveStateReason, DateTime? LiveStateAt, string? Throttled, string? Signals, int? Workers, int? WorkerProcesses, int? QueuedItems);
 }

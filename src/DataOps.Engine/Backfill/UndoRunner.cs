@@ -291,6 +291,7 @@ public static class UndoRunner
                 StateAt = live && r.LiveStateAt is { } at ? new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc)) : null, StartedAt = new DateTimeOffset(DateTime.SpecifyKind(r.StartedAt, DateTimeKind.Utc)),
                 FinishedAt = r.FinishedAt is { } f ? new DateTimeOffset(DateTime.SpecifyKind(f, DateTimeKind.Utc)) : null,
                 Applied = r.Applied, Failed = r.Failed, Undone = r.Undone, Skipped = r.Skipped, OutputDirectory = r.OutputDirectory,
+                Workers = live ? r.Workers ?? 0 : 0, WorkerProcesses = live ? r.WorkerProcesses ?? 0 : 0, QueuedItems = r.QueuedItems,
                 ThrottledTime = r.Throttled is null
                     ? new Dictionary<string, TimeSpan>()
                     : System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, double>>(r.Throttled)!.ToDictionary(t => t.Key, t => TimeSpan.FromSeconds(t.Value), StringComparer.Ordinal),
