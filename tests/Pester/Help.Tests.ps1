@@ -62,8 +62,9 @@ Describe 'Help of <Name>' -ForEach $commandNames {
     It 'gives every parameter a default value, None when there is none' {
         foreach ($p in @($help.parameters.parameter)) {
             "$($p.defaultValue)" | Should -Not -BeNullOrEmpty -Because "-$($p.name) of $Name"
-            if ($p.required -eq 'true') { $p.defaultValue | Should -Be 'None' -Because "-$($p.name) of $Name is mandatory" }
+            # A switch is False when not given, also one that is mandatory in the parameter set it selects (Invoke-Backfill -Join).
             if ($p.type.name -eq 'System.Management.Automation.SwitchParameter') { $p.defaultValue | Should -Be 'False' }
+            elseif ($p.required -eq 'true') { $p.defaultValue | Should -Be 'None' -Because "-$($p.name) of $Name is mandatory" }
         }
     }
 

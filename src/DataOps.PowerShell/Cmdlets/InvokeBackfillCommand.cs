@@ -244,6 +244,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// OutputDirectory/JOB/RUNID/workers/HOST-PID; the starting process writes the run's summary and rollback script with every item.
     /// If the starting process dies, the run's lease expires and the joined workers stop (BackfillLeaseLost); run the job again to resume.
     /// </summary>
+    /// <default>False</default>
     [Parameter(Mandatory = true, ParameterSetName = ToJoin)]
     public SwitchParameter Join { get; set; }
 
