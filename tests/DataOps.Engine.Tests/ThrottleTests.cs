@@ -77,6 +77,55 @@ public sealed class ThrottleTests
         await throttle.WaitAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5));
     }
 
+    [Fact]
+    public async Task A_gate_that_starts_holding_while_an_item_waits_for_the_rate_holds_it_before_it_starts()
+    {
+        var gate = new SwitchGate(new ThrottleHold("suspended", "suspended by alice", TimeSpan.FromMilliseconds(20)));
+        using var throttle = Throttle.Create(60, [gate]);
+        await throttle.WaitAsync(CancellationToken.None);
+
+        // The second token comes a second later; the operator suspends meanwhile and resumes 1.5 s later.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var second = throttle.WaitAsync(CancellationToken.None);
+        await Task.Delay(200);
+        gate.Holding = true;
+        await Task.Delay(1_300);
+        Assert.False(second.IsCompleted, "the item started while the run was suspended");
+        gate.Holding = false;
+        await second;
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(1_500), TimeSpan.FromSeconds(10));
+        Assert.True(throttle.HeldTime["suspended"] > TimeSpan.Zero);
+    }
+
+    [Fact]
+    public async Task A_rate_changed_while_an_item_sleeps_until_a_shared_slot_asks_for_a_slot_of_the_new_rate()
+    {
+        using var throttle = Throttle.Create(1);
+        var asked = new List<int>();
+        Task<TimeSpan> Slot(int perMinute, CancellationToken ct)
+        {
+            asked.Add(perMinute);
+            return Task.FromResult(perMinute == 1 ? TimeSpan.FromSeconds(60) : TimeSpan.Zero);
+        }
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var waiting = throttle.WaitAsync(CancellationToken.None, Slot);
+        await Task.Delay(200);
+        Assert.False(waiting.IsCompleted);
+        throttle.SetRate(600);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal([1, 600], asked);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), watch.Elapsed.ToString());
+    }
+
+    private sealed class SwitchGate(ThrottleHold hold) : IThrottleGate
+    {
+        public volatile bool Holding;
+
+        public ValueTask<ThrottleHold?> CheckAsync(CancellationToken ct) => ValueTask.FromResult(Holding ? hold : null);
+    }
+
     private sealed class CountdownGate(int holds, ThrottleHold hold) : IThrottleGate
     {
         public int Checks { get; private set; }

@@ -193,6 +193,141 @@ public sealed class WorkerTests
     }
 
     [Fact]
+    public void Stopped_with_a_joined_process_the_runs_one_rollback_script_still_has_every_item_and_the_joined_process_stops()
+    {
+        const int keys = 400;
+        var (s, cs, job, output) = Setup(keys);
+        using var _ = s;
+        var coordinator = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 1 -ItemsPerMinute 300 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        Process? joiner = null;
+        try
+        {
+            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
+            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            joiner = StartPwsh(cs, $"Invoke-Backfill -RunId '{runId}' -Join -Workers 2 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN (SELECT member_id FROM dataops.run_member WHERE NOT coordinator)") >= 10,
+                TimeSpan.FromSeconds(120), "the joined process applied nothing");
+
+            var stop = s.Run("Stop-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = runId });
+            Assert.False(stop.HadErrors, string.Join("\n", stop.Errors));
+            Assert.True(coordinator.WaitForExit(120_000), "the starting process did not end");
+            Assert.True(joiner.WaitForExit(60_000), "the joined process did not end");
+
+            Assert.Equal("stopped", Sql.Scalar(cs, $"SELECT status FROM dataops.run WHERE run_id = '{runId}'"));
+            var applied = Long(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND status = 'applied'");
+            Assert.InRange(applied, 11, keys - 1);
+            Assert.Equal(applied, Long(cs, "SELECT count(*) FROM counted WHERE n = 1"));
+            Assert.Equal(0L, Long(cs, "SELECT count(*) FROM counted WHERE n > 1"));
+            Assert.Equal(0L, Long(cs, $"SELECT count(*) FROM dataops.ledger WHERE run_id = '{runId}' AND started_at > (SELECT closed_at FROM dataops.run_queue)"));
+
+            // Whichever process ran an item, the run's one script holds it, and psql restores every row.
+            var script = Directory.GetFiles(Path.Combine(output, JobName, runId.ToString(), "backfill_logs"), "rollback_*.sql").Single();
+            Assert.Equal(applied, RollbackScript.ItemKeys(script).Distinct().LongCount());
+            var (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
+            Assert.True(code == 0, stdout + stderr);
+            Assert.Equal((long)keys, Long(cs, "SELECT count(*) FROM counted WHERE n = 0"));
+        }
+        finally
+        {
+            foreach (var p in new[] { coordinator, joiner })
+            {
+                if (p is { HasExited: false })
+                {
+                    p.Kill(entireProcessTree: true);
+                }
+
+                p?.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public void Suspended_every_waiting_worker_holds_and_a_faster_rate_set_meanwhile_applies_at_once_on_resume()
+    {
+        var (s, cs, job, output) = Setup(keys: 300);
+        using var _ = s;
+
+        // Eight workers at 6 items a minute: each takes a slot up to 80 s ahead and sleeps until it.
+        var run = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 8 -ItemsPerMinute 6 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        try
+        {
+            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'") >= 1, TimeSpan.FromSeconds(120), "the run did not start");
+            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            var vars = new Hashtable { ["id"] = runId };
+            Assert.False(s.Run("Suspend-Backfill -RunId $id", vars).HadErrors);
+            WaitFor(() => (string?)Sql.Scalar(cs, $"SELECT state FROM dataops.run_control WHERE run_id = '{runId}'") == "suspended", TimeSpan.FromSeconds(30), "the run did not say it is suspended");
+            var suspendedAt = (DateTime)Sql.Scalar(cs, $"SELECT state_at FROM dataops.run_control WHERE run_id = '{runId}'")!;
+            Thread.Sleep(TimeSpan.FromSeconds(25));
+
+            // Slots came due while suspended (one every 10 s): none of those items started.
+            Assert.Equal(0L, Long(cs, $"SELECT count(*) FROM dataops.ledger WHERE started_at > '{suspendedAt:O}'::timestamp + interval '1 second'"));
+
+            Assert.False(s.Run("Set-BackfillThrottle -RunId $id -ItemsPerMinute 600", vars).HadErrors);
+            var resumedAt = (DateTime)Sql.Scalar(cs, "SELECT clock_timestamp()")!;
+            Assert.False(s.Run("Resume-Backfill -RunId $id", vars).HadErrors);
+
+            // The new rate holds from the resumption: not the slots taken at 6 a minute, 80 s ahead.
+            WaitFor(() => Long(cs, $"SELECT count(*) FROM dataops.ledger WHERE started_at > '{resumedAt:O}'") >= 30, TimeSpan.FromSeconds(30), "the faster rate did not apply within 30 s");
+            Assert.False(s.Run("Stop-Backfill -RunId $id -Confirm:$false", vars).HadErrors);
+            Assert.True(run.WaitForExit(120_000), "the run did not end");
+        }
+        finally
+        {
+            if (!run.HasExited)
+            {
+                run.Kill(entireProcessTree: true);
+            }
+
+            run.Dispose();
+        }
+
+        Assert.Equal(0L, Long(cs, "SELECT count(*) FROM counted WHERE n > 1"));
+    }
+
+    [Fact]
+    public void The_starting_process_killed_the_joined_process_stops_within_seconds_and_a_new_run_finishes_the_job()
+    {
+        const int keys = 200;
+        var (s, cs, job, output) = Setup(keys);
+        using var _ = s;
+        var coordinator = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 1 -ItemsPerMinute 600 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        Process? joiner = null;
+        try
+        {
+            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
+            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            joiner = StartPwsh(cs, $"Invoke-Backfill -RunId '{runId}' -Join -Workers 1 -OutputDirectory '{output}' -Force; exit $(if ($?) {{ 0 }} else {{ 3 }})");
+            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN (SELECT member_id FROM dataops.run_member WHERE NOT coordinator)") >= 5,
+                TimeSpan.FromSeconds(120), "the joined process applied nothing");
+            coordinator.Kill(entireProcessTree: true);
+            coordinator.WaitForExit();
+            var killedAt = (DateTime)Sql.Scalar(cs, "SELECT clock_timestamp()")!;
+
+            // The joined process sees the starting one gone (same host) within its 1 s check, and stops with an error.
+            Assert.True(joiner.WaitForExit(30_000), "the joined process went on");
+            Assert.Equal(3, joiner.ExitCode);
+            Assert.True(Long(cs, $"SELECT count(*) FROM dataops.ledger WHERE started_at > '{killedAt:O}'::timestamp + interval '3 seconds'") == 0, "items started after the starting process was killed");
+        }
+        finally
+        {
+            foreach (var p in new[] { coordinator, joiner })
+            {
+                if (p is { HasExited: false })
+                {
+                    p.Kill(entireProcessTree: true);
+                }
+
+                p?.Dispose();
+            }
+        }
+
+        // A new run takes the job over and applies the rest, each item once.
+        var rerun = s.Run("Invoke-Backfill -Job $job -ItemsPerMinute 0 -OutputDirectory $out -Force -WarningAction SilentlyContinue | Out-Null", new Hashtable { ["job"] = job, ["out"] = output });
+        Assert.False(rerun.HadErrors, string.Join("\n", rerun.Errors));
+        Assert.Equal((long)keys, Long(cs, "SELECT count(*) FROM counted WHERE n = 1"));
+    }
+
+    [Fact]
     public void Join_refuses_what_it_cannot_join_with_specific_errors_and_changes_nothing()
     {
         var (s, cs, job, output) = Setup(keys: 5);

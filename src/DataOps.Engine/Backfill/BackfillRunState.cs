@@ -212,10 +212,15 @@ internal sealed class BackfillRunState
             _log.Information("Run {RunId} of job {Job}: a keyset walk, {Rate}, output {Directory}", RunId, Name, throttle.PerMinute == 0 ? "unthrottled" : $"at most {throttle.PerMinute} chunks/minute", _artifacts.Directory);
             walk.LogStart(_log);
         }
+        else if (Queue is { Coordinator: false } joined)
+        {
+            _log.Information("Joined run {RunId} of job {Job} ({Items} items published) with {Workers} workers, {PerMinute} items/minute for the whole run, output {Directory}",
+                RunId, Name, joined.Items, joined.Workers, throttle.PerMinute, _artifacts.Directory);
+        }
         else
         {
-            _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute, output {Directory}",
-                RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, _artifacts.Directory);
+            _log.Information("Run {RunId} of job {Job}: {Items} items, {AlreadyApplied} already applied, {PerMinute} items/minute{ForTheRun}, output {Directory}",
+                RunId, Name, Keys.Count, Applied.Count(Keys.Contains), throttle.PerMinute, Queue is null ? string.Empty : " for the whole run", _artifacts.Directory);
         }
 
         var (lockTimeout, lockRetries) = (_options.LockTimeoutFor(_job.Job), _options.LockRetriesFor(_job.Job));

@@ -213,12 +213,16 @@ public static partial class BackfillRunner
         // cancelled on the server and roll back); the run then ends as stopped, not as a Ctrl+C.
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var control = new RunControl(connection, run, abort, log) { Publishes = options.JoinRunId is null };
+        if (options.JoinRunId is not null)
+        {
+            // The starting process ended the run: this one starts nothing more (the queue is closed or empty anyway).
+            lease.RunEnded = status => run.RequestStop($"stopped: the process that started the run ended it ({status})", abort: false);
+        }
+
 
         // Disposed after the control's poller has stopped (the finally below), which may still set its rate.
         // The gates: the operator's control (suspend), then the signals (none without signals: nothing is sampled).
-        // A run worked by several workers takes its rate from the database, for all of them together.
-        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. gate is null ? [] : new IThrottleGate[] { gate }, .. options.Gates ?? []],
-            run.Queue is { } queue ? queue.SlotAsync : null);
+        using var throttle = Throttle.Create(options.ItemsPerMinute ?? job.Job.ItemsPerMinute, [control, .. gate is null ? [] : new IThrottleGate[] { gate }, .. options.Gates ?? []]);
         try
         {
             throttle.HoldChanged += run.Held;

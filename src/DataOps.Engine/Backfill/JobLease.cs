@@ -38,6 +38,12 @@ internal sealed class JobLease : IAsyncDisposable
     /// <summary>Six renewals per TTL: a renewal that fails (a dropped connection) is retried well before expiry.</summary>
     internal static readonly TimeSpan RenewEvery = TimeSpan.FromSeconds(5);
 
+    /// <summary>A process that joined another's run: told (with the run's status) when the starting process ended the run normally.</summary>
+    public Action<string>? RunEnded { get; set; }
+
+    /// <summary>How often a process that joined another's run checks that run's lease (a query, no write).</summary>
+    internal static readonly TimeSpan FollowEvery = TimeSpan.FromSeconds(1);
+
     /// <summary>The SQLSTATE dataops.lease_lost() raises.</summary>
     internal const string LostState = "DOL01";
 
@@ -311,7 +317,7 @@ internal sealed class JobLease : IAsyncDisposable
         {
             try
             {
-                await Task.Delay(RenewEvery, stop).ConfigureAwait(false);
+                await Task.Delay(_follower ? FollowEvery : RenewEvery, stop).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
@@ -325,13 +331,37 @@ internal sealed class JobLease : IAsyncDisposable
                 await using var conn = new NpgsqlConnection(_renewalConnectionString);
                 await conn.OpenAsync(stop).ConfigureAwait(false);
 
+                if (_follower)
+                {
+                    // The holder's lease, as a new run would judge it: expired, or its process gone from this host.
+                    var holder = await conn.QuerySingleOrDefaultAsync<(string Host, int Pid, DateTime? Started, bool Expired)?>(new CommandDefinition(
+                        "SELECT host_name, process_id, process_started_at, expires_at < clock_timestamp() FROM dataops.job_lease WHERE job_name = @job AND run_id = @runId",
+                        new { job = Job, runId = RunId }, cancellationToken: stop)).ConfigureAwait(false);
+                    if (holder is null && await conn.ExecuteScalarAsync<string?>(new CommandDefinition(
+                            $"SELECT {LedgerStore.RunStatusOf("@runId")}", new { runId = RunId }, cancellationToken: stop)).ConfigureAwait(false) is { } status and not "running"
+                        && await conn.ExecuteScalarAsync<Guid?>(new CommandDefinition("SELECT run_id FROM dataops.job_lease WHERE job_name = @job", new { job = Job }, cancellationToken: stop)).ConfigureAwait(false) is null)
+                    {
+                        // The process that started the run ended it (after the items this one held were done): nothing lost.
+                        RunEnded?.Invoke(status);
+                        return;
+                    }
+
+                    var why = holder is not { } h ? await HolderAsync(conn, stop).ConfigureAwait(false)
+                        : h.Expired ? "the lease of the process that started the run expired"
+                        : ProcessGone(h.Host, h.Pid, h.Started) ? $"the process that started the run ({h.Pid} on {h.Host}) is gone"
+                        : null;
+                    if (why is not null)
+                    {
+                        MarkLost(why);
+                        return;
+                    }
+
+                    continue;
+                }
+
                 // Waits for an item of this run in flight (it holds the row FOR SHARE): harmless, no
                 // takeover can happen meanwhile either.
-                var renewed = _follower
-                    ? await conn.ExecuteScalarAsync<int>(new CommandDefinition(
-                        "SELECT count(*)::int FROM dataops.job_lease WHERE job_name = @job AND run_id = @runId AND expires_at >= clock_timestamp()",
-                        new { job = Job, runId = RunId }, cancellationToken: stop)).ConfigureAwait(false)
-                    : await conn.ExecuteAsync(new CommandDefinition(
+                var renewed = await conn.ExecuteAsync(new CommandDefinition(
                         "UPDATE dataops.job_lease SET expires_at = clock_timestamp() + make_interval(secs => @ttl), renewed_at = clock_timestamp() WHERE job_name = @job AND run_id = @runId",
                         new { job = Job, runId = RunId, ttl = Ttl.TotalSeconds }, cancellationToken: stop)).ConfigureAwait(false);
                 if (renewed == 0)

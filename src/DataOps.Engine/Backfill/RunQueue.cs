@@ -127,6 +127,7 @@ internal sealed class RunQueue : IAsyncDisposable
             WITH c AS (
                 SELECT i.ordinal FROM dataops.run_item i
                 WHERE i.run_id = @RunId AND NOT i.done
+                  AND (SELECT q.closed_at FROM dataops.run_queue q WHERE q.run_id = @RunId) IS NULL
                   AND (i.claimed_by IS NULL OR NOT EXISTS (
                         SELECT 1 FROM dataops.run_member m
                         WHERE m.run_id = i.run_id AND m.member_id = i.claimed_by AND m.left_at IS NULL AND m.expires_at >= clock_timestamp()))
@@ -136,6 +137,54 @@ internal sealed class RunQueue : IAsyncDisposable
             FROM c WHERE i.run_id = @RunId AND i.ordinal = c.ordinal
             RETURNING i.item_key AS Key, i.ordinal AS Ordinal, i.claims AS Claims
             """, new { RunId, MemberId, count }, cancellationToken: ct)).ConfigureAwait(false)).OrderBy(c => c.Ordinal)];
+
+    /// <summary>Whether the starting process closed the run's queue with items left (it stopped the run early): no more claims.</summary>
+    public async Task<bool> StoppedEarlyAsync(NpgsqlConnection conn, CancellationToken ct) =>
+        await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
+            """
+            SELECT q.closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM dataops.run_item i WHERE i.run_id = q.run_id AND NOT i.done)
+            FROM dataops.run_queue q WHERE q.run_id = @RunId
+            """, new { RunId }, cancellationToken: ct)).ConfigureAwait(false);
+
+    /// <summary>
+    /// The starting process's end: closes the queue (no worker of any process claims another item), then
+    /// waits up to <paramref name="patience"/> while other live processes finish the items they hold, so
+    /// the run's files can list them. True when none is left in flight.
+    /// </summary>
+    public async Task<bool> CloseAsync(TimeSpan patience)
+    {
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            await using var conn = new NpgsqlConnection(_connectionString);
+            await conn.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            await conn.ExecuteAsync("UPDATE dataops.run_queue SET closed_at = coalesce(closed_at, clock_timestamp()) WHERE run_id = @RunId", new { RunId }).ConfigureAwait(false);
+            var logged = false;
+            while (await OthersHoldItemsAsync(conn, CancellationToken.None).ConfigureAwait(false))
+            {
+                if (watch.Elapsed > patience)
+                {
+                    _log.Warning("Run {RunId}: other worker processes still hold items after {Patience}; the run's files list what the ledger has now", RunId, patience);
+                    return false;
+                }
+
+                if (!logged)
+                {
+                    _log.Information("Run {RunId}: waiting for the other worker processes to finish the items they hold", RunId);
+                    logged = true;
+                }
+
+                await Task.Delay(PollEvery).ConfigureAwait(false);
+            }
+
+            return true;
+        }
+        catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        {
+            _log.Warning("Run {RunId}: could not close the run's queue: {Error}", RunId, ex.Message);
+            return false;
+        }
+    }
 
     /// <summary>
     /// Nothing to claim now: true while other live members hold items that are not done (a worker
@@ -189,10 +238,8 @@ internal sealed class RunQueue : IAsyncDisposable
     }
 
     /// <summary>The run-global rate limit: how long to wait before the next item may start at <paramref name="perMinute"/> for the whole run.</summary>
-    public async Task<TimeSpan> SlotAsync(int perMinute, CancellationToken ct)
+    public async Task<TimeSpan> SlotAsync(NpgsqlConnection conn, int perMinute, CancellationToken ct)
     {
-        await using var conn = new NpgsqlConnection(_connectionString);
-        await conn.OpenAsync(ct).ConfigureAwait(false);
         var seconds = await conn.ExecuteScalarAsync<double?>(new CommandDefinition(
             "SELECT dataops.rate_slot(@RunId, @perMinute)", new { RunId, perMinute }, cancellationToken: ct)).ConfigureAwait(false);
         return TimeSpan.FromSeconds(seconds ?? 0);

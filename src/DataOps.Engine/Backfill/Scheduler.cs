@@ -58,18 +58,19 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
                 batch.Reviewed.TrySetResult();
             }
-
-            if (run.Queue is { Coordinator: true } && !Halted)
-            {
-                // Every item is done: what the other processes ran goes into this run's files and rollback script.
-                run.Record(await OthersAsync(ct).ConfigureAwait(false));
-            }
         }
         finally
         {
             _halted = true;
             reporting?.Reviewed.TrySetResult();
             await DrainAsync(channel.Reader).ConfigureAwait(false);
+            if (run.Queue is { Coordinator: true } queue)
+            {
+                // However the run ends: no process claims more, the others finish what they hold, and what
+                // they ran goes into this run's files and its one rollback script.
+                await queue.CloseAsync(OthersPatience).ConfigureAwait(false);
+                await RecordOthersAsync().ConfigureAwait(false);
+            }
         }
     }
 
@@ -133,7 +134,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                     continue;
                 }
 
-                if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+                if (!await WaitTurnAsync(work, ct).ConfigureAwait(false))
                 {
                     // Stopped while it waited (Stop-Backfill): the keys it took were not started.
                     return;
@@ -167,7 +168,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     {
         while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
         {
-            if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+            if (!await WaitTurnAsync(work, ct).ConfigureAwait(false))
             {
                 return;
             }
@@ -218,12 +219,26 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     /// </summary>
     private async Task ClaimLoopAsync(ChannelWriter<Batch> writer, WorkConnection work, RunQueue queue, CancellationToken ct)
     {
+        var sinceCheck = System.Diagnostics.Stopwatch.StartNew();
         while (await writer.WaitToWriteAsync(ct).ConfigureAwait(false) && !Halted)
         {
+            if (sinceCheck.Elapsed > RunQueue.RenewEvery)
+            {
+                // A process of this host that died: its claims are free now, not after its lease's 15 s.
+                await OnQueueAsync(work, queue.OthersHoldItemsAsync, ct).ConfigureAwait(false);
+                sinceCheck.Restart();
+            }
+
             var size = groups is null ? ClaimBatch : Math.Clamp(GroupExecutor.GroupSize / _width, 1, ClaimBatch * 8);
             var claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
             if (claimed.Count == 0)
             {
+                if (!queue.Coordinator && await OnQueueAsync(work, queue.StoppedEarlyAsync, ct).ConfigureAwait(false))
+                {
+                    run.RequestStop("stopped: the process that started the run stopped it; this process's items in flight finished, no new item started", abort: false);
+                    return;
+                }
+
                 if (!await OnQueueAsync(work, queue.OthersHoldItemsAsync, ct).ConfigureAwait(false))
                 {
                     return;
@@ -239,7 +254,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             }
 
             // Claims left unrun when the run stops are freed when this process leaves the run.
-            if (!await WaitTurnAsync(ct).ConfigureAwait(false))
+            if (!await WaitTurnAsync(work, ct).ConfigureAwait(false))
             {
                 return;
             }
@@ -253,7 +268,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
             for (var i = 0; i < keys.Count && !Halted; i++)
             {
-                if (i > 0 && !await WaitTurnAsync(ct).ConfigureAwait(false))
+                if (i > 0 && !await WaitTurnAsync(work, ct).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -301,6 +316,22 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         }
     }
 
+    /// <summary>How long the starting process waits at the run's end for the items other processes hold (an item's statement timeout and then some).</summary>
+    internal static readonly TimeSpan OthersPatience = TimeSpan.FromSeconds(WorkConnection.StatementTimeoutSeconds + 15);
+
+    /// <summary>Records what the other processes ran; a failure to read it is logged (the ledger has them, Export-BackfillRollback writes the whole script).</summary>
+    private async Task RecordOthersAsync()
+    {
+        try
+        {
+            run.Record(await OthersAsync(CancellationToken.None).ConfigureAwait(false));
+        }
+        catch (Exception ex) when (ex is Npgsql.NpgsqlException or DataOpsException or IOException or TimeoutException)
+        {
+            items.Log.Warning("Run {RunId}: the items other processes ran could not be read for the run's files ({Error}); Export-BackfillRollback -RunId {RunId} writes the whole rollback script from the ledger", run.RunId, ex.Message, run.RunId);
+        }
+    }
+
     /// <summary>The items other processes ran in this run, from the ledger (with the images that restore them).</summary>
     private async Task<IReadOnlyList<ItemOutcome>> OthersAsync(CancellationToken ct)
     {
@@ -330,12 +361,16 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     /// Waits for the throttle; false when the run stopped meanwhile (an operator's stop also ends a
     /// wait for a slow rate's next token). One linked token per item or group, no statement.
     /// </summary>
-    private async Task<bool> WaitTurnAsync(CancellationToken ct)
+    private async Task<bool> WaitTurnAsync(WorkConnection work, CancellationToken ct)
     {
         using var turn = CancellationTokenSource.CreateLinkedTokenSource(ct, run.StopToken);
         try
         {
-            await throttle.WaitAsync(turn.Token).ConfigureAwait(false);
+            // A run worked by several workers takes its rate from the database (for every worker of every
+            // process), on the worker's own connection: no connection more per worker.
+            await throttle.WaitAsync(turn.Token, run.Queue is { } queue
+                ? (perMinute, token) => OnQueueAsync(work, (conn, t) => queue.SlotAsync(conn, perMinute, t), token)
+                : null).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested && run.StopToken.IsCancellationRequested)
         {

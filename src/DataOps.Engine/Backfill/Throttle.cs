@@ -45,15 +45,14 @@ internal sealed class Throttle : IDisposable
     private TokenBucketRateLimiter? _bucket;
     private ThrottleHold? _current;
 
-    /// <summary>A run with several workers asks the database for each item's slot (<see cref="RunQueue.SlotAsync"/>) instead of the local bucket.</summary>
-    private readonly Func<int, CancellationToken, Task<TimeSpan>>? _sharedSlot;
-
-    private Throttle(int perMinute, IEnumerable<IThrottleGate>? gates, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot)
+    private Throttle(int perMinute, IEnumerable<IThrottleGate>? gates)
     {
         _gates = [.. gates ?? []];
-        _sharedSlot = sharedSlot;
         (PerMinute, _bucket) = (Math.Max(perMinute, 0), Bucket(perMinute));
     }
+
+    /// <summary>Cancelled (and replaced) when the rate changes: a worker sleeping until a slot of the old rate asks again.</summary>
+    private CancellationTokenSource _rateChanged = new();
 
     /// <summary>Raised when the run starts waiting for a reason (once per episode: not again while the same reason holds) and with null when it goes on.</summary>
     public event Action<ThrottleHold?>? HoldChanged;
@@ -89,12 +88,7 @@ internal sealed class Throttle : IDisposable
     }
 
     /// <summary>The throttle for <paramref name="perMinute"/> items a minute (0: off) and the run's <paramref name="gates"/>.</summary>
-    /// <remarks>
-    /// With <paramref name="sharedSlot"/> (a run worked by several processes) the rate is the run's: each item's
-    /// wait comes from the database, which spaces every worker's items (<see cref="RunQueue.SlotAsync"/>); the
-    /// gates are still asked here first.
-    /// </remarks>
-    public static Throttle Create(int perMinute, IEnumerable<IThrottleGate>? gates = null, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot = null) => new(perMinute, gates, sharedSlot);
+    public static Throttle Create(int perMinute, IEnumerable<IThrottleGate>? gates = null) => new(perMinute, gates);
 
     /// <summary>Items per round trip: <paramref name="unthrottled"/>, or one item per token while throttled.</summary>
     public int GroupSize(int unthrottled) => IsOff ? unthrottled : 1;
@@ -106,30 +100,73 @@ internal sealed class Throttle : IDisposable
     public void SetRate(int perMinute)
     {
         TokenBucketRateLimiter? old;
+        CancellationTokenSource changed;
         lock (_gate)
         {
             PerMinute = Math.Max(perMinute, 0);
             old = Interlocked.Exchange(ref _bucket, Bucket(perMinute));
+            changed = Interlocked.Exchange(ref _rateChanged, new CancellationTokenSource());
         }
 
         old?.Dispose();
+        changed.Cancel();
+        changed.Dispose();
     }
 
     /// <summary>
     /// Waits until the next item (or group) may start: until no gate holds, then for a token. Concurrent
-    /// workers queue; tokens are granted in order, one per period.
+    /// workers queue; tokens are granted in order, one per period. With <paramref name="sharedSlot"/> (a run
+    /// worked by several workers, <see cref="RunQueue.SlotAsync"/>) the token is the run's: the database
+    /// spaces every worker's items of every process. A gate that started to hold while the item waited for its
+    /// token (Suspend-Backfill, a signal) holds it again before it starts; a rate changed meanwhile is asked anew.
     /// </summary>
-    public async Task WaitAsync(CancellationToken ct)
+    public async Task WaitAsync(CancellationToken ct, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot = null)
     {
-        await WaitForGatesAsync(ct).ConfigureAwait(false);
-        if (_sharedSlot is not null)
+        while (true)
         {
-            if (PerMinute > 0 && await _sharedSlot(PerMinute, ct).ConfigureAwait(false) is { } wait && wait > TimeSpan.Zero)
+            await WaitForGatesAsync(ct).ConfigureAwait(false);
+            var waited = Stopwatch.StartNew();
+            if (!await TakeTokenAsync(ct, sharedSlot).ConfigureAwait(false))
             {
-                await Task.Delay(wait, ct).ConfigureAwait(false);
+                // The rate changed while this item slept until its slot: a slot of the new rate.
+                continue;
             }
 
-            return;
+            // Asked again only after a real wait for the rate (a gate decides from its own samples: no statement).
+            if (_gates.Count == 0 || waited.Elapsed < MinPeriod || await HoldAsync(ct).ConfigureAwait(false) is null)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>The rate's token (or slot); false when the rate changed during a shared slot's wait.</summary>
+    private async Task<bool> TakeTokenAsync(CancellationToken ct, Func<int, CancellationToken, Task<TimeSpan>>? sharedSlot)
+    {
+        if (sharedSlot is not null)
+        {
+            CancellationTokenSource changed;
+            lock (_gate)
+            {
+                changed = _rateChanged;
+            }
+
+            var wait = PerMinute <= 0 ? TimeSpan.Zero : await sharedSlot(PerMinute, ct).ConfigureAwait(false);
+            if (wait <= TimeSpan.Zero)
+            {
+                return true;
+            }
+
+            using var either = CancellationTokenSource.CreateLinkedTokenSource(ct, changed.Token);
+            try
+            {
+                await Task.Delay(wait, either.Token).ConfigureAwait(false);
+                return true;
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                return false;
+            }
         }
 
         while (Volatile.Read(ref _bucket) is { } bucket)
@@ -149,10 +186,26 @@ internal sealed class Throttle : IDisposable
             {
                 if (lease.IsAcquired)
                 {
-                    return;
+                    return true;
                 }
             }
         }
+
+        return true;
+    }
+
+    /// <summary>The first gate that holds now (each decides from its own samples: no statement), or null.</summary>
+    private async Task<ThrottleHold?> HoldAsync(CancellationToken ct)
+    {
+        foreach (var gate in _gates)
+        {
+            if (await gate.CheckAsync(ct).ConfigureAwait(false) is { } hold)
+            {
+                return hold;
+            }
+        }
+
+        return null;
     }
 
     private async Task WaitForGatesAsync(CancellationToken ct)
@@ -164,15 +217,7 @@ internal sealed class Throttle : IDisposable
 
         while (true)
         {
-            ThrottleHold? hold = null;
-            foreach (var gate in _gates)
-            {
-                if ((hold = await gate.CheckAsync(ct).ConfigureAwait(false)) is not null)
-                {
-                    break;
-                }
-            }
-
+            var hold = await HoldAsync(ct).ConfigureAwait(false);
             Report(hold);
             if (hold is null)
             {
@@ -211,7 +256,11 @@ internal sealed class Throttle : IDisposable
         HoldChanged?.Invoke(hold);
     }
 
-    public void Dispose() => Interlocked.Exchange(ref _bucket, null)?.Dispose();
+    public void Dispose()
+    {
+        Interlocked.Exchange(ref _bucket, null)?.Dispose();
+        _rateChanged.Dispose();
+    }
 
     private static TokenBucketRateLimiter? Bucket(int perMinute)
     {

@@ -359,7 +359,11 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
         var redactor = new SecretRedactor();
         var credentials = SecretArgument.ToDictionary(Secret, redactor);
         var workers = Workers ?? 1;
-        var (job, options) = RunEngine((_, ct) => BackfillRunner.PrepareJoinAsync(connection, RunId, path, workers, output, ct));
+        var (job, options) = RunEngine(async (_, ct) =>
+        {
+            var (prepared, fromRun) = await BackfillRunner.PrepareJoinAsync(connection, RunId, path, workers, output, ct).ConfigureAwait(false);
+            return (prepared, fromRun with { ResolvedSecrets = HttpSteps.ResolveSecrets(prepared.Job, credentials, redactor), Redactor = redactor });
+        });
         var target = $"run {RunId} of job {job.Job.Name} on {connection}";
         if (WhatIfRequested)
         {
@@ -372,11 +376,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
             return;
         }
 
-        options = options with
-        {
-            ResolvedSecrets = HttpSteps.ResolveSecrets(job.Job, credentials, redactor), Redactor = redactor,
-            Signals = ThrottleSignals.WithParameters(job.Job.Signals, MaxReplicaLag, MaxRetainedWal, SignalCheckInterval),
-        };
+        options = options with { Signals = ThrottleSignals.WithParameters(job.Job.Signals, MaxReplicaLag, MaxRetainedWal, SignalCheckInterval) };
         StreamEngineLogged("Invoke-Backfill", (log, observer, ct) => Stamped(BackfillRunner.RunAsync(job, connection, options, log, observer, ct), r => r with { Connection = connection }, ct), redactor);
     }
 

@@ -5,13 +5,17 @@
 -- PostgreSQL is the coordinator: nothing is shared between the processes but these rows.
 --
 -- The run's queue: a run with a row here can be joined. rate_next_at is the run-global rate limit
--- (GCRA: the earliest time the next item may start), advanced by every worker of every process.
+-- (GCRA: the earliest time the next item may start), advanced by every worker of every process at
+-- rate_per_minute. closed_at: the starting process stopped the run (Stop-Backfill, -MaxFailures, an
+-- error, Ctrl+C); no worker claims another item, and the others finish the items they hold.
 CREATE TABLE dataops.run_queue (
-    run_id       uuid        PRIMARY KEY REFERENCES dataops.run (run_id) ON DELETE CASCADE,
-    items        integer     NOT NULL,
-    job_sha256   text        NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    rate_next_at timestamptz
+    run_id          uuid        PRIMARY KEY REFERENCES dataops.run (run_id) ON DELETE CASCADE,
+    items           integer     NOT NULL,
+    job_sha256      text        NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    rate_next_at    timestamptz,
+    rate_per_minute integer,
+    closed_at       timestamptz
 );
 
 -- The processes working on a run, each with a lease renewed by its heartbeat. An item claimed by a
@@ -64,10 +68,15 @@ $$;
 
 -- The run-global rate limit: the time this caller waits before its item starts (0: at once), and the
 -- next slot moved on by one item's share of a minute. Every worker of every process asks here, so
--- the run's items start at most per_minute a minute in all, whatever the number of workers.
+-- the run's items start at most per_minute a minute in all, whatever the number of workers. A new
+-- rate (Set-BackfillThrottle) starts its slots from now: slots taken at a slow rate do not hold a
+-- faster one back.
 CREATE FUNCTION dataops.rate_slot(run uuid, per_minute integer) RETURNS double precision
 LANGUAGE sql VOLATILE AS $$
-    UPDATE dataops.run_queue SET rate_next_at = greatest(coalesce(rate_next_at, clock_timestamp()), clock_timestamp()) + make_interval(secs => 60.0 / per_minute)
+    UPDATE dataops.run_queue
+    SET rate_next_at = greatest(CASE WHEN rate_per_minute = per_minute THEN coalesce(rate_next_at, clock_timestamp()) ELSE clock_timestamp() END, clock_timestamp())
+                       + make_interval(secs => 60.0 / per_minute),
+        rate_per_minute = per_minute
     WHERE run_id = run
     RETURNING greatest(extract(epoch FROM rate_next_at - make_interval(secs => 60.0 / per_minute) - clock_timestamp()), 0)::double precision
 $$;
