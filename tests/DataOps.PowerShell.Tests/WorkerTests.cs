@@ -31,6 +31,38 @@ public sealed class WorkerTests
         return process;
     }
 
+    private const string JoinedMembers = "SELECT member_id FROM dataops.run_member WHERE NOT coordinator";
+
+    /// <summary>Invoke-Backfill -Workers in a pwsh process of its own.</summary>
+    private static Process StartRun(string cs, string job, string output, int workers, int perMinute) =>
+        StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers {workers} -ItemsPerMinute {perMinute} -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+
+    /// <summary>Waits until the processes that joined the run have finished <paramref name="done"/> items.</summary>
+    private static void WaitForJoined(string cs, int done) =>
+        WaitFor(() => Long(cs, $"SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN ({JoinedMembers})") >= done, TimeSpan.FromSeconds(120), "the joined process applied nothing");
+
+    /// <summary>Waits for the run started with -Workers to publish its items; its run id.</summary>
+    private static Guid Published(string cs)
+    {
+        WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
+        return (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+    }
+
+    /// <summary>Kills what is still running of <paramref name="processes"/> and disposes them.</summary>
+    private static void End(params Process?[] processes)
+    {
+        foreach (var p in processes)
+        {
+            if (p is { HasExited: false })
+            {
+                p.Kill(entireProcessTree: true);
+                p.WaitForExit();
+            }
+
+            p?.Dispose();
+        }
+    }
+
     private static void WaitFor(Func<bool> condition, TimeSpan timeout, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
@@ -49,17 +81,16 @@ public sealed class WorkerTests
         const int keys = 120, perMinute = 360;
         var (s, cs, job, output) = Setup(keys);
         using var _ = s;
-        var coordinator = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 2 -ItemsPerMinute {perMinute} -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        var coordinator = StartRun(cs, job, output, workers: 2, perMinute: perMinute);
         Process? joiner = null;
         try
         {
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
-            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            var runId = Published(cs);
             joiner = StartPwsh(cs, $"Invoke-Backfill -RunId '{runId}' -Join -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
 
             // The joined process works: it finished items, and it holds a claim when it is killed.
-            const string joinedMember = "SELECT member_id FROM dataops.run_member WHERE NOT coordinator";
-            WaitFor(() => Long(cs, $"SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN ({joinedMember})") >= 5, TimeSpan.FromSeconds(120), "the joined process applied nothing");
+            const string joinedMember = JoinedMembers;
+            WaitForJoined(cs, done: 5);
             // Get-BackfillRun shows the run's workers across its processes, and its queue.
             var live = s.Run("Get-BackfillRun -RunId $id", new Hashtable { ["id"] = runId }).Output.Single();
             Assert.Equal(3, live.Properties["Workers"].Value);
@@ -113,15 +144,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            foreach (var p in new[] { coordinator, joiner })
-            {
-                if (p is { HasExited: false })
-                {
-                    p.Kill(entireProcessTree: true);
-                }
-
-                p?.Dispose();
-            }
+            End(coordinator, joiner);
         }
     }
 
@@ -178,12 +201,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            if (!run.HasExited)
-            {
-                run.Kill(entireProcessTree: true);
-            }
-
-            run.Dispose();
+            End(run);
         }
 
         Assert.Equal("completed", Sql.Scalar(cs, "SELECT status FROM dataops.run"));
@@ -198,15 +216,13 @@ public sealed class WorkerTests
         const int keys = 400;
         var (s, cs, job, output) = Setup(keys);
         using var _ = s;
-        var coordinator = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 1 -ItemsPerMinute 300 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        var coordinator = StartRun(cs, job, output, workers: 1, perMinute: 300);
         Process? joiner = null;
         try
         {
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
-            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            var runId = Published(cs);
             joiner = StartPwsh(cs, $"Invoke-Backfill -RunId '{runId}' -Join -Workers 2 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN (SELECT member_id FROM dataops.run_member WHERE NOT coordinator)") >= 10,
-                TimeSpan.FromSeconds(120), "the joined process applied nothing");
+            WaitForJoined(cs, done: 10);
 
             var stop = s.Run("Stop-Backfill -RunId $id -Confirm:$false", new Hashtable { ["id"] = runId });
             Assert.False(stop.HadErrors, string.Join("\n", stop.Errors));
@@ -229,15 +245,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            foreach (var p in new[] { coordinator, joiner })
-            {
-                if (p is { HasExited: false })
-                {
-                    p.Kill(entireProcessTree: true);
-                }
-
-                p?.Dispose();
-            }
+            End(coordinator, joiner);
         }
     }
 
@@ -248,7 +256,7 @@ public sealed class WorkerTests
         using var _ = s;
 
         // Eight workers at 6 items a minute: each takes a slot up to 80 s ahead and sleeps until it.
-        var run = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 8 -ItemsPerMinute 6 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        var run = StartRun(cs, job, output, workers: 8, perMinute: 6);
         try
         {
             WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.ledger WHERE status = 'applied'") >= 1, TimeSpan.FromSeconds(120), "the run did not start");
@@ -273,12 +281,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            if (!run.HasExited)
-            {
-                run.Kill(entireProcessTree: true);
-            }
-
-            run.Dispose();
+            End(run);
         }
 
         Assert.Equal(0L, Long(cs, "SELECT count(*) FROM counted WHERE n > 1"));
@@ -290,15 +293,13 @@ public sealed class WorkerTests
         const int keys = 200;
         var (s, cs, job, output) = Setup(keys);
         using var _ = s;
-        var coordinator = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 1 -ItemsPerMinute 600 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        var coordinator = StartRun(cs, job, output, workers: 1, perMinute: 600);
         Process? joiner = null;
         try
         {
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
-            var runId = (Guid)Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            var runId = Published(cs);
             joiner = StartPwsh(cs, $"Invoke-Backfill -RunId '{runId}' -Join -Workers 1 -OutputDirectory '{output}' -Force; exit $(if ($?) {{ 0 }} else {{ 3 }})");
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_item WHERE done AND claimed_by IN (SELECT member_id FROM dataops.run_member WHERE NOT coordinator)") >= 5,
-                TimeSpan.FromSeconds(120), "the joined process applied nothing");
+            WaitForJoined(cs, done: 5);
             coordinator.Kill(entireProcessTree: true);
             coordinator.WaitForExit();
             var killedAt = (DateTime)Sql.Scalar(cs, "SELECT clock_timestamp()")!;
@@ -310,15 +311,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            foreach (var p in new[] { coordinator, joiner })
-            {
-                if (p is { HasExited: false })
-                {
-                    p.Kill(entireProcessTree: true);
-                }
-
-                p?.Dispose();
-            }
+            End(coordinator, joiner);
         }
 
         // A new run takes the job over and applies the rest, each item once.
@@ -357,11 +350,10 @@ public sealed class WorkerTests
 
         // A live worker run joined with another job file (same name, other bytes): refused before anything runs.
         Sql.Execute(cs, "UPDATE counted SET n = 0");
-        var slow = StartPwsh(cs, $"Invoke-Backfill -Job '{job}' -Workers 1 -ItemsPerMinute 6 -OutputDirectory '{output}' -Force -WarningAction SilentlyContinue | Out-Null");
+        var slow = StartRun(cs, job, output, workers: 1, perMinute: 6);
         try
         {
-            WaitFor(() => Long(cs, "SELECT count(*) FROM dataops.run_queue") == 1, TimeSpan.FromSeconds(120), "the run did not publish its items");
-            vars["live"] = Sql.Scalar(cs, "SELECT run_id FROM dataops.run_queue")!;
+            vars["live"] = Published(cs);
             var other = CountedJob.Write(JobName, "UPDATE counted SET n = n + 2 WHERE k = @key::int");
             vars["other"] = other;
             r = s.Run("Invoke-Backfill -RunId $live -Join -Job $other -Force", vars);
@@ -378,9 +370,7 @@ public sealed class WorkerTests
         }
         finally
         {
-            slow.Kill(entireProcessTree: true);
-            slow.WaitForExit();
-            slow.Dispose();
+            End(slow);
         }
     }
 }
