@@ -39,6 +39,28 @@ public sealed class RunQueueSqlTests
         Assert.Equal("DOL02", Assert.Throws<PostgresException>(() => db.Scalar<bool>("SELECT dataops.claim_done('00000000-0000-0000-0000-000000000001', 'a', '00000000-0000-0000-0000-00000000000a')")).SqlState);
     }
 
+    [Fact]
+    public async Task The_rate_is_the_databases_set_by_Set_BackfillThrottle_else_the_runs_not_the_callers()
+    {
+        var db = await CoreAsync();
+        db.Execute("UPDATE dataops.run_queue SET base_per_minute = 60");
+
+        // A caller that still believes in 1,000,000 a minute gets the run's 60: one second apart.
+        var waits = db.Scalar<double[]>("SELECT array_agg(dataops.rate_slot('00000000-0000-0000-0000-000000000001', 1000000) ORDER BY g) FROM generate_series(1, 3) g");
+        Assert.InRange(waits[1] - waits[0], 0.95, 1.0 + 1e-6);
+        Assert.InRange(waits[2] - waits[1], 0.95, 1.0 + 1e-6);
+
+        // Set-BackfillThrottle's rate wins over the run's, and starts its slots from now.
+        db.Execute("INSERT INTO dataops.run_control (run_id, items_per_minute) VALUES ('00000000-0000-0000-0000-000000000001', 600)");
+        waits = db.Scalar<double[]>("SELECT array_agg(dataops.rate_slot('00000000-0000-0000-0000-000000000001', 60) ORDER BY g) FROM generate_series(1, 3) g");
+        Assert.InRange(waits[0], 0, 0.05);
+        Assert.InRange(waits[2] - waits[0], 0.15, 0.2 + 1e-6);
+
+        // Unthrottled (0): no wait, no slot taken.
+        db.Execute("UPDATE dataops.run_control SET items_per_minute = 0");
+        Assert.Null(db.Scalar<object>("SELECT dataops.rate_slot('00000000-0000-0000-0000-000000000001', 60)") as double?);
+    }
+
     [Theory]
     [InlineData(600, 10)]
     [InlineData(1_000_000, 50)]

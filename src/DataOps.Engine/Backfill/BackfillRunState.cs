@@ -164,7 +164,7 @@ internal sealed class BackfillRunState
                 // A process that joined another's run keeps its own files in a folder of its own inside the run's, and no
                 // rollback script (the run's own process writes the whole run's).
                 artifacts = new BackfillArtifacts(options.OutputDirectory, job.Job, lease.RunId, connection.ToString(), job.Job.BatchSize, options.DryRun,
-                    joining ? $"{Environment.MachineName}-{Environment.ProcessId}" : null);
+                    joining ? $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}"[..^24] : null);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
             {
@@ -177,6 +177,13 @@ internal sealed class BackfillRunState
             }
 
             var run = new BackfillRunState(job, options, lease, log, observer, keys, applied, artifacts) { Keyset = walk };
+            // The job's metrics file is the starting process's: a joined process would overwrite it.
+            if (!joining && (options.MetricsPath ?? job.Job.MetricsPath) is { } metrics)
+            {
+                run._metrics = new RunMetrics(metrics, () => run.Metrics(running: true), log, observer);
+            }
+
+            // Last: nothing after it can fail, so a membership never outlives a run that did not start.
             if (options.JoinRunId is not null)
             {
                 run.Queue = await RunQueue.JoinAsync(connection, lease.RunId, options.JoinItems, options.Workers ?? 1, log, ct).ConfigureAwait(false);
@@ -185,12 +192,8 @@ internal sealed class BackfillRunState
             }
             else if (options.Workers is { } workers)
             {
-                run.Queue = await RunQueue.PublishAsync(connection, lease.RunId, [.. keys.Where(k => !applied.Contains(k))], RunQueue.JobHash(job.Job.SourcePath), workers, log, ct).ConfigureAwait(false);
-            }
-
-            if ((options.MetricsPath ?? job.Job.MetricsPath) is { } metrics)
-            {
-                run._metrics = new RunMetrics(metrics, () => run.Metrics(running: true), log, observer);
+                run.Queue = await RunQueue.PublishAsync(connection, lease.RunId, [.. keys.Where(k => !applied.Contains(k))], RunQueue.JobHash(job.Job.SourcePath), workers,
+                    options.ItemsPerMinute ?? job.Job.ItemsPerMinute, log, ct).ConfigureAwait(false);
             }
 
             return run;

@@ -164,6 +164,18 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         {
             var rows = await Retry.Pipeline(log).ExecuteAsync(
                 async token => await LedgerStore.AppliedItemsAsync(connection, runId, keys, token).ConfigureAwait(false), CancellationToken.None).ConfigureAwait(false);
+            if (Queue is { } queue)
+            {
+                // In a run with several worker processes the run's ledger rows may be another process's (it took
+                // these claims over): only the items this process marked done are its committed ones.
+                var mine = await Retry.Pipeline(log).ExecuteAsync(async token =>
+                {
+                    await using var conn = await Database.OpenAsync(connection, token).ConfigureAwait(false);
+                    return await queue.DoneByThisMemberAsync(conn, keys, token).ConfigureAwait(false);
+                }, CancellationToken.None).ConfigureAwait(false);
+                rows = rows.Where(r => mine.Contains(r.Key)).ToDictionary(r => r.Key, r => r.Value, StringComparer.Ordinal);
+            }
+
             return [.. keys.Where(rows.ContainsKey).Select(k => ItemOutcome.Committed(job, runId, k, rows[k].Before, rows[k].After, rows[k].Rows, rows[k].Duration))];
         }
         catch (Exception ex) when (ex is NpgsqlException or IOException or DataOpsException)

@@ -338,10 +338,10 @@ internal sealed class JobLease : IAsyncDisposable
                         "SELECT host_name, process_id, process_started_at, expires_at < clock_timestamp() FROM dataops.job_lease WHERE job_name = @job AND run_id = @runId",
                         new { job = Job, runId = RunId }, cancellationToken: stop)).ConfigureAwait(false);
                     if (holder is null && await conn.ExecuteScalarAsync<string?>(new CommandDefinition(
-                            $"SELECT {LedgerStore.RunStatusOf("@runId")}", new { runId = RunId }, cancellationToken: stop)).ConfigureAwait(false) is { } status and not "running"
-                        && await conn.ExecuteScalarAsync<Guid?>(new CommandDefinition("SELECT run_id FROM dataops.job_lease WHERE job_name = @job", new { job = Job }, cancellationToken: stop)).ConfigureAwait(false) is null)
+                            $"SELECT {LedgerStore.RunStatusOf("@runId")}", new { runId = RunId }, cancellationToken: stop)).ConfigureAwait(false) is { } status and not ("running" or "abandoned"))
                     {
-                        // The process that started the run ended it (after the items this one held were done): nothing lost.
+                        // The process that started the run ended it and recorded how (a new run may hold the job's lease
+                        // already): nothing was taken from this one.
                         RunEnded?.Invoke(status);
                         return;
                     }

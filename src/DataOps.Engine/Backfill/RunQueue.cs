@@ -71,16 +71,16 @@ internal sealed class RunQueue : IAsyncDisposable
     /// Publishes the run's items not yet applied (in the order the run takes them) and makes this process
     /// the run's first member, all in one transaction.
     /// </summary>
-    public static async Task<RunQueue> PublishAsync(DataOpsConnection profile, Guid runId, IReadOnlyList<string> keys, string jobHash, int workers, RunLog log, CancellationToken ct)
+    public static async Task<RunQueue> PublishAsync(DataOpsConnection profile, Guid runId, IReadOnlyList<string> keys, string jobHash, int workers, int perMinute, RunLog log, CancellationToken ct)
     {
         var queue = new RunQueue(profile, runId, workers, coordinator: true, log) { Items = keys.Count };
         await using var conn = await Database.OpenAsync(profile, ct).ConfigureAwait(false);
         await using var tx = await conn.BeginTransactionAsync(ct).ConfigureAwait(false);
         await conn.ExecuteAsync(new CommandDefinition(
             """
-            INSERT INTO dataops.run_queue (run_id, items, job_sha256) VALUES (@runId, @items, @jobHash);
+            INSERT INTO dataops.run_queue (run_id, items, job_sha256, base_per_minute) VALUES (@runId, @items, @jobHash, @perMinute);
             INSERT INTO dataops.run_item (run_id, ordinal, item_key) SELECT @runId, k.n - 1, k.key FROM unnest(@keys::text[]) WITH ORDINALITY AS k(key, n);
-            """, new { runId, items = keys.Count, jobHash, keys = keys.ToArray() }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            """, new { runId, items = keys.Count, jobHash, keys = keys.ToArray(), perMinute }, tx, cancellationToken: ct)).ConfigureAwait(false);
         await queue.InsertMemberAsync(conn, tx, ct).ConfigureAwait(false);
         await tx.CommitAsync(ct).ConfigureAwait(false);
         queue.StartHeartbeat();
@@ -154,35 +154,51 @@ internal sealed class RunQueue : IAsyncDisposable
     public async Task<bool> CloseAsync(TimeSpan patience)
     {
         var watch = Stopwatch.StartNew();
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            await using var conn = new NpgsqlConnection(_connectionString);
-            await conn.OpenAsync(CancellationToken.None).ConfigureAwait(false);
-            await conn.ExecuteAsync("UPDATE dataops.run_queue SET closed_at = coalesce(closed_at, clock_timestamp()) WHERE run_id = @RunId", new { RunId }).ConfigureAwait(false);
-            var logged = false;
-            while (await OthersHoldItemsAsync(conn, CancellationToken.None).ConfigureAwait(false))
+            try
             {
-                if (watch.Elapsed > patience)
+                await using var conn = new NpgsqlConnection(_connectionString);
+                await conn.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+                await conn.ExecuteAsync("UPDATE dataops.run_queue SET closed_at = coalesce(closed_at, clock_timestamp()) WHERE run_id = @RunId", new { RunId }).ConfigureAwait(false);
+                var logged = false;
+                var finished = true;
+                while (await OthersHoldItemsAsync(conn, CancellationToken.None).ConfigureAwait(false))
                 {
-                    _log.Warning("Run {RunId}: other worker processes still hold items after {Patience}; the run's files list what the ledger has now", RunId, patience);
+                    if (watch.Elapsed > patience)
+                    {
+                        _log.Warning("Run {RunId}: other worker processes still hold items after {Patience}; the run's files list what the ledger has now", RunId, patience);
+                        finished = false;
+                        break;
+                    }
+
+                    if (!logged)
+                    {
+                        _log.Information("Run {RunId}: waiting for the other worker processes to finish the items they hold", RunId);
+                        logged = true;
+                    }
+
+                    await Task.Delay(PollEvery).ConfigureAwait(false);
+                }
+
+                // The fence: every claim left is dropped. The UPDATE waits for an item that marked its claim done
+                // and has not committed yet (it holds the row), and any later mark raises DOL02, so no item
+                // commits after this: the ledger read next is the run's whole.
+                await conn.ExecuteAsync(new CommandDefinition(
+                    "UPDATE dataops.run_item SET claimed_by = NULL WHERE run_id = @RunId AND NOT done AND claimed_by IS NOT NULL",
+                    new { RunId }, commandTimeout: WorkConnection.StatementTimeoutSeconds + 30)).ConfigureAwait(false);
+                return finished;
+            }
+            catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+            {
+                if (attempt >= 3)
+                {
+                    _log.Warning("Run {RunId}: could not close the run's queue: {Error}", RunId, ex.Message);
                     return false;
                 }
 
-                if (!logged)
-                {
-                    _log.Information("Run {RunId}: waiting for the other worker processes to finish the items they hold", RunId);
-                    logged = true;
-                }
-
-                await Task.Delay(PollEvery).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt)).ConfigureAwait(false);
             }
-
-            return true;
-        }
-        catch (Exception ex) when (ex is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
-        {
-            _log.Warning("Run {RunId}: could not close the run's queue: {Error}", RunId, ex.Message);
-            return false;
         }
     }
 
@@ -237,7 +253,19 @@ internal sealed class RunQueue : IAsyncDisposable
         }
     }
 
-    /// <summary>The run-global rate limit: how long to wait before the next item may start at <paramref name="perMinute"/> for the whole run.</summary>
+    /// <summary>This member's claims that are not done and not in <paramref name="inFlight"/>: freed (claimed_by NULL); how many.</summary>
+    public Task<int> ReleaseIdleAsync(NpgsqlConnection conn, string[] inFlight, CancellationToken ct) =>
+        conn.ExecuteAsync(new CommandDefinition(
+            "UPDATE dataops.run_item SET claimed_by = NULL WHERE run_id = @RunId AND claimed_by = @MemberId AND NOT done AND NOT (item_key = ANY(@inFlight))",
+            new { RunId, MemberId, inFlight }, cancellationToken: ct));
+
+    /// <summary>The keys among <paramref name="keys"/> that this member marked done (its own items committed, not another process's).</summary>
+    public async Task<HashSet<string>> DoneByThisMemberAsync(NpgsqlConnection conn, IReadOnlyList<string> keys, CancellationToken ct) =>
+        (await conn.QueryAsync<string>(new CommandDefinition(
+            "SELECT item_key FROM dataops.run_item WHERE run_id = @RunId AND claimed_by = @MemberId AND done AND item_key = ANY(@keys)",
+            new { RunId, MemberId, keys = keys.ToArray() }, cancellationToken: ct)).ConfigureAwait(false)).ToHashSet(StringComparer.Ordinal);
+
+    /// <summary>The run-global rate limit: how long to wait before the next item may start, at the run's rate in the database (<paramref name="perMinute"/> only if it has none).</summary>
     public async Task<TimeSpan> SlotAsync(NpgsqlConnection conn, int perMinute, CancellationToken ct)
     {
         var seconds = await conn.ExecuteScalarAsync<double?>(new CommandDefinition(

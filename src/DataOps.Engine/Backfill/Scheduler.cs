@@ -26,6 +26,9 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     private readonly HashSet<string> _mine = new(StringComparer.Ordinal);
 
     private readonly Polly.ResiliencePipeline _queueRetry = Retry.Pipeline(items.Log);
+
+    /// <summary>The items this process's workers have claimed and not finished.</summary>
+    private readonly HashSet<string> _inFlight = new(StringComparer.Ordinal);
     private int _next;
     private volatile bool _halted;
 
@@ -229,6 +232,14 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                 sinceCheck.Restart();
             }
 
+            // The gates first (a suspend, a signal: they may hold for long), then the claim, then the rate's slot
+            // (a wait of at most the workers' share of the rate, with one item held while throttled): a worker
+            // that waits for nothing to claim takes no slot from those that have items.
+            if (!await WaitTurnAsync(work, ct, gatesOnly: true).ConfigureAwait(false))
+            {
+                return;
+            }
+
             var size = groups is null ? ClaimBatch : Math.Clamp(GroupExecutor.GroupSize / _width, 1, ClaimBatch * 8);
             var claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
             if (claimed.Count == 0)
@@ -239,46 +250,81 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
                     return;
                 }
 
-                if (!await OnQueueAsync(work, queue.OthersHoldItemsAsync, ct).ConfigureAwait(false))
+                if (await OnQueueAsync(work, queue.OthersHoldItemsAsync, ct).ConfigureAwait(false) || await ReleaseOrphansAsync(work, queue, ct).ConfigureAwait(false))
+                {
+                    await Task.Delay(RunQueue.PollEvery, ct).ConfigureAwait(false);
+                    continue;
+                }
+
+                // Nobody else holds an item: one more claim catches a holder that went away between the two
+                // statements; nothing then means every item is done, or closed.
+                claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
+                if (claimed.Count == 0)
                 {
                     return;
                 }
-
-                await Task.Delay(RunQueue.PollEvery, ct).ConfigureAwait(false);
-                continue;
             }
 
             foreach (var claim in claimed.Where(c => c.Claims > 1))
             {
-                items.Log.Information("Item {Key} was claimed before by a worker process that is gone; taken over", claim.Key);
-            }
-
-            // Claims left unrun when the run stops are freed when this process leaves the run.
-            if (!await WaitTurnAsync(work, ct).ConfigureAwait(false))
-            {
-                return;
+                items.Log.Information("Item {Key} is claimed again: the worker process that held it went away or left the run", claim.Key);
             }
 
             var keys = claimed.Select(c => c.Key).ToList();
-            if (groups is not null)
+            lock (_inFlight)
             {
-                await RunGroupAsync(writer, work, keys, ct).ConfigureAwait(false);
-                continue;
+                _inFlight.UnionWith(keys);
             }
 
-            for (var i = 0; i < keys.Count && !Halted; i++)
+            try
             {
-                if (i > 0 && !await WaitTurnAsync(work, ct).ConfigureAwait(false))
+                if (!await WaitTurnAsync(work, ct).ConfigureAwait(false))
                 {
                     return;
                 }
 
-                if (await RunItemAsync(work, keys[i], ct).ConfigureAwait(false) is { } outcome)
+                if (groups is not null)
                 {
-                    await EmitAsync(writer, [outcome]).ConfigureAwait(false);
+                    await RunGroupAsync(writer, work, keys, ct).ConfigureAwait(false);
+                    continue;
+                }
+
+                for (var i = 0; i < keys.Count && !Halted; i++)
+                {
+                    if (i > 0 && !await WaitTurnAsync(work, ct).ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    if (await RunItemAsync(work, keys[i], ct).ConfigureAwait(false) is { } outcome)
+                    {
+                        await EmitAsync(writer, [outcome]).ConfigureAwait(false);
+                    }
+                }
+            }
+            finally
+            {
+                lock (_inFlight)
+                {
+                    _inFlight.ExceptWith(keys);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// Items this process holds that none of its workers is running (a claim whose answer was lost and that
+    /// was retried): freed so that a worker claims them again. True when there were some.
+    /// </summary>
+    private async Task<bool> ReleaseOrphansAsync(WorkConnection work, RunQueue queue, CancellationToken ct)
+    {
+        string[] inFlight;
+        lock (_inFlight)
+        {
+            inFlight = [.. _inFlight];
+        }
+
+        return await OnQueueAsync(work, (conn, token) => queue.ReleaseIdleAsync(conn, inFlight, token), ct).ConfigureAwait(false) > 0;
     }
 
     /// <summary>
@@ -361,16 +407,17 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
     /// Waits for the throttle; false when the run stopped meanwhile (an operator's stop also ends a
     /// wait for a slow rate's next token). One linked token per item or group, no statement.
     /// </summary>
-    private async Task<bool> WaitTurnAsync(WorkConnection work, CancellationToken ct)
+    private async Task<bool> WaitTurnAsync(WorkConnection work, CancellationToken ct, bool gatesOnly = false)
     {
         using var turn = CancellationTokenSource.CreateLinkedTokenSource(ct, run.StopToken);
         try
         {
             // A run worked by several workers takes its rate from the database (for every worker of every
             // process), on the worker's own connection: no connection more per worker.
-            await throttle.WaitAsync(turn.Token, run.Queue is { } queue
+            var waiting = gatesOnly ? throttle.WaitForGatesAsync(turn.Token) : throttle.WaitAsync(turn.Token, run.Queue is { } queue
                 ? (perMinute, token) => OnQueueAsync(work, (conn, t) => queue.SlotAsync(conn, perMinute, t), token)
-                : null).ConfigureAwait(false);
+                : null);
+            await waiting.ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested && run.StopToken.IsCancellationRequested)
         {

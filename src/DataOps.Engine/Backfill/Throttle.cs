@@ -109,8 +109,9 @@ internal sealed class Throttle : IDisposable
         }
 
         old?.Dispose();
+
+        // Not disposed: a worker may be reading its token right now (it holds no timer, so nothing leaks).
         changed.Cancel();
-        changed.Dispose();
     }
 
     /// <summary>
@@ -145,10 +146,10 @@ internal sealed class Throttle : IDisposable
     {
         if (sharedSlot is not null)
         {
-            CancellationTokenSource changed;
+            CancellationToken changed;
             lock (_gate)
             {
-                changed = _rateChanged;
+                changed = _rateChanged.Token;
             }
 
             var wait = PerMinute <= 0 ? TimeSpan.Zero : await sharedSlot(PerMinute, ct).ConfigureAwait(false);
@@ -157,7 +158,7 @@ internal sealed class Throttle : IDisposable
                 return true;
             }
 
-            using var either = CancellationTokenSource.CreateLinkedTokenSource(ct, changed.Token);
+            using var either = CancellationTokenSource.CreateLinkedTokenSource(ct, changed);
             try
             {
                 await Task.Delay(wait, either.Token).ConfigureAwait(false);
@@ -208,7 +209,8 @@ internal sealed class Throttle : IDisposable
         return null;
     }
 
-    private async Task WaitForGatesAsync(CancellationToken ct)
+    /// <summary>Waits until no gate holds (not for the rate): a worker of a run with a queue asks this before it claims.</summary>
+    internal async Task WaitForGatesAsync(CancellationToken ct)
     {
         if (_gates.Count == 0)
         {

@@ -241,7 +241,7 @@ public sealed class InvokeBackfillCommand : FleetCmdlet
     /// Joins the live run -RunId (started with -Workers, in any process or on any machine) instead of starting one: this process's
     /// workers claim the run's items until none is left. The run's own settings apply (rate, -MaxFailures, lock waits, -DryRun);
     /// the job file must be byte for byte the run's (the path it recorded, or -Job). Its items are output here and kept in
-    /// OutputDirectory/JOB/RUNID/workers/HOST-PID; the starting process writes the run's summary and rollback script with every item.
+    /// OutputDirectory/JOB/RUNID/workers/HOST-PID-ID; the starting process writes the run's summary and rollback script with every item.
     /// If the starting process dies, the run's lease expires and the joined workers stop (BackfillLeaseLost); run the job again to resume.
     /// </summary>
     /// <default>False</default>
