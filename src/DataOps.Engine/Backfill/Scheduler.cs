@@ -29,6 +29,9 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
     /// <summary>The items this process's workers have claimed and not finished.</summary>
     private readonly HashSet<string> _inFlight = new(StringComparer.Ordinal);
+
+    /// <summary>Workers of this process whose claim statement is under way (guarded by _inFlight's lock).</summary>
+    private int _claiming;
     private int _next;
     private volatile bool _halted;
 
@@ -241,7 +244,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             }
 
             var size = groups is null ? ClaimBatch : Math.Clamp(GroupExecutor.GroupSize / _width, 1, ClaimBatch * 8);
-            var claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
+            var claimed = await ClaimAsync(work, queue, throttle.GroupSize(size), ct).ConfigureAwait(false);
             if (claimed.Count == 0)
             {
                 if (!queue.Coordinator && await OnQueueAsync(work, queue.StoppedEarlyAsync, ct).ConfigureAwait(false))
@@ -258,7 +261,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
 
                 // Nobody else holds an item: one more claim catches a holder that went away between the two
                 // statements; nothing then means every item is done, or closed.
-                claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, throttle.GroupSize(size), token), ct).ConfigureAwait(false);
+                claimed = await ClaimAsync(work, queue, throttle.GroupSize(size), ct).ConfigureAwait(false);
                 if (claimed.Count == 0)
                 {
                     return;
@@ -271,10 +274,6 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             }
 
             var keys = claimed.Select(c => c.Key).ToList();
-            lock (_inFlight)
-            {
-                _inFlight.UnionWith(keys);
-            }
 
             try
             {
@@ -312,6 +311,30 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         }
     }
 
+    /// <summary>Claims items and puts them in flight in one step, as far as this process's other workers can see.</summary>
+    private async Task<IReadOnlyList<RunQueue.Claim>> ClaimAsync(WorkConnection work, RunQueue queue, int count, CancellationToken ct)
+    {
+        lock (_inFlight)
+        {
+            _claiming++;
+        }
+
+        IReadOnlyList<RunQueue.Claim> claimed = [];
+        try
+        {
+            claimed = await OnQueueAsync(work, (conn, token) => queue.ClaimAsync(conn, count, token), ct).ConfigureAwait(false);
+            return claimed;
+        }
+        finally
+        {
+            lock (_inFlight)
+            {
+                _inFlight.UnionWith(claimed.Select(c => c.Key));
+                _claiming--;
+            }
+        }
+    }
+
     /// <summary>
     /// Items this process holds that none of its workers is running (a claim whose answer was lost and that
     /// was retried): freed so that a worker claims them again. True when there were some.
@@ -321,6 +344,12 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
         string[] inFlight;
         lock (_inFlight)
         {
+            if (_claiming > 0)
+            {
+                // Another worker of this process is between its claim and _inFlight: its items are not orphans.
+                return false;
+            }
+
             inFlight = [.. _inFlight];
         }
 
