@@ -273,16 +273,6 @@ internal sealed class RunQueue : IAsyncDisposable
         return TimeSpan.FromSeconds(seconds ?? 0);
     }
 
-    /// <summary>The run's items that are not done yet (for the coordinator's progress and end).</summary>
-    public async Task<(int Done, int Open)> CountsAsync(CancellationToken ct)
-    {
-        await using var conn = new NpgsqlConnection(_connectionString);
-        await conn.OpenAsync(ct).ConfigureAwait(false);
-        return await conn.QuerySingleAsync<(int, int)>(new CommandDefinition(
-            "SELECT count(*) FILTER (WHERE done)::int, count(*) FILTER (WHERE NOT done)::int FROM dataops.run_item WHERE run_id = @RunId",
-            new { RunId }, cancellationToken: ct)).ConfigureAwait(false);
-    }
-
     private void StartHeartbeat() => _heartbeat = Task.Run(HeartbeatAsync, CancellationToken.None);
 
     private async Task HeartbeatAsync()
