@@ -69,7 +69,7 @@ public sealed class StatementSnapshotTests
             ["query-wrapper"] = BackfillSql.Query("SELECT s.id::text AS key FROM prism.sessions s WHERE s.status = 'completed';"),
             ["lease-check"] = JobLease.CheckSql(),
             ["lease-check-no-lock"] = JobLease.CheckSql(lockRow: false),
-            ["ledger-applied"] = LedgerStore.AppliedInsert(),
+            ["ledger-applied"] = LedgerStore.AppliedInsert(2),
             ["ledger-applied-on-server"] = GroupExecutor.LedgerStatement(job),
             ["dry-run-item-on-server"] = GroupExecutor.DryRunStatement(job),
             ["plan-check-on-server"] = GroupExecutor.PlanCheckStatement(2),

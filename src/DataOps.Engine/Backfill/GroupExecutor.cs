@@ -293,7 +293,7 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
 
     /// <summary>The jsonb_build_object arguments of an item's before- and after-image: table name (@dataops_table_N), rows.</summary>
     private static (string Before, string After) ImageObjects(ValidatedJob job) => (
-        string.Join(", ", job.Capture.Select((_, i) => $"@dataops_table_{i}::text, current_setting('dataops.before_{i}')::jsonb")),
+        RowImages.FromSettings("before", job.Capture.Count),
         string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}")));
 
     /// <summary>

@@ -232,11 +232,15 @@ internal sealed class ItemExecutor
                             commit.BatchCommands.Add(done);
                         }
 
-                        var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert());
+                        // The images go into the ledger from the transaction's settings: not sent back from here.
+                        var ledger = new NpgsqlBatchCommand(LedgerStore.AppliedInsert(job.Capture.Count));
                         lease.Bind(ledger.Parameters);
                         ledger.Parameters.AddWithValue("key", key);
-                        ledger.Parameters.AddWithValue("before", before.ToJson());
-                        ledger.Parameters.AddWithValue("after", after.ToJson());
+                        for (var i = 0; i < job.Capture.Count; i++)
+                        {
+                            ledger.Parameters.AddWithValue($"dataops_table_{i}", NpgsqlTypes.NpgsqlDbType.Text, job.Capture[i].QualifiedName);
+                        }
+
                         ledger.Parameters.AddWithValue("rows", restore.Count);
                         ledger.Parameters.AddWithValue("attempts", attempts);
                         ledger.Parameters.AddWithValue("seconds", watch.Elapsed.TotalSeconds);
@@ -367,12 +371,14 @@ internal sealed class ItemExecutor
             Add(ItemSettingsSelect(local: true, job.Job.Keyset?.StatementTimeout), bindJob: false);
         }
 
+        // A keyset chunk's tables take the chunk form of the images where they can (thousands of rows).
+        bool Chunk(CaptureTable t) => job.Job.Keyset is not null && knownBefore is null && !inTransaction && RowImages.TakesChunkForm(t);
         for (var i = 0; i < job.Capture.Count && !inTransaction; i++)
         {
             var t = job.Capture[i];
             if (knownBefore is null)
             {
-                Add(RowImages.BeforeImageSelect(t, i));
+                Add(Chunk(t) ? RowImages.ChunkBeforeSelect(t, i) : RowImages.BeforeImageSelect(t, i));
             }
             else
             {
@@ -391,7 +397,7 @@ internal sealed class ItemExecutor
         for (var i = 0; i < job.Capture.Count; i++)
         {
             var t = job.Capture[i];
-            Add($"SELECT set_config('dataops.after_{i}', {RowImages.AfterImageSelect(t, i)}::text, true)");
+            Add($"SELECT set_config('dataops.after_{i}', {(Chunk(t) ? RowImages.ChunkAfterSelect(t, i) : RowImages.AfterImageSelect(t, i))}::text, true)");
         }
 
         Add($"SELECT ({job.Job.VerifySql})");

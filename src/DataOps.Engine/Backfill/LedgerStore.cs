@@ -20,10 +20,10 @@ internal static class LedgerStore
     /// The applied row of an item run from the client, written only while the run holds the job's
     /// lease. Binds @dataops_run, @dataops_job, @key, @before, @after, @rows, @attempts, @seconds, @ms.
     /// </summary>
-    internal static string AppliedInsert() =>
+    internal static string AppliedInsert(int tables) =>
         $"""
         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-        SELECT @dataops_run, @dataops_job, @key, 'applied', @before::jsonb, @after::jsonb, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
+        SELECT @dataops_run, @dataops_job, @key, 'applied', jsonb_build_object({Jobs.RowImages.FromSettings("before", tables)}), jsonb_build_object({Jobs.RowImages.FromSettings("after", tables)}), @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
         WHERE {JobLease.HeldCondition()}
         """;
 

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using DataOps.Engine.Jobs;
 
@@ -229,9 +230,79 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
     /// </summary>
     public static string ToScript(IReadOnlyList<RestoreOp> step, string runId)
     {
+        var sb = new StringBuilder();
+        Script(step, runId).WriteTo(sb);
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// A step's block, not yet written out: a keyset chunk's block holds megabytes of rows, so it is
+    /// written once, straight into the caller's buffer, and its dollar-quote tags are chosen by
+    /// looking at its pieces (the rows, and the text around them) instead of copies of the whole.
+    /// </summary>
+    internal sealed class StepScript
+    {
+        private readonly string? _whole;
+        private readonly IReadOnlyList<RestoreOp>? _bulk;
+        private readonly string _head = string.Empty;
+        private readonly string _rest = string.Empty;
+
+        public StepScript(string whole) => _whole = whole;
+
+        public StepScript(IReadOnlyList<RestoreOp> bulk, string head, string rest) => (_bulk, _head, _rest) = (bulk, head, rest);
+
+        /// <summary>
+        /// Texts that together hold every character of the block that could be part of a dollar-quote
+        /// tag: a tag ($, letters, digits, _) never spans two of them, since each row starts and ends
+        /// with a brace and only punctuation lies between them.
+        /// </summary>
+        public IEnumerable<string> Pieces => _whole is not null ? [_whole] : [_head, _rest, .. _bulk!.Select(o => o.Before!), .. _bulk!.Select(o => o.After!)];
+
+        public void WriteTo(StringBuilder sb)
+        {
+            if (_whole is not null)
+            {
+                sb.Append(_whole);
+                return;
+            }
+
+            sb.Append(_head);
+            sb.Append("  dataops_before jsonb := ");
+            AppendArrayLiteral(sb, _bulk!, before: true);
+            sb.Append(";\n  dataops_after jsonb := ");
+            AppendArrayLiteral(sb, _bulk!, before: false);
+            sb.Append(";\n").Append(_rest);
+        }
+
+        /// <summary>The JSON array of the rows' images as a standard literal cast to jsonb, written row by row (ScriptText.Literal's rules).</summary>
+        private static void AppendArrayLiteral(StringBuilder sb, IReadOnlyList<RestoreOp> group, bool before)
+        {
+            sb.Append("'[");
+            for (var i = 0; i < group.Count; i++)
+            {
+                var row = (before ? group[i].Before : group[i].After)!.AsSpan();
+                ScriptText.RefuseNul(row);
+                sb.Append(i == 0 ? string.Empty : ",");
+                int quote;
+                while ((quote = row.IndexOf('\'')) >= 0)
+                {
+                    sb.Append(row[..(quote + 1)]).Append('\'');
+                    row = row[(quote + 1)..];
+                }
+
+                sb.Append(row);
+            }
+
+            sb.Append("]'::jsonb");
+        }
+    }
+
+    /// <summary>A step's block (see <see cref="ToScript(IReadOnlyList{RestoreOp}, string)"/>), to be written out by the caller.</summary>
+    internal static StepScript Script(IReadOnlyList<RestoreOp> step, string runId)
+    {
         if (step.Count == 1)
         {
-            return step[0].ToScript(runId);
+            return new StepScript(step[0].ToScript(runId));
         }
 
         var first = step[0];
@@ -240,9 +311,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         var key = ScriptText.Literal(first.ItemKey);
         var update = BulkUpdateSql(step).Replace("@before::jsonb", "dataops_before", StringComparison.Ordinal).Replace("@after::jsonb", "dataops_after", StringComparison.Ordinal);
         var check = BulkCheckSql(step).Replace("@before::jsonb", "dataops_before", StringComparison.Ordinal).Replace("SELECT count(*) FROM", "SELECT count(*) INTO dataops_n FROM", StringComparison.Ordinal);
-        var body = new StringBuilder()
-            .Append($"  dataops_before jsonb := {Literal(Array(step, before: true))};").Append('\n')
-            .Append($"  dataops_after jsonb := {Literal(Array(step, before: false))};").Append('\n')
+        var rest = new StringBuilder()
             .Append("  dataops_n bigint;").Append('\n')
             .Append("BEGIN").Append('\n')
             .Append($"  {update};").Append('\n')
@@ -251,31 +320,45 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
             .Append($"  {check};").Append('\n')
             .Append($"  IF dataops_n <> {n} THEN RAISE EXCEPTION 'DataOps rollback check failed: % of {n} rows of % do not equal their before-images', {n} - dataops_n, {label}; END IF;").Append('\n')
             .ToString();
-        var tag = ScriptText.DollarTag(body);
-        return new StringBuilder()
-            .Append($"-- item {ScriptText.QuotedComment(first.ItemKey)}: update {n} rows of {ScriptText.Comment(first.Table)}").Append('\n')
-            .Append($"DO {tag} DECLARE").Append('\n')
-            .Append(body)
-            .Append($"END {tag};").Append('\n')
-            .ToString();
+
+        // The tag must not occur in the body: the two literals (their rows) and the statements after them.
+        var tag = ScriptText.DollarTag([rest, .. step.Select(o => o.Before!), .. step.Select(o => o.After!)]);
+        var head = $"-- item {ScriptText.QuotedComment(first.ItemKey)}: update {n} rows of {ScriptText.Comment(first.Table)}\nDO {tag} DECLARE\n";
+        return new StepScript(step, head, rest + $"END {tag};\n");
     }
 
-    /// <summary>The operations that undo one item, in a safe order: inserted rows go first (children before parents), then updates and re-inserts.</summary>
+    /// <summary>
+    /// The operations that undo one item, in a safe order: inserted rows go first (children before
+    /// parents), then updates and re-inserts. Rows are matched by primary key and compared by their
+    /// text: both images of an item come from the same server expression, whose JSON output is the
+    /// same for the same values (a keyset chunk's thousands of rows are each parsed once, for the key).
+    /// </summary>
     public static IReadOnlyList<RestoreOp> ForItem(string key, ItemImage before, ItemImage after, IReadOnlyList<CaptureTable> tables)
     {
         var ops = new List<RestoreOp>();
-        string PkOf(CaptureTable t, string row)
+        var keyed = new Dictionary<(string Table, bool Before), Dictionary<string, string>>();
+        Dictionary<string, string> Keyed(CaptureTable t, bool ofBefore)
         {
-            var o = JsonNode.Parse(row)!.AsObject();
-            return string.Join("\u001f", t.PrimaryKey.Select(k => o[k]?.ToJsonString() ?? "null"));
+            if (!keyed.TryGetValue((t.QualifiedName, ofBefore), out var rows))
+            {
+                rows = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var row in (ofBefore ? before : after).Tables.GetValueOrDefault(t.QualifiedName) ?? [])
+                {
+                    rows[KeyOf(t, row)] = row;
+                }
+
+                keyed[(t.QualifiedName, ofBefore)] = rows;
+            }
+
+            return rows;
         }
 
         foreach (var t in tables.Reverse())
         {
-            var beforeRows = (before.Tables.GetValueOrDefault(t.QualifiedName) ?? []).ToDictionary(r => PkOf(t, r));
+            var beforeRows = Keyed(t, ofBefore: true);
             foreach (var row in after.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
             {
-                if (!beforeRows.ContainsKey(PkOf(t, row)))
+                if (!beforeRows.ContainsKey(KeyOf(t, row)))
                 {
                     ops.Add(new RestoreOp(key, RestoreKind.Delete, t.QualifiedName, t.RowReference, t.PrimaryKey, null, row));
                 }
@@ -284,14 +367,14 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
 
         foreach (var t in tables)
         {
-            var afterRows = (after.Tables.GetValueOrDefault(t.QualifiedName) ?? []).ToDictionary(r => PkOf(t, r));
+            var afterRows = Keyed(t, ofBefore: false);
             foreach (var row in before.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
             {
-                if (!afterRows.TryGetValue(PkOf(t, row), out var now))
+                if (!afterRows.TryGetValue(KeyOf(t, row), out var now))
                 {
                     ops.Add(new RestoreOp(key, RestoreKind.Insert, t.QualifiedName, t.RowReference, t.PrimaryKey, row, null));
                 }
-                else if (!JsonNode.DeepEquals(JsonNode.Parse(now), JsonNode.Parse(row)))
+                else if (!string.Equals(now, row, StringComparison.Ordinal))
                 {
                     ops.Add(new RestoreOp(key, RestoreKind.Update, t.QualifiedName, t.RowReference, t.PrimaryKey, row, now));
                 }
@@ -299,5 +382,53 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
         }
 
         return ops;
+    }
+
+    /// <summary>
+    /// A row's primary key values (their JSON text), from its image: read with a forward-only reader
+    /// that stops at the last key column (no document is built; a chunk has thousands of rows).
+    /// </summary>
+    private static string KeyOf(CaptureTable t, string row)
+    {
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(row.Length));
+        try
+        {
+            var reader = new Utf8JsonReader(bytes.AsSpan(0, Encoding.UTF8.GetBytes(row, bytes)));
+            var values = new string?[t.PrimaryKey.Count];
+            var found = 0;
+            reader.Read();
+            while (found < values.Length && reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var index = IndexOf(t.PrimaryKey, ref reader);
+                reader.Read();
+                var start = (int)reader.TokenStartIndex;
+                reader.Skip();
+                if (index >= 0 && values[index] is null)
+                {
+                    values[index] = Encoding.UTF8.GetString(bytes, start, (int)reader.BytesConsumed - start);
+                    found++;
+                }
+            }
+
+            return values.Length == 1 ? values[0] ?? "null" : string.Join("\u001f", values.Select(v => v ?? "null"));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+        }
+    }
+
+    /// <summary>Which of <paramref name="names"/> the property name under the reader is (-1: none).</summary>
+    private static int IndexOf(IReadOnlyList<string> names, ref Utf8JsonReader reader)
+    {
+        for (var i = 0; i < names.Count; i++)
+        {
+            if (reader.ValueTextEquals(names[i]))
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 }

@@ -45,20 +45,26 @@ internal sealed class RollbackScriptFile : IDisposable
     public static string Entry(int seq, string runId, string key, IReadOnlyList<RestoreOp> restore)
     {
         var sb = new StringBuilder();
+        AppendEntry(sb, seq, runId, key, restore);
+        return sb.ToString();
+    }
+
+    /// <summary>Writes <see cref="Entry"/> into <paramref name="sb"/>, each block once (a keyset chunk's are megabytes).</summary>
+    private static void AppendEntry(StringBuilder sb, int seq, string runId, string key, IReadOnlyList<RestoreOp> restore)
+    {
         sb.Append('\n');
         if (restore.Count == 0)
         {
             sb.Append(CultureInfo.InvariantCulture, $"-- applied item {ScriptText.QuotedComment(key)}: no row changed, nothing to restore").Append('\n');
             sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, 0, NULL);").Append('\n');
-            return sb.ToString();
+            return;
         }
 
-        var blocks = string.Concat(RestoreOp.Steps(restore).Select(step => RestoreOp.ToScript(step, runId)));
-        var tag = ScriptText.DollarTag(blocks, "$dataops_item$");
+        var blocks = RestoreOp.Steps(restore).Select(step => RestoreOp.Script(step, runId)).ToList();
+        var tag = ScriptText.DollarTag(blocks.SelectMany(b => b.Pieces), "$dataops_item$");
         sb.Append(CultureInfo.InvariantCulture, $"INSERT INTO pg_temp.dataops_rollback VALUES ({seq}, {ScriptText.Literal(key)}, {restore.Count}, {tag}").Append('\n');
-        sb.Append(blocks);
+        blocks.ForEach(b => b.WriteTo(sb));
         sb.Append(CultureInfo.InvariantCulture, $"{tag});").Append('\n');
-        return sb.ToString();
     }
 
     /// <summary>Appends the entries of committed items; one write, flushed to the OS (see <see cref="TailFile"/>).</summary>
@@ -67,12 +73,12 @@ internal sealed class RollbackScriptFile : IDisposable
         var sb = new StringBuilder();
         foreach (var (key, restore) in items)
         {
-            sb.Append(Entry(++_seq, runId, key, restore));
+            AppendEntry(sb, ++_seq, runId, key, restore);
         }
 
         if (sb.Length > 0)
         {
-            _file.Append(sb.ToString(), _tail);
+            _file.Append(sb, _tail);
         }
     }
 

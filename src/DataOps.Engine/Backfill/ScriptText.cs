@@ -23,13 +23,17 @@ internal static class ScriptText
     /// <summary>A standard SQL string literal: single quotes doubled, nothing else special.</summary>
     public static string Literal(string value)
     {
-        if (value.Contains('\0', StringComparison.Ordinal))
+        RefuseNul(value);
+        return "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+    }
+
+    /// <summary>PostgreSQL text cannot hold NUL, so no row or key can; refuse rather than write a script psql would cut short.</summary>
+    public static void RefuseNul(ReadOnlySpan<char> value)
+    {
+        if (value.Contains('\0'))
         {
-            // PostgreSQL text cannot hold NUL, so no row or key can; refuse rather than write a script psql would cut short.
             throw new DataOpsException("RollbackScriptUnsafe", DataOpsErrorKind.InvalidData, "A value for the rollback script contains a NUL character, which no PostgreSQL literal can hold.", null);
         }
-
-        return "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
     }
 
     /// <summary>
@@ -59,10 +63,14 @@ internal static class ScriptText
     public static string QuotedComment(string value) => "\"" + Comment(value).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>A dollar-quote tag that <paramref name="body"/> does not contain, so the body cannot end the quote early.</summary>
-    public static string DollarTag(string body, string preferred = "$dataops$")
+    public static string DollarTag(string body, string preferred = "$dataops$") => DollarTag([body], preferred);
+
+    /// <summary>A dollar-quote tag that none of <paramref name="pieces"/> contains (the pieces of a body that no tag can span).</summary>
+    public static string DollarTag(IEnumerable<string> pieces, string preferred = "$dataops$")
     {
+        var all = pieces as IReadOnlyCollection<string> ?? [.. pieces];
         var tag = preferred;
-        for (var i = 1; body.Contains(tag, StringComparison.Ordinal); i++)
+        for (var i = 1; all.Any(p => p.Contains(tag, StringComparison.Ordinal)); i++)
         {
             tag = $"{preferred[..^1]}_{i}$";
         }

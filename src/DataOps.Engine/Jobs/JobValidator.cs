@@ -12,6 +12,9 @@ public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string
 
     /// <summary>Columns of arrays or composite types that contain json or jsonb, whose text the row image keeps besides to_jsonb.</summary>
     public IReadOnlyList<string> HoldsJsonColumns { get; init; } = [];
+
+    /// <summary>The SQL type of the primary key when it is one column (format_type); null for a composite key.</summary>
+    public string? KeyType { get; init; }
 }
 
 /// <summary>A job checked against a database: tables exist, have primary keys, and every statement parses.</summary>
@@ -66,8 +69,11 @@ public static class JobValidator
             }
 
             var json = (await conn.QueryAsync<(string Name, bool Plain)>(new CommandDefinition(RowImages.JsonColumnsSql, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
+            var keyType = pk.Count != 1 ? null : await conn.ExecuteScalarAsync<string>(new CommandDefinition(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = @oid::oid AND attname = @name", new { oid, name = pk[0] }, tx, cancellationToken: ct)).ConfigureAwait(false);
             tables.Add(new CaptureTable(c, qualified, relname, pk)
             {
+                KeyType = keyType,
                 JsonColumns = [.. json.Where(j => j.Plain).Select(j => j.Name)],
                 HoldsJsonColumns = [.. json.Where(j => !j.Plain).Select(j => j.Name)],
             });

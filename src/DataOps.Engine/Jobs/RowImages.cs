@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -8,15 +9,22 @@ public sealed class ItemImage
 {
     public Dictionary<string, List<string>> Tables { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The image as one JSON object; the rows are the server's JSON text, copied as they are (never parsed again).</summary>
     public string ToJson()
     {
-        var root = new JsonObject();
+        var sb = new StringBuilder("{");
         foreach (var (table, rows) in Tables)
         {
-            root[table] = new JsonArray([.. rows.Select(r => JsonNode.Parse(r))]);
+            sb.Append(sb.Length == 1 ? string.Empty : ",").Append(JsonSerializer.Serialize(table)).Append(":[");
+            for (var i = 0; i < rows.Count; i++)
+            {
+                sb.Append(i == 0 ? string.Empty : ",").Append(rows[i]);
+            }
+
+            sb.Append(']');
         }
 
-        return root.ToJsonString();
+        return sb.Append('}').ToString();
     }
 
     public static ItemImage FromJson(string? json)
@@ -27,9 +35,10 @@ public sealed class ItemImage
             return image;
         }
 
-        foreach (var (table, rows) in JsonNode.Parse(json)!.AsObject())
+        using var doc = JsonDocument.Parse(json);
+        foreach (var table in doc.RootElement.EnumerateObject())
         {
-            image.Tables[table] = [.. rows!.AsArray().Select(r => r!.ToJsonString())];
+            image.Tables[table.Name] = [.. table.Value.EnumerateArray().Select(r => r.GetRawText())];
         }
 
         return image;
@@ -155,10 +164,65 @@ internal static class RowImages
     public static string AfterImageSelect(CaptureTable t, int index) =>
         $"coalesce((SELECT jsonb_agg({RowImage(t, "r")} ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
 
+    /// <summary>Whether a keyset chunk captures the table in the chunk form (<see cref="ChunkBeforeSelect"/>): a one-column primary key and no json columns.</summary>
+    public static bool TakesChunkForm(CaptureTable t) => t.KeyType is not null && t.JsonColumns.Count == 0 && t.HoldsJsonColumns.Count == 0;
+
+    /// <summary>
+    /// A keyset chunk's before-image of a table (<see cref="TakesChunkForm"/>): the rows locked FOR
+    /// UPDATE as json_agg(to_json(row)), kept in dataops.before_N, and their keys as an array in
+    /// dataops.before_keys_N. On a chunk of 10,000 rows the JSON takes about half the server time of
+    /// jsonb_agg(to_jsonb(row)) (measured); it holds the same values once read as jsonb, which the
+    /// ledger and every restore do, and both images of a chunk are built alike, so their texts compare.
+    /// The rows are locked in key order; the aggregates take them as they come (no second sort: rows
+    /// are matched by key, never by their place in the image).
+    /// </summary>
+    public static string ChunkBeforeSelect(CaptureTable t, int index)
+    {
+        var pk = BackfillSql.Quote(t.PrimaryKey[0]);
+        return $"SELECT set_config('dataops.before_{index}', coalesce(json_agg(to_json(r.*)), '[]')::text, true), " +
+               $"set_config('dataops.before_keys_{index}', coalesce(array_agg(r.{pk}), '{{}}')::text, true) " +
+               $"FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) ORDER BY {pk} FOR UPDATE) r";
+    }
+
+    /// <summary>
+    /// A keyset chunk's after-image of a table (json, see <see cref="ChunkBeforeSelect"/>): the rows
+    /// the predicate selects now and the rows whose keys the before-image holds, found by the primary
+    /// key's index from the key array (not taken out of the image's JSON again, which cost more than
+    /// the image itself on large chunks, measured).
+    /// </summary>
+    public static string ChunkAfterSelect(CaptureTable t, int index)
+    {
+        var pk = BackfillSql.Quote(t.PrimaryKey[0]);
+        return $"coalesce((SELECT json_agg(to_json(r.*)) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) " +
+               $"OR {pk} = ANY(CAST(current_setting('dataops.before_keys_{index}') AS {t.KeyType}[]))) r), '[]'::json)";
+    }
+
+    /// <summary>
+    /// The jsonb_build_object arguments of an item's images as its transaction keeps them: for each
+    /// capture table N, its name (@dataops_table_N) and the rows in the setting dataops.WHICH_N.
+    /// </summary>
+    public static string FromSettings(string which, int tables) =>
+        string.Join(", ", Enumerable.Range(0, tables).Select(i => $"@dataops_table_{i}::text, current_setting('dataops.{which}_{i}')::jsonb"));
+
+    /// <summary>The rows of an image (a JSON array) as their text, read forward without building a document.</summary>
     public static List<string> Rows(string jsonArray)
     {
-        using var doc = JsonDocument.Parse(jsonArray);
-        return [.. doc.RootElement.EnumerateArray().Select(e => e.GetRawText())];
+        var bytes = Encoding.UTF8.GetBytes(jsonArray);
+        var reader = new Utf8JsonReader(bytes);
+        var rows = new List<string>();
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartArray)
+        {
+            throw new JsonException("A row image is not a JSON array.");
+        }
+
+        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+        {
+            var start = (int)reader.TokenStartIndex;
+            reader.Skip();
+            rows.Add(Encoding.UTF8.GetString(bytes, start, (int)reader.BytesConsumed - start));
+        }
+
+        return rows;
     }
 
     private static string PkOf(CaptureTable t, string alias) => string.Join(", ", t.PrimaryKey.Select(k => $"{alias}.{BackfillSql.Quote(k)}"));
