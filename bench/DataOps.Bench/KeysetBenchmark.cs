@@ -101,7 +101,13 @@ internal static class KeysetBenchmark
     {
         using var conn = new NpgsqlConnection(cs);
         conn.Open();
-        using var cmd = new NpgsqlCommand("SELECT (item_key::jsonb ->> 0)::bigint, (item_key::jsonb ->> 1)::bigint, rows_changed, duration_ms FROM dataops.ledger WHERE job_name = @job AND status = 'applied' ORDER BY ledger_id", conn);
+        // A chunk's time is the time from the commit of the chunk before to its own (the first: its own
+        // duration): its boundary query, the statements, the client's share and its commit, all of it.
+        using var cmd = new NpgsqlCommand("""
+            SELECT (item_key::jsonb ->> 0)::bigint, (item_key::jsonb ->> 1)::bigint, rows_changed,
+                   coalesce((extract(epoch FROM finished_at - lag(finished_at) OVER (ORDER BY ledger_id)) * 1000)::integer, duration_ms)
+            FROM dataops.ledger WHERE job_name = @job AND status = 'applied' ORDER BY ledger_id
+            """, conn);
         cmd.Parameters.AddWithValue("job", job);
         using var reader = cmd.ExecuteReader();
         var chunks = new List<(long, long)>();

@@ -81,17 +81,19 @@ public sealed class KeysetChunkImageTests
     }
 
     [Fact]
-    public async Task Tables_with_a_composite_key_or_json_columns_keep_the_jsonb_form()
+    public async Task Tables_with_a_composite_or_array_key_or_json_columns_keep_the_jsonb_form()
     {
         var db = await DatabaseAsync();
-        db.Execute("CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b)); CREATE TABLE docs (id int PRIMARY KEY, j jsonb)");
-        var job = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "forms", "pairs", "docs")), db.Connection, CancellationToken.None);
+        db.Execute("CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b)); CREATE TABLE docs (id int PRIMARY KEY, j jsonb); CREATE TABLE tagged (tags int[] PRIMARY KEY)");
+        var job = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "forms", "pairs", "docs", "tagged")), db.Connection, CancellationToken.None);
 
         Assert.True(RowImages.TakesChunkForm(job.Capture[0]));
         Assert.False(RowImages.TakesChunkForm(job.Capture[1]));
         Assert.Null(job.Capture[1].KeyType);
         Assert.False(RowImages.TakesChunkForm(job.Capture[2]));
         Assert.Equal("integer", job.Capture[2].KeyType);
+        Assert.False(RowImages.TakesChunkForm(job.Capture[3]));
+        Assert.Equal("integer[]", job.Capture[3].KeyType);
     }
 
     /// <summary>acct: 70 rows keyed by text that array literals, JSON and SQL quote (commas, quotes, braces, backslashes, spaces, "NULL", non-ASCII, dollar tags); acct_orig: a copy.</summary>

@@ -164,8 +164,12 @@ internal static class RowImages
     public static string AfterImageSelect(CaptureTable t, int index) =>
         $"coalesce((SELECT jsonb_agg({RowImage(t, "r")} ORDER BY {PkOf(t, "r")}) FROM (SELECT * FROM {t.QualifiedName} WHERE ({t.Spec.Where}) OR {RowImages.InImage(t, $"current_setting('dataops.before_{index}')::jsonb")}) r), '[]'::jsonb)";
 
-    /// <summary>Whether a keyset chunk captures the table in the chunk form (<see cref="ChunkBeforeSelect"/>): a one-column primary key and no json columns.</summary>
-    public static bool TakesChunkForm(CaptureTable t) => t.KeyType is not null && t.JsonColumns.Count == 0 && t.HoldsJsonColumns.Count == 0;
+    /// <summary>
+    /// Whether a keyset chunk captures the table in the chunk form (<see cref="ChunkBeforeSelect"/>): a
+    /// one-column primary key that is not an array (its keys travel as an array of its type) and no json columns.
+    /// </summary>
+    public static bool TakesChunkForm(CaptureTable t) =>
+        t.KeyType is { } type && !type.EndsWith(']') && t.JsonColumns.Count == 0 && t.HoldsJsonColumns.Count == 0;
 
     /// <summary>
     /// A keyset chunk's before-image of a table (<see cref="TakesChunkForm"/>): the rows locked FOR
