@@ -5,7 +5,8 @@
 -- keep theirs, and every reader is the same. A server without lz4 keeps the default.
 DO $$
 BEGIN
-    ALTER TABLE dataops.ledger ALTER COLUMN before_image SET COMPRESSION lz4, ALTER COLUMN after_image SET COMPRESSION lz4;
+    -- Dynamic, so a server that does not know the syntax (before 14) fails here, where it is caught, not when the block is compiled.
+    EXECUTE 'ALTER TABLE dataops.ledger ALTER COLUMN before_image SET COMPRESSION lz4, ALTER COLUMN after_image SET COMPRESSION lz4';
 EXCEPTION WHEN feature_not_supported OR syntax_error OR invalid_parameter_value THEN
     RAISE NOTICE 'lz4 is not available on this server: the ledger''s images keep the default compression';
 END
