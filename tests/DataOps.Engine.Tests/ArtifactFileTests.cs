@@ -30,6 +30,30 @@ public sealed class ArtifactFileTests : IDisposable
     }
 
     [Fact]
+    public void A_tail_file_appends_a_buffer_whose_chunks_split_a_surrogate_pair_byte_for_byte()
+    {
+        var path = Path.Combine(_dir, "rollback.sql");
+        const string tail = "\n-- end\nCOMMIT;\n";
+        StringBuilder Entry(string text)
+        {
+            // A builder of 16 characters per chunk: the emoji's two halves land in two chunks.
+            var sb = new StringBuilder(16).Append(text);
+            var chunks = sb.GetChunks();
+            Assert.True(chunks.MoveNext() && char.IsHighSurrogate(chunks.Current.Span[^1]), "the first chunk ends in half a pair");
+            return sb;
+        }
+
+        using (var file = new TailFile(path, "-- head\n", tail))
+        {
+            file.Append(Entry(new string('a', 15) + "\U0001F44D row one\n"), tail);
+            file.Append(Entry(new string('b', 15) + "\U0001F600 row two\n"), tail);
+        }
+
+        Assert.Equal("-- head\n" + new string('a', 15) + "\U0001F44D row one\n" + new string('b', 15) + "\U0001F600 row two\n" + tail,
+            new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(File.ReadAllBytes(path)));
+    }
+
+    [Fact]
     public void Indented_json_with_windows_line_ends_is_written_with_lf_and_its_strings_keep_their_own()
     {
         var path = Path.Combine(_dir, "results.json");

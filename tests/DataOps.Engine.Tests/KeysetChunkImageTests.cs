@@ -81,19 +81,67 @@ public sealed class KeysetChunkImageTests
     }
 
     [Fact]
-    public async Task Tables_with_a_composite_or_array_key_or_json_columns_keep_the_jsonb_form()
+    public async Task Tables_with_a_composite_or_array_key_or_json_columns_keep_the_jsonb_form_and_key_types_carry_their_schema()
     {
         var db = await DatabaseAsync();
-        db.Execute("CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b)); CREATE TABLE docs (id int PRIMARY KEY, j jsonb); CREATE TABLE tagged (tags int[] PRIMARY KEY)");
-        var job = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "forms", "pairs", "docs", "tagged")), db.Connection, CancellationToken.None);
+        db.Execute("""
+            CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b));
+            CREATE TABLE docs (id int PRIMARY KEY, j jsonb);
+            CREATE TABLE tagged (tags int[] PRIMARY KEY);
+            CREATE DOMAIN intlist AS int[];
+            CREATE DOMAIN intlist2 AS intlist;
+            CREATE TABLE listed (l intlist2 PRIMARY KEY);
+            CREATE SCHEMA other;
+            CREATE DOMAIN other.code AS varchar(8);
+            CREATE TABLE coded (c other.code PRIMARY KEY);
+            """);
+        var job = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "forms", "pairs", "docs", "tagged", "listed", "coded")), db.Connection, CancellationToken.None);
 
         Assert.True(RowImages.TakesChunkForm(job.Capture[0]));
         Assert.False(RowImages.TakesChunkForm(job.Capture[1]));
         Assert.Null(job.Capture[1].KeyType);
         Assert.False(RowImages.TakesChunkForm(job.Capture[2]));
         Assert.Equal("integer", job.Capture[2].KeyType);
+        // Arrays, and domains over them at any depth: an array of their keys is not an array of keys.
         Assert.False(RowImages.TakesChunkForm(job.Capture[3]));
-        Assert.Equal("integer[]", job.Capture[3].KeyType);
+        Assert.Null(job.Capture[3].KeyType);
+        Assert.False(RowImages.TakesChunkForm(job.Capture[4]));
+        Assert.Null(job.Capture[4].KeyType);
+        // A type outside pg_catalog carries its schema, whatever search_path a step sets.
+        Assert.True(RowImages.TakesChunkForm(job.Capture[5]));
+        Assert.Equal("other.code", job.Capture[5].KeyType);
+    }
+
+    [Fact]
+    public async Task A_job_capturing_more_than_fifty_tables_records_its_chunks_and_items()
+    {
+        var db = await DatabaseAsync();
+        db.Execute("DO $$ BEGIN FOR i IN 1..52 LOOP EXECUTE format('CREATE TABLE side_%s (id int PRIMARY KEY, v int)', i); EXECUTE format('INSERT INTO side_%s VALUES (1, 0)', i); END LOOP; END $$");
+        var tables = Enumerable.Range(1, 52).Select(i => $"side_{i}").ToArray();
+        var output = EngineRuns.Output();
+
+        // A keyset job (the one-item path: its ledger row's images come from the transaction's settings)...
+        var keyset = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(output, "wide-keyset", tables)), db.Connection, CancellationToken.None);
+        var chunks = await EngineRuns.RunAsync(keyset, db, new BackfillOptions { OutputDirectory = output, ItemsPerMinute = 0 });
+        Assert.All(chunks, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
+        Assert.Equal(53L, db.Scalar<long>("SELECT count(*) FROM (SELECT jsonb_object_keys(before_image) FROM dataops.ledger WHERE job_name = 'wide-keyset' AND status = 'applied' LIMIT 53) k"));
+
+        // ...and a job of keys, its items run on the server in groups.
+        var path = Path.Combine(output, "wide-keys.job.json");
+        File.WriteAllText(path, new JsonObject
+        {
+            ["version"] = 1, ["name"] = "wide-keys", ["items"] = new JsonObject { ["keys"] = new JsonArray("1") },
+            ["throttle"] = new JsonObject { ["itemsPerMinute"] = 0 },
+            ["capture"] = new JsonArray([.. tables.Select(t => new JsonObject { ["table"] = $"public.{t}", ["where"] = "id = @key::int" })]),
+            ["steps"] = new JsonArray(new JsonObject { ["name"] = "bump", ["sql"] = "UPDATE side_52 SET v = v + 1 WHERE id = @key::int" }),
+            ["verify"] = "SELECT v = 1 FROM side_52 WHERE id = @key::int",
+        }.ToJsonString());
+        var keys = await BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None);
+        Assert.True(GroupExecutor.RunsOnServer(keys, new BackfillOptions { OutputDirectory = output }));
+        var items = await EngineRuns.RunAsync(keys, db, new BackfillOptions { OutputDirectory = output, ItemsPerMinute = 0 });
+        Assert.Equal(BackfillItemStatus.Applied, Assert.Single(items).Status);
+        Assert.Equal(1, Assert.Single(items).RowsChanged);
+        Assert.Equal(52L, db.Scalar<long>("SELECT count(*) FROM (SELECT jsonb_object_keys(after_image) FROM dataops.ledger WHERE job_name = 'wide-keys' AND status = 'applied') k"));
     }
 
     /// <summary>acct: 70 rows keyed by text that array literals, JSON and SQL quote (commas, quotes, braces, backslashes, spaces, "NULL", non-ASCII, dollar tags); acct_orig: a copy.</summary>

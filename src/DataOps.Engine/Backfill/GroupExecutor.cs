@@ -286,15 +286,15 @@ internal sealed class GroupExecutor(ValidatedJob job, JobLease lease, bool force
         var (before, after) = ImageObjects(job);
         return $"""
             SELECT @key AS {ItemMarker}, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys) AS rows_changed, i.before_image::text, i.after_image::text, clock_timestamp() - now()
-            FROM (SELECT jsonb_build_object({before}) AS before_image, jsonb_build_object({after}) AS after_image OFFSET 0) i
+            FROM (SELECT {before} AS before_image, {after} AS after_image OFFSET 0) i
             WHERE CASE WHEN ({job.Job.VerifySql}) IS TRUE THEN true ELSE dataops.verified(({job.Job.VerifySql}), @key) END
             """;
     }
 
-    /// <summary>The jsonb_build_object arguments of an item's before- and after-image: table name (@dataops_table_N), rows.</summary>
+    /// <summary>An item's before- and after-image as jsonb objects: table name (@dataops_table_N), rows.</summary>
     private static (string Before, string After) ImageObjects(ValidatedJob job) => (
         RowImages.FromSettings("before", job.Capture.Count),
-        string.Join(", ", job.Capture.Select((t, i) => $"@dataops_table_{i}::text, {RowImages.AfterImageSelect(t, i)}")));
+        RowImages.ImageObject(job.Capture.Select((t, i) => RowImages.AfterImageSelect(t, i))));
 
     /// <summary>
     /// A plan's item, after its before-images are locked: true if they still hash to the plan's

@@ -23,7 +23,7 @@ internal static class LedgerStore
     internal static string AppliedInsert(int tables) =>
         $"""
         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
-        SELECT @dataops_run, @dataops_job, @key, 'applied', jsonb_build_object({Jobs.RowImages.FromSettings("before", tables)}), jsonb_build_object({Jobs.RowImages.FromSettings("after", tables)}), @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
+        SELECT @dataops_run, @dataops_job, @key, 'applied', {Jobs.RowImages.FromSettings("before", tables)}, {Jobs.RowImages.FromSettings("after", tables)}, @rows, @attempts, clock_timestamp() - make_interval(secs => @seconds), clock_timestamp(), @ms
         WHERE {JobLease.HeldCondition()}
         """;
 
@@ -42,7 +42,7 @@ internal static class LedgerStore
         INSERT INTO dataops.ledger (run_id, job_name, item_key, status, before_image, after_image, rows_changed, attempts, started_at, finished_at, duration_ms)
         SELECT @dataops_run, @dataops_job, @key, 'applied', i.before_image, i.after_image, dataops.changed_rows(i.before_image, i.after_image, @dataops_keys), 1,
                now(), clock_timestamp(), (extract(epoch FROM clock_timestamp() - now()) * 1000)::integer
-        FROM (SELECT jsonb_build_object({beforeObject}) AS before_image, jsonb_build_object({afterObject}) AS after_image OFFSET 0) i
+        FROM (SELECT {beforeObject} AS before_image, {afterObject} AS after_image OFFSET 0) i
         WHERE CASE WHEN ({verifySql}) IS TRUE THEN true ELSE dataops.verified(({verifySql}), @key) END
           AND {JobLease.HeldCondition()}
         RETURNING item_key AS {marker}, rows_changed, before_image::text, after_image::text, finished_at - started_at

@@ -138,17 +138,13 @@ internal sealed class RunQueue : IAsyncDisposable
             RETURNING i.item_key AS Key, i.ordinal AS Ordinal, i.claims AS Claims
             """, new { RunId, MemberId, count }, cancellationToken: ct)).ConfigureAwait(false)).OrderBy(c => c.Ordinal)];
 
-    /// <summary>
-    /// Whether the starting process closed the run's queue with items left (it stopped the run early): no
-    /// more claims. Items this process holds do not count: its other workers are finishing them (at a
-    /// normal end the queue may close while they do, which is no stop).
-    /// </summary>
+    /// <summary>Whether the starting process closed the run's queue with items left (it stopped the run early): no more claims.</summary>
     public async Task<bool> StoppedEarlyAsync(NpgsqlConnection conn, CancellationToken ct) =>
         await conn.ExecuteScalarAsync<bool>(new CommandDefinition(
             """
-            SELECT q.closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM dataops.run_item i WHERE i.run_id = q.run_id AND NOT i.done AND i.claimed_by IS DISTINCT FROM @MemberId)
+            SELECT q.closed_at IS NOT NULL AND EXISTS (SELECT 1 FROM dataops.run_item i WHERE i.run_id = q.run_id AND NOT i.done)
             FROM dataops.run_queue q WHERE q.run_id = @RunId
-            """, new { RunId, MemberId }, cancellationToken: ct)).ConfigureAwait(false);
+            """, new { RunId }, cancellationToken: ct)).ConfigureAwait(false);
 
     /// <summary>
     /// The starting process's end: closes the queue (no worker of any process claims another item), then

@@ -37,20 +37,31 @@ internal sealed class TailFile : IDisposable
     /// <summary>Appends <paramref name="entries"/> and writes <paramref name="tail"/> after them.</summary>
     public void Append(string entries, string tail) => Write(entries, tail);
 
-    /// <summary>The same from a buffer, encoded chunk by chunk (never copied into one string first).</summary>
+    /// <summary>
+    /// The same from a buffer, encoded chunk by chunk (never copied into one string first). A surrogate
+    /// pair split between two chunks is one character of four bytes: it is counted so (each half alone
+    /// would count as a three-byte replacement character), and one encoder writes across the chunks.
+    /// </summary>
     public void Append(StringBuilder entries, string tail)
     {
-        var entryBytes = 0;
+        var counted = 0;
+        var highAtEnd = false;
         foreach (var chunk in entries.GetChunks())
         {
-            entryBytes += Utf8.GetByteCount(chunk.Span);
+            var span = chunk.Span;
+            if (span.IsEmpty)
+            {
+                continue;
+            }
+
+            counted += Utf8.GetByteCount(span) - (highAtEnd && char.IsLowSurrogate(span[0]) ? 2 : 0);
+            highAtEnd = char.IsHighSurrogate(span[^1]);
         }
 
-        var length = entryBytes + Utf8.GetByteCount(tail);
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var tailBytes = Utf8.GetByteCount(tail);
+        var buffer = ArrayPool<byte>.Shared.Rent(counted + tailBytes);
         try
         {
-            // One encoder across the chunks: a surrogate pair split between two chunks stays one character.
             var encoder = Utf8.GetEncoder();
             var at = 0;
             foreach (var chunk in entries.GetChunks())
@@ -58,8 +69,9 @@ internal sealed class TailFile : IDisposable
                 at += encoder.GetBytes(chunk.Span, buffer.AsSpan(at), flush: false);
             }
 
-            encoder.GetBytes(tail, buffer.AsSpan(at), flush: true);
-            WriteBytes(buffer.AsSpan(0, length), entryBytes);
+            at += encoder.GetBytes([], buffer.AsSpan(at), flush: true);
+            Utf8.GetBytes(tail, buffer.AsSpan(at));
+            WriteBytes(buffer.AsSpan(0, at + tailBytes), at);
         }
         finally
         {

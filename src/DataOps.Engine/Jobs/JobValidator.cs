@@ -13,7 +13,11 @@ public sealed record CaptureTable(CaptureSpec Spec, string QualifiedName, string
     /// <summary>Columns of arrays or composite types that contain json or jsonb, whose text the row image keeps besides to_jsonb.</summary>
     public IReadOnlyList<string> HoldsJsonColumns { get; init; } = [];
 
-    /// <summary>The SQL type of the primary key when it is one column (format_type); null for a composite key.</summary>
+    /// <summary>
+    /// The SQL type of the primary key when it is one column whose keys can travel as an array of that
+    /// type (format_type, schema-qualified outside pg_catalog); null for a composite key, or a key of an
+    /// array type or a domain over one (an array of those is not an array of keys).
+    /// </summary>
     public string? KeyType { get; init; }
 }
 
@@ -69,8 +73,7 @@ public static class JobValidator
             }
 
             var json = (await conn.QueryAsync<(string Name, bool Plain)>(new CommandDefinition(RowImages.JsonColumnsSql, new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
-            var keyType = pk.Count != 1 ? null : await conn.ExecuteScalarAsync<string>(new CommandDefinition(
-                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = @oid::oid AND attname = @name", new { oid, name = pk[0] }, tx, cancellationToken: ct)).ConfigureAwait(false);
+            var keyType = pk.Count != 1 ? null : await KeyTypeAsync(conn, tx, oid.Value, pk[0], ct).ConfigureAwait(false);
             tables.Add(new CaptureTable(c, qualified, relname, pk)
             {
                 KeyType = keyType,
@@ -134,6 +137,35 @@ public static class JobValidator
     /// unique (a unique index or primary key of that column alone), so every chunk can be halved. The table is
     /// SQL's spelling (to_regclass reads quotes and folds plain names); the key is the column's own name.
     /// </summary>
+    /// <summary>
+    /// A one-column primary key's type as <see cref="CaptureTable.KeyType"/> names it: format_type under a
+    /// search_path of pg_catalog alone, so the name carries its schema and means the same type whatever
+    /// search_path the item's steps set; null when the type, or the base of a domain, is an array or
+    /// another variable-length type with elements (oidvector, int2vector).
+    /// </summary>
+    private static async Task<string?> KeyTypeAsync(NpgsqlConnection conn, NpgsqlTransaction tx, long oid, string column, CancellationToken ct)
+    {
+        var saved = await conn.ExecuteScalarAsync<string>(new CommandDefinition("SELECT current_setting('search_path')", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        await conn.ExecuteAsync(new CommandDefinition("SELECT set_config('search_path', 'pg_catalog', true)", transaction: tx, cancellationToken: ct)).ConfigureAwait(false);
+        try
+        {
+            return await conn.ExecuteScalarAsync<string?>(new CommandDefinition(
+                """
+                WITH RECURSIVE chain(oid) AS (
+                    SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = @oid::oid AND a.attname = @column
+                    UNION ALL
+                    SELECT t.typbasetype FROM chain c JOIN pg_type t ON t.oid = c.oid WHERE t.typtype = 'd')
+                SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                WHERE a.attrelid = @oid::oid AND a.attname = @column
+                  AND NOT EXISTS (SELECT 1 FROM chain c JOIN pg_type t ON t.oid = c.oid WHERE t.typelem <> 0 AND t.typlen = -1)
+                """, new { oid, column }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        }
+        finally
+        {
+            await conn.ExecuteAsync(new CommandDefinition("SELECT set_config('search_path', @saved, true)", new { saved }, tx, cancellationToken: ct)).ConfigureAwait(false);
+        }
+    }
+
     private static async Task<KeysetTarget?> KeysetTargetAsync(NpgsqlConnection conn, NpgsqlTransaction tx, KeysetSpec spec, List<string> problems, CancellationToken ct)
     {
         var oid = await conn.ExecuteScalarAsync<long?>(new CommandDefinition("SELECT to_regclass(@t)::oid::bigint", new { t = spec.Table }, tx, cancellationToken: ct)).ConfigureAwait(false);

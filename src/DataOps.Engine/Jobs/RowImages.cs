@@ -166,10 +166,9 @@ internal static class RowImages
 
     /// <summary>
     /// Whether a keyset chunk captures the table in the chunk form (<see cref="ChunkBeforeSelect"/>): a
-    /// one-column primary key that is not an array (its keys travel as an array of its type) and no json columns.
+    /// one-column primary key whose keys travel as an array of its type (<see cref="CaptureTable.KeyType"/>) and no json columns.
     /// </summary>
-    public static bool TakesChunkForm(CaptureTable t) =>
-        t.KeyType is { } type && !type.EndsWith(']') && t.JsonColumns.Count == 0 && t.HoldsJsonColumns.Count == 0;
+    public static bool TakesChunkForm(CaptureTable t) => t.KeyType is not null && t.JsonColumns.Count == 0 && t.HoldsJsonColumns.Count == 0;
 
     /// <summary>
     /// A keyset chunk's before-image of a table (<see cref="TakesChunkForm"/>): the rows locked FOR
@@ -202,11 +201,21 @@ internal static class RowImages
     }
 
     /// <summary>
-    /// The jsonb_build_object arguments of an item's images as its transaction keeps them: for each
-    /// capture table N, its name (@dataops_table_N) and the rows in the setting dataops.WHICH_N.
+    /// An item's image as its transaction keeps it, as one jsonb object: for each capture table N, its
+    /// name (@dataops_table_N) and the rows in the setting dataops.WHICH_N.
     /// </summary>
     public static string FromSettings(string which, int tables) =>
-        string.Join(", ", Enumerable.Range(0, tables).Select(i => $"@dataops_table_{i}::text, current_setting('dataops.{which}_{i}')::jsonb"));
+        ImageObject(Enumerable.Range(0, tables).Select(i => $"current_setting('dataops.{which}_{i}')::jsonb"));
+
+    /// <summary>
+    /// {table: rows} of an item's image from one jsonb expression per capture table N (named by
+    /// @dataops_table_N). jsonb_build_object takes at most 100 arguments, so 50 tables a call, joined with ||.
+    /// </summary>
+    public static string ImageObject(IEnumerable<string> rows)
+    {
+        var pairs = rows.Select((r, i) => $"@dataops_table_{i}::text, {r}").ToList();
+        return pairs.Count == 0 ? "'{}'::jsonb" : "(" + string.Join(" || ", pairs.Chunk(50).Select(c => $"jsonb_build_object({string.Join(", ", c)})")) + ")";
+    }
 
     /// <summary>The rows of an image (a JSON array) as their text, read forward without building a document.</summary>
     public static List<string> Rows(string jsonArray)
