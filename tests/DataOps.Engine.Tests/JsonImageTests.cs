@@ -179,13 +179,13 @@ public sealed class JsonImageTests
         Assert.Equal(["v"], plain.Capture[0].HoldsJsonColumns);
         db.Execute("ALTER TABLE plain ALTER COLUMN v TYPE text[] USING v::text[]");
         plain = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob("plain2", new JsonObject { ["keys"] = new JsonArray("1") }, "SELECT @key", "id = @key::int", "plain")), db.Connection, CancellationToken.None);
-        Assert.Equal("coalesce((SELECT jsonb_agg(to_jsonb(r.*) ORDER BY r.\"id\") FROM (SELECT * FROM plain WHERE (id = @key::int) ORDER BY \"id\") r), '[]'::jsonb)::text", RowImages.ImageSelect(plain.Capture[0], forUpdate: false));
+        Assert.Equal("coalesce((SELECT jsonb_agg(to_jsonb(r.*) ORDER BY r.\"id\") FROM (SELECT * FROM public.plain WHERE (id = @key::int) ORDER BY \"id\") r), '[]'::jsonb)::text", RowImages.ImageSelect(plain.Capture[0], forUpdate: false));
 
         // A ledger row written before images kept json text: plain to_jsonb rows. They restore as they always did.
         var oldBefore = db.Scalar<string>("SELECT to_jsonb(x)::text FROM docs x WHERE id = 2");
         db.Execute("UPDATE docs SET v = 7, b = '{\"k\": 2}' WHERE id = 2");
         var oldAfter = db.Scalar<string>("SELECT to_jsonb(x)::text FROM docs x WHERE id = 2");
-        var op = Assert.Single(RestoreOp.ForItem("1", Image(oldBefore, "docs"), Image(oldAfter, "docs"), job.Capture));
+        var op = Assert.Single(RestoreOp.ForItem("1", Image(oldBefore), Image(oldAfter), job.Capture));
         Assert.DoesNotContain("dataops:", op.Sql, StringComparison.Ordinal);
         Assert.Equal(1, Execute(db, op.Sql, op.Before, op.After));
         Assert.Equal("0|{\"k\": [1, null]}", db.Scalar<string>("SELECT v || '|' || b::text FROM docs WHERE id = 2"));

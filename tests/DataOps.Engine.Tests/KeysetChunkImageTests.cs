@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using DataOps.Engine.Backfill;
 using DataOps.Engine.Jobs;
+using DataOps.Engine.Logging;
 using DataOps.Engine.Schema;
 using DataOps.Tests;
 using Npgsql;
@@ -50,16 +51,16 @@ public sealed class KeysetChunkImageTests
         Assert.True(db.Scalar<long>("SELECT count(*) FROM acct WHERE n < 0") > 0, "the steps moved rows out of the capture predicate");
         // Each before-image row is, as jsonb, exactly a row of the table as it was (the values the jsonb form would hold), and every row is in one.
         Assert.Equal(0L, db.Scalar<long>("""
-            SELECT count(*) FROM dataops.ledger l, jsonb_array_elements(l.before_image -> 'acct') e
+            SELECT count(*) FROM dataops.ledger l, jsonb_array_elements(l.before_image -> 'public.acct') e
             WHERE l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM acct_orig o WHERE to_jsonb(o.*) = e.value)
             """));
-        Assert.Equal(db.Scalar<long>("SELECT count(*) FROM acct_orig"), db.Scalar<long>("SELECT sum(jsonb_array_length(before_image -> 'acct')) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.Equal(db.Scalar<long>("SELECT count(*) FROM acct_orig"), db.Scalar<long>("SELECT sum(jsonb_array_length(before_image -> 'public.acct')) FROM dataops.ledger WHERE status = 'applied'"));
         // The after-images hold the rows as they are now, the inserted ones too.
         Assert.Equal(0L, db.Scalar<long>("""
-            SELECT count(*) FROM dataops.ledger l, jsonb_array_elements(l.after_image -> 'acct') e
+            SELECT count(*) FROM dataops.ledger l, jsonb_array_elements(l.after_image -> 'public.acct') e
             WHERE l.status = 'applied' AND NOT EXISTS (SELECT 1 FROM acct x WHERE to_jsonb(x.*) = e.value)
             """));
-        Assert.Equal(db.Scalar<long>("SELECT count(*) FROM acct"), db.Scalar<long>("SELECT sum(jsonb_array_length(after_image -> 'acct')) FROM dataops.ledger WHERE status = 'applied'"));
+        Assert.Equal(db.Scalar<long>("SELECT count(*) FROM acct"), db.Scalar<long>("SELECT sum(jsonb_array_length(after_image -> 'public.acct')) FROM dataops.ledger WHERE status = 'applied'"));
         Assert.Equal(results.Sum(r => r.RowsChanged), db.Scalar<long>("SELECT count(*) FROM acct_orig") + db.Scalar<long>("SELECT count(*) FROM acct WHERE k LIKE '%~'"));
 
         // The script: bulk statements, tags no row holds, and psql puts the table back exactly.
@@ -142,6 +143,43 @@ public sealed class KeysetChunkImageTests
         Assert.Equal(BackfillItemStatus.Applied, Assert.Single(items).Status);
         Assert.Equal(1, Assert.Single(items).RowsChanged);
         Assert.Equal(52L, db.Scalar<long>("SELECT count(*) FROM (SELECT jsonb_object_keys(after_image) FROM dataops.ledger WHERE job_name = 'wide-keys' AND status = 'applied') k"));
+    }
+
+    [Fact]
+    public async Task The_rollback_script_and_undo_restore_the_captured_table_under_another_search_path()
+    {
+        var db = await DatabaseAsync();
+        // A table of the same name in a schema that comes first on the session's search_path of whoever restores.
+        db.Execute("CREATE SCHEMA shadow; CREATE TABLE shadow.acct AS SELECT * FROM acct; ALTER TABLE shadow.acct ADD PRIMARY KEY (k)");
+        var original = db.Scalar<string>(Checksum);
+        var shadow = db.Scalar<string>(Checksum.Replace("FROM acct x", "FROM shadow.acct x", StringComparison.Ordinal));
+        var output = EngineRuns.Output();
+        var job = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(output, "qualified")), db.Connection, CancellationToken.None);
+        Assert.Equal("public.acct", job.Capture[0].QualifiedName);
+
+        var results = await EngineRuns.RunAsync(job, db, new BackfillOptions { OutputDirectory = output, ItemsPerMinute = 0 });
+        Assert.All(results, r => Assert.Equal(BackfillItemStatus.Applied, r.Status));
+        Assert.Equal(0L, db.Scalar<long>("SELECT count(*) FROM dataops.ledger WHERE job_name = 'qualified' AND status = 'applied' AND NOT before_image ? 'public.acct'"));
+
+        var script = JsonImageTests.Script(output);
+        File.WriteAllText(script, File.ReadAllText(script).Replace("BEGIN;\n", "BEGIN;\nSET search_path = shadow, public;\n", StringComparison.Ordinal));
+        var (code, stdout, stderr) = JsonImageTests.Psql(db, script);
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Equal(original, db.Scalar<string>(Checksum));
+        Assert.Equal(shadow, db.Scalar<string>(Checksum.Replace("FROM acct x", "FROM shadow.acct x", StringComparison.Ordinal)));
+
+        // Undo-Backfill on a connection whose search_path finds shadow.acct first.
+        var again = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "qualified-2")), db.Connection, CancellationToken.None);
+        var second = await EngineRuns.RunAsync(again, db, new BackfillOptions { OutputDirectory = EngineRuns.Output(), ItemsPerMinute = 0 });
+        var shadowed = DataOps.Engine.Connections.DataOpsConnection.FromConnectionString(new NpgsqlConnectionStringBuilder(db.Connection.ConnectionString) { SearchPath = "shadow,public" }.ConnectionString);
+        using var log = EngineRuns.Log("keyset-chunk-image-test");
+        await foreach (var r in UndoRunner.UndoAsync(shadowed, second[0].RunId, log, NullObserver.Instance, CancellationToken.None))
+        {
+            Assert.Equal(BackfillItemStatus.Restored, r.Status);
+        }
+
+        Assert.Equal(original, db.Scalar<string>(Checksum));
+        Assert.Equal(shadow, db.Scalar<string>(Checksum.Replace("FROM acct x", "FROM shadow.acct x", StringComparison.Ordinal)));
     }
 
     /// <summary>acct: 70 rows keyed by text that array literals, JSON and SQL quote (commas, quotes, braces, backslashes, spaces, "NULL", non-ASCII, dollar tags); acct_orig: a copy.</summary>

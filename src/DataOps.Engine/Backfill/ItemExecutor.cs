@@ -269,9 +269,10 @@ internal sealed class ItemExecutor
             await work.ResetAsync().ConfigureAwait(false);
             throw;
         }
-        catch (PostgresException pg) when (pg.SqlState == "57014" && _job.Job.Keyset is not null && !ct.IsCancellationRequested)
+        catch (PostgresException pg) when (pg.SqlState is "57014" or "54000" && _job.Job.Keyset is not null && !ct.IsCancellationRequested)
         {
-            // A keyset chunk that hit its statement timeout is not an outcome: the walk halves the chunk and runs it again.
+            // A keyset chunk that hit its statement timeout, or a limit of the server (54000: an image over jsonb's
+            // 256 MB, wide rows in a large chunk), is not an outcome: the walk halves the chunk and runs it again.
             await work.ResetAsync().ConfigureAwait(false);
             throw new ChunkTimedOutException(key, watch.Elapsed, pg);
         }
@@ -577,8 +578,10 @@ internal sealed class ItemExecutor
     private sealed class VerifyFailedException(string message) : Exception(message);
 
     /// <summary>A keyset chunk's statement hit the job's statement timeout; nothing of it committed or was recorded.</summary>
-    internal sealed class ChunkTimedOutException(string key, TimeSpan elapsed, Exception inner)
-        : Exception($"chunk {key} hit the statement timeout after {elapsed.TotalSeconds:0.###} s", inner)
+    internal sealed class ChunkTimedOutException(string key, TimeSpan elapsed, PostgresException inner)
+        : Exception(inner.SqlState == "54000"
+            ? $"chunk {key} hit a limit of the server after {elapsed.TotalSeconds:0.###} s ({inner.MessageText})"
+            : $"chunk {key} hit the statement timeout after {elapsed.TotalSeconds:0.###} s", inner)
     {
         public string Key => key;
     }

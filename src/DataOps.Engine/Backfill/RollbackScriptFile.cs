@@ -92,6 +92,8 @@ internal sealed class RollbackScriptFile : IDisposable
         sb.AppendLine("-- Run it with:  psql -v ON_ERROR_STOP=1 -f <this file> <connection>");
         sb.AppendLine("-- Complete at every moment, also if the run was killed: it refuses to run (restoring nothing) if the run");
         sb.AppendLine(CultureInfo.InvariantCulture, $"-- applied items it does not hold; then write a complete one with Export-BackfillRollback -RunId {runId}.");
+        sb.AppendLine("-- (A run killed in the middle of writing a large entry, megabytes of a keyset chunk, can leave the file cut");
+        sb.AppendLine("-- short: psql then stops at its end, unterminated quoted string, before anything is restored. Export again.)");
         sb.AppendLine("-- One transaction. Items are undone newest first. A row is restored only if it still equals its after-image;");
         sb.AppendLine("-- otherwise the script stops with an error naming the row and nothing is restored.");
         sb.AppendLine("\\set ON_ERROR_STOP on");

@@ -194,7 +194,7 @@ internal sealed class Scheduler(BackfillRunState run, Throttle throttle, ItemExe
             {
                 if (walk.Halve())
                 {
-                    items.Log.Warning("Chunk {Key} ({Rows} rows) hit the statement timeout {Timeout}; halved to {Size} rows and run again", chunk.Key, rows, walk.Spec.StatementTimeout, walk.Size);
+                    items.Log.Warning("Chunk {Key} ({Rows} rows): {Reason} (statement timeout {Timeout}); halved to {Size} rows and run again", chunk.Key, rows, timedOut.Message, walk.Spec.StatementTimeout, walk.Size);
                     continue;
                 }
 

@@ -66,10 +66,10 @@ internal static class BackfillSql
 
     public static string Quote(string identifier) => Connections.Database.QuoteIdentifier(identifier);
 
-    /// <summary>Session settings that make to_jsonb() of a row the same text in every session (time zone, float and interval output).</summary>
+    /// <summary>Session settings that make to_jsonb() of a row the same text in every session (time zone, float, interval and bytea output).</summary>
     public static string StableJsonSettingsSelect(bool local = true) =>
-        string.Join(", ", new[] { ("TimeZone", "UTC"), ("IntervalStyle", "postgres"), ("extra_float_digits", "1"), ("DateStyle", "ISO, MDY") }
+        string.Join(", ", new[] { ("TimeZone", "UTC"), ("IntervalStyle", "postgres"), ("extra_float_digits", "1"), ("DateStyle", "ISO, MDY"), ("bytea_output", "hex") }
             .Select(s => $"set_config('{s.Item1}', '{s.Item2}', {(local ? "true" : "false")})"));
 
-    public const string StableJsonSettings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO, MDY'";
+    public const string StableJsonSettings = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL bytea_output = 'hex'";
 }

@@ -62,8 +62,10 @@ public static class JobValidator
             }
 
             // The row reference is the table's own name (quoted where it is used), not the job file's spelling of it ("Accounts" with its quotes).
+            // The name always carries its schema: it keys the images in the ledger and names the table in the rollback
+            // script and in Undo-Backfill, which may run under another search_path (where a bare name could mean another table).
             var (qualified, relname) = await conn.QuerySingleAsync<(string, string)>(new CommandDefinition(
-                "SELECT @oid::oid::regclass::text, relname::text FROM pg_class WHERE oid = @oid::oid", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
+                "SELECT format('%I.%I', n.nspname, c.relname), c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = @oid::oid", new { oid }, tx, cancellationToken: ct)).ConfigureAwait(false);
             var reserved = await conn.QueryAsync<string>(new CommandDefinition(
                 "SELECT attname::text FROM pg_attribute WHERE attrelid = @oid::oid AND attnum > 0 AND NOT attisdropped AND attname::text = ANY(@names) ORDER BY attnum",
                 new { oid, names = new[] { RowImages.JsonKey, RowImages.HoldsJsonKey } }, tx, cancellationToken: ct)).ConfigureAwait(false);

@@ -1,1 +1,1 @@
-SELECT set_config('TimeZone', 'UTC', false), set_config('IntervalStyle', 'postgres', false), set_config('extra_float_digits', '1', false), set_config('DateStyle', 'ISO, MDY', false), set_config('statement_timeout', '60s', false)
+SELECT set_config('TimeZone', 'UTC', false), set_config('IntervalStyle', 'postgres', false), set_config('extra_float_digits', '1', false), set_config('DateStyle', 'ISO, MDY', false), set_config('bytea_output', 'hex', false), set_config('statement_timeout', '60s', false)

@@ -1,1 +1,1 @@
-SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO, MDY', true), set_config('statement_timeout', '60s', true)
+SELECT set_config('TimeZone', 'UTC', true), set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '1', true), set_config('DateStyle', 'ISO, MDY', true), set_config('bytea_output', 'hex', true), set_config('statement_timeout', '60s', true)
