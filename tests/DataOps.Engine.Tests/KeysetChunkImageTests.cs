@@ -71,6 +71,13 @@ public sealed class KeysetChunkImageTests
         Assert.True(code == 0, stdout + stderr);
         Assert.Equal(original, db.Scalar<string>(Checksum));
 
+        // The same script again: refused by name, in a few lines (no megabytes of the block as context).
+        (code, stdout, stderr) = JsonImageTests.Psql(db, JsonImageTests.Script(output));
+        Assert.NotEqual(0, code);
+        Assert.Contains("were undone already", stderr, StringComparison.Ordinal);
+        Assert.True(stdout.Length + stderr.Length < 4000, $"{stdout.Length + stderr.Length} characters of output");
+        Assert.Equal(original, db.Scalar<string>(Checksum));
+
         // Again, undone from the ledger this time.
         var again = await BackfillRunner.PrepareAsync(JobFile.Load(WriteJob(EngineRuns.Output(), "chunk-form-2")), db.Connection, CancellationToken.None);
         var second = await EngineRuns.RunAsync(again, db, new BackfillOptions { OutputDirectory = EngineRuns.Output(), ItemsPerMinute = 0 });

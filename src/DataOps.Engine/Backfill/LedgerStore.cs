@@ -82,6 +82,13 @@ internal static class LedgerStore
             AND NOT EXISTS (SELECT 1 FROM pg_temp.dataops_rollback r WHERE r.item_key = l.item_key);
         """;
 
+    /// <summary>The rollback script's second check: items the file holds whose application an undo already put back (the script run twice, or after Undo-Backfill).</summary>
+    internal static string ScriptUndoneItems(Guid runId) =>
+        $"""
+          SELECT count(*) INTO undone FROM pg_temp.dataops_rollback r
+          WHERE EXISTS (SELECT 1 FROM dataops.ledger l WHERE l.run_id = '{runId}' AND l.status = 'applied' AND l.item_key = r.item_key AND NOT {NotUndone});
+        """;
+
     /// <summary>The rollback script's record of what it restored, so a later run applies those items again.</summary>
     internal static string ScriptMarkUndone(Guid runId) =>
         $"""

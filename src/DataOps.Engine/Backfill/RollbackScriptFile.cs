@@ -97,6 +97,7 @@ internal sealed class RollbackScriptFile : IDisposable
         sb.AppendLine("-- One transaction. Items are undone newest first. A row is restored only if it still equals its after-image;");
         sb.AppendLine("-- otherwise the script stops with an error naming the row and nothing is restored.");
         sb.AppendLine("\\set ON_ERROR_STOP on");
+        sb.AppendLine("\\set SHOW_CONTEXT never");
         sb.AppendLine(ScriptText.Preamble);
         sb.AppendLine("BEGIN;");
         sb.AppendLine(BackfillSql.StableJsonSettings + ";");
@@ -111,10 +112,14 @@ internal sealed class RollbackScriptFile : IDisposable
     private static string Tail(Guid runId) => ArtifactFile.Lf($$"""
 
         -- End of the items. The run must have applied no item this file lacks.
-        DO $dataops_check$ DECLARE missing bigint; BEGIN
+        DO $dataops_check$ DECLARE missing bigint; undone bigint; BEGIN
         {{LedgerStore.ScriptMissingItems(runId)}}
           IF missing > 0 THEN
             RAISE EXCEPTION 'DataOps rollback of run {{runId}} stopped: the run applied % items this file does not hold (it ended before writing them); nothing was restored. Write a complete script from the ledger: Export-BackfillRollback -RunId {{runId}}', missing;
+          END IF;
+        {{LedgerStore.ScriptUndoneItems(runId)}}
+          IF undone > 0 THEN
+            RAISE EXCEPTION 'DataOps rollback of run {{runId}} stopped: % of the items this file holds were undone already (by Undo-Backfill or a rollback script); nothing was restored. Export-BackfillRollback -RunId {{runId}} writes a script for the items still applied', undone;
           END IF;
         END $dataops_check$;
 
