@@ -133,7 +133,7 @@ public sealed class KeysetTests
         Assert.Equal(40, Assert.Single(run.Output).Properties["RowsChanged"].Value);
 
         var script = Directory.GetFiles(output, "rollback_*.sql", SearchOption.AllDirectories).Single();
-        Assert.Contains("update 40 rows of hostile", File.ReadAllText(script));
+        Assert.Contains("update 40 rows of public.hostile", File.ReadAllText(script));
         Assert.DoesNotContain("DO $dataops$ BEGIN", File.ReadAllText(script)); // no row-by-row block
 
         // Drift on one row: the script stops, naming how many rows drifted, and restores nothing.
@@ -141,7 +141,7 @@ public sealed class KeysetTests
         var drifted = Sql.Scalar(cs, checksum);
         var (code, stdout, stderr) = PsqlClient.RunFile(cs, script);
         Assert.NotEqual(0, code);
-        Assert.Contains("1 of 40 rows of hostile", stderr + stdout);
+        Assert.Contains("1 of 40 rows of public.hostile", stderr + stdout);
         Assert.Equal(drifted, Sql.Scalar(cs, checksum));
 
         Sql.Execute(cs, "UPDATE hostile SET n = 1 WHERE id = 17");
@@ -158,7 +158,7 @@ public sealed class KeysetTests
         var undo = s.Run("Undo-Backfill -RunId $id -Force", new Hashtable { ["id"] = runId });
         var item = Assert.Single(undo.Output);
         Assert.Equal("Drifted", item.Properties["Status"].Value.ToString());
-        Assert.Contains("2 of 40 rows of hostile changed since the backfill", (string)item.Properties["Error"].Value);
+        Assert.Contains("2 of 40 rows of public.hostile changed since the backfill", (string)item.Properties["Error"].Value);
 
         Sql.Execute(cs, "UPDATE hostile SET n = 1 WHERE id IN (3, 4)");
         var undone = s.Run("Undo-Backfill -RunId $id -Force", new Hashtable { ["id"] = runId });
