@@ -258,7 +258,10 @@ public sealed class BackfillTests
         var completed = JsonDocument.Parse(File.ReadAllText(Path.Combine(logs, "execution_results.json"))).RootElement;
         Assert.Equal("abandoned", completed.GetProperty("outcome").GetString());
         Assert.Equal(applied, completed.GetProperty("items").GetArrayLength());
+        var jobFile = completed.GetProperty("jobFile").GetString();
+        Assert.EndsWith(".job.json", jobFile);
         Assert.Contains("abandoned", File.ReadAllText(Path.Combine(output, "results-v1.2.1", killed.ToString(), "backfill_summary.md")));
+        Assert.Contains($"| Job file | `{jobFile}` |", File.ReadAllText(Path.Combine(output, "results-v1.2.1", killed.ToString(), "backfill_summary.md")));
         Assert.Equal((int)applied, RollbackScript.ItemKeys(Directory.GetFiles(logs, "rollback_*.sql").Single()).Distinct().Count());
 
         // Real psql: the rerun's own script, then the killed run's exported one, put the tables back exactly.

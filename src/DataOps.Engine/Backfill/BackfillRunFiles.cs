@@ -131,16 +131,16 @@ public static class BackfillRunFiles
                 var results = Path.Combine(logs, "execution_results.json");
                 if (dryRun)
                 {
-                    tally = BackfillArtifacts.WriteResults(results, run.RunId, job, null, connection.ToString(), dryRun, "abandoned", run.Reason, started, BackfillArtifacts.ReadBatches(logs));
+                    tally = BackfillArtifacts.WriteResults(results, run.RunId, job, run.JobFile, connection.ToString(), dryRun, "abandoned", run.Reason, started, BackfillArtifacts.ReadBatches(logs));
                 }
                 else
                 {
                     var items = await LedgerResultsAsync(connection, run.RunId, job, ct).ConfigureAwait(false);
-                    tally = BackfillArtifacts.WriteResults(results, run.RunId, job, null, connection.ToString(), dryRun, "abandoned", run.Reason, started, items);
+                    tally = BackfillArtifacts.WriteResults(results, run.RunId, job, run.JobFile, connection.ToString(), dryRun, "abandoned", run.Reason, started, items);
                 }
 
                 await ArtifactFile.WriteTextAsync(Path.Combine(folder, "backfill_summary.md"), BackfillArtifacts.Summary(
-                    run.RunId, job, null, connection.ToString(), started, "abandoned", run.Reason, tally, dryRun, rollback,
+                    run.RunId, job, run.JobFile, connection.ToString(), started, "abandoned", run.Reason, tally, dryRun, rollback,
                     [$"These closing files were written by run {byRun}, the next run of the job, from the ledger: the run itself ended before it could write them."]), ct).ConfigureAwait(false);
                 log.Information("Completed the files of abandoned run {RunId} in {Folder}", run.RunId, folder);
             }

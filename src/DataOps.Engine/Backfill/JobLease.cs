@@ -7,7 +7,7 @@ using Npgsql;
 namespace DataOps.Engine.Backfill;
 
 /// <summary>A run recorded as abandoned when another run took its job over.</summary>
-internal sealed record AbandonedRun(Guid RunId, string Kind, string? OutputDirectory, DateTime StartedAt, string Reason);
+internal sealed record AbandonedRun(Guid RunId, string Kind, string? OutputDirectory, DateTime StartedAt, string Reason, string? JobFile = null);
 
 /// <summary>Who holds a job's lease, as the lease row says.</summary>
 internal sealed record LeaseHolder(Guid RunId, string HostName, int ProcessId, DateTime AcquiredAt, DateTime ExpiresAt)

@@ -270,7 +270,7 @@ internal static class LedgerStore
                        'abandoned: it ended without recording an outcome (' || CASE WHEN run_id = @takeFrom THEN @why ELSE 'it no longer held the job''s lease' END
                        || '); run ' || @runId::text || ' took the job over')
             WHERE job_name = @job AND kind IN ('backfill', 'dryrun', 'undo') AND status = 'running' AND run_id <> @runId
-            RETURNING run_id AS RunId, kind AS Kind, output_directory AS OutputDirectory, started_at AS StartedAt, summary->>'reason' AS Reason
+            RETURNING run_id AS RunId, kind AS Kind, output_directory AS OutputDirectory, started_at AS StartedAt, summary->>'reason' AS Reason, parameters->>'jobFile' AS JobFile
             """, new { job, runId, takeFrom, why }, tx, cancellationToken: ct)).ConfigureAwait(false)).ToList();
 
     /// <summary>How a run ended, in the transaction that releases its lease.</summary>
