@@ -16,6 +16,18 @@ namespace DataOps.Engine.Tests;
 public sealed class KeysetWalkTests
 {
     [Fact]
+    public void A_chunks_key_is_readable_json_and_keys_written_with_escapes_read_the_same()
+    {
+        var chunk = new KeysetChunk("it's a \"k\"\\1", "é+1\n");
+
+        Assert.Equal("[\"it's a \\\"k\\\"\\\\1\",\"é+1\\n\"]", chunk.Key);
+        Assert.True(KeysetChunk.TryParse(chunk.Key, out var back));
+        Assert.Equal(chunk, back);
+        Assert.True(KeysetChunk.TryParse("[\"it\\u0027s a \\u0022k\\u0022\\\\1\",\"\\u00E9\\u002B1\\n\"]", out var old));
+        Assert.Equal(chunk, old);
+    }
+
+    [Fact]
     public async Task A_walk_updates_every_row_present_at_the_start_once_in_contiguous_chunks_that_grow_to_the_target()
     {
         var db = await DatabaseAsync(20_000);

@@ -63,7 +63,14 @@ public sealed record KeysetSpec(
 /// </summary>
 public readonly record struct KeysetChunk(string Lo, string Hi)
 {
-    public string Key => JsonSerializer.Serialize(new[] { Lo, Hi });
+    /// <summary>
+    /// ["lo","hi"], readable: quotes, backslashes and control characters are escaped as JSON needs,
+    /// apostrophes, plus signs and letters of other scripts are not (the default encoder wrote
+    /// \u0027 and \u002B into results, logs and the ledger). Keys written either way are read as JSON.
+    /// </summary>
+    public string Key => JsonSerializer.Serialize(new[] { Lo, Hi }, Readable);
+
+    private static readonly JsonSerializerOptions Readable = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>The chunk an item key names, if it names one.</summary>
     public static bool TryParse(string? key, out KeysetChunk chunk)
