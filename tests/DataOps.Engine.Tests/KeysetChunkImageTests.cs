@@ -189,6 +189,24 @@ public sealed class KeysetChunkImageTests
         Assert.Equal(shadow, db.Scalar<string>(Checksum.Replace("FROM acct x", "FROM shadow.acct x", StringComparison.Ordinal)));
     }
 
+    [Fact]
+    public async Task A_syntax_error_in_a_where_fragment_is_reported_at_its_place_in_the_fragment()
+    {
+        var db = await DatabaseAsync();
+        var path = Path.Combine(EngineRuns.Output(), "bad-where.job.json");
+        var job = JsonNode.Parse(File.ReadAllText(WriteJob(EngineRuns.Output(), "bad-where")))!.AsObject();
+        job["items"]!["keyset"]!["where"] = "n > 0 AND AND";
+        job["capture"]![0]!["where"] = "k BETWEEN @lo AND @hi AND n = = 1";
+        File.WriteAllText(path, job.ToJsonString());
+
+        var error = await Assert.ThrowsAsync<DataOpsException>(() => BackfillRunner.PrepareAsync(JobFile.Load(path), db.Connection, CancellationToken.None));
+
+        Assert.Equal("JobFileInvalid", error.ErrorId);
+        Assert.Contains("$.items.keyset.where: PostgreSQL rejects the statement: 42601: syntax error at or near \"AND\" (at character 11).", error.Message, StringComparison.Ordinal);
+        // After a parameter the server's count is of the driver's text ($1 for @lo): no position then.
+        Assert.Contains("$.capture[0].where: PostgreSQL rejects the statement: 42601: syntax error at or near \"=\".", error.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>acct: 70 rows keyed by text that array literals, JSON and SQL quote (commas, quotes, braces, backslashes, spaces, "NULL", non-ASCII, dollar tags); acct_orig: a copy.</summary>
     private static async Task<DatabaseFixture> DatabaseAsync()
     {

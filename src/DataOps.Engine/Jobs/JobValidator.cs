@@ -107,7 +107,7 @@ public static class JobValidator
                 problems.Add(ex is PostgresException pg
                     ? path == "$.items.discover"
                         ? $"{path}: must be one query that returns rows (SELECT, VALUES or WITH ... SELECT); PostgreSQL rejects it as one: {pg.SqlState}: {pg.MessageText}{(pg.Position > BackfillSql.QueryPrefixLength ? $" (at character {pg.Position - BackfillSql.QueryPrefixLength})" : string.Empty)}."
-                        : $"{path}: PostgreSQL rejects the statement: {pg.SqlState}: {pg.MessageText}{(pg.Position > 0 ? $" (at character {pg.Position})" : string.Empty)}."
+                        : $"{path}: PostgreSQL rejects the statement: {pg.SqlState}: {pg.MessageText}{At(job, path, sql, pg.Position)}."
                     : $"{path}: holds more than one statement; each SQL field must be exactly one statement.");
                 await using var back = new NpgsqlCommand($"ROLLBACK TO SAVEPOINT {savepoint}", conn, tx);
                 await back.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
@@ -139,6 +139,22 @@ public static class JobValidator
     /// unique (a unique index or primary key of that column alone), so every chunk can be halved. The table is
     /// SQL's spelling (to_regclass reads quotes and folds plain names); the key is the column's own name.
     /// </summary>
+    /// <summary>
+    /// " (at character N)" of an error: for a where-fragment, checked inside SELECT 1 FROM table WHERE ...,
+    /// counted from the fragment's first character as the job file holds it.
+    /// </summary>
+    /// <remarks>
+    /// The server counts in the text it received, where the driver has written each @name as $n: a
+    /// position after a parameter would be off by the difference, so it is left out then.
+    /// </remarks>
+    private static string At(BackfillJob job, string path, string sql, int position)
+    {
+        var fragment = path == "$.items.keyset.where" ? job.Keyset?.Where : job.Capture.FirstOrDefault(c => c.Path + ".where" == path)?.Where;
+        var (text, offset) = fragment is not null && sql.EndsWith(fragment, StringComparison.Ordinal) ? (fragment, sql.Length - fragment.Length) : (sql, 0);
+        var local = position - offset;
+        return local > 0 && !text.AsSpan(0, Math.Min(local, text.Length)).Contains('@') ? $" (at character {local})" : string.Empty;
+    }
+
     /// <summary>
     /// A one-column primary key's type as <see cref="CaptureTable.KeyType"/> names it: format_type under a
     /// search_path of pg_catalog alone, so the name carries its schema and means the same type whatever
