@@ -577,7 +577,7 @@ internal sealed class ItemExecutor
 
     private sealed class VerifyFailedException(string message) : Exception(message);
 
-    /// <summary>A keyset chunk's statement hit the job's statement timeout; nothing of it committed or was recorded.</summary>
+    /// <summary>A keyset chunk's statement hit the job's statement timeout or a limit of the server (54000); nothing of it committed or was recorded.</summary>
     internal sealed class ChunkTimedOutException(string key, TimeSpan elapsed, PostgresException inner)
         : Exception(inner.SqlState == "54000"
             ? $"chunk {key} hit a limit of the server after {elapsed.TotalSeconds:0.###} s ({inner.MessageText})"

@@ -18,7 +18,8 @@ internal static class LedgerStore
 
     /// <summary>
     /// The applied row of an item run from the client, written only while the run holds the job's
-    /// lease. Binds @dataops_run, @dataops_job, @key, @before, @after, @rows, @attempts, @seconds, @ms.
+    /// lease; the images come from the item's transaction-local settings (dataops.before_N, after_N).
+    /// Binds @dataops_run, @dataops_job, @key, @dataops_table_N, @rows, @attempts, @seconds, @ms.
     /// </summary>
     internal static string AppliedInsert(int tables) =>
         $"""
