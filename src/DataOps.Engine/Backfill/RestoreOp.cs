@@ -280,17 +280,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
             sb.Append("'[");
             for (var i = 0; i < group.Count; i++)
             {
-                var row = (before ? group[i].Before : group[i].After)!.AsSpan();
-                ScriptText.RefuseNul(row);
-                sb.Append(i == 0 ? string.Empty : ",");
-                int quote;
-                while ((quote = row.IndexOf('\'')) >= 0)
-                {
-                    sb.Append(row[..(quote + 1)]).Append('\'');
-                    row = row[(quote + 1)..];
-                }
-
-                sb.Append(row);
+                ScriptText.AppendLiteralText(sb.Append(i == 0 ? string.Empty : ","), (before ? group[i].Before : group[i].After)!);
             }
 
             sb.Append("]'::jsonb");
@@ -336,18 +326,13 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
     public static IReadOnlyList<RestoreOp> ForItem(string key, ItemImage before, ItemImage after, IReadOnlyList<CaptureTable> tables)
     {
         var ops = new List<RestoreOp>();
-        var keyed = new Dictionary<(string Table, bool Before), Dictionary<string, string>>();
-        Dictionary<string, string> Keyed(CaptureTable t, bool ofBefore)
+        // Each image's rows of a table, by primary key: every row is read once, for its key.
+        static Dictionary<string, string> ByKey(CaptureTable t, ItemImage image)
         {
-            if (!keyed.TryGetValue((t.QualifiedName, ofBefore), out var rows))
+            var rows = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var row in image.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
             {
-                rows = new Dictionary<string, string>(StringComparer.Ordinal);
-                foreach (var row in (ofBefore ? before : after).Tables.GetValueOrDefault(t.QualifiedName) ?? [])
-                {
-                    rows[KeyOf(t, row)] = row;
-                }
-
-                keyed[(t.QualifiedName, ofBefore)] = rows;
+                rows[KeyOf(t, row)] = row;
             }
 
             return rows;
@@ -355,7 +340,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
 
         foreach (var t in tables.Reverse())
         {
-            var beforeRows = Keyed(t, ofBefore: true);
+            var beforeRows = ByKey(t, before);
             foreach (var row in after.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
             {
                 if (!beforeRows.ContainsKey(KeyOf(t, row)))
@@ -367,7 +352,7 @@ public sealed record RestoreOp(string ItemKey, RestoreKind Kind, string Table, s
 
         foreach (var t in tables)
         {
-            var afterRows = Keyed(t, ofBefore: false);
+            var afterRows = ByKey(t, after);
             foreach (var row in before.Tables.GetValueOrDefault(t.QualifiedName) ?? [])
             {
                 if (!afterRows.TryGetValue(KeyOf(t, row), out var now))

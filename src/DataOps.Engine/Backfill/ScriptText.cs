@@ -27,6 +27,23 @@ internal static class ScriptText
         return "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
     }
 
+    /// <summary>
+    /// The inside of a <see cref="Literal"/> (single quotes doubled, NUL refused), appended to
+    /// <paramref name="sb"/>: a literal built from many values without a copy of each (a keyset chunk's rows).
+    /// </summary>
+    public static void AppendLiteralText(StringBuilder sb, ReadOnlySpan<char> value)
+    {
+        RefuseNul(value);
+        int quote;
+        while ((quote = value.IndexOf('\'')) >= 0)
+        {
+            sb.Append(value[..(quote + 1)]).Append('\'');
+            value = value[(quote + 1)..];
+        }
+
+        sb.Append(value);
+    }
+
     /// <summary>PostgreSQL text cannot hold NUL, so no row or key can; refuse rather than write a script psql would cut short.</summary>
     public static void RefuseNul(ReadOnlySpan<char> value)
     {
